@@ -1,0 +1,95 @@
+/*
+ * keyring.h - volume metadata under BACKING/.ekmfs/: the volume descriptor,
+ * the keyring of wrapped KEKs, and the lock that serializes their writers.
+ *
+ * Owns: the JSON documents volume.json and keyring.json (see docs/FORMAT.md),
+ * their atomic replacement (write temp, fsync, rename, fsync dir) and the
+ * advisory lock file. Knows nothing about providers: a wrapped KEK is an
+ * opaque blob plus the CMK reference and version that produced it.
+ */
+#ifndef EKMFS_KEYRING_H
+#define EKMFS_KEYRING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define EKMFS_META_DIR ".ekmfs"
+#define EKMFS_VOLUME_FILE "volume.json"
+#define EKMFS_KEYRING_FILE "keyring.json"
+#define EKMFS_LOCK_FILE "lock"
+#define EKMFS_VOLUME_ID_SIZE 16
+#define EKMFS_WRAPPED_MAX 1024
+#define EKMFS_REF_MAX 256
+
+struct ekmfs_volume {
+	uint32_t format_version;
+	uint8_t volume_id[EKMFS_VOLUME_ID_SIZE];
+	uint32_t block_size;
+	time_t created;
+};
+
+/* A KEK as stored: wrapped by a CMK, with the reference and key version of
+ * that CMK (an ARN and version id, a Key Vault kid, a local key fingerprint). */
+struct ekmfs_wrapped_kek {
+	uint8_t blob[EKMFS_WRAPPED_MAX];
+	size_t len;
+	char cmk_ref[EKMFS_REF_MAX];
+	char cmk_version[EKMFS_REF_MAX];
+};
+
+enum ekmfs_kek_state { EKMFS_KEK_ACTIVE, EKMFS_KEK_RETIRED, EKMFS_KEK_DESTROYED };
+
+struct ekmfs_kek_record {
+	uint32_t version;
+	enum ekmfs_kek_state state;
+	time_t created;
+	struct ekmfs_wrapped_kek wrapped; /* len 0 once destroyed */
+};
+
+struct ekmfs_tenant_record {
+	char name[64];
+	uint32_t id;                /* stored in file headers; never reused */
+	char provider[32];
+	char kdf[EKMFS_REF_MAX];    /* provider parameters, e.g. scrypt salt */
+	uint32_t current_version;   /* KEK version for new files */
+	time_t last_rotation;
+	time_t last_cmk_change;
+	size_t nkeks;
+	struct ekmfs_kek_record *keks;
+};
+
+struct ekmfs_keyring {
+	uint64_t generation;        /* +1 on every write */
+	size_t ntenants;
+	struct ekmfs_tenant_record *tenants;
+};
+
+/* Descriptor. read: 0, -ENOENT (no .ekmfs: not a volume), -EPROTO (foreign
+ * or unsupported version), -EBADMSG (corrupt). write_new: creates .ekmfs/
+ * (mode 0700) and the descriptor; -EEXIST if a volume is already there. */
+int ekmfs_volume_read(int backing_fd, struct ekmfs_volume *v);
+int ekmfs_volume_write_new(int backing_fd, const struct ekmfs_volume *v);
+
+/* Keyring. read fills kr (free with ekmfs_keyring_free); write replaces the
+ * file atomically and durably. The caller holds the exclusive meta lock. */
+int ekmfs_keyring_read(int backing_fd, struct ekmfs_keyring *kr);
+int ekmfs_keyring_write(int backing_fd, const struct ekmfs_keyring *kr);
+void ekmfs_keyring_free(struct ekmfs_keyring *kr);
+/* Identity of the keyring file (inode, mtime, size) for cheap change checks. */
+int ekmfs_keyring_stamp(int backing_fd, uint64_t stamp[3]);
+
+struct ekmfs_tenant_record *ekmfs_keyring_tenant(struct ekmfs_keyring *kr, const char *name);
+struct ekmfs_tenant_record *ekmfs_keyring_tenant_by_id(struct ekmfs_keyring *kr, uint32_t id);
+struct ekmfs_kek_record *ekmfs_tenant_kek(struct ekmfs_tenant_record *t, uint32_t version);
+/* Append a tenant / KEK record (copies *rec; takes no ownership). 0 or -ENOMEM. */
+int ekmfs_keyring_add_tenant(struct ekmfs_keyring *kr, const struct ekmfs_tenant_record *rec);
+int ekmfs_tenant_add_kek(struct ekmfs_tenant_record *t, const struct ekmfs_kek_record *rec);
+const char *ekmfs_kek_state_name(enum ekmfs_kek_state s);
+
+/* flock() on .ekmfs/lock. wait=false returns -EWOULDBLOCK when held. */
+int ekmfs_meta_lock(int backing_fd, bool exclusive, bool wait, int *lock_fd);
+void ekmfs_meta_unlock(int lock_fd);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * secmem.h - memory for key material.
+ *
+ * Owns: the locked, never-dumped arena that holds every plaintext key (CMK,
+ * KEK, DEK) and the process settings that keep secrets out of core dumps.
+ * Built on OpenSSL's secure heap (mlock + MADV_DONTDUMP + guard pages); when
+ * the arena cannot be locked (no CAP_IPC_LOCK and a small RLIMIT_MEMLOCK) we
+ * warn once and fall back to ordinary memory that is still wiped on free.
+ */
+#ifndef EKMFS_SECMEM_H
+#define EKMFS_SECMEM_H
+
+#include <stddef.h>
+
+/* Call once at start-up, before any key is created. 0 or -errno. */
+int ekmfs_secmem_init(void);
+/* Disable core dumps and ptrace attach (PR_SET_DUMPABLE 0, RLIMIT_CORE 0). */
+void ekmfs_secmem_no_dumps(void);
+
+/* Zeroed, locked allocation; NULL on failure. */
+void *ekmfs_secure_alloc(size_t len);
+/* Wipe (OPENSSL_cleanse) and release; NULL is fine. */
+void ekmfs_secure_free(void *p, size_t len);
+/* Wipe a buffer that is not from the arena (stack copies, I/O buffers). */
+void ekmfs_wipe(void *p, size_t len);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * util.h - logging, the one-line error message, and small helpers.
+ *
+ * Owns: the process-wide log sink (stderr or syslog), the thread-local "last
+ * error" text that library calls fill in when they return -errno, time and
+ * hex/base64 helpers shared by every module.
+ *
+ * Convention: a library function that fails returns -errno and, where a human
+ * needs to know more than strerror() says, sets the last error with
+ * ekmfs_seterr(). Tools print ekmfs_lasterr() as their one-line message.
+ */
+#ifndef EKMFS_UTIL_H
+#define EKMFS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <time.h>
+
+#define EKMFS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+enum ekmfs_log_level { EKMFS_LOG_ERR, EKMFS_LOG_WARN, EKMFS_LOG_INFO, EKMFS_LOG_DEBUG };
+
+/* Send log lines to syslog (after the daemon detaches) instead of stderr. */
+void ekmfs_log_use_syslog(const char *ident);
+void ekmfs_log_set_level(enum ekmfs_log_level level);
+void ekmfs_log(enum ekmfs_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Thread-local one-line description of the last failure. */
+void ekmfs_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *ekmfs_lasterr(void);
+void ekmfs_clearerr(void);
+
+/* Lower-case hex of len bytes into out (2*len+1 bytes). */
+void ekmfs_hex(const uint8_t *in, size_t len, char *out);
+/* Parse exactly 2*len hex digits; 0 or -EINVAL. */
+int ekmfs_unhex(const char *in, uint8_t *out, size_t len);
+
+/* Standard base64 with padding. encode: out needs 4*ceil(len/3)+1 bytes. */
+void ekmfs_b64_encode(const uint8_t *in, size_t len, char *out);
+/* Decode into out (capacity cap); whitespace around the text is ignored.
+ * Returns the decoded length or -EINVAL. */
+long ekmfs_b64_decode(const char *in, uint8_t *out, size_t cap);
+
+/* RFC 3339 UTC ("2026-11-22T23:01:11Z") of t into out (>= 21 bytes). */
+void ekmfs_time_rfc3339(time_t t, char *out, size_t outlen);
+/* Parse the same form; 0 or -EINVAL. */
+int ekmfs_time_parse_rfc3339(const char *s, time_t *t);
+
+#endif

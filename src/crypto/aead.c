@@ -1,0 +1,122 @@
+/*
+ * aead.c - AES-256-GCM through OpenSSL's EVP interface, and randomness.
+ *
+ * Each thread keeps one EVP_CIPHER_CTX and reuses it, and the cipher is
+ * fetched once per process, so sealing or opening a block allocates nothing
+ * (the FUSE workers call this for every 4 KiB block). OpenSSL picks the
+ * AES-NI/VAES implementation itself.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "ekmfs/aead.h"
+#include "ekmfs/secmem.h"
+
+static EVP_CIPHER *gcm_cipher;
+static pthread_once_t gcm_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ctx_key;
+
+static void ctx_free(void *ctx)
+{
+	EVP_CIPHER_CTX_free(ctx);
+}
+
+static void gcm_init(void)
+{
+	gcm_cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	pthread_key_create(&ctx_key, ctx_free);
+}
+
+/* The calling thread's context, created on first use; NULL on failure. */
+static EVP_CIPHER_CTX *thread_ctx(void)
+{
+	EVP_CIPHER_CTX *ctx;
+
+	pthread_once(&gcm_once, gcm_init);
+	if (!gcm_cipher)
+		return NULL;
+	ctx = pthread_getspecific(ctx_key);
+	if (!ctx) {
+		ctx = EVP_CIPHER_CTX_new();
+		if (ctx && pthread_setspecific(ctx_key, ctx) != 0) {
+			EVP_CIPHER_CTX_free(ctx);
+			ctx = NULL;
+		}
+	}
+	return ctx;
+}
+
+int ekmfs_aead_seal(const uint8_t key[EKMFS_AEAD_KEY_SIZE],
+		    const uint8_t nonce[EKMFS_AEAD_NONCE_SIZE],
+		    const uint8_t *aad, size_t aad_len,
+		    const uint8_t *pt, size_t len,
+		    uint8_t *ct, uint8_t tag[EKMFS_AEAD_TAG_SIZE])
+{
+	EVP_CIPHER_CTX *ctx = thread_ctx();
+	int outl, ret = -EIO;
+
+	if (!ctx || len > INT32_MAX || aad_len > INT32_MAX)
+		return -EIO;
+	if (EVP_EncryptInit_ex2(ctx, gcm_cipher, key, nonce, NULL) != 1)
+		goto out;
+	if (aad_len && EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1)
+		goto out;
+	if (len && EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)len) != 1)
+		goto out;
+	if (EVP_EncryptFinal_ex(ctx, ct + len, &outl) != 1)
+		goto out;
+	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, EKMFS_AEAD_TAG_SIZE, tag) != 1)
+		goto out;
+	ret = 0;
+out:
+	/* Drop the key schedule from the context between calls. */
+	EVP_CIPHER_CTX_reset(ctx);
+	return ret;
+}
+
+int ekmfs_aead_open(const uint8_t key[EKMFS_AEAD_KEY_SIZE],
+		    const uint8_t nonce[EKMFS_AEAD_NONCE_SIZE],
+		    const uint8_t *aad, size_t aad_len,
+		    const uint8_t *ct, size_t len,
+		    const uint8_t tag[EKMFS_AEAD_TAG_SIZE], uint8_t *pt)
+{
+	EVP_CIPHER_CTX *ctx = thread_ctx();
+	uint8_t tagcopy[EKMFS_AEAD_TAG_SIZE];
+	int outl, ret = -EIO;
+
+	if (!ctx || len > INT32_MAX || aad_len > INT32_MAX)
+		goto fail;
+	memcpy(tagcopy, tag, sizeof(tagcopy));
+	if (EVP_DecryptInit_ex2(ctx, gcm_cipher, key, nonce, NULL) != 1)
+		goto fail;
+	if (aad_len && EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1)
+		goto fail;
+	if (len && EVP_DecryptUpdate(ctx, pt, &outl, ct, (int)len) != 1)
+		goto fail;
+	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, EKMFS_AEAD_TAG_SIZE, tagcopy) != 1)
+		goto fail;
+	if (EVP_DecryptFinal_ex(ctx, pt + len, &outl) != 1) {
+		ret = -EBADMSG;
+		goto fail;
+	}
+	EVP_CIPHER_CTX_reset(ctx);
+	return 0;
+fail:
+	/* Never leave unauthenticated plaintext behind for the caller. */
+	if (len)
+		ekmfs_wipe(pt, len);
+	if (ctx)
+		EVP_CIPHER_CTX_reset(ctx);
+	return ret;
+}
+
+int ekmfs_random(void *buf, size_t len)
+{
+	if (len > INT32_MAX || RAND_bytes(buf, (int)len) != 1)
+		return -EIO;
+	return 0;
+}

@@ -1,0 +1,621 @@
+/*
+ * keys.c - the key hierarchy of one volume (include/ekmfs/keys.h).
+ *
+ * Owns: creating a volume (descriptor + keyring with the default tenant's
+ * KEK v1), opening one (providers, current KEKs), the KEK cache, and the two
+ * per-file operations: a header for a new file, the DEK of an existing one.
+ *
+ * Divisions:
+ *   1. the key manager's state and its lock
+ *   2. the KEK cache: lookup, load through the provider, keyring reload
+ *   3. volume init (with its refusals: not empty, secrets inside BACKING)
+ *   4. open / close
+ *   5. file headers
+ *
+ * Locking: one rwlock (k->lock) guards the keyring copy, its stamp, the
+ * tenant table and the cache. Lookups that hit take it shared and hold it
+ * while the caller uses the cached KEK (one AES-GCM of 32 bytes), so a KEK
+ * is never copied out of secure memory and never freed under a reader.
+ * A miss takes it exclusive, re-reads the keyring if it changed on disk and
+ * asks the provider to unwrap the record.
+ *
+ * Tenants: this release has only the default tenant, so a new file's path
+ * does not choose anything yet; tenants mapped to subtrees come later.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ekmfs/aead.h"
+#include "ekmfs/keys.h"
+#include "ekmfs/provider.h"
+#include "ekmfs/secmem.h"
+#include "ekmfs/util.h"
+
+#define DEFAULT_TENANT_ID 1
+
+/* ---- 1. state ---- */
+
+/* A tenant of the open volume: its own copy of its configuration (providers
+ * keep a pointer to it) and its provider. */
+struct key_tenant {
+	uint32_t id;
+	char name[EKMFS_NAME_MAX];
+	struct ekmfs_tenant_config tc;
+	struct ekmfs_provider *prov;
+};
+
+struct cached_kek {
+	uint32_t tenant_id;
+	uint32_t version;
+	uint8_t *key;                   /* EKMFS_KEY_SIZE bytes, secure memory */
+};
+
+struct ekmfs_keys {
+	int backing_fd;                 /* owned by the caller */
+	struct ekmfs_volume vol;
+	pthread_rwlock_t lock;          /* guards every field below */
+	struct ekmfs_keyring kr;
+	uint64_t stamp[3];              /* of the keyring file kr was read from */
+	struct key_tenant **tenants;
+	size_t ntenants;
+	struct cached_kek *cache;
+	size_t ncache;
+};
+
+static void backing_path(int backing_fd, char *out, size_t outlen)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", backing_fd);
+	n = readlink(link, out, outlen - 1);
+	if (n <= 0)
+		snprintf(out, outlen, "BACKING");
+	else
+		out[n] = '\0';
+}
+
+static struct key_tenant *tenant_by_id(struct ekmfs_keys *k, uint32_t id)
+{
+	for (size_t i = 0; i < k->ntenants; i++)
+		if (k->tenants[i]->id == id)
+			return k->tenants[i];
+	return NULL;
+}
+
+/* ---- 2. the KEK cache ---- */
+
+static uint8_t *cache_find(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t version)
+{
+	for (size_t i = 0; i < k->ncache; i++)
+		if (k->cache[i].tenant_id == tenant_id && k->cache[i].version == version)
+			return k->cache[i].key;
+	return NULL;
+}
+
+static void cache_drop(struct ekmfs_keys *k, size_t i)
+{
+	ekmfs_secure_free(k->cache[i].key, EKMFS_KEY_SIZE);
+	k->cache[i] = k->cache[--k->ncache];
+}
+
+/* Unwrap (tenant id, version) from the keyring into the cache. Caller holds
+ * the lock exclusive. -ENOKEY when the keyring has no usable record. */
+static int kek_load(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t version,
+		    uint8_t **out)
+{
+	struct ekmfs_tenant_record *rec = ekmfs_keyring_tenant_by_id(&k->kr, tenant_id);
+	struct key_tenant *kt = tenant_by_id(k, tenant_id);
+	struct ekmfs_kek_record *kr;
+	struct ekmfs_wrap_context ctx;
+	struct cached_kek *grown;
+	uint8_t *key;
+	int ret;
+
+	if (!rec) {
+		ekmfs_seterr("the keyring has no tenant with id %u", tenant_id);
+		return -ENOKEY;
+	}
+	if (!kt) {
+		ekmfs_seterr("tenant '%s' appeared in the keyring after the volume was "
+			     "opened; remount to use it", rec->name);
+		return -ENOKEY;
+	}
+	kr = ekmfs_tenant_kek(rec, version);
+	if (!kr) {
+		ekmfs_seterr("tenant '%s' has no KEK version %u in the keyring", rec->name,
+			     version);
+		return -ENOKEY;
+	}
+	if (kr->state == EKMFS_KEK_DESTROYED) {
+		ekmfs_seterr("tenant '%s' KEK v%u is destroyed", rec->name, version);
+		return -ENOKEY;
+	}
+	grown = realloc(k->cache, (k->ncache + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	k->cache = grown;
+	key = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	if (!key)
+		return -ENOMEM;
+	ctx = (struct ekmfs_wrap_context){ k->vol.volume_id, rec->name, version };
+	ret = kt->prov->ops->unwrap(kt->prov, &ctx, &kr->wrapped, key);
+	if (ret) {
+		ekmfs_secure_free(key, EKMFS_KEY_SIZE);
+		return ret;
+	}
+	k->cache[k->ncache++] = (struct cached_kek){ tenant_id, version, key };
+	*out = key;
+	return 0;
+}
+
+/* Whether the keyring file differs from the one in memory. Any lock. */
+static bool keyring_changed(struct ekmfs_keys *k)
+{
+	uint64_t stamp[3];
+
+	if (ekmfs_keyring_stamp(k->backing_fd, stamp) < 0)
+		return false;
+	return memcmp(stamp, k->stamp, sizeof(stamp)) != 0;
+}
+
+/* Re-read the keyring if the file changed since we read it. Exclusive lock.
+ * Providers copy what they need from their record at open, so replacing
+ * k->kr leaves no provider pointing into the old one.
+ * Cached KEKs whose record is gone or destroyed are dropped. */
+static int keyring_refresh(struct ekmfs_keys *k)
+{
+	struct ekmfs_keyring fresh;
+	uint64_t stamp[3];
+	int ret;
+
+	ret = ekmfs_keyring_stamp(k->backing_fd, stamp);
+	if (ret)
+		return 0; /* vanished or unreadable: keep serving what we have */
+	if (memcmp(stamp, k->stamp, sizeof(stamp)) == 0)
+		return 0;
+	ret = ekmfs_keyring_read(k->backing_fd, &fresh);
+	if (ret) {
+		ekmfs_log(EKMFS_LOG_WARN, "keeping the keyring in memory: %s", ekmfs_lasterr());
+		return 0;
+	}
+	ekmfs_keyring_free(&k->kr);
+	k->kr = fresh;
+	memcpy(k->stamp, stamp, sizeof(stamp));
+	for (size_t i = k->ncache; i-- > 0;) {
+		struct ekmfs_tenant_record *t = ekmfs_keyring_tenant_by_id(&k->kr,
+									   k->cache[i].tenant_id);
+		struct ekmfs_kek_record *r = t ? ekmfs_tenant_kek(t, k->cache[i].version) : NULL;
+		if (!r || r->state == EKMFS_KEK_DESTROYED)
+			cache_drop(k, i);
+	}
+	return 0;
+}
+
+/* Find the KEK and return with k->lock held (shared or exclusive); the caller
+ * uses *key, then unlocks. On failure the lock is not held. */
+static int kek_acquire(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t version,
+		       uint8_t **key)
+{
+	int ret;
+
+	pthread_rwlock_rdlock(&k->lock);
+	*key = cache_find(k, tenant_id, version);
+	if (*key)
+		return 0;
+	pthread_rwlock_unlock(&k->lock);
+
+	pthread_rwlock_wrlock(&k->lock);
+	*key = cache_find(k, tenant_id, version);
+	if (*key)
+		return 0;
+	keyring_refresh(k);
+	ret = kek_load(k, tenant_id, version, key);
+	if (ret)
+		pthread_rwlock_unlock(&k->lock);
+	return ret;
+}
+
+/* ---- 3. volume init ---- */
+
+static int check_empty(int backing_fd, const char *path)
+{
+	struct dirent *de;
+	DIR *dir;
+	int fd, ret = 0;
+
+	fd = openat(backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		ret = -errno;
+		if (fd >= 0)
+			close(fd);
+		ekmfs_seterr("cannot list %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	while ((de = readdir(dir))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    !strcmp(de->d_name, "lost+found"))
+			continue;
+		ekmfs_seterr("%s is not empty; ekmfs-admin init needs an empty directory", path);
+		ret = -ENOTEMPTY;
+		break;
+	}
+	closedir(dir);
+	return ret;
+}
+
+/* Canonical form of path, which may not exist yet: the real path of its
+ * deepest existing ancestor followed by the rest. */
+static int resolve_maybe_missing(const char *path, char *out, size_t outlen)
+{
+	char head[PATH_MAX], real[PATH_MAX];
+	const char *rest;
+	char *slash;
+
+	if (strlen(path) >= sizeof(head))
+		return -ENAMETOOLONG;
+	strcpy(head, path);
+	for (;;) {
+		if (realpath(head, real)) {
+			rest = path + strlen(head);
+			if (strcmp(real, "/") == 0 && *rest == '/')
+				real[0] = '\0';
+			if ((size_t)snprintf(out, outlen, "%s%s", real, rest) >= outlen)
+				return -ENAMETOOLONG;
+			return 0;
+		}
+		if (errno != ENOENT && errno != ENOTDIR)
+			return -errno;
+		slash = strrchr(head, '/');
+		if (!slash)
+			return -EINVAL;
+		*(slash == head ? slash + 1 : slash) = '\0';
+	}
+}
+
+static bool has_dot_component(const char *path)
+{
+	for (const char *p = path; (p = strchr(p, '/')); p++) {
+		if (p[1] == '.' && (p[2] == '/' || p[2] == '\0'))
+			return true;
+		if (p[1] == '.' && p[2] == '.' && (p[3] == '/' || p[3] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/* A backup of the ciphertext must never carry the key that opens it. */
+static int check_secret_outside(const char *secret, const char *what, const char *backing)
+{
+	char real[PATH_MAX];
+	size_t n = strlen(backing);
+	int ret;
+
+	if (has_dot_component(secret)) {
+		ekmfs_seterr("%s %s must not contain '.' or '..' components", what, secret);
+		return -EINVAL;
+	}
+	ret = resolve_maybe_missing(secret, real, sizeof(real));
+	if (ret) {
+		ekmfs_seterr("cannot resolve %s %s: %s", what, secret, strerror(-ret));
+		return ret;
+	}
+	if (strcmp(backing, "/") == 0 ||
+	    (strncmp(real, backing, n) == 0 && (real[n] == '/' || real[n] == '\0'))) {
+		ekmfs_seterr("%s %s is inside the backing directory %s: a copy of the "
+			     "encrypted data must never contain its key; keep it elsewhere",
+			     what, secret, backing);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Undo a half-written volume so a failed init leaves BACKING as it was. */
+static void remove_meta(int backing_fd)
+{
+	static const char *const files[] = {
+		EKMFS_KEYRING_FILE, EKMFS_KEYRING_FILE ".tmp", EKMFS_VOLUME_FILE,
+		EKMFS_VOLUME_FILE ".tmp", EKMFS_LOCK_FILE,
+	};
+	char rel[64];
+
+	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(files); i++) {
+		snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, files[i]);
+		unlinkat(backing_fd, rel, 0);
+	}
+	unlinkat(backing_fd, EKMFS_META_DIR, AT_REMOVEDIR);
+}
+
+int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
+		      struct ekmfs_volume *out)
+{
+	const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(cfg, EKMFS_DEFAULT_TENANT);
+	char path[PATH_MAX];
+	struct ekmfs_volume vol = { .format_version = 1, .block_size = EKMFS_BLOCK_SIZE };
+	struct ekmfs_tenant_record rec = { .id = DEFAULT_TENANT_ID, .current_version = 1 };
+	struct ekmfs_kek_record krec = { .version = 1, .state = EKMFS_KEK_ACTIVE };
+	struct ekmfs_keyring kr = { .generation = 1, .ntenants = 1, .tenants = &rec };
+	struct ekmfs_provider *prov = NULL;
+	struct ekmfs_wrap_context ctx;
+	uint8_t *kek = NULL;
+	struct stat st;
+	int lock_fd = -1, ret;
+
+	backing_path(backing_fd, path, sizeof(path));
+	if (!tc) {
+		ekmfs_seterr("the configuration has no default tenant");
+		return -EINVAL;
+	}
+	if (fstat(backing_fd, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode)) {
+		ekmfs_seterr("%s is not a directory", path);
+		return -ENOTDIR;
+	}
+	if (fstatat(backing_fd, EKMFS_META_DIR, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		ekmfs_seterr("%s is already an ekmfs volume (%s/%s exists)", path, path,
+			     EKMFS_META_DIR);
+		return -EEXIST;
+	}
+	ret = check_empty(backing_fd, path);
+	if (ret)
+		return ret;
+	if (tc->local_source == EKMFS_LOCAL_KEY_FILE)
+		ret = check_secret_outside(tc->key_file, "key file", path);
+	else if (tc->local_source == EKMFS_LOCAL_PASSPHRASE_FILE)
+		ret = check_secret_outside(tc->passphrase_file, "passphrase file", path);
+	if (ret)
+		return ret;
+
+	/* Everything that can fail for want of a key happens before any write. */
+	vol.created = time(NULL);
+	ret = ekmfs_random(vol.volume_id, sizeof(vol.volume_id));
+	if (ret)
+		return ret;
+	snprintf(rec.name, sizeof(rec.name), "%s", EKMFS_DEFAULT_TENANT);
+	snprintf(rec.provider, sizeof(rec.provider), "%s", tc->provider);
+	rec.last_rotation = rec.last_cmk_change = krec.created = vol.created;
+	ret = ekmfs_provider_open(tc, &rec, true, &prov);
+	if (ret)
+		return ret;
+	kek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	if (!kek) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ctx = (struct ekmfs_wrap_context){ vol.volume_id, rec.name, 1 };
+	ret = ekmfs_random(kek, EKMFS_KEY_SIZE);
+	if (!ret)
+		ret = prov->ops->wrap(prov, &ctx, kek, &krec.wrapped);
+	if (!ret)
+		ret = prov->ops->self_test(prov, &ctx);
+	if (ret)
+		goto out;
+	rec.keks = &krec;
+	rec.nkeks = 1;
+
+	ret = ekmfs_volume_write_new(backing_fd, &vol);
+	if (ret)
+		goto out;
+	ret = ekmfs_meta_lock(backing_fd, true, false, &lock_fd);
+	if (!ret)
+		ret = ekmfs_keyring_write(backing_fd, &kr);
+	ekmfs_meta_unlock(lock_fd);
+	if (ret) {
+		remove_meta(backing_fd);
+		goto out;
+	}
+	if (out)
+		*out = vol;
+out:
+	ekmfs_secure_free(kek, EKMFS_KEY_SIZE);
+	ekmfs_provider_close(prov);
+	return ret;
+}
+
+/* ---- 4. open / close ---- */
+
+static int open_tenant(struct ekmfs_keys *k, const struct ekmfs_config *cfg,
+		       struct ekmfs_tenant_record *rec)
+{
+	const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(cfg, rec->name);
+	struct key_tenant *kt, **grown;
+	uint8_t *key;
+	int ret;
+
+	if (!tc) {
+		ekmfs_seterr("the keyring has tenant '%s', which the configuration lacks "
+			     "([tenant.%s])", rec->name, rec->name);
+		return -ENOKEY;
+	}
+	if (strcmp(tc->provider, rec->provider) != 0) {
+		ekmfs_seterr("tenant '%s' uses provider '%s' in the keyring but '%s' in the "
+			     "configuration", rec->name, rec->provider, tc->provider);
+		return -EINVAL;
+	}
+	grown = realloc(k->tenants, (k->ntenants + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	k->tenants = grown;
+	kt = calloc(1, sizeof(*kt));
+	if (!kt)
+		return -ENOMEM;
+	kt->id = rec->id;
+	snprintf(kt->name, sizeof(kt->name), "%s", rec->name);
+	kt->tc = *tc;
+	ret = ekmfs_provider_open(&kt->tc, rec, false, &kt->prov);
+	if (ret) {
+		free(kt);
+		return ret;
+	}
+	k->tenants[k->ntenants++] = kt;
+	/* A wrong or missing key must fail now, not at the first file. */
+	return kek_load(k, rec->id, rec->current_version, &key);
+}
+
+int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg, struct ekmfs_keys **out)
+{
+	struct ekmfs_keys *k = calloc(1, sizeof(*k));
+	char path[PATH_MAX];
+	int ret;
+
+	*out = NULL;
+	if (!k)
+		return -ENOMEM;
+	k->backing_fd = backing_fd;
+	pthread_rwlock_init(&k->lock, NULL);
+	ret = ekmfs_volume_read(backing_fd, &k->vol);
+	if (ret == -ENOENT) {
+		backing_path(backing_fd, path, sizeof(path));
+		ekmfs_seterr("%s is not an ekmfs volume (no %s/%s); create one with: "
+			     "ekmfs-admin init %s", path, EKMFS_META_DIR, EKMFS_VOLUME_FILE, path);
+	}
+	if (ret)
+		goto fail;
+	/* Stamp before reading: a change racing the read then forces a re-read. */
+	ret = ekmfs_keyring_stamp(backing_fd, k->stamp);
+	if (!ret)
+		ret = ekmfs_keyring_read(backing_fd, &k->kr);
+	else
+		ekmfs_keyring_read(backing_fd, &k->kr); /* for its message */
+	if (ret)
+		goto fail;
+	for (size_t i = 0; i < k->kr.ntenants; i++) {
+		ret = open_tenant(k, cfg, &k->kr.tenants[i]);
+		if (ret)
+			goto fail;
+	}
+	*out = k;
+	return 0;
+fail:
+	ekmfs_keys_close(k);
+	return ret;
+}
+
+void ekmfs_keys_close(struct ekmfs_keys *k)
+{
+	if (!k)
+		return;
+	for (size_t i = 0; i < k->ncache; i++)
+		ekmfs_secure_free(k->cache[i].key, EKMFS_KEY_SIZE);
+	free(k->cache);
+	for (size_t i = 0; i < k->ntenants; i++) {
+		ekmfs_provider_close(k->tenants[i]->prov);
+		free(k->tenants[i]);
+	}
+	free(k->tenants);
+	ekmfs_keyring_free(&k->kr);
+	pthread_rwlock_destroy(&k->lock);
+	free(k);
+}
+
+const struct ekmfs_volume *ekmfs_keys_volume(const struct ekmfs_keys *k)
+{
+	return &k->vol;
+}
+
+/* ---- 5. file headers ---- */
+
+int ekmfs_keys_new_header(struct ekmfs_keys *k, const char *path, struct ekmfs_header *h,
+			  uint8_t *dek)
+{
+	uint8_t file_id[EKMFS_FILE_ID_SIZE], nonce[EKMFS_NONCE_SIZE];
+	struct ekmfs_tenant_record *rec;
+	uint32_t tenant_id = 0, version = 0;
+	uint8_t *kek;
+	int ret;
+
+	(void)path; /* one tenant in this release: paths choose tenants later */
+
+	/* Pick up a rotation (new current version) made by another tool; the
+	 * exclusive lock only when the keyring file actually changed. */
+	pthread_rwlock_rdlock(&k->lock);
+	if (keyring_changed(k)) {
+		pthread_rwlock_unlock(&k->lock);
+		pthread_rwlock_wrlock(&k->lock);
+		keyring_refresh(k);
+	}
+	rec = ekmfs_keyring_tenant(&k->kr, EKMFS_DEFAULT_TENANT);
+	if (rec) {
+		tenant_id = rec->id;
+		version = rec->current_version;
+	}
+	pthread_rwlock_unlock(&k->lock);
+	if (!rec) {
+		ekmfs_seterr("the keyring has no '%s' tenant", EKMFS_DEFAULT_TENANT);
+		return -ENOKEY;
+	}
+
+	ret = ekmfs_random(file_id, sizeof(file_id));
+	if (!ret)
+		ret = ekmfs_random(nonce, sizeof(nonce));
+	if (!ret)
+		ret = ekmfs_random(dek, EKMFS_KEY_SIZE);
+	if (ret)
+		goto out;
+	ret = kek_acquire(k, tenant_id, version, &kek);
+	if (ret)
+		goto out;
+	ekmfs_header_init(h, file_id);
+	ret = ekmfs_slot_wrap(h, 0, 1, tenant_id, version, kek, dek, nonce);
+	pthread_rwlock_unlock(&k->lock);
+out:
+	if (ret)
+		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
+	return ret;
+}
+
+static int open_slot(struct ekmfs_keys *k, const struct ekmfs_header *h, int idx,
+		     uint8_t *dek)
+{
+	const struct ekmfs_slot *s = &h->slot[idx];
+	char id[2 * EKMFS_FILE_ID_SIZE + 1];
+	uint8_t *kek;
+	int ret;
+
+	ret = kek_acquire(k, s->tenant_id, s->kek_version, &kek);
+	if (ret)
+		return ret == -ENOMEM ? ret : -ENOKEY; /* provider failures: key unavailable */
+	ret = ekmfs_slot_unwrap(h, idx, kek, dek);
+	pthread_rwlock_unlock(&k->lock);
+	if (ret == -EBADMSG) {
+		ekmfs_hex(h->file_id, EKMFS_FILE_ID_SIZE, id);
+		ekmfs_seterr("file %s: key slot %d (tenant id %u, KEK v%u) does not "
+			     "authenticate: the header is tampered or corrupt", id, idx,
+			     s->tenant_id, s->kek_version);
+	}
+	return ret;
+}
+
+int ekmfs_keys_open_header(struct ekmfs_keys *k, const struct ekmfs_header *h, uint8_t *dek)
+{
+	char first_err[512];
+	int newest, fallback, ret, ret2;
+
+	newest = ekmfs_header_newest_slot(h, &fallback);
+	if (newest < 0) {
+		ekmfs_seterr("file header has no key slot in use");
+		return -EBADMSG;
+	}
+	ret = open_slot(k, h, newest, dek);
+	if (!ret || fallback < 0)
+		return ret;
+	/* A re-wrap interrupted between its two steps leaves the older slot valid. */
+	snprintf(first_err, sizeof(first_err), "%s", ekmfs_lasterr());
+	ret2 = open_slot(k, h, fallback, dek);
+	if (!ret2) {
+		ekmfs_log(EKMFS_LOG_WARN, "%s; the other key slot opened the file", first_err);
+		return 0;
+	}
+	ekmfs_seterr("%s", first_err);
+	return ret;
+}

@@ -1,0 +1,232 @@
+/*
+ * test_config.c - ekmfs.ini parsing: defaults, every key, and every error
+ * with the exact FILE:LINE message.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ekmfs/config.h"
+#include "ekmfs/util.h"
+
+static char dir[] = "/tmp/ekmfs-test-config-XXXXXX";
+static char ini[sizeof(dir) + 16];
+static struct ekmfs_config cfg; /* large: keep it off the stack */
+
+static int load_text(const char *text)
+{
+	FILE *f = fopen(ini, "w");
+
+	if (!f)
+		return -errno;
+	fputs(text, f);
+	fclose(f);
+	return ekmfs_config_load(ini, &cfg);
+}
+
+/* Load text and expect -EINVAL with "INI:line: msg". */
+static void expect_error(const char *text, int line, const char *msg)
+{
+	char want[1024];
+	int rc = load_text(text);
+
+	snprintf(want, sizeof(want), "%s:%d: %s", ini, line, msg);
+	CHECK_EQ_INT(rc, -EINVAL);
+	if (strcmp(ekmfs_lasterr(), want) != 0) {
+		fprintf(stderr, "  got:  %s\n  want: %s\n", ekmfs_lasterr(), want);
+		check_failures++;
+	}
+	/* A refused file must not leave half its values behind. */
+	CHECK_EQ_INT(cfg.max_threads, 16);
+	CHECK(strcmp(cfg.tenants[0].key_file, EKMFS_DEFAULT_KEY_FILE) == 0);
+}
+
+static void test_defaults(void)
+{
+	const struct ekmfs_tenant_config *tc;
+
+	ekmfs_config_defaults(&cfg);
+	CHECK(cfg.attr_timeout == 1.0);
+	CHECK(cfg.entry_timeout == 1.0);
+	CHECK_EQ_INT(cfg.max_threads, 16);
+	CHECK_EQ_INT(cfg.log_level, EKMFS_LOG_INFO);
+	CHECK_EQ_INT(cfg.ntenants, 1);
+	CHECK(strcmp(cfg.path, "") == 0);
+	tc = ekmfs_config_tenant(&cfg, "default");
+	CHECK(tc == &cfg.tenants[0]);
+	CHECK(ekmfs_config_tenant(&cfg, "other") == NULL);
+	if (!tc)
+		return;
+	CHECK(strcmp(tc->provider, "local") == 0);
+	CHECK_EQ_INT(tc->local_source, EKMFS_LOCAL_KEY_FILE);
+	CHECK(strcmp(tc->key_file, EKMFS_DEFAULT_KEY_FILE) == 0);
+	CHECK(strcmp(tc->passphrase_file, "") == 0);
+	CHECK_EQ_INT(tc->scrypt_n, 65536);
+	CHECK_EQ_INT(tc->rotation_days, 60);
+
+	/* An empty file and a comments-only file change nothing. */
+	CHECK_EQ_INT(load_text(""), 0);
+	CHECK_EQ_INT(cfg.max_threads, 16);
+	CHECK(strcmp(cfg.path, ini) == 0);
+	CHECK_EQ_INT(load_text("; comment\n# other\n\n[daemon]\n"), 0);
+	CHECK(cfg.attr_timeout == 1.0);
+}
+
+static void test_every_key(void)
+{
+	const char *text =
+		"[daemon]\n"
+		"attr_timeout = 2.5\n"
+		"entry_timeout = 0\n"
+		"max_threads = 256\n"
+		"log_level = debug\n"
+		"\n"
+		"[tenant.default]\n"
+		"provider = local\n"
+		"key_file = /srv/keys/vol.key\n"
+		"scrypt_n = 16384\n"
+		"rotation_days = 3650\n";
+
+	CHECK_EQ_INT(load_text(text), 0);
+	CHECK(cfg.attr_timeout == 2.5);
+	CHECK(cfg.entry_timeout == 0.0);
+	CHECK_EQ_INT(cfg.max_threads, 256);
+	CHECK_EQ_INT(cfg.log_level, EKMFS_LOG_DEBUG);
+	CHECK_EQ_INT(cfg.tenants[0].local_source, EKMFS_LOCAL_KEY_FILE);
+	CHECK(strcmp(cfg.tenants[0].key_file, "/srv/keys/vol.key") == 0);
+	CHECK_EQ_INT(cfg.tenants[0].scrypt_n, 16384);
+	CHECK_EQ_INT(cfg.tenants[0].rotation_days, 3650);
+
+	CHECK_EQ_INT(load_text("[tenant.default]\npassphrase_file = /etc/ekmfs/pass\n"
+			       "[daemon]\nlog_level = err\nmax_threads = 1\n"), 0);
+	CHECK_EQ_INT(cfg.tenants[0].local_source, EKMFS_LOCAL_PASSPHRASE_FILE);
+	CHECK(strcmp(cfg.tenants[0].passphrase_file, "/etc/ekmfs/pass") == 0);
+	CHECK_EQ_INT(cfg.log_level, EKMFS_LOG_ERR);
+	CHECK_EQ_INT(cfg.max_threads, 1);
+
+	CHECK_EQ_INT(load_text("[tenant.default]\npassphrase = prompt\nscrypt_n = 1048576\n"), 0);
+	CHECK_EQ_INT(cfg.tenants[0].local_source, EKMFS_LOCAL_PASSPHRASE_PROMPT);
+	CHECK_EQ_INT(cfg.tenants[0].scrypt_n, 1048576);
+
+	CHECK_EQ_INT(load_text("[daemon]\nlog_level = warn\n"), 0);
+	CHECK_EQ_INT(cfg.log_level, EKMFS_LOG_WARN);
+	CHECK_EQ_INT(load_text("[daemon]\nlog_level = info\n"), 0);
+	CHECK_EQ_INT(cfg.log_level, EKMFS_LOG_INFO);
+}
+
+static void test_errors(void)
+{
+	expect_error("[daemon]\nmax_threads = 4\nfoo = 1\n", 3, "unknown key 'foo' in [daemon]");
+	expect_error("; c\n[tenant.default]\n\nkeyfile = /x\n", 4,
+		     "unknown key 'keyfile' in [tenant.default]");
+	/* Sections are refused even when empty (inih never reports those). */
+	expect_error("[daemon]\n[fuse]\n", 2, "unknown section [fuse]");
+	expect_error("\n\n[tenant.payroll]\nkey_file = /k\n", 3,
+		     "tenant 'payroll': only the default tenant is supported in this release");
+	expect_error("[tenant.payroll]\n", 1,
+		     "tenant 'payroll': only the default tenant is supported in this release");
+	expect_error("max_threads = 3\n", 1,
+		     "key outside any section (start with [daemon] or [tenant.default])");
+
+	expect_error("[daemon]\nmax_threads = 0\n", 2,
+		     "bad value '0' for key 'max_threads' in [daemon]: must be between 1 and 256");
+	expect_error("[daemon]\nmax_threads = 257\n", 2,
+		     "bad value '257' for key 'max_threads' in [daemon]: must be between 1 and 256");
+	expect_error("[daemon]\nmax_threads = 4x\n", 2,
+		     "bad value '4x' for key 'max_threads' in [daemon]: not a whole number");
+	expect_error("[daemon]\nmax_threads = -1\n", 2,
+		     "bad value '-1' for key 'max_threads' in [daemon]: not a whole number");
+	expect_error("[daemon]\nattr_timeout = -1\n", 2,
+		     "bad value '-1' for key 'attr_timeout' in [daemon]: must be >= 0");
+	expect_error("[daemon]\nentry_timeout = soon\n", 2,
+		     "bad value 'soon' for key 'entry_timeout' in [daemon]: not a number of seconds");
+	expect_error("[daemon]\nlog_level = verbose\n", 2,
+		     "bad value 'verbose' for key 'log_level' in [daemon]: must be one of err, "
+		     "warn, info, debug");
+	expect_error("[tenant.default]\nprovider = aws\n", 2,
+		     "bad value 'aws' for key 'provider' in [tenant.default]: only the 'local' "
+		     "provider exists in this release");
+	expect_error("[tenant.default]\nkey_file = keys/local.key\n", 2,
+		     "bad value 'keys/local.key' for key 'key_file' in [tenant.default]: must "
+		     "be an absolute path");
+	expect_error("[tenant.default]\npassphrase_file = pass\n", 2,
+		     "bad value 'pass' for key 'passphrase_file' in [tenant.default]: must be "
+		     "an absolute path");
+	expect_error("[tenant.default]\npassphrase = hunter2\n", 2,
+		     "bad value 'hunter2' for key 'passphrase' in [tenant.default]: the only "
+		     "accepted value is 'prompt' (a passphrase never belongs in this file: use "
+		     "passphrase_file)");
+	expect_error("[tenant.default]\nscrypt_n = 20000\n", 2,
+		     "bad value '20000' for key 'scrypt_n' in [tenant.default]: must be a power "
+		     "of two");
+	expect_error("[tenant.default]\nscrypt_n = 8192\n", 2,
+		     "bad value '8192' for key 'scrypt_n' in [tenant.default]: must be between "
+		     "16384 and 1048576");
+	expect_error("[tenant.default]\nrotation_days = 0\n", 2,
+		     "bad value '0' for key 'rotation_days' in [tenant.default]: must be "
+		     "between 1 and 3650");
+	expect_error("[tenant.default]\nkey_file = /k\n\npassphrase_file = /p\n", 4,
+		     "key_file, passphrase_file and passphrase=prompt exclude one another in "
+		     "[tenant.default]: set only one");
+	expect_error("[tenant.default]\npassphrase = prompt\npassphrase_file = /p\n", 3,
+		     "key_file, passphrase_file and passphrase=prompt exclude one another in "
+		     "[tenant.default]: set only one");
+	expect_error("[daemon]\nmax_threads = 2\nthis line is nonsense\n", 3,
+		     "syntax error (expected [section] or key = value)");
+	expect_error("[daemon\n", 1, "syntax error (expected [section] or key = value)");
+
+	/* The first error wins when a file has several. */
+	expect_error("[daemon]\nbogus = 1\n[nope]\n", 2, "unknown key 'bogus' in [daemon]");
+
+	/* An overlong line is refused, not split into two lines. */
+	{
+		char text[600];
+		int n = snprintf(text, sizeof(text), "[tenant.default]\nkey_file = /");
+		memset(text + n, 'a', 400);
+		strcpy(text + n + 400, "\n");
+		CHECK_EQ_INT(load_text(text), -EINVAL);
+		CHECK(strstr(ekmfs_lasterr(), ":2: line longer than") != NULL);
+	}
+}
+
+static void test_paths(void)
+{
+	char missing[sizeof(dir) + 32], want[256];
+	int rc;
+
+	/* The default path may be absent: then the embedded defaults apply. */
+	if (access(EKMFS_DEFAULT_CONFIG, F_OK) != 0) {
+		cfg.max_threads = 99;
+		CHECK_EQ_INT(ekmfs_config_load(NULL, &cfg), 0);
+		CHECK_EQ_INT(cfg.max_threads, 16);
+		CHECK(strcmp(cfg.path, "") == 0);
+	}
+	/* An explicit path must exist. */
+	snprintf(missing, sizeof(missing), "%s/absent.ini", dir);
+	rc = ekmfs_config_load(missing, &cfg);
+	CHECK_EQ_INT(rc, -ENOENT);
+	snprintf(want, sizeof(want), "cannot read config %s: %s", missing, strerror(ENOENT));
+	CHECK(strcmp(ekmfs_lasterr(), want) == 0);
+	/* A directory is not a config file. */
+	rc = ekmfs_config_load(dir, &cfg);
+	CHECK_EQ_INT(rc, -EISDIR);
+}
+
+int main(void)
+{
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(ini, sizeof(ini), "%s/ekmfs.ini", dir);
+	RUN(test_defaults);
+	RUN(test_every_key);
+	RUN(test_errors);
+	RUN(test_paths);
+	unlink(ini);
+	rmdir(dir);
+	return CHECK_DONE();
+}

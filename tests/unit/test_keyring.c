@@ -1,0 +1,389 @@
+/*
+ * test_keyring.c - volume.json and keyring.json: round trips, strict parsing
+ * of malformed documents, atomic replacement, the meta lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ekmfs/keyring.h"
+#include "ekmfs/util.h"
+
+static char root[] = "/tmp/ekmfs-test-keyring-XXXXXX";
+static int ncase;
+
+/* A fresh empty backing directory; returns its fd. */
+static int new_backing(char *path, size_t len)
+{
+	int fd;
+
+	snprintf(path, len, "%s/b%d", root, ncase++);
+	if (mkdir(path, 0700) < 0)
+		return -1;
+	fd = open(path, O_RDONLY | O_DIRECTORY);
+	return fd;
+}
+
+static void rm_tree(const char *path)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", path);
+}
+
+static int write_raw(int bfd, const char *name, const char *text, size_t len)
+{
+	char rel[64];
+	int fd;
+	ssize_t n;
+
+	mkdirat(bfd, EKMFS_META_DIR, 0700);
+	snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, name);
+	fd = openat(bfd, rel, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, len);
+	close(fd);
+	return n == (ssize_t)len ? 0 : -EIO;
+}
+
+static const char good_keyring[] =
+	"{\"format\":\"ekmfs-keyring\",\"version\":1,\"generation\":7,\"tenants\":[\n"
+	"{\"name\":\"default\",\"id\":1,\"provider\":\"local\",\"kdf\":\"\",\"current_version\":2,"
+	"\"last_rotation\":\"2026-11-22T10:00:00Z\",\"last_cmk_change\":\"2026-01-02T03:04:05Z\","
+	"\"keks\":[{\"version\":1,\"state\":\"retired\",\"created\":\"2026-01-02T03:04:05Z\","
+	"\"cmk_ref\":\"local:key-file\",\"cmk_version\":\"0123456789abcdef\",\"wrapped\":\"AAECAwQ=\"},"
+	"{\"version\":2,\"state\":\"active\",\"created\":\"2026-11-22T10:00:00Z\","
+	"\"cmk_ref\":\"local:key-file\",\"cmk_version\":\"0123456789abcdef\",\"wrapped\":\"BQYH\"}]}]}\n";
+
+/* good_keyring with the first occurrence of from replaced by to. */
+static char *mutate(const char *from, const char *to)
+{
+	static char buf[4096];
+	const char *at = strstr(good_keyring, from);
+
+	if (!at) {
+		fprintf(stderr, "mutate: '%s' not in the sample\n", from);
+		exit(2);
+	}
+	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - good_keyring), good_keyring, to,
+		 at + strlen(from));
+	return buf;
+}
+
+/* Write text as keyring.json, read it, expect rc and a message fragment. */
+static void expect_keyring(const char *text, int rc, const char *fragment)
+{
+	struct ekmfs_keyring kr;
+	char path[256];
+	int bfd = new_backing(path, sizeof(path)), got;
+
+	CHECK(bfd >= 0);
+	CHECK_EQ_INT(write_raw(bfd, EKMFS_KEYRING_FILE, text, strlen(text)), 0);
+	ekmfs_clearerr();
+	got = ekmfs_keyring_read(bfd, &kr);
+	CHECK_EQ_INT(got, rc);
+	if (got == 0)
+		ekmfs_keyring_free(&kr);
+	if (fragment && !strstr(ekmfs_lasterr(), fragment)) {
+		fprintf(stderr, "  message '%s' lacks '%s'\n", ekmfs_lasterr(), fragment);
+		check_failures++;
+	}
+	/* Every message names the file. */
+	if (rc && !strstr(ekmfs_lasterr(), "/.ekmfs/keyring.json")) {
+		fprintf(stderr, "  message '%s' does not name the file\n", ekmfs_lasterr());
+		check_failures++;
+	}
+	close(bfd);
+	rm_tree(path);
+}
+
+static void test_volume_round_trip(void)
+{
+	struct ekmfs_volume v = { .format_version = 1, .block_size = 4096,
+				  .created = 1795000000 }, r;
+	char path[256];
+	struct stat st;
+	int bfd = new_backing(path, sizeof(path));
+
+	CHECK(bfd >= 0);
+	for (int i = 0; i < EKMFS_VOLUME_ID_SIZE; i++)
+		v.volume_id[i] = (uint8_t)(0xa0 + i);
+	CHECK_EQ_INT(ekmfs_volume_read(bfd, &r), -ENOENT);
+	CHECK_EQ_INT(ekmfs_volume_write_new(bfd, &v), 0);
+	CHECK_EQ_INT(ekmfs_volume_read(bfd, &r), 0);
+	CHECK_EQ_INT(r.format_version, 1);
+	CHECK_EQ_INT(r.block_size, 4096);
+	CHECK_EQ_INT(r.created, 1795000000);
+	CHECK_MEM(r.volume_id, v.volume_id, EKMFS_VOLUME_ID_SIZE);
+	CHECK_EQ_INT(fstatat(bfd, ".ekmfs", &st, 0), 0);
+	CHECK_EQ_INT(st.st_mode & 0777, 0700);
+	CHECK_EQ_INT(fstatat(bfd, ".ekmfs/volume.json", &st, 0), 0);
+	CHECK_EQ_INT(st.st_mode & 0777, 0600);
+	CHECK(fstatat(bfd, ".ekmfs/volume.json.tmp", &st, 0) < 0 && errno == ENOENT);
+	/* A second volume in the same place is refused. */
+	CHECK_EQ_INT(ekmfs_volume_write_new(bfd, &v), -EEXIST);
+	CHECK(strstr(ekmfs_lasterr(), "already an ekmfs volume") != NULL);
+	close(bfd);
+	rm_tree(path);
+}
+
+static void expect_volume(const char *text, int rc, const char *fragment)
+{
+	struct ekmfs_volume v;
+	char path[256];
+	int bfd = new_backing(path, sizeof(path)), got;
+
+	CHECK_EQ_INT(write_raw(bfd, EKMFS_VOLUME_FILE, text, strlen(text)), 0);
+	got = ekmfs_volume_read(bfd, &v);
+	CHECK_EQ_INT(got, rc);
+	if (fragment && !strstr(ekmfs_lasterr(), fragment)) {
+		fprintf(stderr, "  message '%s' lacks '%s'\n", ekmfs_lasterr(), fragment);
+		check_failures++;
+	}
+	close(bfd);
+	rm_tree(path);
+}
+
+static void test_volume_malformed(void)
+{
+	const char *ok = "{\"format\":\"ekmfs-volume\",\"version\":1,\"volume_id\":"
+			 "\"000102030405060708090a0b0c0d0e0f\",\"block_size\":4096,"
+			 "\"created\":\"2026-11-22T23:01:11Z\"}";
+	expect_volume(ok, 0, NULL);
+	expect_volume("{\"format\":\"gocryptfs\",\"version\":1}", -EPROTO, "field 'format'");
+	expect_volume("{\"format\":\"ekmfs-volume\",\"version\":2}", -EPROTO, "version 2");
+	expect_volume("{\"format\":\"ekmfs-volume\",\"version\":1,\"volume_id\":"
+		      "\"000102030405060708090a0b0c0d0e0g\",\"block_size\":4096,"
+		      "\"created\":\"2026-11-22T23:01:11Z\"}", -EBADMSG, "field 'volume_id'");
+	expect_volume("{\"format\":\"ekmfs-volume\",\"version\":1,\"volume_id\":"
+		      "\"000102030405060708090a0b0c0d0e0f\",\"block_size\":8192,"
+		      "\"created\":\"2026-11-22T23:01:11Z\"}", -EPROTO, "field 'block_size'");
+	expect_volume("{\"format\":\"ekmfs-volume\",\"version\":1,\"volume_id\":"
+		      "\"000102030405060708090a0b0c0d0e0f\",\"block_size\":4096}",
+		      -EBADMSG, "field 'created': missing");
+	expect_volume("[1,2]", -EBADMSG, "not a JSON object");
+	expect_volume("", -EBADMSG, "not valid JSON");
+}
+
+static void test_keyring_round_trip(void)
+{
+	struct ekmfs_keyring kr = { .generation = 41 }, back;
+	struct ekmfs_tenant_record t = { .id = 1, .current_version = 2,
+					 .last_rotation = 1795000000,
+					 .last_cmk_change = 1790000000 };
+	struct ekmfs_kek_record k = { .version = 1, .state = EKMFS_KEK_RETIRED,
+				      .created = 1790000000 };
+	uint64_t stamp1[3], stamp2[3];
+	struct ekmfs_tenant_record *bt;
+	struct ekmfs_kek_record *bk;
+	char path[256];
+	struct stat st;
+	int bfd = new_backing(path, sizeof(path)), lock_fd;
+
+	CHECK(bfd >= 0);
+	CHECK_EQ_INT(mkdirat(bfd, EKMFS_META_DIR, 0700), 0);
+	snprintf(t.name, sizeof(t.name), "default");
+	snprintf(t.provider, sizeof(t.provider), "local");
+	snprintf(t.kdf, sizeof(t.kdf), "scrypt:n=16384,r=8,p=1,salt=AAAAAAAAAAAAAAAAAAAAAA==");
+	k.wrapped.len = 60;
+	for (int i = 0; i < 60; i++)
+		k.wrapped.blob[i] = (uint8_t)(i * 7);
+	snprintf(k.wrapped.cmk_ref, sizeof(k.wrapped.cmk_ref), "local:passphrase");
+	snprintf(k.wrapped.cmk_version, sizeof(k.wrapped.cmk_version), "00112233aabbccdd");
+	CHECK_EQ_INT(ekmfs_tenant_add_kek(&t, &k), 0);
+	k.version = 2;
+	k.state = EKMFS_KEK_ACTIVE;
+	k.wrapped.blob[0] ^= 1;
+	CHECK_EQ_INT(ekmfs_tenant_add_kek(&t, &k), 0);
+	k.version = 3;
+	k.state = EKMFS_KEK_DESTROYED;
+	k.wrapped.len = 0;
+	CHECK_EQ_INT(ekmfs_tenant_add_kek(&t, &k), 0);
+	CHECK_EQ_INT(ekmfs_keyring_add_tenant(&kr, &t), 0);
+	free(t.keks);
+
+	CHECK_EQ_INT(ekmfs_meta_lock(bfd, true, false, &lock_fd), 0);
+	/* A stale temporary from a crashed writer is replaced, not an error. */
+	CHECK_EQ_INT(write_raw(bfd, "keyring.json.tmp", "junk", 4), 0);
+	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr), 0);
+	CHECK(fstatat(bfd, ".ekmfs/keyring.json.tmp", &st, 0) < 0 && errno == ENOENT);
+	CHECK_EQ_INT(fstatat(bfd, ".ekmfs/keyring.json", &st, 0), 0);
+	CHECK_EQ_INT(st.st_mode & 0777, 0600);
+	CHECK_EQ_INT(ekmfs_keyring_stamp(bfd, stamp1), 0);
+
+	CHECK_EQ_INT(ekmfs_keyring_read(bfd, &back), 0);
+	CHECK_EQ_INT(back.generation, 41);
+	CHECK_EQ_INT(back.ntenants, 1);
+	bt = ekmfs_keyring_tenant(&back, "default");
+	CHECK(bt != NULL);
+	CHECK(ekmfs_keyring_tenant(&back, "other") == NULL);
+	CHECK(ekmfs_keyring_tenant_by_id(&back, 1) == bt);
+	CHECK(ekmfs_keyring_tenant_by_id(&back, 2) == NULL);
+	if (bt) {
+		CHECK_EQ_INT(bt->current_version, 2);
+		CHECK_EQ_INT(bt->last_rotation, 1795000000);
+		CHECK_EQ_INT(bt->last_cmk_change, 1790000000);
+		CHECK(strcmp(bt->kdf, t.kdf) == 0);
+		CHECK(strcmp(bt->provider, "local") == 0);
+		CHECK_EQ_INT(bt->nkeks, 3);
+		bk = ekmfs_tenant_kek(bt, 1);
+		CHECK(bk && bk->state == EKMFS_KEK_RETIRED && bk->wrapped.len == 60);
+		CHECK(bk && bk->wrapped.blob[0] == 0 && bk->wrapped.blob[59] == (uint8_t)(59 * 7));
+		CHECK(bk && strcmp(bk->wrapped.cmk_ref, "local:passphrase") == 0);
+		CHECK(bk && strcmp(bk->wrapped.cmk_version, "00112233aabbccdd") == 0);
+		bk = ekmfs_tenant_kek(bt, 2);
+		CHECK(bk && bk->state == EKMFS_KEK_ACTIVE && bk->wrapped.blob[0] == 1);
+		bk = ekmfs_tenant_kek(bt, 3);
+		CHECK(bk && bk->state == EKMFS_KEK_DESTROYED && bk->wrapped.len == 0);
+		CHECK(ekmfs_tenant_kek(bt, 4) == NULL);
+	}
+	ekmfs_keyring_free(&back);
+
+	/* The caller bumps the generation; a rewrite changes the stamp. */
+	kr.generation++;
+	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr), 0);
+	CHECK_EQ_INT(ekmfs_keyring_stamp(bfd, stamp2), 0);
+	CHECK(memcmp(stamp1, stamp2, sizeof(stamp1)) != 0);
+	CHECK_EQ_INT(ekmfs_keyring_read(bfd, &back), 0);
+	CHECK_EQ_INT(back.generation, 42);
+	ekmfs_keyring_free(&back);
+	ekmfs_meta_unlock(lock_fd);
+
+	ekmfs_keyring_free(&kr);
+	CHECK(strcmp(ekmfs_kek_state_name(EKMFS_KEK_DESTROYED), "destroyed") == 0);
+	close(bfd);
+	rm_tree(path);
+}
+
+static void test_keyring_malformed(void)
+{
+	char text[4096];
+
+	expect_keyring(good_keyring, 0, NULL);
+	/* Truncated anywhere: never parsed as a shorter keyring. */
+	snprintf(text, sizeof(text), "%.*s", (int)strlen(good_keyring) / 2, good_keyring);
+	expect_keyring(text, -EBADMSG, "not valid JSON");
+	snprintf(text, sizeof(text), "%.*s", (int)strlen(good_keyring) - 3, good_keyring);
+	expect_keyring(text, -EBADMSG, "not valid JSON");
+	expect_keyring(mutate("\"generation\":7", "\"generation\":\"7\""), -EBADMSG,
+		       "field 'generation': must be an integer");
+	expect_keyring(mutate("\"generation\":7", "\"generation\":-7"), -EBADMSG,
+		       "field 'generation'");
+	expect_keyring(mutate("\"id\":1", "\"id\":true"), -EBADMSG,
+		       "field 'tenants[0].id': must be an integer");
+	expect_keyring(mutate("\"keks\":[", "\"keks\":{\"a\":["), -EBADMSG, NULL);
+	expect_keyring(mutate("\"wrapped\":\"BQYH\"", "\"wrapped\":\"BQY*\""), -EBADMSG,
+		       "field 'tenants[0].keks[1].wrapped': not valid base64");
+	expect_keyring(mutate("\"wrapped\":\"AAECAwQ=\"", "\"wrapped\":\"AAECAwQ\""), -EBADMSG,
+		       "field 'tenants[0].keks[0].wrapped': not valid base64");
+	expect_keyring(mutate("\"version\":2,", "\"version\":1,"), -EBADMSG,
+		       "field 'tenants[0].keks[1].version': duplicate KEK version 1");
+	expect_keyring(mutate("\"format\":\"ekmfs-keyring\"", "\"format\":\"ekmfs-volume\""),
+		       -EPROTO, "field 'format'");
+	expect_keyring(mutate("\"version\":1,\"generation\"", "\"version\":2,\"generation\""),
+		       -EPROTO, "version 2 is not supported");
+	expect_keyring(mutate("\"current_version\":2", "\"current_version\":5"), -EBADMSG,
+		       "field 'tenants[0].current_version': KEK version 5 is not in keks");
+	expect_keyring(mutate("\"current_version\":2", "\"current_version\":1"), -EBADMSG,
+		       "KEK version 1 is retired, not active");
+	expect_keyring(mutate("\"state\":\"retired\"", "\"state\":\"lost\""), -EBADMSG,
+		       "field 'tenants[0].keks[0].state'");
+	expect_keyring(mutate("\"state\":\"retired\"", "\"state\":\"destroyed\""), -EBADMSG,
+		       "a destroyed KEK keeps no wrapped key");
+	expect_keyring(mutate("\"created\":\"2026-01-02T03:04:05Z\"",
+			      "\"created\":\"yesterday\""), -EBADMSG,
+		       "field 'tenants[0].keks[0].created'");
+	expect_keyring(mutate("\"kdf\":\"\",", ""), -EBADMSG,
+		       "field 'tenants[0].kdf': missing");
+	expect_keyring(mutate("\"kdf\":\"\"", "\"kdf\":\"\",\"colour\":\"blue\""), -EBADMSG,
+		       "field 'tenants[0].colour': unknown field");
+	expect_keyring(mutate("\"name\":\"default\"", "\"name\":\"../etc\""), -EBADMSG,
+		       "field 'tenants[0].name'");
+	expect_keyring(mutate("\"tenants\":[\n", "\"tenants\":[]}"), -EBADMSG, NULL);
+	expect_keyring(mutate("}]}\n", "}]}\ngarbage"), -EBADMSG, "not valid JSON");
+	expect_keyring(mutate("}]}\n", "}]}\n{}"), -EBADMSG, "not valid JSON");
+
+	/* Duplicate tenant ids and names. */
+	{
+		const char *t0 = strstr(good_keyring, "{\"name\"");
+		size_t tlen = strlen(t0) - strlen("]}\n");
+		char two[4096];
+		snprintf(two, sizeof(two), "%.*s%.*s,%.*s]}\n", (int)(t0 - good_keyring),
+			 good_keyring, (int)tlen, t0, (int)tlen, t0);
+		expect_keyring(two, -EBADMSG, "field 'tenants[1].id': duplicate tenant id 1");
+		snprintf(text, sizeof(text), "%s", two);
+		char *second = strstr(strstr(text, "{\"name\"") + 1, "\"id\":1");
+		second[5] = '2';
+		expect_keyring(text, -EBADMSG, "field 'tenants[1].name': duplicate tenant");
+		/* Renamed, the second tenant is legal. */
+		char *name2 = strstr(strstr(text, "{\"name\"") + 1, "{\"name\":\"default\"");
+		memcpy(name2 + 9, "other  ", 7);
+		memmove(name2 + 14, name2 + 16, strlen(name2 + 16) + 1);
+		expect_keyring(text, 0, NULL);
+	}
+
+	/* Bounded size: a 17 MiB file is refused without being parsed. */
+	{
+		char path[256];
+		struct ekmfs_keyring kr;
+		int bfd = new_backing(path, sizeof(path)), fd;
+
+		mkdirat(bfd, EKMFS_META_DIR, 0700);
+		fd = openat(bfd, ".ekmfs/keyring.json", O_WRONLY | O_CREAT, 0600);
+		CHECK(fd >= 0 && ftruncate(fd, 17 << 20) == 0);
+		close(fd);
+		CHECK_EQ_INT(ekmfs_keyring_read(bfd, &kr), -EBADMSG);
+		CHECK(strstr(ekmfs_lasterr(), "more than") != NULL);
+		close(bfd);
+		rm_tree(path);
+	}
+}
+
+static void test_lock(void)
+{
+	char path[256];
+	int bfd = new_backing(path, sizeof(path)), a, b, c;
+
+	CHECK_EQ_INT(mkdirat(bfd, EKMFS_META_DIR, 0700), 0);
+	CHECK_EQ_INT(ekmfs_meta_lock(bfd, true, false, &a), 0);
+	/* Another open file description: flock conflicts even within a process. */
+	CHECK_EQ_INT(ekmfs_meta_lock(bfd, true, false, &b), -EWOULDBLOCK);
+	CHECK_EQ_INT(b, -1);
+	CHECK_EQ_INT(ekmfs_meta_lock(bfd, false, false, &b), -EWOULDBLOCK);
+	ekmfs_meta_unlock(a);
+	/* Shared locks coexist and keep writers out. */
+	CHECK_EQ_INT(ekmfs_meta_lock(bfd, false, false, &a), 0);
+	CHECK_EQ_INT(ekmfs_meta_lock(bfd, false, false, &b), 0);
+	CHECK_EQ_INT(ekmfs_meta_lock(bfd, true, false, &c), -EWOULDBLOCK);
+	ekmfs_meta_unlock(a);
+	ekmfs_meta_unlock(b);
+	CHECK_EQ_INT(ekmfs_meta_lock(bfd, true, true, &c), 0);
+	ekmfs_meta_unlock(c);
+	struct stat st;
+	CHECK_EQ_INT(fstatat(bfd, ".ekmfs/lock", &st, 0), 0);
+	CHECK_EQ_INT(st.st_mode & 0777, 0600);
+	close(bfd);
+	rm_tree(path);
+}
+
+int main(void)
+{
+	if (!mkdtemp(root)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	RUN(test_volume_round_trip);
+	RUN(test_volume_malformed);
+	RUN(test_keyring_round_trip);
+	RUN(test_keyring_malformed);
+	RUN(test_lock);
+	rm_tree(root);
+	return CHECK_DONE();
+}

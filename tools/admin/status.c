@@ -1,0 +1,175 @@
+/*
+ * status.c - `ekmfs-admin status`: what a volume holds, without any key.
+ *
+ * Reads the descriptor and keyring, and the plaintext slot fields of every
+ * file header (tenant id, KEK version of the newest slot) to count the files
+ * each KEK version protects: the number an admin needs before retiring one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "ekmfs/content.h"
+#include "ekmfs/keyring.h"
+#include "ekmfs/util.h"
+
+struct kek_count {
+	uint32_t tenant_id, version;
+	uint64_t files;
+};
+
+struct status_tally {
+	struct kek_count *counts;
+	size_t ncounts, cap;
+	uint64_t files, empty, bad_header, unreadable;
+};
+
+static int tally_add(struct status_tally *t, uint32_t tenant_id, uint32_t version)
+{
+	for (size_t i = 0; i < t->ncounts; i++) {
+		if (t->counts[i].tenant_id == tenant_id && t->counts[i].version == version) {
+			t->counts[i].files++;
+			return 0;
+		}
+	}
+	if (t->ncounts == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 16;
+		struct kek_count *n = realloc(t->counts, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		t->counts = n;
+		t->cap = cap;
+	}
+	t->counts[t->ncounts++] = (struct kek_count){ tenant_id, version, 1 };
+	return 0;
+}
+
+static uint64_t tally_get(const struct status_tally *t, uint32_t tenant_id, uint32_t version)
+{
+	for (size_t i = 0; i < t->ncounts; i++)
+		if (t->counts[i].tenant_id == tenant_id && t->counts[i].version == version)
+			return t->counts[i].files;
+	return 0;
+}
+
+static int count_file(const char *path, const char *relpath, const struct stat *st, void *arg)
+{
+	struct status_tally *t = arg;
+	struct ekmfs_header h;
+	int fd, rc, slot;
+
+	(void)relpath;
+	t->files++;
+	if (st->st_size == 0) {
+		t->empty++;
+		return 0;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		t->unreadable++;
+		return 0;
+	}
+	rc = ekmfs_content_read_header(fd, &h);
+	close(fd);
+	if (rc < 0) {
+		t->bad_header++;
+		return 0;
+	}
+	slot = ekmfs_header_newest_slot(&h, NULL);
+	if (slot < 0) {
+		t->bad_header++;
+		return 0;
+	}
+	return tally_add(t, h.slot[slot].tenant_id, h.slot[slot].kek_version);
+}
+
+static void print_time(const char *label, time_t t)
+{
+	char text[32];
+
+	if (t <= 0) {
+		printf("%s never", label);
+		return;
+	}
+	ekmfs_time_rfc3339(t, text, sizeof(text));
+	printf("%s %s", label, text);
+}
+
+int admin_status(const char *backing)
+{
+	struct status_tally tally = { 0 };
+	struct ekmfs_keyring kr = { 0 };
+	struct ekmfs_volume vol;
+	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
+	int fd, rc, status = EXIT_FAIL;
+
+	fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "ekmfs-admin: cannot open %s: %s\n", backing, strerror(errno));
+		return EXIT_FAIL;
+	}
+	rc = ekmfs_volume_read(fd, &vol);
+	if (rc == 0)
+		rc = ekmfs_keyring_read(fd, &kr);
+	if (rc < 0) {
+		fprintf(stderr, "ekmfs-admin: %s\n",
+			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-rc));
+		goto out;
+	}
+	rc = admin_walk_files(backing, count_file, &tally);
+	if (rc < 0) {
+		fprintf(stderr, "ekmfs-admin: cannot walk %s: %s\n", backing, strerror(-rc));
+		goto out;
+	}
+
+	ekmfs_hex(vol.volume_id, sizeof(vol.volume_id), id);
+	printf("volume:         %s\n", backing);
+	printf("volume id:      %s\n", id);
+	printf("format version: %u\n", vol.format_version);
+	printf("block size:     %u\n", vol.block_size);
+	print_time("created:       ", vol.created);
+	printf("\nkeyring generation %llu, %zu tenant%s\n",
+	       (unsigned long long)kr.generation, kr.ntenants, kr.ntenants == 1 ? "" : "s");
+	for (size_t i = 0; i < kr.ntenants; i++) {
+		struct ekmfs_tenant_record *t = &kr.tenants[i];
+
+		printf("tenant %s (id %u, provider %s), current KEK v%u\n", t->name, t->id,
+		       t->provider, t->current_version);
+		print_time("  last rotation:", t->last_rotation);
+		printf("\n");
+		for (size_t j = 0; j < t->nkeks; j++) {
+			struct ekmfs_kek_record *k = &t->keks[j];
+			char created[32];
+
+			ekmfs_time_rfc3339(k->created, created, sizeof(created));
+			printf("  KEK v%u  %-9s created %s  cmk %s version %s  files %llu\n",
+			       k->version, ekmfs_kek_state_name(k->state), created,
+			       k->wrapped.cmk_ref, k->wrapped.cmk_version,
+			       (unsigned long long)tally_get(&tally, t->id, k->version));
+		}
+	}
+	/* Headers naming a tenant or KEK the keyring does not know. */
+	for (size_t i = 0; i < tally.ncounts; i++) {
+		struct ekmfs_tenant_record *t =
+			ekmfs_keyring_tenant_by_id(&kr, tally.counts[i].tenant_id);
+
+		if (!t || !ekmfs_tenant_kek(t, tally.counts[i].version))
+			printf("unknown tenant %u KEK v%u: files %llu\n", tally.counts[i].tenant_id,
+			       tally.counts[i].version, (unsigned long long)tally.counts[i].files);
+	}
+	printf("\nfiles: %llu (%llu empty without header, %llu with unreadable headers, "
+	       "%llu not readable)\n",
+	       (unsigned long long)tally.files, (unsigned long long)tally.empty,
+	       (unsigned long long)tally.bad_header, (unsigned long long)tally.unreadable);
+	status = EXIT_OK;
+out:
+	free(tally.counts);
+	ekmfs_keyring_free(&kr);
+	close(fd);
+	return status;
+}
