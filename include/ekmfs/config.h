@@ -19,6 +19,7 @@
 #define EKMFS_DEFAULT_TENANT "default"
 #define EKMFS_NAME_MAX 64
 #define EKMFS_MAX_TENANTS 64
+#define EKMFS_DEFAULT_MIN_CMK_CHANGE_INTERVAL (24 * 3600)
 
 /* How the local provider obtains its CMK. */
 enum ekmfs_local_source {
@@ -35,6 +36,7 @@ struct ekmfs_tenant_config {
 	char passphrase_file[PATH_MAX];
 	uint64_t scrypt_n;                  /* used when a volume is created */
 	uint32_t rotation_days;             /* recorded; rotation lands with ekmfs-rotate */
+	uint64_t min_cmk_change_interval;   /* seconds between CMK changes (ekmfs-rotate cmk) */
 };
 
 struct ekmfs_config {

@@ -45,4 +45,11 @@ int ekmfs_keys_new_header(struct ekmfs_keys *k, const char *path,
 int ekmfs_keys_open_header(struct ekmfs_keys *k, const struct ekmfs_header *h,
 			   uint8_t *dek);
 
+/* The rule ekmfs_volume_init applies to secrets files, for tools that name a
+ * new one later (ekmfs-rotate cmk --to): secret (a key or passphrase file,
+ * which may not exist yet) must lie outside the backing directory and have no
+ * '.' or '..' components. what names it in the message ("key file").
+ * 0 or -EINVAL with ekmfs_lasterr() saying why. */
+int ekmfs_check_secret_outside(int backing_fd, const char *secret, const char *what);
+
 #endif

@@ -42,6 +42,7 @@ static void tenant_defaults(struct ekmfs_tenant_config *tc, const char *name)
 	snprintf(tc->key_file, sizeof(tc->key_file), "%s", EKMFS_DEFAULT_KEY_FILE);
 	tc->scrypt_n = 65536;
 	tc->rotation_days = 60;
+	tc->min_cmk_change_interval = EKMFS_DEFAULT_MIN_CMK_CHANGE_INTERVAL;
 }
 
 void ekmfs_config_defaults(struct ekmfs_config *cfg)
@@ -104,6 +105,40 @@ static const char *parse_uint(const char *v, uint64_t min, uint64_t max, uint64_
 		return reason;
 	}
 	*out = n;
+	return NULL;
+}
+
+/* A duration in whole seconds, or with one suffix s, m, h or d ("36h"),
+ * 0 .. 3650 days. */
+static const char *parse_duration(const char *v, uint64_t *out)
+{
+	static const struct { char suffix; uint64_t seconds; } units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+	};
+	const uint64_t max = 3650ULL * 86400;
+	uint64_t mult = 1;
+	unsigned long long n;
+	char *end;
+
+	if (*v < '0' || *v > '9')
+		return "not a duration (seconds, or a number with suffix s, m, h or d)";
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno != 0)
+		return "not a duration (seconds, or a number with suffix s, m, h or d)";
+	if (*end != '\0') {
+		size_t i;
+
+		for (i = 0; i < EKMFS_ARRAY_SIZE(units); i++)
+			if (end[0] == units[i].suffix && end[1] == '\0')
+				break;
+		if (i == EKMFS_ARRAY_SIZE(units))
+			return "not a duration (seconds, or a number with suffix s, m, h or d)";
+		mult = units[i].seconds;
+	}
+	if (n > max / mult)
+		return "must be at most 3650 days";
+	*out = (uint64_t)n * mult;
 	return NULL;
 }
 
@@ -256,6 +291,8 @@ static int tenant_key(struct load_state *st, const char *section, const char *na
 		why = parse_uint(value, 1, 3650, &n, reason);
 		if (!why)
 			tc->rotation_days = (uint32_t)n;
+	} else if (strcmp(name, "min_cmk_change_interval") == 0) {
+		why = parse_duration(value, &tc->min_cmk_change_interval);
 	} else {
 		fail(st, "unknown key '%s' in [%s]", name, section);
 		return 0;

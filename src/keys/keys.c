@@ -121,9 +121,13 @@ static int kek_load(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t version,
 	uint8_t *key;
 	int ret;
 
+	/* Tenant ids and KEK versions are never reused and their records are
+	 * kept (destroyed ones too), so a header naming one the keyring never
+	 * issued is corrupt or tampered, not merely lacking a key. */
 	if (!rec) {
-		ekmfs_seterr("the keyring has no tenant with id %u", tenant_id);
-		return -ENOKEY;
+		ekmfs_seterr("the header names tenant id %u, which this volume's keyring never "
+			     "issued (tampered header, or a keyring older than the file)", tenant_id);
+		return -EBADMSG;
 	}
 	if (!kt) {
 		ekmfs_seterr("tenant '%s' appeared in the keyring after the volume was "
@@ -132,9 +136,10 @@ static int kek_load(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t version,
 	}
 	kr = ekmfs_tenant_kek(rec, version);
 	if (!kr) {
-		ekmfs_seterr("tenant '%s' has no KEK version %u in the keyring", rec->name,
-			     version);
-		return -ENOKEY;
+		ekmfs_seterr("the header names tenant '%s' KEK v%u, which this volume's keyring "
+			     "never issued (tampered header, or a keyring older than the file)",
+			     rec->name, version);
+		return -EBADMSG;
 	}
 	if (kr->state == EKMFS_KEK_DESTROYED) {
 		ekmfs_seterr("tenant '%s' KEK v%u is destroyed", rec->name, version);
@@ -317,6 +322,14 @@ static int check_secret_outside(const char *secret, const char *what, const char
 		return -EINVAL;
 	}
 	return 0;
+}
+
+int ekmfs_check_secret_outside(int backing_fd, const char *secret, const char *what)
+{
+	char path[PATH_MAX];
+
+	backing_path(backing_fd, path, sizeof(path));
+	return check_secret_outside(secret, what, path);
 }
 
 /* Undo a half-written volume so a failed init leaves BACKING as it was. */
@@ -584,7 +597,8 @@ static int open_slot(struct ekmfs_keys *k, const struct ekmfs_header *h, int idx
 
 	ret = kek_acquire(k, s->tenant_id, s->kek_version, &kek);
 	if (ret)
-		return ret == -ENOMEM ? ret : -ENOKEY; /* provider failures: key unavailable */
+		/* corruption stays -EBADMSG; provider failures: key unavailable */
+		return (ret == -ENOMEM || ret == -EBADMSG) ? ret : -ENOKEY;
 	ret = ekmfs_slot_unwrap(h, idx, kek, dek);
 	pthread_rwlock_unlock(&k->lock);
 	if (ret == -EBADMSG) {

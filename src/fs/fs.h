@@ -1,0 +1,110 @@
+/*
+ * fs.h - private header of the ekmfs FUSE daemon (src/fs/).
+ *
+ * Owns: the daemon's shared state (struct efs_data), the inode table entry
+ * (struct efs_inode) with its per-file crypto state, the open-file handle
+ * (struct efs_file), and the prototypes that tie main.c, inode.c and ops.c
+ * together. The map of the module, grouped by file:
+ *   main.c   command line, start-up order, mount, session loop, shutdown
+ *   inode.c  inode table keyed by (st_dev, st_ino), lookup counts, and the
+ *            per-inode crypto state (file id + DEK) shared by names and opens
+ *   ops.c    every FUSE low-level operation: do_x() returns an errno, the
+ *            x() wrapper makes exactly one fuse_reply_*()
+ *
+ * Lock order: an inode's content lock (ci_lock) may be held while taking
+ * efs_data.mutex (the table lock), never the other way round.
+ */
+#ifndef EKMFS_FS_H
+#define EKMFS_FS_H
+
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "ekmfs/config.h"
+#include "ekmfs/format.h"
+#include "ekmfs/keys.h"
+
+/* fuse_ino_t carries a pointer to our inode, as in passthrough_ll. */
+_Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t),
+	       "fuse_ino_t too small to hold uintptr_t values");
+
+struct efs_inode {
+	struct efs_inode *hnext;      /* hash chain; protected by efs_data.mutex */
+	int fd;                       /* O_PATH fd of the backing object */
+	dev_t dev;
+	ino_t ino;
+	mode_t type;                  /* S_IFMT bits; fixed for life */
+	/* Kernel lookups plus open file handles; the inode is freed when it
+	 * drops to zero. Protected by efs_data.mutex. */
+	uint64_t refcount;
+
+	/*
+	 * Crypto state of a regular file, shared by all its names and opens.
+	 * ci_lock: reads take it shared; writes, truncates and loading or
+	 * dropping the state take it exclusive. Every ci_ field below is
+	 * protected by ci_lock.
+	 */
+	pthread_rwlock_t ci_lock;
+	bool ci_loaded;               /* ci_file_id and ci_dek are valid */
+	unsigned ci_nopen;            /* open handles; DEK wiped at 0 */
+	uint8_t ci_file_id[EKMFS_FILE_ID_SIZE];
+	uint8_t *ci_dek;              /* EKMFS_KEY_SIZE bytes of secure memory */
+	/* 1 + the last damaged block logged while the state was loaded, so the
+	 * kernel's retries (read-ahead, then page by page) log it once.
+	 * Atomic: readers update it under the shared lock. */
+	uint64_t ci_bad_logged;
+};
+
+struct efs_data {
+	pthread_mutex_t mutex;        /* the inode table */
+	struct efs_inode root;        /* never freed; not counted */
+	struct efs_inode **table;     /* hash buckets of (dev, ino) */
+	size_t nbuckets;
+	size_t ninodes;
+
+	struct ekmfs_keys *keys;
+	const struct ekmfs_config *cfg;
+	char backing[PATH_MAX];       /* realpath of BACKING, for log paths */
+	size_t backing_len;
+	double attr_timeout;
+	double entry_timeout;
+	bool debug;
+};
+
+/* One open regular file (fi->fh). */
+struct efs_file {
+	int fd;                       /* backing file: O_RDWR, or O_RDONLY fallback */
+	bool append;                  /* O_APPEND: writes go to the plaintext end */
+	bool writable;
+	struct efs_inode *inode;      /* pinned by one reference */
+};
+
+/* inode.c */
+int efs_table_init(struct efs_data *fs, int root_fd);
+void efs_table_destroy(struct efs_data *fs);
+struct efs_inode *efs_inode_get(struct efs_data *fs, fuse_ino_t ino);
+fuse_ino_t efs_inode_id(struct efs_data *fs, struct efs_inode *inode);
+/* Find the inode of st (taking a reference) or adopt fd into a new one;
+ * *fd is set to -1 when the table took it. NULL with errno on failure. */
+struct efs_inode *efs_inode_find_or_add(struct efs_data *fs, const struct stat *st,
+					int *fd);
+void efs_inode_ref(struct efs_data *fs, struct efs_inode *inode);
+void efs_inode_unref(struct efs_data *fs, struct efs_inode *inode, uint64_t n);
+/* Crypto state; the caller holds ci_lock exclusively. */
+int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd,
+		    bool create);
+void efs_crypto_install(struct efs_inode *inode, const uint8_t *file_id,
+			const uint8_t *dek);
+void efs_crypto_drop_if_unused(struct efs_inode *inode);
+/* Path of fd relative to BACKING, for log lines and tenant selection. */
+void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops efs_ops;
+
+#endif

@@ -1,0 +1,377 @@
+/*
+ * inode.c - the daemon's inode table and per-file crypto state.
+ *
+ * Owns: the mapping from FUSE node ids to backing objects. As in libfuse's
+ * passthrough_ll, each inode holds an O_PATH fd of its backing object and is
+ * keyed by (st_dev, st_ino), so every hard link of a file reaches the same
+ * inode and therefore the same crypto state. The kernel's lookup counts
+ * (nlookup, returned by forget) and our open handles keep an inode alive.
+ *
+ * Divisions:
+ *   1. the table (hash of (dev, ino), find / add / reference counting)
+ *   2. crypto state: loading a file's header and DEK, dropping it on the
+ *      last release
+ *   3. paths relative to BACKING for log lines
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ekmfs/content.h"
+#include "ekmfs/secmem.h"
+#include "ekmfs/util.h"
+#include "fs.h"
+
+/* ---- 1. the table ---- */
+
+#define INITIAL_BUCKETS 1024
+
+static size_t bucket_of(const struct efs_data *fs, dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ULL ^ (uint64_t)dev;
+
+	return (size_t)(h ^ (h >> 29)) & (fs->nbuckets - 1);
+}
+
+static void inode_init_common(struct efs_inode *inode, int fd, const struct stat *st)
+{
+	pthread_rwlockattr_t attr;
+
+	inode->fd = fd;
+	inode->dev = st->st_dev;
+	inode->ino = st->st_ino;
+	inode->type = st->st_mode & S_IFMT;
+	/* glibc's default prefers readers: a stream of reads would starve a
+	 * writer. Nobody takes ci_lock recursively, so writers may go first. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&inode->ci_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+}
+
+static void table_insert(struct efs_data *fs, struct efs_inode *inode)
+{
+	size_t b = bucket_of(fs, inode->dev, inode->ino);
+
+	inode->hnext = fs->table[b];
+	fs->table[b] = inode;
+	fs->ninodes++;
+}
+
+/* Double the bucket array when chains grow long; failure to grow only costs
+ * speed, so it is not an error. Called with fs->mutex held. */
+static void table_maybe_grow(struct efs_data *fs)
+{
+	struct efs_inode **old = fs->table, **grown;
+	size_t oldn = fs->nbuckets, i;
+
+	if (fs->ninodes < fs->nbuckets * 2)
+		return;
+	grown = calloc(oldn * 2, sizeof(*grown));
+	if (!grown)
+		return;
+	fs->table = grown;
+	fs->nbuckets = oldn * 2;
+	fs->ninodes = 0;
+	for (i = 0; i < oldn; i++) {
+		struct efs_inode *p = old[i], *next;
+
+		for (; p; p = next) {
+			next = p->hnext;
+			table_insert(fs, p);
+		}
+	}
+	free(old);
+}
+
+int efs_table_init(struct efs_data *fs, int root_fd)
+{
+	struct stat st;
+
+	if (fstatat(root_fd, "", &st, AT_EMPTY_PATH) == -1)
+		return -errno;
+	pthread_mutex_init(&fs->mutex, NULL);
+	fs->nbuckets = INITIAL_BUCKETS;
+	fs->ninodes = 0;
+	fs->table = calloc(fs->nbuckets, sizeof(*fs->table));
+	if (!fs->table)
+		return -ENOMEM;
+	memset(&fs->root, 0, sizeof(fs->root));
+	inode_init_common(&fs->root, root_fd, &st);
+	/* The kernel never forgets the root: a count that cannot reach 0. */
+	fs->root.refcount = UINT64_MAX / 2;
+	table_insert(fs, &fs->root);
+	return 0;
+}
+
+static void inode_free(struct efs_inode *inode)
+{
+	if (inode->ci_dek)
+		ekmfs_secure_free(inode->ci_dek, EKMFS_KEY_SIZE);
+	inode->ci_dek = NULL;
+	ekmfs_wipe(inode->ci_file_id, sizeof(inode->ci_file_id));
+	pthread_rwlock_destroy(&inode->ci_lock);
+	close(inode->fd);
+	free(inode);
+}
+
+void efs_table_destroy(struct efs_data *fs)
+{
+	size_t i;
+
+	if (!fs->table)
+		return;
+	for (i = 0; i < fs->nbuckets; i++) {
+		struct efs_inode *p = fs->table[i], *next;
+
+		for (; p; p = next) {
+			next = p->hnext;
+			if (p != &fs->root)
+				inode_free(p);
+		}
+	}
+	free(fs->table);
+	fs->table = NULL;
+	if (fs->root.ci_dek)
+		ekmfs_secure_free(fs->root.ci_dek, EKMFS_KEY_SIZE);
+	pthread_rwlock_destroy(&fs->root.ci_lock);
+	close(fs->root.fd);
+	pthread_mutex_destroy(&fs->mutex);
+}
+
+struct efs_inode *efs_inode_get(struct efs_data *fs, fuse_ino_t ino)
+{
+	if (ino == FUSE_ROOT_ID)
+		return &fs->root;
+	return (struct efs_inode *)(uintptr_t)ino;
+}
+
+fuse_ino_t efs_inode_id(struct efs_data *fs, struct efs_inode *inode)
+{
+	return inode == &fs->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)inode;
+}
+
+struct efs_inode *efs_inode_find_or_add(struct efs_data *fs, const struct stat *st,
+					int *fd)
+{
+	struct efs_inode *p, *fresh = NULL;
+
+	pthread_mutex_lock(&fs->mutex);
+	for (p = fs->table[bucket_of(fs, st->st_dev, st->st_ino)]; p; p = p->hnext) {
+		if (p->ino == st->st_ino && p->dev == st->st_dev) {
+			p->refcount++;
+			pthread_mutex_unlock(&fs->mutex);
+			return p;
+		}
+	}
+	fresh = calloc(1, sizeof(*fresh));
+	if (!fresh) {
+		pthread_mutex_unlock(&fs->mutex);
+		errno = ENOMEM;
+		return NULL;
+	}
+	inode_init_common(fresh, *fd, st);
+	fresh->refcount = 1;
+	*fd = -1;
+	table_maybe_grow(fs);
+	table_insert(fs, fresh);
+	pthread_mutex_unlock(&fs->mutex);
+	return fresh;
+}
+
+void efs_inode_ref(struct efs_data *fs, struct efs_inode *inode)
+{
+	pthread_mutex_lock(&fs->mutex);
+	inode->refcount++;
+	pthread_mutex_unlock(&fs->mutex);
+}
+
+void efs_inode_unref(struct efs_data *fs, struct efs_inode *inode, uint64_t n)
+{
+	struct efs_inode **pp;
+
+	if (inode == &fs->root)
+		return;
+	pthread_mutex_lock(&fs->mutex);
+	if (inode->refcount < n) {
+		/* A kernel/daemon disagreement; keep going rather than crash. */
+		ekmfs_log(EKMFS_LOG_WARN, "inode %llu: forget of %llu with count %llu",
+			  (unsigned long long)inode->ino, (unsigned long long)n,
+			  (unsigned long long)inode->refcount);
+		n = inode->refcount;
+	}
+	inode->refcount -= n;
+	if (inode->refcount) {
+		pthread_mutex_unlock(&fs->mutex);
+		return;
+	}
+	for (pp = &fs->table[bucket_of(fs, inode->dev, inode->ino)]; *pp;
+	     pp = &(*pp)->hnext) {
+		if (*pp == inode) {
+			*pp = inode->hnext;
+			fs->ninodes--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->mutex);
+	inode_free(inode);
+}
+
+/* ---- 2. crypto state ---- */
+
+void efs_crypto_install(struct efs_inode *inode, const uint8_t *file_id,
+			const uint8_t *dek)
+{
+	memcpy(inode->ci_file_id, file_id, EKMFS_FILE_ID_SIZE);
+	memcpy(inode->ci_dek, dek, EKMFS_KEY_SIZE);
+	inode->ci_loaded = true;
+}
+
+static void log_header_problem(struct efs_data *fs, int fd, int err)
+{
+	char rel[PATH_MAX];
+	const char *why = ekmfs_lasterr();
+
+	efs_relpath(fs, fd, rel, sizeof(rel));
+	if (!why || !*why) {
+		switch (err) {
+		case -EPROTO:
+			why = "not an ekmfs file header, or an unsupported format version";
+			break;
+		case -EBADMSG:
+			why = "malformed or truncated header";
+			break;
+		default:
+			why = strerror(-err);
+			break;
+		}
+	}
+	ekmfs_log(EKMFS_LOG_ERR, "%s: header: %s", rel, why);
+}
+
+/* Give a 0-byte file its header now (it is being written to). */
+static int write_fresh_header(struct efs_data *fs, struct efs_inode *inode, int fd)
+{
+	struct ekmfs_header h;
+	char rel[PATH_MAX];
+	int ret;
+
+	efs_relpath(fs, fd, rel, sizeof(rel));
+	ret = ekmfs_keys_new_header(fs->keys, rel, &h, inode->ci_dek);
+	if (ret < 0)
+		goto out;
+	ret = ekmfs_content_write_header(fd, &h);
+	if (ret < 0)
+		goto out;
+	memcpy(inode->ci_file_id, h.file_id, EKMFS_FILE_ID_SIZE);
+	inode->ci_loaded = true;
+out:
+	if (ret < 0) {
+		ekmfs_log(EKMFS_LOG_ERR, "%s: cannot create header: %s", rel,
+			  *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(-ret));
+		ekmfs_wipe(inode->ci_dek, EKMFS_KEY_SIZE);
+	}
+	ekmfs_wipe(&h, sizeof(h));
+	return ret;
+}
+
+/*
+ * Make the inode's file id and DEK usable. Returns 0 when loaded, -ENODATA
+ * for a 0-byte file with no header (when create is false: an empty file),
+ * -EIO for a damaged header (logged), -ENOKEY when the key is unavailable.
+ */
+int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool create)
+{
+	struct ekmfs_header h;
+	int ret;
+
+	if (inode->ci_loaded)
+		return 0;
+	if (!inode->ci_dek) {
+		inode->ci_dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+		if (!inode->ci_dek)
+			return -ENOMEM;
+	}
+	ekmfs_clearerr();
+	ret = ekmfs_content_read_header(fd, &h);
+	if (ret == -ENODATA) {
+		if (create)
+			ret = write_fresh_header(fs, inode, fd);
+		goto out;
+	}
+	if (ret == -EPROTO || ret == -EBADMSG) {
+		log_header_problem(fs, fd, ret);
+		ret = -EIO;
+		goto out;
+	}
+	if (ret < 0)
+		goto out;
+
+	ret = ekmfs_keys_open_header(fs->keys, &h, inode->ci_dek);
+	if (ret == -EBADMSG) {
+		char rel[PATH_MAX];
+
+		efs_relpath(fs, fd, rel, sizeof(rel));
+		ekmfs_log(EKMFS_LOG_ERR,
+			  "%s: header: no key slot authenticates (tampered or corrupt)",
+			  rel);
+		ret = -EIO;
+	} else if (ret == -ENOKEY) {
+		char rel[PATH_MAX];
+
+		efs_relpath(fs, fd, rel, sizeof(rel));
+		ekmfs_log(EKMFS_LOG_WARN, "%s: header: key unavailable: %s", rel,
+			  *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(ENOKEY));
+	} else if (ret < 0) {
+		ret = -EIO;
+	}
+	if (ret == 0) {
+		memcpy(inode->ci_file_id, h.file_id, EKMFS_FILE_ID_SIZE);
+		inode->ci_loaded = true;
+	}
+out:
+	ekmfs_wipe(&h, sizeof(h));
+	if (ret < 0 && inode->ci_dek)
+		ekmfs_wipe(inode->ci_dek, EKMFS_KEY_SIZE);
+	return ret;
+}
+
+/* On the last release the DEK leaves memory; the next open unwraps again,
+ * which also picks up a header re-wrapped by ekmfs-rotate meanwhile. */
+void efs_crypto_drop_if_unused(struct efs_inode *inode)
+{
+	if (inode->ci_nopen)
+		return;
+	if (inode->ci_dek)
+		ekmfs_secure_free(inode->ci_dek, EKMFS_KEY_SIZE);
+	inode->ci_dek = NULL;
+	ekmfs_wipe(inode->ci_file_id, sizeof(inode->ci_file_id));
+	inode->ci_loaded = false;
+	__atomic_store_n(&inode->ci_bad_logged, 0, __ATOMIC_RELAXED);
+}
+
+/* ---- 3. paths relative to BACKING ---- */
+
+void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len)
+{
+	char proc[64], target[PATH_MAX];
+	ssize_t n;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, target, sizeof(target) - 1);
+	if (n < 0) {
+		snprintf(buf, len, "<fd %d>", fd);
+		return;
+	}
+	target[n] = '\0';
+	if (strncmp(target, fs->backing, fs->backing_len) == 0 &&
+	    target[fs->backing_len] == '/')
+		snprintf(buf, len, "%s", target + fs->backing_len + 1);
+	else if (strcmp(target, fs->backing) == 0)
+		snprintf(buf, len, ".");
+	else
+		snprintf(buf, len, "%s", target);
+}

@@ -1,0 +1,482 @@
+/*
+ * main.c - the ekmfs daemon: command line, start-up, mount, session loop.
+ *
+ * Owns: the order in which the daemon comes up and goes down. Everything
+ * that can fail because of the user's input (configuration, BACKING, the
+ * keys) fails before anything is mounted, with one line on stderr and exit
+ * status 1; a usage error exits 2. Once mounted, `fusermount3 -u MOUNTPOINT`
+ * ends the session loop and the daemon exits 0.
+ *
+ * Divisions: help and version text; option parsing (-o config= is ours, the
+ * rest goes to FUSE); path checks (MOUNTPOINT and BACKING must not contain
+ * each other); main().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ekmfs/config.h"
+#include "ekmfs/keys.h"
+#include "ekmfs/secmem.h"
+#include "ekmfs/util.h"
+#include "fs.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+/* ---- help and version ---- */
+
+static void print_help(void)
+{
+	printf(
+"Usage: ekmfs [-c CONFIG] [-f] [-d] [-o OPT[,OPT...]] BACKING MOUNTPOINT\n"
+"       ekmfs -h | --help\n"
+"       ekmfs -V | --version\n"
+"\n"
+"Mount the ekmfs volume stored in the directory BACKING at MOUNTPOINT.\n"
+"\n"
+"Files written through MOUNTPOINT are stored encrypted in BACKING: each file\n"
+"has its own random data key (DEK), kept in the file's 256-byte header wrapped\n"
+"under a key-encryption key (KEK) of the volume's keyring, itself wrapped by\n"
+"the customer master key (CMK) of the configured provider. Content is stored\n"
+"as authenticated 4 KiB blocks (AES-256-GCM); a block that fails\n"
+"authentication is reported as an I/O error (EIO) and logged, never returned.\n"
+"File names, sizes, modes, timestamps and extended attributes are not\n"
+"encrypted in this release. BACKING must have been created with\n"
+"'ekmfs-admin init BACKING'; its .ekmfs/ directory is hidden from the mount.\n"
+"\n"
+"Options:\n"
+"  -c, --config=FILE   Read the configuration from FILE (default\n"
+"                      " EKMFS_DEFAULT_CONFIG "; if that file does not exist\n"
+"                      the built-in defaults apply). See ekmfs.ini.example.\n"
+"  -f, --foreground    Stay in the foreground and log to stderr. Without -f\n"
+"                      the daemon detaches once mounted and logs to syslog.\n"
+"  -d, --debug         Log every FUSE request to stderr (implies -f).\n"
+"  -o OPT[,OPT...]     Mount options, passed to FUSE (may be repeated):\n"
+"                        allow_other    let users other than root use the\n"
+"                                       mount (permissions are still checked)\n"
+"                        ro             mount read-only\n"
+"                        config=FILE    same as -c FILE\n"
+"                      and the other options of mount.fuse3(8). Always set:\n"
+"                      default_permissions (the kernel checks permissions;\n"
+"                      the daemon runs as root), fsname=BACKING, subtype=ekmfs.\n"
+"  -h, --help          Show this help and exit.\n"
+"  -V, --version       Show the version of ekmfs and of libfuse, and exit.\n"
+"\n"
+"Unmounting:\n"
+"  fusermount3 -u MOUNTPOINT   (or umount MOUNTPOINT as root) ends the daemon\n"
+"  with exit status 0. SIGINT, SIGTERM and SIGHUP also unmount and exit.\n"
+"\n"
+"Exit status:\n"
+"  0  unmounted cleanly\n"
+"  1  runtime error: bad configuration, BACKING is not a volume, the key is\n"
+"     wrong, missing or has loose permissions, mounting failed (one line on\n"
+"     stderr says which; nothing is mounted)\n"
+"  2  usage error\n"
+"\n"
+"Examples:\n"
+"  ekmfs-admin init /srv/vault\n"
+"  ekmfs -o allow_other /srv/vault /mnt/vault\n"
+"  ekmfs -c /etc/ekmfs/team.ini -f /srv/vault /mnt/vault\n"
+"\n"
+"See also: ekmfs-admin(8), fusermount3(1), mount.fuse3(8).\n");
+}
+
+static void print_version(void)
+{
+	printf("ekmfs %s\nFUSE library version %s\n", EKMFS_VERSION, fuse_pkgversion());
+}
+
+static void usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "ekmfs: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, " (try 'ekmfs --help')\n");
+}
+
+/* ---- option parsing ---- */
+
+struct cmdline {
+	const char *config;
+	char *config_copy;      /* -o config=PATH owns its string */
+	bool foreground;
+	bool debug;
+	char *fuse_opts;        /* comma-separated, for FUSE */
+	const char *backing;
+	const char *mountpoint;
+};
+
+/* Split one -o argument: config=PATH is ours; everything else is FUSE's. */
+static int take_mount_options(struct cmdline *cl, const char *arg)
+{
+	char *copy = strdup(arg), *opt, *save = NULL;
+	int ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		if (strncmp(opt, "config=", 7) == 0) {
+			if (!opt[7]) {
+				ret = -EINVAL;
+				break;
+			}
+			free(cl->config_copy);
+			cl->config = cl->config_copy = strdup(opt + 7);
+			if (!cl->config) {
+				ret = -ENOMEM;
+				break;
+			}
+		} else if (fuse_opt_add_opt(&cl->fuse_opts, opt) == -1) {
+			ret = -ENOMEM;
+			break;
+		}
+	}
+	free(copy);
+	return ret;
+}
+
+/* 0 to run, or the exit status to return now. */
+static int parse_cmdline(int argc, char **argv, struct cmdline *cl, bool *done)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*done = false;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:c:fdo:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			cl->config = optarg;
+			break;
+		case 'f':
+			cl->foreground = true;
+			break;
+		case 'd':
+			cl->debug = true;
+			cl->foreground = true;
+			break;
+		case 'o':
+			if (take_mount_options(cl, optarg) < 0) {
+				usage_error("bad mount option list '%s'", optarg);
+				*done = true;
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			print_help();
+			*done = true;
+			return 0;
+		case 'V':
+			print_version();
+			*done = true;
+			return 0;
+		case ':':
+			usage_error("option '%s' needs an argument", argv[optind - 1]);
+			*done = true;
+			return EXIT_USAGE;
+		default:
+			usage_error("unknown option '%s'", argv[optind - 1]);
+			*done = true;
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		usage_error("%s", argc - optind < 2 ? "BACKING and MOUNTPOINT are required"
+						   : "too many arguments");
+		*done = true;
+		return EXIT_USAGE;
+	}
+	cl->backing = argv[optind];
+	cl->mountpoint = argv[optind + 1];
+	return 0;
+}
+
+/* ---- path checks ---- */
+
+static bool is_inside(const char *child, const char *parent)
+{
+	size_t len = strlen(parent);
+
+	if (strcmp(parent, "/") == 0)
+		return true;
+	return strncmp(child, parent, len) == 0 && child[len] == '/';
+}
+
+static int check_paths(const char *backing, const char *mnt)
+{
+	if (strcmp(backing, mnt) == 0) {
+		fprintf(stderr, "ekmfs: BACKING and MOUNTPOINT are the same directory (%s)\n",
+			mnt);
+		return -EINVAL;
+	}
+	if (is_inside(mnt, backing)) {
+		fprintf(stderr, "ekmfs: mountpoint %s is inside the backing directory %s\n",
+			mnt, backing);
+		return -EINVAL;
+	}
+	if (is_inside(backing, mnt)) {
+		fprintf(stderr, "ekmfs: backing directory %s is inside the mountpoint %s\n",
+			backing, mnt);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int resolve_dir(const char *path, char *out)
+{
+	struct stat st;
+
+	if (!realpath(path, out) || stat(out, &st) == -1) {
+		fprintf(stderr, "ekmfs: %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "ekmfs: %s: %s\n", path, strerror(ENOTDIR));
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
+static void report_failure(int err)
+{
+	const char *msg = ekmfs_lasterr();
+
+	fprintf(stderr, "ekmfs: %s\n", msg && *msg ? msg : strerror(-err));
+}
+
+/* ---- detaching ----
+ *
+ * We fork before anything else rather than letting fuse_daemonize() fork
+ * after mounting: memory locks are not inherited across fork(), so keys
+ * unwrapped before a late fork would sit in unlocked memory in the daemon.
+ * The parent waits on a pipe for the child's verdict and exits with it; the
+ * child reports errors on the shared stderr until it is mounted, then starts
+ * a new session and lets go of the terminal.
+ */
+static int detach_fd = -1;      /* child: write end of the verdict pipe */
+
+static int detach_early(void)
+{
+	int pipefd[2];
+	unsigned char verdict = EXIT_RUNTIME;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) == -1) {
+		fprintf(stderr, "ekmfs: cannot create a pipe: %s\n", strerror(errno));
+		return -errno;
+	}
+	pid = fork();
+	if (pid == -1) {
+		fprintf(stderr, "ekmfs: cannot fork: %s\n", strerror(errno));
+		return -errno;
+	}
+	if (pid == 0) {
+		close(pipefd[0]);
+		detach_fd = pipefd[1];
+		return 0;
+	}
+	close(pipefd[1]);
+	/* EOF without a verdict means the child died before mounting. */
+	while (read(pipefd[0], &verdict, 1) == -1 && errno == EINTR)
+		;
+	_exit(verdict);
+}
+
+/* Mounted: tell the parent, leave the terminal. */
+static int detach_finish(void)
+{
+	unsigned char ok = 0;
+	int nullfd;
+
+	if (detach_fd == -1)
+		return 0;
+	if (setsid() == -1 || chdir("/") == -1)
+		return -errno;
+	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nullfd != -1) {
+		dup2(nullfd, STDIN_FILENO);
+		dup2(nullfd, STDOUT_FILENO);
+		dup2(nullfd, STDERR_FILENO);
+		if (nullfd > STDERR_FILENO)
+			close(nullfd);
+	}
+	if (write(detach_fd, &ok, 1) != 1)
+		return -EPIPE;
+	close(detach_fd);
+	detach_fd = -1;
+	return 0;
+}
+
+/* A child that never got as far as mounting passes its exit status on. */
+static void detach_report(int status)
+{
+	unsigned char verdict = (unsigned char)(status ? status : EXIT_RUNTIME);
+
+	if (detach_fd == -1)
+		return;
+	if (write(detach_fd, &verdict, 1) != 1)
+		return;
+	close(detach_fd);
+	detach_fd = -1;
+}
+
+/* ---- main ---- */
+
+/* Large (one entry per possible tenant): not on the stack. */
+static struct ekmfs_config cfg;
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl = { 0 };
+	struct efs_data fs = { 0 };
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *loop_cfg = NULL;
+	char mnt[PATH_MAX], *fsname = NULL, *opts = NULL;
+	int backing_fd = -1, root_fd = -1, status = EXIT_RUNTIME, ret;
+	bool done, mounted = false, handlers = false;
+
+	ret = parse_cmdline(argc, argv, &cl, &done);
+	if (done) {
+		free(cl.fuse_opts);
+		free(cl.config_copy);
+		return ret;
+	}
+	if (!cl.foreground && detach_early() < 0)
+		return EXIT_RUNTIME;
+
+	(void)ekmfs_secmem_init();   /* warns itself when memory cannot be locked */
+	ekmfs_secmem_no_dumps();
+	umask(0);                    /* the kernel has applied the caller's umask */
+
+	ekmfs_clearerr();
+	ret = ekmfs_config_load(cl.config, &cfg);
+	if (ret < 0) {
+		report_failure(ret);
+		goto out;
+	}
+	ekmfs_log_set_level(cl.debug ? EKMFS_LOG_DEBUG : (enum ekmfs_log_level)cfg.log_level);
+
+	if (resolve_dir(cl.backing, fs.backing) < 0 || resolve_dir(cl.mountpoint, mnt) < 0)
+		goto out;
+	if (check_paths(fs.backing, mnt) < 0)
+		goto out;
+	fs.backing_len = strlen(fs.backing);
+	backing_fd = open(fs.backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (backing_fd == -1) {
+		fprintf(stderr, "ekmfs: %s: %s\n", cl.backing, strerror(errno));
+		goto out;
+	}
+	ekmfs_clearerr();
+	ret = ekmfs_keys_open(backing_fd, &cfg, &fs.keys);
+	if (ret < 0) {
+		report_failure(ret);
+		goto out;
+	}
+
+	root_fd = open(fs.backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd == -1) {
+		fprintf(stderr, "ekmfs: %s: %s\n", cl.backing, strerror(errno));
+		goto out;
+	}
+	ret = efs_table_init(&fs, root_fd);
+	if (ret < 0) {
+		fprintf(stderr, "ekmfs: %s: %s\n", cl.backing, strerror(-ret));
+		goto out;
+	}
+	root_fd = -1;                /* owned by the table's root inode now */
+	fs.cfg = &cfg;
+	fs.attr_timeout = cfg.attr_timeout;
+	fs.entry_timeout = cfg.entry_timeout;
+	fs.debug = cl.debug;
+
+	/* FUSE arguments: our fixed options first, the user's after them. */
+	if (asprintf(&fsname, "fsname=%s", fs.backing) < 0)
+		goto out_nomem;
+	if (fuse_opt_add_arg(&args, argv[0]) == -1 ||
+	    (cl.debug && fuse_opt_add_arg(&args, "-d") == -1) ||
+	    fuse_opt_add_opt(&opts, "default_permissions") == -1 ||
+	    fuse_opt_add_opt_escaped(&opts, fsname) == -1 ||
+	    fuse_opt_add_opt(&opts, "subtype=ekmfs") == -1 ||
+	    (cl.fuse_opts && fuse_opt_add_opt(&opts, cl.fuse_opts) == -1) ||
+	    fuse_opt_add_arg(&args, "-o") == -1 || fuse_opt_add_arg(&args, opts) == -1)
+		goto out_nomem;
+
+	se = fuse_session_new(&args, &efs_ops, sizeof(efs_ops), &fs);
+	if (!se) {
+		/* libfuse has said which option it did not understand. */
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		fprintf(stderr, "ekmfs: cannot install signal handlers\n");
+		goto out;
+	}
+	handlers = true;
+	if (fuse_session_mount(se, mnt) != 0)
+		goto out;        /* libfuse has printed why */
+	mounted = true;
+
+	if (!cl.foreground) {
+		ekmfs_log_use_syslog("ekmfs");
+		if (detach_finish() < 0)
+			goto out;
+	}
+	ekmfs_log(EKMFS_LOG_INFO, "mounted %s at %s", fs.backing, mnt);
+
+	loop_cfg = fuse_loop_cfg_create();
+	if (!loop_cfg)
+		goto out_nomem;
+	fuse_loop_cfg_set_clone_fd(loop_cfg, 0);
+	fuse_loop_cfg_set_max_threads(loop_cfg, cfg.max_threads);
+	fuse_loop_cfg_set_idle_threads(loop_cfg, cfg.max_threads);
+	ret = fuse_session_loop_mt(se, loop_cfg);
+	/* libfuse returns the number of the signal that ended the loop: a
+	 * requested shutdown, not a failure. */
+	if (ret == 0 || ret == SIGINT || ret == SIGTERM || ret == SIGHUP) {
+		status = 0;
+	} else {
+		status = EXIT_RUNTIME;
+		ekmfs_log(EKMFS_LOG_ERR, "session loop ended with error %d", ret);
+	}
+	goto out;
+
+out_nomem:
+	fprintf(stderr, "ekmfs: %s\n", strerror(ENOMEM));
+out:
+	if (loop_cfg)
+		fuse_loop_cfg_destroy(loop_cfg);
+	if (mounted)
+		fuse_session_unmount(se);
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (se)
+		fuse_session_destroy(se);       /* calls .destroy if initialised */
+	efs_table_destroy(&fs);                 /* no-op after .destroy */
+	if (fs.keys)
+		ekmfs_keys_close(fs.keys);      /* wipes the KEKs */
+	if (root_fd != -1)
+		close(root_fd);
+	if (backing_fd != -1)
+		close(backing_fd);
+	fuse_opt_free_args(&args);
+	free(opts);
+	free(fsname);
+	free(cl.fuse_opts);
+	free(cl.config_copy);
+	detach_report(status);
+	return status;
+}

@@ -1,0 +1,1305 @@
+/*
+ * ops.c - the FUSE low-level operations of the ekmfs daemon.
+ *
+ * Owns: the meaning of every request the kernel sends. As in libfuse's
+ * passthrough_ll, an operation is split into do_x(), which does the work and
+ * returns 0 or an errno, and x(), which makes exactly one fuse_reply_*() call.
+ * Names, directories, links, modes and xattrs pass through to BACKING; file
+ * content goes only through ekmfs_content_* (encrypted blocks), and sizes are
+ * reported as plaintext sizes.
+ *
+ * Divisions:
+ *   1. helpers: request accessors, plaintext stat, the hidden .ekmfs name,
+ *      ownership of new objects, log lines for damaged blocks
+ *   2. session: init, destroy
+ *   3. names: lookup, forget, getattr, setattr, readlink, mknod, mkdir,
+ *      symlink, link, unlink, rmdir, rename
+ *   4. files: create, open, read, write, flush, release, fsync, fallocate
+ *   5. directories: opendir, readdir(plus), releasedir, fsyncdir
+ *   6. volume and xattrs: statfs, setxattr, getxattr, listxattr, removexattr
+ *
+ * Locking: each regular file's content lock (efs_inode.ci_lock) is taken
+ * shared by read and exclusive by write, truncate, fallocate, open (loading
+ * the DEK) and release. getattr and lookup take it shared around their fstat
+ * so a size is never observed in the middle of a write.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+
+#include "ekmfs/content.h"
+#include "ekmfs/io.h"
+#include "ekmfs/keyring.h"
+#include "ekmfs/secmem.h"
+#include "ekmfs/util.h"
+#include "fs.h"
+
+#define MAX_WRITE (1u << 20)
+#define XATTR_USER_PREFIX "user."
+
+/* ---- 1. helpers ---- */
+
+static struct efs_data *efs_data(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct efs_inode *efs_inode(fuse_req_t req, fuse_ino_t ino)
+{
+	return efs_inode_get(efs_data(req), ino);
+}
+
+static struct efs_file *efs_file(const struct fuse_file_info *fi)
+{
+	return (struct efs_file *)(uintptr_t)fi->fh;
+}
+
+static void proc_path(int fd, char *buf, size_t len)
+{
+	snprintf(buf, len, "/proc/self/fd/%d", fd);
+}
+
+/* BACKING/.ekmfs holds the keyring: it has no name in the mounted view. */
+static bool is_meta_name(fuse_ino_t parent, const char *name)
+{
+	return parent == FUSE_ROOT_ID && strcmp(name, EKMFS_META_DIR) == 0;
+}
+
+static bool is_user_xattr(const char *name)
+{
+	return strncmp(name, XATTR_USER_PREFIX, sizeof(XATTR_USER_PREFIX) - 1) == 0;
+}
+
+static void to_plain_size(struct stat *st)
+{
+	uint64_t plain = 0;
+
+	if (!S_ISREG(st->st_mode))
+		return;
+	/* An impossible backing size yields its intact prefix. */
+	(void)ekmfs_plain_size((uint64_t)st->st_size, &plain);
+	st->st_size = (off_t)plain;
+}
+
+/* stat of the inode with the plaintext size; errno or 0. */
+static int stat_inode(struct efs_inode *inode, struct stat *st)
+{
+	int res, saverr;
+	bool reg = S_ISREG(inode->type);
+
+	if (reg)
+		pthread_rwlock_rdlock(&inode->ci_lock);
+	res = fstatat(inode->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+	saverr = errno;
+	if (reg)
+		pthread_rwlock_unlock(&inode->ci_lock);
+	if (res == -1)
+		return saverr;
+	to_plain_size(st);
+	return 0;
+}
+
+static void content_of(struct ekmfs_content *c, const struct efs_inode *inode, int fd)
+{
+	c->fd = fd;
+	memcpy(c->file_id, inode->ci_file_id, EKMFS_FILE_ID_SIZE);
+	c->dek = inode->ci_dek;
+}
+
+static void log_bad_block(struct efs_data *fs, struct efs_inode *inode, int fd,
+			  uint64_t block)
+{
+	char rel[PATH_MAX];
+
+	if (__atomic_exchange_n(&inode->ci_bad_logged, block + 1, __ATOMIC_RELAXED) ==
+	    block + 1)
+		return;
+	efs_relpath(fs, fd, rel, sizeof(rel));
+	ekmfs_log(EKMFS_LOG_ERR,
+		  "%s: block %" PRIu64 ": authentication failed (tampered or corrupt)",
+		  rel, block);
+}
+
+/* Result of an ekmfs_content_* call that may have met a damaged block. */
+static int content_errno(struct efs_data *fs, struct efs_inode *inode, int fd,
+			 long ret, uint64_t bad_block)
+{
+	if (ret >= 0)
+		return 0;
+	if (ret == -EIO && bad_block != UINT64_MAX)
+		log_bad_block(fs, inode, fd, bad_block);
+	return (int)-ret;
+}
+
+/*
+ * The daemon runs as root: hand a new object to the caller, as the kernel
+ * would have created it. In a set-group-ID directory the inherited group is
+ * kept. chown clears S_ISUID/S_ISGID on files, so a requested mode is put
+ * back afterwards (not on directories: they may carry an inherited S_ISGID).
+ */
+static int give_to_caller(fuse_req_t req, int dirfd, const char *name, int fd,
+			  mode_t mode)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct stat dir;
+	gid_t gid = ctx->gid;
+	int res;
+
+	if (fstatat(dirfd, "", &dir, AT_EMPTY_PATH) == -1)
+		return errno;
+	if (dir.st_mode & S_ISGID)
+		gid = (gid_t)-1;
+	if (fd >= 0)
+		res = fchown(fd, ctx->uid, gid);
+	else
+		res = fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+	if (res == -1)
+		return errno;
+	if (S_ISDIR(mode) || S_ISLNK(mode) || !(mode & (S_ISUID | S_ISGID)))
+		return 0;
+	if (fd >= 0)
+		res = fchmod(fd, mode & 07777);
+	else
+		res = fchmodat(dirfd, name, mode & 07777, 0);
+	return res == -1 ? errno : 0;
+}
+
+static void fill_entry_timeouts(struct efs_data *fs, struct fuse_entry_param *e)
+{
+	e->attr_timeout = fs->attr_timeout;
+	e->entry_timeout = fs->entry_timeout;
+}
+
+/* ---- 2. session ---- */
+
+static void efs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Writeback caching would let the kernel merge and reorder writes
+	 * behind our size logic; it comes in a later release. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* libfuse clamps max_write to its buffer size (1 MiB by default). */
+	conn->max_write = MAX_WRITE;
+	/* The kernel keeps the smaller of this and its own read-ahead. */
+	conn->max_readahead = MAX_WRITE;
+}
+
+static void efs_destroy(void *userdata)
+{
+	efs_table_destroy(userdata);
+}
+
+/* ---- 3. names ---- */
+
+static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     struct fuse_entry_param *e)
+{
+	struct efs_data *fs = efs_data(req);
+	struct efs_inode *dir = efs_inode(req, parent), *inode;
+	struct stat st;
+	int fd, saverr;
+
+	memset(e, 0, sizeof(*e));
+	fill_entry_timeouts(fs, e);
+	if (is_meta_name(parent, name))
+		return ENOENT;
+
+	fd = openat(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1)
+		return errno;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
+		saverr = errno;
+		close(fd);
+		return saverr;
+	}
+	inode = efs_inode_find_or_add(fs, &st, &fd);
+	saverr = errno;
+	if (fd != -1)
+		close(fd);
+	if (!inode)
+		return saverr;
+
+	saverr = stat_inode(inode, &e->attr);
+	if (saverr) {
+		efs_inode_unref(fs, inode, 1);
+		return saverr;
+	}
+	e->ino = efs_inode_id(fs, inode);
+	return 0;
+}
+
+static void efs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	int err = do_lookup(req, parent, name, &e);
+
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void efs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	efs_inode_unref(efs_data(req), efs_inode(req, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void efs_forget_multi(fuse_req_t req, size_t count,
+			     struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		efs_inode_unref(efs_data(req), efs_inode(req, forgets[i].ino),
+				forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void efs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+	int err;
+
+	(void)fi;
+	err = stat_inode(efs_inode(req, ino), &st);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_attr(req, &st, efs_data(req)->attr_timeout);
+}
+
+/* Set the plaintext size; without a handle the backing file is opened here
+ * and the crypto state loaded only for the duration of the call. */
+static int do_truncate(struct efs_data *fs, struct efs_inode *inode,
+		       struct fuse_file_info *fi, off_t size)
+{
+	char proc[64];
+	struct ekmfs_content c;
+	uint64_t bad = UINT64_MAX;
+	int fd, ret, err = 0;
+
+	if (!S_ISREG(inode->type))
+		return S_ISDIR(inode->type) ? EISDIR : EINVAL;
+	if (size < 0)
+		return EINVAL;
+	if (fi) {
+		fd = efs_file(fi)->fd;
+	} else {
+		proc_path(inode->fd, proc, sizeof(proc));
+		fd = open(proc, O_RDWR | O_CLOEXEC);
+		if (fd == -1)
+			return errno;
+	}
+
+	pthread_rwlock_wrlock(&inode->ci_lock);
+	ret = efs_crypto_load(fs, inode, fd, size > 0);
+	if (ret == -ENODATA) {
+		ret = 0;         /* empty without a header, and staying empty */
+	} else if (ret == 0) {
+		content_of(&c, inode, fd);
+		ret = ekmfs_content_truncate(&c, (uint64_t)size, &bad);
+		err = content_errno(fs, inode, fd, ret, bad);
+		ret = 0;
+	}
+	if (ret < 0)
+		err = -ret;
+	efs_crypto_drop_if_unused(inode);
+	pthread_rwlock_unlock(&inode->ci_lock);
+
+	if (!fi)
+		close(fd);
+	return err;
+}
+
+static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		      int valid, struct fuse_file_info *fi)
+{
+	struct efs_data *fs = efs_data(req);
+	struct efs_inode *inode = efs_inode(req, ino);
+	char proc[64];
+	int res, err;
+
+	proc_path(inode->fd, proc, sizeof(proc));
+	if (valid & FUSE_SET_ATTR_MODE) {
+		if (fi)
+			res = fchmod(efs_file(fi)->fd, attr->st_mode & 07777);
+		else
+			res = chmod(proc, attr->st_mode & 07777);
+		if (res == -1)
+			return errno;
+	}
+	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+
+		if (fchownat(inode->fd, "", uid, gid,
+			     AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
+			return errno;
+	}
+	if (valid & FUSE_SET_ATTR_SIZE) {
+		err = do_truncate(fs, inode, fi, attr->st_size);
+		if (err)
+			return err;
+	}
+	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		struct timespec tv[2] = {
+			{ .tv_sec = 0, .tv_nsec = UTIME_OMIT },
+			{ .tv_sec = 0, .tv_nsec = UTIME_OMIT },
+		};
+
+		if (valid & FUSE_SET_ATTR_ATIME_NOW)
+			tv[0].tv_nsec = UTIME_NOW;
+		else if (valid & FUSE_SET_ATTR_ATIME)
+			tv[0] = attr->st_atim;
+		if (valid & FUSE_SET_ATTR_MTIME_NOW)
+			tv[1].tv_nsec = UTIME_NOW;
+		else if (valid & FUSE_SET_ATTR_MTIME)
+			tv[1] = attr->st_mtim;
+		if (fi)
+			res = futimens(efs_file(fi)->fd, tv);
+		else
+			res = utimensat(AT_FDCWD, proc, tv, 0);
+		if (res == -1)
+			return errno;
+	}
+	return stat_inode(inode, attr);
+}
+
+static void efs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+			int valid, struct fuse_file_info *fi)
+{
+	int err = do_setattr(req, ino, attr, valid, fi);
+
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_attr(req, attr, efs_data(req)->attr_timeout);
+}
+
+static void efs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[PATH_MAX + 1];
+	ssize_t res;
+
+	res = readlinkat(efs_inode(req, ino)->fd, "", buf, sizeof(buf));
+	if (res == -1)
+		return (void)fuse_reply_err(req, errno);
+	if (res == (ssize_t)sizeof(buf))
+		return (void)fuse_reply_err(req, ENAMETOOLONG);
+	buf[res] = '\0';
+	fuse_reply_readlink(req, buf);
+}
+
+/* mknod, mkdir and symlink: create, hand to the caller, look up. */
+static int do_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode, dev_t rdev, const char *link,
+			struct fuse_entry_param *e)
+{
+	struct efs_inode *dir = efs_inode(req, parent);
+	int res, err;
+
+	if (is_meta_name(parent, name))
+		return EPERM;
+	if (S_ISDIR(mode))
+		res = mkdirat(dir->fd, name, mode & 07777);
+	else if (S_ISLNK(mode))
+		res = symlinkat(link, dir->fd, name);
+	else
+		res = mknodat(dir->fd, name, mode, rdev);
+	if (res == -1)
+		return errno;
+
+	err = give_to_caller(req, dir->fd, name, -1, mode);
+	if (!err)
+		err = do_lookup(req, parent, name, e);
+	if (err)
+		(void)unlinkat(dir->fd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+	return err;
+}
+
+static void reply_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
+			    mode_t mode, dev_t rdev, const char *link)
+{
+	struct fuse_entry_param e;
+	int err = do_make_node(req, parent, name, mode, rdev, link, &e);
+
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void efs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, dev_t rdev)
+{
+	/* A regular file made by mknod is 0 bytes: an empty file whose
+	 * header is written by its first writer. */
+	reply_make_node(req, parent, name, mode, rdev, NULL);
+}
+
+static void efs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	reply_make_node(req, parent, name, S_IFDIR | mode, 0, NULL);
+}
+
+static void efs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			const char *name)
+{
+	reply_make_node(req, parent, name, S_IFLNK | 0777, 0, link);
+}
+
+static int do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
+		   const char *name, struct fuse_entry_param *e)
+{
+	struct efs_data *fs = efs_data(req);
+	struct efs_inode *inode = efs_inode(req, ino);
+	char proc[64];
+	int err;
+
+	memset(e, 0, sizeof(*e));
+	fill_entry_timeouts(fs, e);
+	if (is_meta_name(parent, name))
+		return EPERM;
+	proc_path(inode->fd, proc, sizeof(proc));
+	if (linkat(AT_FDCWD, proc, efs_inode(req, parent)->fd, name,
+		   AT_SYMLINK_FOLLOW) == -1)
+		return errno;
+	err = stat_inode(inode, &e->attr);
+	if (err)
+		return err;
+	efs_inode_ref(fs, inode);
+	e->ino = efs_inode_id(fs, inode);
+	return 0;
+}
+
+static void efs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
+		     const char *name)
+{
+	struct fuse_entry_param e;
+	int err = do_link(req, ino, parent, name, &e);
+
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void efs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int res;
+
+	if (is_meta_name(parent, name))
+		return (void)fuse_reply_err(req, ENOENT);
+	res = unlinkat(efs_inode(req, parent)->fd, name, 0);
+	fuse_reply_err(req, res == -1 ? errno : 0);
+}
+
+static void efs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int res;
+
+	if (is_meta_name(parent, name))
+		return (void)fuse_reply_err(req, ENOENT);
+	res = unlinkat(efs_inode(req, parent)->fd, name, AT_REMOVEDIR);
+	fuse_reply_err(req, res == -1 ? errno : 0);
+}
+
+static int do_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return EINVAL;
+	if (is_meta_name(parent, name))
+		return ENOENT;
+	if (is_meta_name(newparent, newname))
+		return EPERM;
+	if (renameat2(efs_inode(req, parent)->fd, name,
+		      efs_inode(req, newparent)->fd, newname, flags) == -1)
+		return errno;
+	return 0;
+}
+
+static void efs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, do_rename(req, parent, name, newparent, newname, flags));
+}
+
+/* ---- 4. files ---- */
+
+/* Flags of the user's open that may reach the backing open: the access mode
+ * is always O_RDWR (read-modify-write needs reads), and O_APPEND, O_TRUNC,
+ * O_CREAT and O_EXCL are ours to implement. */
+static int backing_flags(int user_flags)
+{
+	return O_RDWR | O_CLOEXEC | (user_flags & (O_SYNC | O_DSYNC | O_NOATIME));
+}
+
+static struct efs_file *file_new(struct efs_inode *inode, int fd, int user_flags,
+				 bool fd_rw)
+{
+	struct efs_file *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	f->fd = fd;
+	f->inode = inode;
+	f->append = (user_flags & O_APPEND) != 0;
+	f->writable = fd_rw;
+	return f;
+}
+
+/* The end of a handle: on release, or when the kernel never got it. */
+static void file_close(struct efs_data *fs, struct efs_file *f)
+{
+	struct efs_inode *inode = f->inode;
+
+	pthread_rwlock_wrlock(&inode->ci_lock);
+	if (inode->ci_nopen)
+		inode->ci_nopen--;
+	efs_crypto_drop_if_unused(inode);
+	pthread_rwlock_unlock(&inode->ci_lock);
+	close(f->fd);
+	free(f);
+	efs_inode_unref(fs, inode, 1);
+}
+
+static void reply_open_settings(struct fuse_file_info *fi, struct efs_file *f)
+{
+	fi->fh = (uintptr_t)f;
+	/* Page cache on so that mmap works; dropped at each open until the
+	 * daemon learns to notify the kernel of changes (a later release). */
+	fi->direct_io = 0;
+	fi->keep_cache = 0;
+}
+
+static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, struct fuse_file_info *fi,
+		     struct fuse_entry_param *e)
+{
+	struct efs_data *fs = efs_data(req);
+	struct efs_inode *dir = efs_inode(req, parent), *inode = NULL;
+	struct efs_file *f = NULL;
+	struct ekmfs_header h;
+	uint8_t *dek = NULL;
+	char rel[PATH_MAX];
+	int fd, ret, err;
+
+	memset(&h, 0, sizeof(h));
+	if (is_meta_name(parent, name))
+		return EPERM;
+	fd = openat(dir->fd, name, backing_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
+		    mode & 07777);
+	if (fd == -1)
+		return errno;
+
+	err = give_to_caller(req, dir->fd, name, fd, mode);
+	if (err)
+		goto out_unlink;
+
+	err = ENOMEM;
+	dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	if (!dek)
+		goto out_unlink;
+	efs_relpath(fs, fd, rel, sizeof(rel));
+	ekmfs_clearerr();
+	ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
+	if (ret == 0)
+		ret = ekmfs_content_write_header(fd, &h);
+	if (ret < 0) {
+		ekmfs_log(EKMFS_LOG_ERR, "%s: cannot create header: %s", rel,
+			  *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(-ret));
+		err = -ret;
+		goto out_unlink;
+	}
+
+	err = do_lookup(req, parent, name, e);
+	if (err)
+		goto out_unlink;
+	inode = efs_inode_get(fs, e->ino);
+
+	err = ENOMEM;
+	f = file_new(inode, fd, fi->flags, true);
+	if (!f)
+		goto out_unlink;
+	pthread_rwlock_wrlock(&inode->ci_lock);
+	if (!inode->ci_dek)
+		inode->ci_dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	if (!inode->ci_dek) {
+		pthread_rwlock_unlock(&inode->ci_lock);
+		goto out_unlink;
+	}
+	efs_crypto_install(inode, h.file_id, dek);
+	inode->ci_nopen++;
+	pthread_rwlock_unlock(&inode->ci_lock);
+	efs_inode_ref(fs, inode);      /* the handle's reference */
+	reply_open_settings(fi, f);
+	err = 0;
+	goto out;
+
+out_unlink:
+	/* Nothing half-made stays behind: no headerless file the user did
+	 * not ask for. */
+	(void)unlinkat(dir->fd, name, 0);
+	close(fd);
+	free(f);
+	if (inode)
+		efs_inode_unref(fs, inode, 1);
+out:
+	ekmfs_wipe(&h, sizeof(h));
+	ekmfs_secure_free(dek, EKMFS_KEY_SIZE);
+	return err;
+}
+
+static void efs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode, struct fuse_file_info *fi)
+{
+	struct fuse_entry_param e;
+	int err = do_create(req, parent, name, mode, fi, &e);
+
+	if (err) {
+		fuse_reply_err(req, err);
+	} else if (fuse_reply_create(req, &e, fi) != 0) {
+		/* Interrupted: the kernel has neither the entry nor the handle. */
+		struct efs_data *fs = efs_data(req);
+		struct efs_inode *inode = efs_file(fi)->inode;
+
+		file_close(fs, efs_file(fi));
+		efs_inode_unref(fs, inode, 1);
+	}
+}
+
+static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct efs_data *fs = efs_data(req);
+	struct efs_inode *inode = efs_inode(req, ino);
+	bool want_write = (fi->flags & O_ACCMODE) != O_RDONLY;
+	bool fd_rw = true;
+	struct ekmfs_content c;
+	struct efs_file *f;
+	uint64_t bad = UINT64_MAX;
+	char proc[64];
+	int fd, ret, err = 0;
+
+	if (!S_ISREG(inode->type))
+		return S_ISDIR(inode->type) ? EISDIR : ENXIO;
+	proc_path(inode->fd, proc, sizeof(proc));
+	fd = open(proc, backing_flags(fi->flags));
+	if (fd == -1 && !want_write &&
+	    (errno == EACCES || errno == EROFS || errno == EPERM)) {
+		fd = open(proc, O_RDONLY | O_CLOEXEC);
+		fd_rw = false;
+	}
+	if (fd == -1)
+		return errno;
+	f = file_new(inode, fd, fi->flags, fd_rw);
+	if (!f) {
+		close(fd);
+		return ENOMEM;
+	}
+
+	pthread_rwlock_wrlock(&inode->ci_lock);
+	ret = efs_crypto_load(fs, inode, fd, want_write && fd_rw);
+	if (ret == -ENODATA)
+		ret = 0;         /* empty file, read-only open: nothing to load */
+	if (ret == 0 && (fi->flags & O_TRUNC) && inode->ci_loaded && fd_rw) {
+		content_of(&c, inode, fd);
+		ret = ekmfs_content_truncate(&c, 0, &bad);
+		err = content_errno(fs, inode, fd, ret, bad);
+		ret = -err;
+	}
+	if (ret == 0)
+		inode->ci_nopen++;
+	else
+		efs_crypto_drop_if_unused(inode);
+	pthread_rwlock_unlock(&inode->ci_lock);
+
+	if (ret < 0) {
+		close(fd);
+		free(f);
+		return -ret;
+	}
+	efs_inode_ref(fs, inode);
+	reply_open_settings(fi, f);
+	return 0;
+}
+
+static void efs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int err = do_open(req, ino, fi);
+
+	if (err)
+		fuse_reply_err(req, err);
+	else if (fuse_reply_open(req, fi) != 0)
+		file_close(efs_data(req), efs_file(fi));   /* interrupted */
+}
+
+/* Read under the shared lock; a file opened while still empty (no header)
+ * loads its state under the exclusive lock if a writer has given it one. */
+static int do_read(fuse_req_t req, size_t size, off_t off,
+		   struct fuse_file_info *fi, void **out, size_t *outlen)
+{
+	struct efs_data *fs = efs_data(req);
+	struct efs_file *f = efs_file(fi);
+	struct efs_inode *inode = f->inode;
+	struct ekmfs_content c;
+	uint64_t bad = UINT64_MAX;
+	ssize_t n;
+	void *buf;
+	int ret, err;
+
+	*out = NULL;
+	*outlen = 0;
+	if (off < 0)
+		return EINVAL;
+	pthread_rwlock_rdlock(&inode->ci_lock);
+	if (!inode->ci_loaded) {
+		pthread_rwlock_unlock(&inode->ci_lock);
+		pthread_rwlock_wrlock(&inode->ci_lock);
+		ret = efs_crypto_load(fs, inode, f->fd, false);
+		if (ret < 0) {
+			pthread_rwlock_unlock(&inode->ci_lock);
+			return ret == -ENODATA ? 0 : -ret;
+		}
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		pthread_rwlock_unlock(&inode->ci_lock);
+		return ENOMEM;
+	}
+	content_of(&c, inode, f->fd);
+	n = ekmfs_content_read(&c, buf, size, (uint64_t)off, &bad);
+	err = content_errno(fs, inode, f->fd, n, bad);
+	pthread_rwlock_unlock(&inode->ci_lock);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	*out = buf;
+	*outlen = (size_t)n;
+	return 0;
+}
+
+static void efs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	void *buf;
+	size_t len;
+	int err;
+
+	(void)ino;
+	err = do_read(req, size, off, fi, &buf, &len);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, len);
+	if (buf) {
+		ekmfs_wipe(buf, len);
+		free(buf);
+	}
+}
+
+static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi, size_t *written)
+{
+	struct efs_data *fs = efs_data(req);
+	struct efs_file *f = efs_file(fi);
+	struct efs_inode *inode = f->inode;
+	struct ekmfs_content c;
+	uint64_t bad = UINT64_MAX, pos = (uint64_t)off;
+	ssize_t n = 0;
+	int ret, err = 0;
+
+	*written = 0;
+	if (off < 0)
+		return EINVAL;
+	if (!f->writable)
+		return EBADF;
+	pthread_rwlock_wrlock(&inode->ci_lock);
+	ret = efs_crypto_load(fs, inode, f->fd, true);
+	if (ret < 0) {
+		err = -ret;
+		goto out;
+	}
+	if (f->append) {
+		/* The end is computed under the exclusive lock, so two
+		 * appenders never write to the same place. */
+		ret = ekmfs_content_size(f->fd, &pos);
+		if (ret < 0) {
+			err = ret == -EBADMSG ? EIO : -ret;
+			goto out;
+		}
+	}
+	content_of(&c, inode, f->fd);
+	n = ekmfs_content_write(&c, buf, size, pos, &bad);
+	err = content_errno(fs, inode, f->fd, n, bad);
+	if (!err)
+		*written = (size_t)n;
+out:
+	pthread_rwlock_unlock(&inode->ci_lock);
+	return err;
+}
+
+static void efs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		      off_t off, struct fuse_file_info *fi)
+{
+	size_t written;
+	int err;
+
+	(void)ino;
+	err = do_write(req, buf, size, off, fi, &written);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_write(req, written);
+}
+
+static void efs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	/* Writes are synchronous: nothing is buffered in the daemon. */
+	fuse_reply_err(req, 0);
+}
+
+static void efs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	file_close(efs_data(req), efs_file(fi));
+	fuse_reply_err(req, 0);
+}
+
+static int sync_result(int res)
+{
+	/* The I/O seam's entries behave like the system calls. */
+	if (res == 0)
+		return 0;
+	return res == -1 ? errno : -res;
+}
+
+static void efs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		      struct fuse_file_info *fi)
+{
+	int fd = efs_file(fi)->fd;
+	int res;
+
+	(void)ino;
+	res = datasync ? ekmfs_io->fdatasync(fd) : ekmfs_io->fsync(fd);
+	fuse_reply_err(req, sync_result(res));
+}
+
+static int do_fallocate(fuse_req_t req, int mode, off_t off, off_t len,
+			struct fuse_file_info *fi)
+{
+	struct efs_data *fs = efs_data(req);
+	struct efs_file *f = efs_file(fi);
+	struct efs_inode *inode = f->inode;
+	struct ekmfs_content c;
+	uint64_t size = 0, bad = UINT64_MAX, end;
+	int ret, err = 0;
+
+	if (mode == FALLOC_FL_KEEP_SIZE)
+		return 0;        /* blocks are allocated when written */
+	if (mode != 0)
+		return EOPNOTSUPP;
+	if (off < 0 || len <= 0)
+		return EINVAL;
+	if ((uint64_t)off > (uint64_t)INT64_MAX - (uint64_t)len)
+		return EFBIG;
+	if (!f->writable)
+		return EBADF;
+	end = (uint64_t)off + (uint64_t)len;
+
+	pthread_rwlock_wrlock(&inode->ci_lock);
+	ret = efs_crypto_load(fs, inode, f->fd, true);
+	if (ret == 0)
+		ret = ekmfs_content_size(f->fd, &size);
+	if (ret < 0) {
+		err = ret == -EBADMSG ? EIO : -ret;
+		goto out;
+	}
+	if (end > size) {
+		content_of(&c, inode, f->fd);
+		ret = ekmfs_content_truncate(&c, end, &bad);
+		err = content_errno(fs, inode, f->fd, ret, bad);
+	}
+out:
+	pthread_rwlock_unlock(&inode->ci_lock);
+	return err;
+}
+
+static void efs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+			  off_t len, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fuse_reply_err(req, do_fallocate(req, mode, off, len, fi));
+}
+
+/* ---- 5. directories ---- */
+
+struct efs_dir {
+	DIR *dp;
+	struct dirent *entry;   /* read but not yet returned */
+	off_t offset;
+};
+
+static struct efs_dir *efs_dir(const struct fuse_file_info *fi)
+{
+	return (struct efs_dir *)(uintptr_t)fi->fh;
+}
+
+static int do_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct efs_dir *d;
+	int fd, saverr;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return ENOMEM;
+	fd = openat(efs_inode(req, ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1)
+		goto out_err;
+	d->dp = fdopendir(fd);
+	if (!d->dp)
+		goto out_err;
+	fi->fh = (uintptr_t)d;
+	return 0;
+
+out_err:
+	saverr = errno;
+	if (fd != -1)
+		close(fd);
+	free(d);
+	return saverr;
+}
+
+static void efs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int err = do_opendir(req, ino, fi);
+
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_open(req, fi);
+}
+
+static bool is_dot_or_dotdot(const char *name)
+{
+	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct efs_dir *d = efs_dir(fi);
+	char *buf, *p;
+	size_t rem = size;
+	int err = 0;
+
+	buf = calloc(1, size ? size : 1);
+	if (!buf)
+		return (void)fuse_reply_err(req, ENOMEM);
+	p = buf;
+	if (offset != d->offset) {
+		seekdir(d->dp, offset);
+		d->entry = NULL;
+		d->offset = offset;
+	}
+	for (;;) {
+		struct fuse_entry_param e;
+		fuse_ino_t entry_ino = 0;
+		const char *name;
+		size_t entsize;
+		off_t nextoff;
+
+		if (!d->entry) {
+			errno = 0;
+			d->entry = readdir(d->dp);
+			if (!d->entry) {
+				err = errno;
+				break;
+			}
+		}
+		nextoff = d->entry->d_off;
+		name = d->entry->d_name;
+		if (is_meta_name(ino, name))
+			goto next;
+		if (plus) {
+			if (is_dot_or_dotdot(name)) {
+				memset(&e, 0, sizeof(e));
+				e.attr.st_ino = d->entry->d_ino;
+				e.attr.st_mode = (mode_t)d->entry->d_type << 12;
+			} else {
+				err = do_lookup(req, ino, name, &e);
+				if (err == ENOENT) {   /* removed meanwhile */
+					err = 0;
+					goto next;
+				}
+				if (err)
+					break;
+				entry_ino = e.ino;
+			}
+			entsize = fuse_add_direntry_plus(req, p, rem, name, &e, nextoff);
+		} else {
+			struct stat st = {
+				.st_ino = d->entry->d_ino,
+				.st_mode = (mode_t)d->entry->d_type << 12,
+			};
+
+			entsize = fuse_add_direntry(req, p, rem, name, &st, nextoff);
+		}
+		if (entsize > rem) {
+			if (entry_ino)
+				efs_inode_unref(efs_data(req), efs_inode(req, entry_ino), 1);
+			break;
+		}
+		p += entsize;
+		rem -= entsize;
+next:
+		d->entry = NULL;
+		d->offset = nextoff;
+	}
+	/* An error can only be reported before any entry was stored; after
+	 * that, lookup counts of returned entries would be wrong. */
+	if (err && rem == size)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+static void efs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+			struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, offset, fi, false);
+}
+
+static void efs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+			    struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, offset, fi, true);
+}
+
+static void efs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct efs_dir *d = efs_dir(fi);
+
+	(void)ino;
+	closedir(d->dp);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+static void efs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			 struct fuse_file_info *fi)
+{
+	int fd = dirfd(efs_dir(fi)->dp);
+	int res;
+
+	(void)ino;
+	res = datasync ? fdatasync(fd) : fsync(fd);
+	fuse_reply_err(req, res == -1 ? errno : 0);
+}
+
+/* ---- 6. volume and xattrs ---- */
+
+static void efs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st;
+
+	if (fstatvfs(efs_inode(req, ino)->fd, &st) == -1)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+/* Only user.* attributes: the others carry meaning (ACLs, capabilities,
+ * security labels) that the daemon, running as root, must not let a user set
+ * on the backing files. */
+static void efs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			 const char *value, size_t size, int flags)
+{
+	char proc[64];
+	int res;
+
+	if (!is_user_xattr(name))
+		return (void)fuse_reply_err(req, EOPNOTSUPP);
+	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
+	res = setxattr(proc, name, value, size, flags);
+	fuse_reply_err(req, res == -1 ? errno : 0);
+}
+
+static void efs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	char proc[64];
+	int res;
+
+	if (!is_user_xattr(name))
+		return (void)fuse_reply_err(req, EOPNOTSUPP);
+	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
+	res = removexattr(proc, name);
+	fuse_reply_err(req, res == -1 ? errno : 0);
+}
+
+static int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		       size_t size, void **out, ssize_t *outlen)
+{
+	char proc[64];
+	ssize_t n;
+
+	*out = NULL;
+	if (!is_user_xattr(name))
+		return ENODATA;
+	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
+	if (size == 0) {
+		n = getxattr(proc, name, NULL, 0);
+		if (n == -1)
+			return errno;
+		*outlen = n;
+		return 0;
+	}
+	*out = malloc(size);
+	if (!*out)
+		return ENOMEM;
+	n = getxattr(proc, name, *out, size);
+	if (n == -1) {
+		int saverr = errno;
+
+		free(*out);
+		*out = NULL;
+		return saverr;
+	}
+	*outlen = n;
+	return 0;
+}
+
+static void efs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	void *value;
+	ssize_t len = 0;
+	int err = do_getxattr(req, ino, name, size, &value, &len);
+
+	if (err)
+		fuse_reply_err(req, err);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)len);
+	else
+		fuse_reply_buf(req, value, (size_t)len);
+	free(value);
+}
+
+/* The backing list filtered to user.* names. */
+static int do_listxattr(fuse_req_t req, fuse_ino_t ino, char **out, size_t *outlen)
+{
+	char proc[64], *all = NULL, *kept = NULL, *p;
+	ssize_t n = 0;
+	size_t klen = 0;
+	int tries;
+
+	*out = NULL;
+	*outlen = 0;
+	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
+	/* The list may grow between sizing and reading it: retry a few times. */
+	for (tries = 0; tries < 5; tries++) {
+		n = listxattr(proc, NULL, 0);
+		if (n <= 0)
+			break;
+		free(all);
+		all = malloc((size_t)n);
+		if (!all)
+			return ENOMEM;
+		n = listxattr(proc, all, (size_t)n);
+		if (n >= 0 || errno != ERANGE)
+			break;
+	}
+	if (n < 0) {
+		int saverr = errno;
+
+		free(all);
+		return saverr;
+	}
+	kept = malloc(n > 0 ? (size_t)n : 1);
+	if (!kept) {
+		free(all);
+		return ENOMEM;
+	}
+	for (p = all; p && p < all + n; p += strlen(p) + 1) {
+		size_t len = strnlen(p, (size_t)(all + n - p));
+
+		if (is_user_xattr(p)) {
+			memcpy(kept + klen, p, len);
+			kept[klen + len] = '\0';
+			klen += len + 1;
+		}
+	}
+	free(all);
+	*out = kept;
+	*outlen = klen;
+	return 0;
+}
+
+static void efs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *list;
+	size_t len;
+	int err = do_listxattr(req, ino, &list, &len);
+
+	if (err)
+		fuse_reply_err(req, err);
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, list, len);
+	free(list);
+}
+
+/* No getlk/setlk/flock: the kernel then keeps POSIX and BSD locks locally,
+ * which is correct for a single mount. */
+const struct fuse_lowlevel_ops efs_ops = {
+	.init = efs_init,
+	.destroy = efs_destroy,
+	.lookup = efs_lookup,
+	.forget = efs_forget,
+	.forget_multi = efs_forget_multi,
+	.getattr = efs_getattr,
+	.setattr = efs_setattr,
+	.readlink = efs_readlink,
+	.mknod = efs_mknod,
+	.mkdir = efs_mkdir,
+	.unlink = efs_unlink,
+	.rmdir = efs_rmdir,
+	.symlink = efs_symlink,
+	.rename = efs_rename,
+	.link = efs_link,
+	.open = efs_open,
+	.read = efs_read,
+	.write = efs_write,
+	.flush = efs_flush,
+	.release = efs_release,
+	.fsync = efs_fsync,
+	.opendir = efs_opendir,
+	.readdir = efs_readdir,
+	.readdirplus = efs_readdirplus,
+	.releasedir = efs_releasedir,
+	.fsyncdir = efs_fsyncdir,
+	.statfs = efs_statfs,
+	.setxattr = efs_setxattr,
+	.getxattr = efs_getxattr,
+	.listxattr = efs_listxattr,
+	.removexattr = efs_removexattr,
+	.create = efs_create,
+	.fallocate = efs_fallocate,
+};

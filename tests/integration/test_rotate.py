@@ -1,0 +1,529 @@
+"""ekmfs-rotate through real volumes and real mounts.
+
+Owns: the rotation guarantees of issue 3 - content bytes untouched, crash
+safety under kill -9, online rotation under a writer and a reader, the
+daemon picking up a new KEK version, no slot left for an old KEK, retire and
+destroy, the CMK interval, corrupt headers skipped and reported, --dry-run,
+the rotate lock, and backups taken before a rotation.
+
+Divisions: helpers / basic rotation / crash safety / online / keyring
+commands / bad input and refusals.
+"""
+import fcntl
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BUILD, HEADER_SIZE, SLOW, Volume, run_cli, sanitizer_report
+
+ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
+BENCHGEN = BUILD / "tools" / "rotate" / "ekmfs-rotate-benchgen"
+SLOT = 96
+
+# ---- helpers ---------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _rotate_binary():
+    if not os.access(ROTATE, os.X_OK):
+        pytest.skip("ekmfs-rotate not built")
+
+
+def rotate(vol, *args, json_out=False, timeout=120):
+    argv = [ROTATE, "-c", vol.config] + list(args)
+    if json_out:
+        argv.append("--json")
+    argv.append(vol.backing)
+    r = run_cli(argv, timeout=timeout)
+    rep = sanitizer_report(r.stderr)
+    assert not rep, rep
+    if json_out and r.stdout.strip():
+        r.json = json.loads(r.stdout)
+    return r
+
+
+def slots(path):
+    """[(seq, tenant, version, raw96)] of the two key slots of a backing file."""
+    with open(path, "rb") as f:
+        h = f.read(HEADER_SIZE)
+    out = []
+    for i in range(2):
+        raw = h[32 + i * SLOT:32 + (i + 1) * SLOT]
+        seq, tenant, version = struct.unpack_from("<QII", raw)
+        out.append((seq, tenant, version, raw))
+    return out
+
+
+def versions_in_use(path):
+    return sorted(v for seq, _, v, _ in slots(path) if seq)
+
+
+def backing_files(vol):
+    out = []
+    for dirpath, dirnames, filenames in os.walk(vol.backing):
+        if dirpath == str(vol.backing) and ".ekmfs" in dirnames:
+            dirnames.remove(".ekmfs")
+        out += [os.path.join(dirpath, n) for n in filenames]
+    return sorted(out)
+
+
+def content_after_header(vol):
+    res = {}
+    for p in backing_files(vol):
+        with open(p, "rb") as f:
+            f.seek(HEADER_SIZE)
+            res[p] = hashlib.sha256(f.read()).hexdigest()
+    return res
+
+
+def tree_hash(root):
+    """Every byte, name, mode and mtime below root (including .ekmfs)."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in sorted(os.walk(root)):
+        dirnames.sort()
+        for n in sorted(filenames + dirnames):
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            h.update(("%s %o %d %d\n" % (os.path.relpath(p, root), st.st_mode,
+                                         st.st_size, st.st_mtime_ns)).encode())
+            if os.path.isfile(p):
+                with open(p, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()
+
+
+def assert_done(vol, version):
+    """Every non-empty file is on `version` only; the other slot is all zero."""
+    for p in backing_files(vol):
+        if os.path.getsize(p) == 0:
+            continue
+        s = slots(p)
+        used = [x for x in s if x[0]]
+        assert len(used) == 1, "%s: %d slots in use" % (p, len(used))
+        assert used[0][2] == version, "%s on v%d, want v%d" % (p, used[0][2], version)
+        empty = [x for x in s if not x[0]][0]
+        assert empty[3] == bytes(SLOT), "%s: cleared slot not all zero" % p
+
+
+def payload(i, size):
+    return bytes((i * 31 + k * 7) % 251 for k in range(size))
+
+
+def fill(mnt, n=40):
+    sizes = [0, 1, 100, 4095, 4096, 4097, 9000, 70000]
+    expect = {}
+    os.makedirs(os.path.join(mnt, "d1", "d2"), exist_ok=True)
+    for i in range(n):
+        rel = os.path.join("d1" if i % 3 else "", "d2" if i % 5 == 0 and i % 3 else "",
+                           "f%03d" % i)
+        data = payload(i, sizes[i % len(sizes)])
+        with open(os.path.join(mnt, rel), "wb") as f:
+            f.write(data)
+        expect[rel] = data
+    return expect
+
+
+def check_through_mount(mnt, expect):
+    for rel, data in expect.items():
+        with open(os.path.join(mnt, rel), "rb") as f:
+            assert f.read() == data, rel
+
+
+def benchgen(vol, count, size):
+    r = run_cli([BENCHGEN, "-c", vol.config, vol.backing, count, size], timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+def bench_expected(size):
+    return bytes((k * 7 + 1) & 0xff for k in range(size))
+
+
+# ---- basic rotation --------------------------------------------------------
+
+def test_kek_rotation_content_untouched_and_daemon_picks_up(mounted):
+    vol, mnt = mounted, mounted.mnt
+    expect = fill(mnt)
+    # a 0-byte backing file: an empty file whose header was never written
+    open(vol.backing / "empty0", "wb").close()
+    before = content_after_header(vol)
+    assert all(versions_in_use(p) == [1] for p in backing_files(vol)
+               if os.path.getsize(p))
+
+    r = rotate(vol, "kek", json_out=True)
+    assert r.returncode == 0, r.stderr
+    assert r.json["new_version"] == 2 and r.json["remaining_on_old_versions"] == 0
+    assert r.json["rewrapped"] == len(expect)
+    assert r.json["empty"] == 1 and r.json["retired_versions"] == [1]
+    assert content_after_header(vol) == before
+    assert_done(vol, 2)
+    assert os.path.getsize(vol.backing / "empty0") == 0
+
+    # the running daemon uses v2 for new files, without a restart
+    with open(os.path.join(mnt, "after"), "wb") as f:
+        f.write(b"new file after the rotation")
+    assert versions_in_use(vol.backing / "after") == [2]
+    check_through_mount(mnt, expect)
+
+    st = rotate(vol, "status", json_out=True)
+    assert st.returncode == 0, st.stderr
+    keks = {k["version"]: k for k in st.json["tenants"][0]["keks"]}
+    assert keks[1]["state"] == "retired" and keks[1]["files"] == 0
+    assert keks[2]["state"] == "active" and keks[2]["files"] == len(expect) + 1
+    assert st.json["tenants"][0]["current_version"] == 2
+
+    # a second rotation, then the volume verifies and remounts
+    before = content_after_header(vol)
+    r = rotate(vol, "kek", "-q")
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert content_after_header(vol) == before
+    assert_done(vol, 3)
+    m = vol.remount(vol.mounts[-1])
+    check_through_mount(mnt, expect)
+    del m
+    v = vol.admin("verify", vol.backing)
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_help_usage_and_exit_codes(volume):
+    r = run_cli([ROTATE, "--help"])
+    assert r.returncode == 0
+    for word in ("status", "kek", "rewrap", "retire", "cmk", "--dry-run", "--jobs",
+                 "--json", "Exit status", "refused"):
+        assert word in r.stdout
+    assert run_cli([ROTATE, "bogus", volume.backing]).returncode == 2
+    assert run_cli([ROTATE, "kek"]).returncode == 2
+    assert run_cli([ROTATE, "retire", volume.backing]).returncode == 2
+    assert run_cli([ROTATE, "kek", "--jobs", "0", volume.backing]).returncode == 2
+    assert run_cli([ROTATE, "kek", "--force", volume.backing]).returncode == 2
+    r = run_cli([ROTATE, "-c", volume.config, "status", volume.root / "nope"])
+    assert r.returncode == 1 and "nope" in r.stderr
+
+
+# ---- crash safety ----------------------------------------------------------
+
+def test_kill9_at_random_points_then_rerun(volume):
+    vol = volume
+    n, size = 2000, 300
+    benchgen(vol, n, size)
+    before = content_after_header(vol)
+    rng = random.Random(1234)
+    killed = 0
+    for run in range(20):
+        cmd = "kek" if run % 2 == 0 else "rewrap"
+        p = subprocess.Popen([str(ROTATE), "-c", str(vol.config), cmd, "-q",
+                              "--jobs", str(1 + run % 3), str(vol.backing)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.0, 0.25) * SLOW)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            killed += 1
+        p.wait()
+        err = p.stderr.read().decode(errors="replace")
+        p.stderr.close()
+        assert not sanitizer_report(err), err
+    assert killed >= 5, "the runs finished too fast to be interrupted"
+    # every file is readable through a fresh mount, and verify is clean
+    assert content_after_header(vol) == before
+    v = vol.admin("verify", vol.backing)
+    assert v.returncode == 0, v.stdout[-2000:] + v.stderr
+    m = vol.mount()
+    want = bench_expected(size)
+    for p in backing_files(vol):
+        rel = os.path.relpath(p, vol.backing)
+        with open(os.path.join(vol.mnt, rel), "rb") as f:
+            assert f.read() == want, rel
+    m.unmount()
+    # the rerun completes: no file left on an old version, no old slot
+    r = rotate(vol, "rewrap", json_out=True)
+    assert r.returncode == 0, r.stderr
+    assert r.json["remaining_on_old_versions"] == 0
+    cur = r.json["target_version"]
+    assert_done(vol, cur)
+    assert content_after_header(vol) == before
+
+
+def test_interrupted_states_are_readable_and_finished(mounted):
+    """The two crash states the protocol can leave: both slots in use (new
+    slot durable, old not yet cleared) and a slot write cut after its seq."""
+    vol, mnt = mounted, mounted.mnt
+    expect = fill(mnt, 6)
+    names = [r for r, d in expect.items() if d]
+    a, b = (vol.backing / names[0]), (vol.backing / names[1])
+    old_a = open(a, "rb").read(HEADER_SIZE)
+    old_b = open(b, "rb").read(HEADER_SIZE)
+    assert rotate(vol, "kek", "-q").returncode == 0
+    new_a = open(a, "rb").read(HEADER_SIZE)
+    # a: old slot 0 (v1, seq 1) back next to the new slot 1 (v2, seq 2)
+    with open(a, "r+b") as f:
+        f.write(old_a[:32 + SLOT])
+    assert versions_in_use(a) == [1, 2]
+    assert new_a[32 + SLOT:32 + 2 * SLOT] == open(a, "rb").read(HEADER_SIZE)[128:224]
+    # b: back to v1 with slot 1 holding only a seq (a cut-short write)
+    with open(b, "r+b") as f:
+        f.write(old_b[:32 + SLOT] + struct.pack("<Q", 2) + bytes(SLOT - 8))
+    m = vol.remount(vol.mounts[-1])
+    check_through_mount(mnt, expect)
+    r = rotate(vol, "rewrap", json_out=True)
+    assert r.returncode == 0, r.stderr
+    assert r.json["stale_slots_cleared"] == 1 and r.json["rewrapped"] == 1
+    assert_done(vol, 2)
+    m = vol.remount(m)
+    check_through_mount(mnt, expect)
+
+
+# ---- online ----------------------------------------------------------------
+
+def test_rotate_while_writer_and_reader_run(mounted):
+    vol, mnt = mounted, mounted.mnt
+    expect = fill(mnt, 60)
+    stop = threading.Event()
+    errors = []
+    written = {}
+    lock = threading.Lock()
+
+    def writer():
+        i = 0
+        try:
+            while not stop.is_set():
+                rel = "w%04d" % (i % 300)
+                data = payload(i, 1000 + (i * 37) % 9000)
+                with open(os.path.join(mnt, rel), "wb") as f:
+                    f.write(data)
+                with lock:
+                    written[rel] = data
+                i += 1
+        except Exception as e:  # noqa: B902 - any failure is the finding
+            errors.append("writer: %r" % e)
+
+    def reader():
+        try:
+            while not stop.is_set():
+                for rel, data in list(expect.items()):
+                    with open(os.path.join(mnt, rel), "rb") as f:
+                        got = f.read()
+                    if got != data:
+                        errors.append("reader: %s differs" % rel)
+                        return
+        except Exception as e:  # noqa: B902
+            errors.append("reader: %r" % e)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    try:
+        codes = []
+        for _ in range(4):
+            time.sleep(0.2)
+            r = rotate(vol, "kek", "-q", "--jobs", "2")
+            codes.append((r.returncode, r.stderr))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors
+    assert all(c == 0 for c, _ in codes), codes
+    check_through_mount(mnt, expect)
+    with lock:
+        check_through_mount(mnt, written)
+    # files created during the rotations: a final rewrap leaves none behind
+    r = rotate(vol, "rewrap", json_out=True)
+    assert r.returncode == 0, r.stderr
+    assert_done(vol, 5)
+    v = vol.admin("verify", vol.backing)
+    assert v.returncode == 0, v.stdout[-2000:]
+
+
+def test_backup_before_rotation_restores_with_its_own_keyring(mounted):
+    vol, mnt = mounted, mounted.mnt
+    expect = fill(mnt, 12)
+    vol.mounts[-1].unmount()
+    backup = vol.root / "backup"
+    subprocess.run(["cp", "-a", str(vol.backing), str(backup)], check=True)
+    assert rotate(vol, "kek", "-q").returncode == 0
+    r = rotate(vol, "retire", "--version", "1", "--destroy")
+    assert r.returncode == 0, r.stderr
+    assert "backup" in r.stdout.lower()
+    # the backup, with its own keyring copy (v1 intact), still mounts and reads
+    bvol = Volume.__new__(Volume)
+    bvol.__dict__.update(vol.__dict__)
+    bvol.backing = backup
+    bvol.mounts = []
+    m = bvol.mount()
+    check_through_mount(mnt, expect)
+    m.unmount()
+    # the live volume reads too
+    m = vol.mount()
+    check_through_mount(mnt, expect)
+    m.unmount()
+    # but the backup's data with the new keyring (v1 destroyed) cannot be read
+    shutil.copy(vol.backing / ".ekmfs" / "keyring.json", backup / ".ekmfs" / "keyring.json")
+    m = bvol.mount()
+    rel = [r for r, d in expect.items() if d][0]
+    with pytest.raises(OSError):
+        with open(os.path.join(mnt, rel), "rb") as f:
+            f.read()
+    m.unmount()
+
+
+# ---- keyring commands ------------------------------------------------------
+
+def test_retire_refused_while_referenced_then_destroy(volume):
+    vol = volume
+    benchgen(vol, 30, 100)
+    victim = backing_files(vol)[0]
+    old = open(victim, "rb").read()
+    r = rotate(vol, "retire", "--version", "1")
+    assert r.returncode == 4 and "current" in r.stderr
+    assert rotate(vol, "kek", "-q").returncode == 0
+    # a file restored from before the rotation references v1 again
+    with open(victim, "wb") as f:
+        f.write(old)
+    r = rotate(vol, "retire", "--version", "1", "--destroy", json_out=True)
+    assert r.returncode == 4, r.stderr
+    assert r.json["outcome"] == "refused" and "1 files still reference KEK v1" in r.stderr
+    st = rotate(vol, "status", json_out=True)
+    assert {k["version"]: k["state"] for k in st.json["tenants"][0]["keks"]} == \
+        {1: "retired", 2: "active"}
+    assert rotate(vol, "rewrap", "-q").returncode == 0
+    r = rotate(vol, "retire", "--version", "1", "--destroy")
+    assert r.returncode == 0, r.stderr
+    st = rotate(vol, "status", json_out=True)
+    k1 = [k for k in st.json["tenants"][0]["keks"] if k["version"] == 1][0]
+    assert k1["state"] == "destroyed" and k1["files"] == 0
+    kr = json.loads((vol.backing / ".ekmfs" / "keyring.json").read_text())
+    assert [k["wrapped"] for k in kr["tenants"][0]["keks"] if k["version"] == 1] == [""]
+    r = rotate(vol, "retire", "--version", "7")
+    assert r.returncode == 1 and "no KEK version 7" in r.stderr
+
+
+def test_cmk_interval_refusal_force_and_new_key(volume):
+    vol = volume
+    benchgen(vol, 20, 5000)
+    r = rotate(vol, "cmk", json_out=True)
+    assert r.returncode == 4 and r.json["outcome"] == "refused"
+    assert "min_cmk_change_interval" in r.stderr
+    r = rotate(vol, "cmk", "--force")
+    assert r.returncode == 0, r.stderr
+    # a new key file through --to, still under --force (just changed)
+    newkey = vol.keydir / "new.key"
+    key = run_cli([BUILD / "ekmfs-admin", "keygen"]).stdout
+    newkey.write_text(key)
+    os.chmod(newkey, 0o644)
+    r = rotate(vol, "cmk", "--to", newkey, "--force")
+    assert r.returncode == 1 and "new.key" in r.stderr          # loose mode refused
+    os.chmod(newkey, 0o600)
+    inside = vol.backing / "k.key"
+    shutil.copy(newkey, inside)
+    os.chmod(inside, 0o600)
+    r = rotate(vol, "cmk", "--to", inside, "--force")
+    assert r.returncode == 1 and "inside the backing directory" in r.stderr
+    os.unlink(inside)
+    r = rotate(vol, "cmk", "--to", newkey)
+    assert r.returncode == 4                                     # interval again
+    r = rotate(vol, "cmk", "--to", newkey, "--force")
+    assert r.returncode == 0, r.stderr
+    assert "key_file = %s" % newkey in r.stdout
+    # the old key no longer opens the volume; the new one does
+    assert vol.admin("verify", vol.backing).returncode == 1
+    vol.write_config("[tenant.default]\nkey_file = %s\nmin_cmk_change_interval = 1s\n"
+                     % newkey)
+    v = vol.admin("verify", vol.backing)
+    assert v.returncode == 0, v.stdout + v.stderr
+    time.sleep(1.1)
+    r = rotate(vol, "cmk")                                       # interval passed
+    assert r.returncode == 0, r.stderr
+    m = vol.mount()
+    with open(os.path.join(vol.mnt, os.path.relpath(backing_files(vol)[0], vol.backing)),
+              "rb") as f:
+        assert f.read() == bench_expected(5000)
+    m.unmount()
+
+
+# ---- bad input and refusals ------------------------------------------------
+
+def test_corrupt_headers_skipped_and_reported(volume):
+    vol = volume
+    benchgen(vol, 50, 200)
+    files = backing_files(vol)
+    tampered, foreign, unknown = files[3], files[10], files[20]
+    with open(tampered, "r+b") as f:              # a flipped bit in the wrapped DEK
+        f.seek(32 + 40)
+        b = f.read(1)
+        f.seek(32 + 40)
+        f.write(bytes([b[0] ^ 1]))
+    with open(foreign, "r+b") as f:               # not an ekmfs header at all
+        f.write(b"PLAINTEXT!")
+    with open(unknown, "r+b") as f:               # names KEK v99
+        f.seek(32 + 12)
+        f.write(struct.pack("<I", 99))
+    bad = {p: open(p, "rb").read() for p in (tampered, foreign, unknown)}
+    r = rotate(vol, "kek", json_out=True)
+    assert r.returncode == 3, r.stderr
+    skipped = {s["path"]: s["reason"] for s in r.json["skipped"]}
+    rel = lambda p: os.path.relpath(p, vol.backing)  # noqa: E731
+    assert set(skipped) == {rel(tampered), rel(foreign), rel(unknown)}
+    assert "authenticates" in skipped[rel(tampered)]
+    assert "not an ekmfs file" in skipped[rel(foreign)]
+    assert "v99" in skipped[rel(unknown)]
+    for p in bad:
+        assert "skipped %s" % rel(p) in r.stderr
+        assert open(p, "rb").read() == bad[p]      # never "fixed"
+    for p in files:
+        if p not in bad:
+            assert versions_in_use(p) == [2], p
+    assert r.json["rewrapped"] == len(files) - 3
+    # retire is refused while unreadable headers might reference the version
+    assert rotate(vol, "retire", "--version", "1").returncode == 4
+
+
+def test_dry_run_changes_nothing(volume):
+    vol = volume
+    benchgen(vol, 40, 100)
+    h = tree_hash(vol.backing)
+    r = rotate(vol, "kek", "--dry-run", json_out=True)
+    assert r.returncode == 0, r.stderr
+    assert r.json["rewrapped"] == 40 and r.json["dry_run"] is True
+    for args in (["rewrap", "-n"], ["retire", "--version", "1", "-n"],
+                 ["cmk", "--force", "-n"]):
+        r = rotate(vol, *args)
+        assert r.returncode in (0, 4), (args, r.stderr)
+    assert tree_hash(vol.backing) == h
+    # after a real rotation a dry-run rewrap has nothing to do
+    assert rotate(vol, "kek", "-q").returncode == 0
+    h = tree_hash(vol.backing)
+    r = rotate(vol, "rewrap", "--dry-run", json_out=True)
+    assert r.json["rewrapped"] == 0 and r.json["already_current"] == 40
+    r = rotate(vol, "retire", "--version", "1", "--destroy", "--dry-run")
+    assert r.returncode == 0 and "would be" in r.stdout
+    assert tree_hash(vol.backing) == h
+
+
+def test_second_rotate_refused(volume):
+    vol = volume
+    benchgen(vol, 10, 10)
+    assert rotate(vol, "kek", "-q").returncode == 0   # creates .ekmfs/rotate.lock
+    lockp = vol.backing / ".ekmfs" / "rotate.lock"
+    assert oct(lockp.stat().st_mode & 0o777) == "0o600"
+    # hold the lock exactly as a running ekmfs-rotate does
+    fd = os.open(lockp, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        before = tree_hash(vol.backing)
+        for cmd in (["kek"], ["rewrap"], ["cmk", "--force"], ["retire", "--version", "1"]):
+            r = rotate(vol, *cmd, json_out=True)
+            assert r.returncode == 4, (cmd, r.stderr)
+            assert "another ekmfs-rotate" in r.stderr and r.json["outcome"] == "refused"
+        assert tree_hash(vol.backing) == before
+        assert rotate(vol, "status").returncode == 0      # read-only: not locked
+    finally:
+        os.close(fd)
+    assert rotate(vol, "rewrap", "-q").returncode == 0

@@ -1,0 +1,155 @@
+#!/bin/bash
+# tools/test.sh - install, build and run every ekmfs test; THE test command.
+#
+# Owns: the dependency install (apt-get, skipped when all is present), the
+# two builds (build/: debugoptimized; build-asan/: ASan+UBSan), the unit tests
+# (meson test, suite unit) and the integration suite (pytest through a real
+# FUSE mount) against both builds, and the final summary whose last line is
+# "N passed, M failed" summed over all runs. Exits non-zero when anything
+# failed or failed to build. Idempotent; run as root (FUSE mounts, setuid
+# test children): sudo ./tools/test.sh
+#
+# Divisions: setup / dependencies / builds / unit tests / integration tests /
+# summary.
+set -u -o pipefail
+
+# ---- setup -------------------------------------------------------------------
+cd "$(dirname "$0")/.." || exit 1
+REPO=$PWD
+PYTHON=/usr/bin/python3          # Debian's python3 with python3-pytest, not a pyenv one
+PYTEST_TIMEOUT=${EKMFS_PYTEST_TIMEOUT:-1800}
+STEP_FAILURES=0                  # builds or runs that produced no test results
+declare -a RUNS=()               # "label|kind|file" for the summary
+
+say() { printf '\n==> %s\n' "$*"; }
+step_failed() { echo "tools/test.sh: $*" >&2; STEP_FAILURES=$((STEP_FAILURES + 1)); }
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "tools/test.sh: run as root (sudo ./tools/test.sh): the tests mount FUSE file systems" >&2
+	exit 1
+fi
+
+# Mounts left by an interrupted earlier run would make fusermount3 and rm fail.
+cleanup_stale_mounts() {
+	awk '$3 == "fuse.ekmfs" && $2 ~ /^\/tmp\/ekmfs-it-/ { print $2 }' /proc/self/mounts |
+	while read -r m; do fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+}
+cleanup_stale_mounts
+
+# ---- dependencies ----------------------------------------------------------------
+say "dependencies"
+bash tools/install-deps.sh || {
+	echo "tools/test.sh: installing the dependencies failed" >&2
+	echo "0 passed, 1 failed"
+	exit 1
+}
+[ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
+
+# ---- builds ------------------------------------------------------------------------
+setup_build() {             # dir, meson options...
+	local dir=$1; shift
+	if [ -f "$dir/build.ninja" ]; then
+		meson setup --reconfigure "$dir" "$@" >"$dir.setup.log" 2>&1
+	else
+		meson setup "$dir" "$@" >"$dir.setup.log" 2>&1
+	fi || { cat "$dir.setup.log" >&2; return 1; }
+}
+
+BUILD_OK=()
+say "building build/ (debugoptimized)"
+if setup_build build --buildtype=debugoptimized && ninja -C build; then
+	BUILD_OK+=(build)
+else
+	step_failed "build/ failed to build"
+fi
+say "building build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer)"
+if setup_build build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined \
+	-Db_lundef=false && ninja -C build-asan; then
+	BUILD_OK+=(build-asan)
+else
+	step_failed "build-asan/ failed to build"
+fi
+rm -f build.setup.log build-asan.setup.log
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+# ---- unit tests ----------------------------------------------------------------------
+for b in "${BUILD_OK[@]}"; do
+	say "unit tests ($b)"
+	rm -f "$b/meson-logs/testlog.json"
+	meson test -C "$b" --suite unit --print-errorlogs
+	if [ -s "$b/meson-logs/testlog.json" ]; then
+		RUNS+=("unit ($b)|meson|$b/meson-logs/testlog.json")
+	else
+		step_failed "meson test in $b produced no test log"
+	fi
+done
+
+# ---- integration tests -------------------------------------------------------------------
+for b in "${BUILD_OK[@]}"; do
+	say "integration tests ($b)"
+	junit="$b/integration-junit.xml"
+	rm -f "$junit"
+	EKMFS_BUILD="$REPO/$b" timeout -k 30 "$PYTEST_TIMEOUT" \
+		"$PYTHON" -m pytest tests/integration -p no:cacheprovider -q -ra \
+		--junitxml="$junit" -o junit_family=xunit2
+	rc=$?
+	cleanup_stale_mounts
+	if [ -s "$junit" ]; then
+		RUNS+=("integration ($b)|junit|$junit")
+	else
+		step_failed "pytest against $b wrote no results (exit $rc)"
+	fi
+	[ "$rc" -eq 124 ] && step_failed "pytest against $b timed out after ${PYTEST_TIMEOUT}s"
+	[ "$rc" -eq 5 ] && step_failed "pytest against $b collected no tests"
+done
+
+# ---- summary ----------------------------------------------------------------------------
+say "summary"
+"$PYTHON" - "$STEP_FAILURES" "${RUNS[@]}" <<'EOF'
+import json, sys
+import xml.etree.ElementTree as ET
+
+step_failures = int(sys.argv[1])
+total_pass = 0
+total_fail = step_failures
+for run in sys.argv[2:]:
+    label, kind, path = run.split("|", 2)
+    passed = failed = skipped = 0
+    names = []
+    if kind == "meson":
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                t = json.loads(line)
+                res = t.get("result")
+                if res in ("OK", "EXPECTEDFAIL"):
+                    passed += 1
+                elif res == "SKIP":
+                    skipped += 1
+                else:
+                    failed += 1
+                    names.append("%s: %s" % (t.get("name"), res))
+    else:
+        root = ET.parse(path).getroot()
+        for case in root.iter("testcase"):
+            bad = [c for c in case if c.tag in ("failure", "error")]
+            if bad:
+                failed += 1
+                names.append("%s::%s" % (case.get("classname"), case.get("name")))
+            elif any(c.tag == "skipped" for c in case):
+                skipped += 1
+            else:
+                passed += 1
+    total_pass += passed
+    total_fail += failed
+    print("%-28s %4d passed, %d failed, %d skipped" % (label, passed, failed, skipped))
+    for n in names:
+        print("    FAILED " + n)
+if step_failures:
+    print("%d build/run step(s) failed (counted as failures)" % step_failures)
+print("%d passed, %d failed" % (total_pass, total_fail))
+sys.exit(1 if total_fail else 0)
+EOF
