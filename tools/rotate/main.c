@@ -1,0 +1,635 @@
+/*
+ * main.c - ekmfs-rotate: command line, the rotate lock, the commands.
+ *
+ * Divisions:
+ *   1. --help (the man page text) and option parsing
+ *   2. the rotate lock and the descriptor limit
+ *   3. the commands: status, kek / rewrap, retire, cmk
+ *   4. main()
+ *
+ * Rotation logic lives here and in the other files of tools/rotate/; the
+ * core library provides the format, the keyring and the providers.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ekmfs/keys.h"
+#include "ekmfs/secmem.h"
+#include "ekmfs/util.h"
+#include "rotate.h"
+
+/* ---- 1. help and options ---- */
+
+static const char usage_text[] =
+"Usage: ekmfs-rotate [-c CONFIG] COMMAND [OPTIONS] BACKING\n"
+"\n"
+"Rotate the keys of an ekmfs volume by re-wrapping keys, never content: a\n"
+"KEK rotation rewrites one 96-byte key slot in each file's header, a CMK\n"
+"change rewrites a handful of keyring records. Works while the volume is\n"
+"mounted and in use; safe to interrupt at any moment (rerun to finish).\n"
+"\n"
+"Commands:\n"
+"  status            Per tenant: the current KEK version and the CMK (and CMK\n"
+"                    version) that wraps it, every KEK version with its state\n"
+"                    (active, retired, destroyed), creation time and how many\n"
+"                    files reference it; the last rotation and when the next\n"
+"                    is due (rotation_days); the last CMK change. Needs no key.\n"
+"  kek               Create a new KEK version and make it current (new files,\n"
+"                    also through a running mount, use it at once), re-wrap\n"
+"                    every file still on an older version, then mark the older\n"
+"                    versions retired. Re-scans until no file is left on an\n"
+"                    older version (at most 5 passes) or says how many remain.\n"
+"  rewrap            Finish an interrupted re-wrap: bring every file of the\n"
+"                    tenant to its current KEK version, clear stale slots, and\n"
+"                    retire older versions. Idempotent; 'kek' runs it.\n"
+"  retire --version N [--destroy]\n"
+"                    Mark KEK version N retired (it only unwraps, never wraps).\n"
+"                    Refused while any file still references N, and for the\n"
+"                    current version. With --destroy the wrapped key material\n"
+"                    is wiped from the keyring: files and backups that still\n"
+"                    reference N then need an older keyring copy to be read.\n"
+"  cmk [--to REF] [--force]\n"
+"                    Re-wrap the tenant's KEK versions under a new CMK (local\n"
+"                    provider: REF is the path of a new key file, mode 0600,\n"
+"                    outside BACKING; make one with 'ekmfs-admin keygen'), or\n"
+"                    without --to under the configured CMK (its newest\n"
+"                    version). The configuration must still name the old CMK;\n"
+"                    afterwards point key_file at REF and restart the mounts.\n"
+"                    Refused when the last CMK change is more recent than\n"
+"                    min_cmk_change_interval (default 24h) unless --force.\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE  configuration file (default " EKMFS_DEFAULT_CONFIG ")\n"
+"  -t, --tenant T     the tenant to act on (default: default)\n"
+"  -n, --dry-run      report what would change; change nothing\n"
+"  -j, --jobs N       worker threads for header re-wraps (default: CPUs, max 64)\n"
+"      --json         print one JSON object (the summary) on stdout\n"
+"  -q, --quiet        no progress and no summary (errors still print)\n"
+"      --version N    retire: the KEK version\n"
+"      --destroy      retire: also wipe the wrapped key from the keyring\n"
+"      --to REF       cmk: the new CMK (local: a key file path)\n"
+"      --force        cmk: ignore min_cmk_change_interval\n"
+"  -h, --help         show this help\n"
+"  -V                 show the program version\n"
+"\n"
+"Progress goes to stderr: a bar with rate and ETA on a terminal, a plain line\n"
+"every 5 s otherwise. Files whose header is corrupt or names an unknown or\n"
+"destroyed KEK are listed ('skipped PATH: REASON') and left untouched.\n"
+"\n"
+"Exit status:\n"
+"  0  done (status: every header readable)\n"
+"  1  error: nothing changed, or the part done is consistent; rerun\n"
+"  2  usage error\n"
+"  3  finished, but some files were skipped (listed on stderr) or remain on\n"
+"     an older KEK version\n"
+"  4  refused: another ekmfs-rotate holds the volume, the CMK interval has\n"
+"     not passed, or the KEK version to retire is still referenced or current\n"
+"\n"
+"Examples:\n"
+"  ekmfs-rotate status /srv/data.enc\n"
+"  ekmfs-rotate kek --jobs 4 /srv/data.enc\n"
+"  ekmfs-rotate retire --version 1 --destroy /srv/data.enc\n"
+"  ekmfs-admin keygen > /etc/ekmfs/new.key && chmod 600 /etc/ekmfs/new.key\n"
+"  ekmfs-rotate cmk --to /etc/ekmfs/new.key /srv/data.enc\n"
+"\n"
+"See docs/ROTATION.md for the re-wrap protocol and its guarantees.\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "ekmfs-rotate: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry 'ekmfs-rotate --help'.\n");
+	return ROT_USAGE;
+}
+
+static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+enum { OPT_JSON = 256, OPT_VERSION, OPT_DESTROY, OPT_TO, OPT_FORCE };
+
+static int parse_args(int argc, char **argv, struct rot_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "tenant", required_argument, NULL, 't' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "version", required_argument, NULL, OPT_VERSION },
+		{ "destroy", no_argument, NULL, OPT_DESTROY },
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char *const names[] = {
+		[CMD_STATUS] = "status", [CMD_KEK] = "kek", [CMD_REWRAP] = "rewrap",
+		[CMD_RETIRE] = "retire", [CMD_CMK] = "cmk",
+	};
+	bool have_version = false, found = false;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	uint32_t jobs;
+	int ch;
+
+	o->jobs = ncpu > 0 ? (unsigned)(ncpu > ROT_MAX_JOBS ? ROT_MAX_JOBS : ncpu) : 1;
+	opterr = 0;
+	/* GNU getopt permutes: options may come before or after the command. */
+	while ((ch = getopt_long(argc, argv, "c:t:nj:qhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o->config = optarg; break;
+		case 't': o->tenant = optarg; break;
+		case 'n': o->dry_run = true; break;
+		case 'q': o->quiet = true; break;
+		case OPT_JSON: o->json = true; break;
+		case OPT_DESTROY: o->destroy = true; break;
+		case OPT_TO: o->to = optarg; break;
+		case OPT_FORCE: o->force = true; break;
+		case 'j':
+			if (parse_u32(optarg, 1, ROT_MAX_JOBS, &jobs))
+				return usage_error("--jobs wants a number from 1 to 64, not '%s'",
+						   optarg);
+			o->jobs = jobs;
+			break;
+		case OPT_VERSION:
+			if (parse_u32(optarg, 1, UINT32_MAX, &o->version))
+				return usage_error("--version wants a KEK version number, not '%s'",
+						   optarg);
+			have_version = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(ROT_OK);
+		case 'V':
+			printf("ekmfs-rotate %s\n", EKMFS_VERSION);
+			exit(ROT_OK);
+		case '?':
+		default:
+			if (optopt && optopt < 256)
+				fprintf(stderr, "ekmfs-rotate: bad or incomplete option '-%c'\n", optopt);
+			else
+				fprintf(stderr, "ekmfs-rotate: bad or incomplete option '%s'\n",
+					argv[optind - 1]);
+			return usage_error("%s", "see the options below COMMAND");
+		}
+	}
+	if (argc - optind != 2)
+		return usage_error("%s", argc - optind < 2 ? "expected COMMAND and BACKING"
+				   : "too many arguments (expected COMMAND BACKING)");
+	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(names); i++) {
+		if (strcmp(argv[optind], names[i]) == 0) {
+			o->cmd = (enum rot_command)i;
+			found = true;
+		}
+	}
+	if (!found)
+		return usage_error("unknown command '%s' (status, kek, rewrap, retire, cmk)",
+				   argv[optind]);
+	o->backing = argv[optind + 1];
+	if (o->cmd == CMD_RETIRE && !have_version)
+		return usage_error("%s", "retire needs --version N");
+	if (o->cmd != CMD_RETIRE && (have_version || o->destroy))
+		return usage_error("%s", "--version and --destroy belong to retire");
+	if (o->cmd != CMD_CMK && (o->to || o->force))
+		return usage_error("%s", "--to and --force belong to cmk");
+	return 0;
+}
+
+/* ---- 2. the rotate lock, descriptors ---- */
+
+/* One ekmfs-rotate per volume: an flock on .ekmfs/rotate.lock held for the
+ * whole run (the kernel drops it if we are killed). A dry run only peeks. */
+static int take_rotate_lock(struct rot_ctx *c, int *fd_out)
+{
+	const char *rel = EKMFS_META_DIR "/" ROT_LOCK_FILE;
+	int fd, flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW;
+
+	*fd_out = -1;
+	if (!c->opt.dry_run)
+		flags |= O_CREAT;
+	fd = openat(c->backing_fd, rel, flags, 0600);
+	if (fd < 0) {
+		if (c->opt.dry_run && errno == ENOENT)
+			return 0; /* never locked, and a dry run creates nothing */
+		ekmfs_seterr("cannot open the lock file %s/%s: %s", c->opt.backing, rel,
+			     strerror(errno));
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno;
+
+		close(fd);
+		if (err == EWOULDBLOCK) {
+			ekmfs_seterr("another ekmfs-rotate is working on %s (it holds %s/%s); "
+				     "wait for it to finish", c->opt.backing, c->opt.backing, rel);
+			return -EWOULDBLOCK;
+		}
+		ekmfs_seterr("cannot lock %s/%s: %s", c->opt.backing, rel, strerror(err));
+		return -err;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+/* Each worker keeps a batch of files open until its slots are durable. */
+static size_t batch_size(unsigned jobs)
+{
+	struct rlimit rl;
+	size_t batch = ROT_BATCH;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+			getrlimit(RLIMIT_NOFILE, &rl);
+		}
+		if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)jobs * batch + 64)
+			batch = rl.rlim_cur > (rlim_t)jobs * 16 + 64 ?
+				(size_t)((rl.rlim_cur - 64) / jobs) : 16;
+	}
+	return batch;
+}
+
+/* ---- 3. commands ---- */
+
+static int fail_code(int err)
+{
+	return err == -EWOULDBLOCK || err == -EBUSY ? ROT_REFUSED : ROT_ERROR;
+}
+
+static int fail(struct rot_ctx *c, int err, const char *what)
+{
+	const char *msg = ekmfs_lasterr();
+	int code = fail_code(err);
+
+	if (msg[0])
+		report_outcome(c, code == ROT_REFUSED ? "refused" : "error", code, "%s", msg);
+	else
+		report_outcome(c, "error", code, "%s: %s", what, strerror(-err));
+	return code;
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Walk and run one pass in mode over the tenant's files. */
+static int one_pass(struct rot_ctx *c, struct rot_pass *p, enum rot_mode mode,
+		    uint32_t target, const char *label, struct rot_paths *paths)
+{
+	int ret;
+
+	memset(p, 0, sizeof(*p));
+	ret = rot_walk(c->backing_fd, paths);
+	if (ret)
+		return ret;
+	p->ctx = c;
+	p->mode = mode;
+	p->tenant_id = c->trec->id;
+	p->target = target;
+	p->paths = paths;
+	p->jobs = c->opt.jobs;
+	p->batch = batch_size(c->opt.jobs);
+	p->label = label;
+	return rot_pass_run(p);
+}
+
+static int cmd_status(struct rot_ctx *c)
+{
+	struct rot_paths paths;
+	struct rot_pass p;
+	int ret, code;
+
+	ret = one_pass(c, &p, MODE_SCAN, 0, "scan", &paths);
+	if (ret) {
+		rot_paths_free(&paths);
+		rot_pass_free(&p);
+		return fail(c, ret, "scan");
+	}
+	code = report_status(c, &p);
+	rot_paths_free(&paths);
+	rot_pass_free(&p);
+	return code;
+}
+
+/* Re-wrap passes until one finds nothing to write (files created with an
+ * older version while we ran are caught by the next pass), then retire the
+ * older versions. */
+static int rewrap_all(struct rot_ctx *c)
+{
+	struct rot_counts total = { 0 };
+	struct rot_paths paths = { 0 };
+	struct rot_pass p = { 0 };
+	uint64_t remaining = 0;
+	unsigned passes = 0;
+	double t0 = now_seconds();
+	char label[64];
+	int ret = 0, code;
+	uint32_t target = c->trec->current_version;
+	bool clean = false;
+
+	if (c->opt.dry_run && c->opt.cmd == CMD_KEK) {
+		/* The version kek would create: nothing has it, so every file counts. */
+		for (size_t i = 0; i < c->trec->nkeks; i++)
+			if (c->trec->keks[i].version >= target)
+				target = c->trec->keks[i].version;
+		c->new_version = ++target;
+	}
+	while (!clean && passes < (c->opt.dry_run ? 1u : ROT_MAX_PASSES)) {
+		if (passes) {
+			rot_paths_free(&paths);
+			rot_pass_free(&p);
+		}
+		passes++;
+		snprintf(label, sizeof(label), "%s pass %u", c->opt.dry_run ? "dry run" :
+			 "re-wrap", passes);
+		ret = one_pass(c, &p, c->opt.dry_run ? MODE_DRYRUN : MODE_REWRAP, target, label,
+			       &paths);
+		total.rewrapped += p.counts.rewrapped;
+		total.cleared += p.counts.cleared;
+		total.files += p.counts.files;
+		if (ret)
+			break;
+		clean = p.counts.rewrapped == 0 && p.counts.cleared == 0;
+	}
+	if (!ret && !clean && !c->opt.dry_run) {
+		/* Still busy after the last pass: count what is left, change nothing. */
+		struct rot_pass q;
+		struct rot_paths qp;
+
+		ret = one_pass(c, &q, MODE_DRYRUN, target, "counting what remains", &qp);
+		remaining = q.counts.rewrapped + q.counts.cleared;
+		rot_paths_free(&qp);
+		rot_pass_free(&q);
+	}
+	if (!ret && !c->opt.dry_run)
+		ret = keys_retire_old(c);
+	if (ret) {
+		code = fail(c, ret, "re-wrap");
+		goto out;
+	}
+	code = report_rewrap(c, &p, &total, remaining, passes, now_seconds() - t0);
+out:
+	rot_paths_free(&paths);
+	rot_pass_free(&p);
+	return code;
+}
+
+static int cmd_kek(struct rot_ctx *c)
+{
+	int ret = keys_load(c);
+
+	if (ret)
+		return fail(c, ret, "loading the KEKs");
+	if (!c->opt.dry_run) {
+		ret = keys_new_version(c);
+		if (ret)
+			return fail(c, ret, "creating a KEK version");
+		if (!c->opt.quiet)
+			fprintf(c->opt.json ? stderr : stdout,
+				"ekmfs-rotate: KEK v%u of tenant '%s' is now current (new files "
+				"use it at once); re-wrapping older files\n", c->new_version,
+				c->trec->name);
+	}
+	return rewrap_all(c);
+}
+
+static int cmd_rewrap(struct rot_ctx *c)
+{
+	int ret = keys_load(c);
+
+	if (ret)
+		return fail(c, ret, "loading the KEKs");
+	return rewrap_all(c);
+}
+
+static int cmd_retire(struct rot_ctx *c)
+{
+	struct ekmfs_kek_record *k = ekmfs_tenant_kek(c->trec, c->opt.version);
+	struct rot_paths paths;
+	struct rot_pass p;
+	uint64_t refs;
+	int ret;
+
+	if (!k) {
+		report_outcome(c, "error", ROT_ERROR, "tenant '%s' has no KEK version %u",
+			       c->trec->name, c->opt.version);
+		return ROT_ERROR;
+	}
+	if (k->version == c->trec->current_version) {
+		report_outcome(c, "refused", ROT_REFUSED, "KEK v%u is the current version of "
+			       "tenant '%s'; rotate first (ekmfs-rotate kek)", k->version,
+			       c->trec->name);
+		return ROT_REFUSED;
+	}
+	if (k->state == EKMFS_KEK_DESTROYED) {
+		report_outcome(c, "done", ROT_OK, "KEK v%u of tenant '%s' is already destroyed",
+			       k->version, c->trec->name);
+		return ROT_OK;
+	}
+	ret = one_pass(c, &p, MODE_SCAN, 0, "checking references", &paths);
+	refs = rot_pass_refs(&p, c->trec->id, c->opt.version);
+	if (!ret && p.nskips) {
+		/* A header we cannot read might reference the version. */
+		report_skips(c, &p);
+		report_outcome(c, "refused", ROT_REFUSED, "%zu files have unreadable headers "
+			       "and might reference KEK v%u; fix or remove them first",
+			       p.nskips, c->opt.version);
+		ret = 1;
+	}
+	rot_paths_free(&paths);
+	rot_pass_free(&p);
+	if (ret < 0)
+		return fail(c, ret, "scan");
+	if (ret > 0)
+		return ROT_REFUSED;
+	if (refs) {
+		report_outcome(c, "refused", ROT_REFUSED, "%llu files still reference KEK v%u of "
+			       "tenant '%s'; run 'ekmfs-rotate rewrap %s' first",
+			       (unsigned long long)refs, c->opt.version, c->trec->name,
+			       c->opt.backing);
+		return ROT_REFUSED;
+	}
+	ret = keys_set_state(c, c->opt.version, c->opt.destroy);
+	if (ret)
+		return fail(c, ret, "retire");
+	if (c->opt.destroy)
+		report_outcome(c, "done", ROT_OK, "%sKEK v%u of tenant '%s' destroyed: its "
+			       "wrapped key is wiped from the keyring. Backups taken before "
+			       "the re-wrap that reference v%u can only be read with their "
+			       "own (older) keyring copy and the CMK that wrapped it",
+			       c->opt.dry_run ? "dry run: would be " : "", c->opt.version,
+			       c->trec->name, c->opt.version);
+	else
+		report_outcome(c, "done", ROT_OK, "%sKEK v%u of tenant '%s' retired",
+			       c->opt.dry_run ? "dry run: would be " : "", c->opt.version,
+			       c->trec->name);
+	return ROT_OK;
+}
+
+static void fmt_interval(uint64_t s, char *out, size_t len)
+{
+	if (s % 86400 == 0 && s)
+		snprintf(out, len, "%llud", (unsigned long long)(s / 86400));
+	else if (s % 3600 == 0 && s)
+		snprintf(out, len, "%lluh", (unsigned long long)(s / 3600));
+	else
+		snprintf(out, len, "%llus", (unsigned long long)s);
+}
+
+static int cmd_cmk(struct rot_ctx *c)
+{
+	struct ekmfs_tenant_config new_tc;
+	char last[32], next[32], iv[32], fpr[EKMFS_REF_MAX] = "";
+	time_t now = time(NULL);
+	time_t allowed = c->trec->last_cmk_change + (time_t)c->tc->min_cmk_change_interval;
+	size_t n = 0;
+	int ret;
+
+	if (now < allowed && !c->opt.force) {
+		ekmfs_time_rfc3339(c->trec->last_cmk_change, last, sizeof(last));
+		ekmfs_time_rfc3339(allowed, next, sizeof(next));
+		fmt_interval(c->tc->min_cmk_change_interval, iv, sizeof(iv));
+		report_outcome(c, "refused", ROT_REFUSED, "the CMK of tenant '%s' was changed "
+			       "at %s, less than min_cmk_change_interval (%s) ago; the next "
+			       "change is allowed from %s (or use --force)", c->trec->name, last,
+			       iv, next);
+		return ROT_REFUSED;
+	}
+	ret = keys_load(c);
+	if (ret)
+		return fail(c, ret, "loading the KEKs");
+	if (c->opt.to) {
+		struct stat st;
+
+		if (strcmp(c->tc->provider, "local") != 0 ||
+		    c->tc->local_source != EKMFS_LOCAL_KEY_FILE) {
+			report_outcome(c, "error", ROT_ERROR, "--to needs a tenant whose CMK is a "
+				       "local key file; a passphrase tenant changes its CMK by "
+				       "re-initialising (not supported in this release)");
+			return ROT_ERROR;
+		}
+		if (c->opt.to[0] != '/') {
+			report_outcome(c, "error", ROT_ERROR, "--to %s: give the absolute path of "
+				       "the new key file", c->opt.to);
+			return ROT_ERROR;
+		}
+		if (stat(c->opt.to, &st) < 0 || !S_ISREG(st.st_mode)) {
+			report_outcome(c, "error", ROT_ERROR, "--to %s: not an existing key file "
+				       "(make one with: ekmfs-admin keygen > FILE; chmod 600 FILE)",
+				       c->opt.to);
+			return ROT_ERROR;
+		}
+		ret = ekmfs_check_secret_outside(c->backing_fd, c->opt.to, "key file");
+		if (ret)
+			return fail(c, ret, "--to");
+		new_tc = *c->tc;
+		if (strlen(c->opt.to) >= sizeof(new_tc.key_file)) {
+			report_outcome(c, "error", ROT_ERROR, "--to: path too long");
+			return ROT_ERROR;
+		}
+		snprintf(new_tc.key_file, sizeof(new_tc.key_file), "%s", c->opt.to);
+	}
+	ret = keys_rewrap_cmk(c, c->opt.to ? &new_tc : NULL, &n, fpr, sizeof(fpr));
+	if (ret)
+		return fail(c, ret, "re-wrapping the KEKs");
+	if (c->opt.to)
+		report_outcome(c, "done", ROT_OK, "%s%zu KEK versions of tenant '%s' %s under "
+			       "the key file %s (fingerprint %s)%s. Now set 'key_file = %s' in "
+			       "[tenant.%s] of %s and restart the ekmfs mounts of this volume; "
+			       "keep the old key file while any backup needs it (older keyring "
+			       "copies are wrapped by it)", c->opt.dry_run ? "dry run: " : "", n,
+			       c->trec->name, c->opt.dry_run ? "would be re-wrapped" : "re-wrapped",
+			       c->opt.to, fpr, c->opt.force ? " (--force)" : "", c->opt.to,
+			       c->trec->name, c->cfg.path[0] ? c->cfg.path : EKMFS_DEFAULT_CONFIG);
+	else
+		report_outcome(c, "done", ROT_OK, "%s%zu KEK versions of tenant '%s' %s under "
+			       "the configured CMK (fingerprint %s)%s", c->opt.dry_run ?
+			       "dry run: " : "", n, c->trec->name, c->opt.dry_run ?
+			       "would be re-wrapped" : "re-wrapped", fpr,
+			       c->opt.force ? " (--force)" : "");
+	return ROT_OK;
+}
+
+/* ---- 4. main ---- */
+
+int main(int argc, char **argv)
+{
+	struct rot_ctx *c = calloc(1, sizeof(*c));
+	int lock_fd = -1, code, ret;
+
+	if (!c) {
+		fprintf(stderr, "ekmfs-rotate: out of memory\n");
+		return ROT_ERROR;
+	}
+	c->backing_fd = -1;
+	c->started = time(NULL);
+	code = parse_args(argc, argv, &c->opt);
+	if (code)
+		goto out;
+	ekmfs_secmem_no_dumps();
+	if (ekmfs_secmem_init() < 0) {
+		fprintf(stderr, "ekmfs-rotate: cannot set up locked memory for keys\n");
+		code = ROT_ERROR;
+		goto out;
+	}
+	ret = keys_setup(c);
+	if (ret) {
+		code = fail(c, ret, c->opt.backing);
+		goto out;
+	}
+	if (c->opt.cmd != CMD_STATUS) {
+		ret = take_rotate_lock(c, &lock_fd);
+		if (ret) {
+			code = fail(c, ret, "lock");
+			goto out;
+		}
+		/* The keyring may have changed while we waited for nothing: re-read
+		 * it under our lock, so every decision uses what is on disk. */
+		ret = keys_reread(c);
+		if (ret) {
+			code = fail(c, ret, "keyring");
+			goto out;
+		}
+	}
+	switch (c->opt.cmd) {
+	case CMD_STATUS: code = cmd_status(c); break;
+	case CMD_KEK: code = cmd_kek(c); break;
+	case CMD_REWRAP: code = cmd_rewrap(c); break;
+	case CMD_RETIRE: code = cmd_retire(c); break;
+	case CMD_CMK: code = cmd_cmk(c); break;
+	}
+out:
+	keys_close(c);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	free(c);
+	fflush(stdout);
+	return code;
+}

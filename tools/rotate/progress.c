@@ -1,0 +1,126 @@
+/*
+ * progress.c - progress of a pass on stderr.
+ *
+ * On a terminal: one line redrawn five times a second, a bar with the count,
+ * the rate and the time left. Otherwise (a log, a pipe, cron): a plain line
+ * every five seconds, so a long run leaves a readable trace and a short one
+ * none. A thread of its own samples the workers' shared counter; the workers
+ * never print.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rotate.h"
+
+struct rot_progress {
+	const struct rot_pass *pass;
+	uint64_t total;
+	bool tty;
+	bool drawn;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	struct timespec start;
+};
+
+static double elapsed(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
+}
+
+static void draw(struct rot_progress *pr, bool final)
+{
+	uint64_t done = atomic_load(&pr->pass->done);
+	double secs = elapsed(&pr->start);
+	double rate = secs > 0 ? (double)done / secs : 0;
+	double eta = rate > 0 ? (double)(pr->total - done) / rate : 0;
+	unsigned pct = pr->total ? (unsigned)(100 * done / pr->total) : 100;
+
+	if (pr->tty) {
+		char bar[31];
+		unsigned fill = pct * 30 / 100;
+
+		memset(bar, '#', fill);
+		memset(bar + fill, '.', 30 - fill);
+		bar[30] = '\0';
+		fprintf(stderr, "\r%s [%s] %3u%% %llu/%llu files, %.0f files/s, ETA %.0fs \033[K",
+			pr->pass->label, bar, pct, (unsigned long long)done,
+			(unsigned long long)pr->total, rate, final ? 0.0 : eta);
+		if (final)
+			fputc('\n', stderr);
+		pr->drawn = true;
+	} else {
+		fprintf(stderr, "ekmfs-rotate: %s: %llu/%llu files (%u%%), %.0f files/s, "
+			"ETA %.0fs\n", pr->pass->label, (unsigned long long)done,
+			(unsigned long long)pr->total, pct, rate, final ? 0.0 : eta);
+		pr->drawn = true;
+	}
+	fflush(stderr);
+}
+
+static void *progress_thread(void *arg)
+{
+	struct rot_progress *pr = arg;
+	long period_ms = pr->tty ? 200 : 5000;
+
+	pthread_mutex_lock(&pr->mu);
+	while (!pr->stop) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += (period_ms % 1000) * 1000000L;
+		until.tv_sec += period_ms / 1000 + until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&pr->cv, &pr->mu, &until);
+		if (!pr->stop)
+			draw(pr, false);
+	}
+	pthread_mutex_unlock(&pr->mu);
+	return NULL;
+}
+
+struct rot_progress *progress_start(const struct rot_pass *p, uint64_t total, bool quiet)
+{
+	struct rot_progress *pr;
+
+	if (quiet)
+		return NULL;
+	pr = calloc(1, sizeof(*pr));
+	if (!pr)
+		return NULL;
+	pr->pass = p;
+	pr->total = total;
+	pr->tty = isatty(STDERR_FILENO);
+	pthread_mutex_init(&pr->mu, NULL);
+	pthread_cond_init(&pr->cv, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &pr->start);
+	if (pthread_create(&pr->thread, NULL, progress_thread, pr) != 0) {
+		free(pr);
+		return NULL;
+	}
+	return pr;
+}
+
+void progress_stop(struct rot_progress *pr)
+{
+	if (!pr)
+		return;
+	pthread_mutex_lock(&pr->mu);
+	pr->stop = true;
+	pthread_cond_signal(&pr->cv);
+	pthread_mutex_unlock(&pr->mu);
+	pthread_join(pr->thread, NULL);
+	if (pr->drawn)
+		draw(pr, true); /* a run that showed progress also shows its end */
+	pthread_mutex_destroy(&pr->mu);
+	pthread_cond_destroy(&pr->cv);
+	free(pr);
+}

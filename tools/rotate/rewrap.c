@@ -1,0 +1,487 @@
+/*
+ * rewrap.c - re-wrapping file headers, in parallel, crash-safe.
+ *
+ * Owns: what a pass does to one file (read its header, decide, write a key
+ * slot), the batches that make those writes durable with two syncfs() calls
+ * per batch instead of two fsync()s per file, and the worker threads.
+ *
+ * Divisions:
+ *   1. results (counts, skipped files, references) shared by the workers
+ *   2. one file: classify its slots, decide, write the new slot
+ *   3. a batch: phase 1 for every file, syncfs, phase 2 (clear), syncfs
+ *   4. the workers and rot_pass_run()
+ *
+ * The protocol (docs/ROTATION.md has the argument in full): the DEK is
+ * unwrapped from a slot that opens, wrapped under the target KEK into the
+ * OTHER slot with seq = highest + 1, the batch is made durable, and only then
+ * is the old slot cleared, and the batch made durable again. A crash at any
+ * point leaves at least one slot that opens; a rerun finishes the job.
+ * Nothing after the header's 256 bytes is ever read or written.
+ *
+ * Slot writes are split in two, so that every state a concurrent reader (the
+ * daemon opening the file) or a crash can observe still parses:
+ *   write: seq (bytes 0..7) first, then bytes 8..95
+ *   clear: bytes 8..95 first, then seq
+ * An in-between slot has a non-zero seq and a zero tenant id: it parses, it
+ * cannot open (tenant id 0 does not exist), and readers fall back to the
+ * other slot. One 96-byte write could be seen half done as "seq 0 with
+ * other bytes set", which the parser rejects as a corrupt header.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ekmfs/aead.h"
+#include "ekmfs/content.h"
+#include "ekmfs/io.h"
+#include "ekmfs/secmem.h"
+#include "ekmfs/util.h"
+#include "rotate.h"
+
+/* ---- 1. results ---- */
+
+static void add_skip(struct rot_pass *p, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void add_skip(struct rot_pass *p, const char *path, const char *fmt, ...)
+{
+	struct rot_skip s = { .path = strdup(path) };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s.reason, sizeof(s.reason), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&p->mu);
+	if (p->nskips == p->capskips) {
+		size_t cap = p->capskips ? 2 * p->capskips : 16;
+		struct rot_skip *grown = realloc(p->skips, cap * sizeof(*grown));
+
+		if (!grown) {
+			pthread_mutex_unlock(&p->mu);
+			free(s.path);
+			return;
+		}
+		p->skips = grown;
+		p->capskips = cap;
+	}
+	p->skips[p->nskips++] = s;
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Caller holds p->mu. */
+static void add_ref(struct rot_pass *p, uint32_t tenant_id, uint32_t version)
+{
+	for (size_t i = 0; i < p->nrefs; i++) {
+		if (p->refs[i].tenant_id == tenant_id && p->refs[i].version == version) {
+			p->refs[i].files++;
+			return;
+		}
+	}
+	if (p->nrefs == p->caprefs) {
+		size_t cap = p->caprefs ? 2 * p->caprefs : 16;
+		struct rot_ref *grown = realloc(p->refs, cap * sizeof(*grown));
+
+		if (!grown)
+			return;
+		p->refs = grown;
+		p->caprefs = cap;
+	}
+	p->refs[p->nrefs++] = (struct rot_ref){ tenant_id, version, 1 };
+}
+
+uint64_t rot_pass_refs(const struct rot_pass *p, uint32_t tenant_id, uint32_t version)
+{
+	for (size_t i = 0; i < p->nrefs; i++)
+		if (p->refs[i].tenant_id == tenant_id && p->refs[i].version == version)
+			return p->refs[i].files;
+	return 0;
+}
+
+static void set_fatal(struct rot_pass *p, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_fatal(struct rot_pass *p, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&p->mu);
+	if (!p->fatal) {
+		p->fatal = err;
+		va_start(ap, fmt);
+		vsnprintf(p->fatal_msg, sizeof(p->fatal_msg), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- 2. one file ---- */
+
+enum outcome { OUT_EMPTY, OUT_CURRENT, OUT_REWRAP, OUT_CLEAR, OUT_OTHER, OUT_VANISHED,
+	       OUT_SKIPPED, OUT_SCANNED, OUT_BADHDR };
+
+/* A file waiting for phase 2: its fd and the slot to clear. */
+struct pending {
+	int fd;
+	int clear_idx;
+	const char *path;
+};
+
+static const char *parse_problem(int rc, const uint8_t *buf, ssize_t n)
+{
+	if (n < EKMFS_HEADER_SIZE)
+		return "truncated header (file shorter than 256 bytes)";
+	if (memcmp(buf, EKMFS_MAGIC, 4) != 0)
+		return "not an ekmfs file (no EKMF magic)";
+	if (rc == -EPROTO)
+		return "unsupported format version";
+	return "malformed header";
+}
+
+static int write_slot(int fd, const struct ekmfs_header *h, int idx)
+{
+	uint8_t buf[EKMFS_HEADER_SIZE];
+	off_t off = (off_t)ekmfs_slot_offset(idx);
+	int ret;
+
+	ekmfs_header_serialize(h, buf);
+	ret = ekmfs_write_full(fd, buf + off, 8, off);
+	if (!ret)
+		ret = ekmfs_write_full(fd, buf + off + 8, EKMFS_SLOT_SIZE - 8, off + 8);
+	ekmfs_wipe(buf, sizeof(buf));
+	return ret;
+}
+
+static int clear_slot(int fd, int idx)
+{
+	static const uint8_t zero[EKMFS_SLOT_SIZE];
+	off_t off = (off_t)ekmfs_slot_offset(idx);
+	int ret;
+
+	ret = ekmfs_write_full(fd, zero, EKMFS_SLOT_SIZE - 8, off + 8);
+	if (!ret)
+		ret = ekmfs_write_full(fd, zero, 8, off);
+	return ret;
+}
+
+/* Scan: count which (tenant, version) pairs the header's slots name. */
+static enum outcome scan_file(struct rot_pass *p, int fd, const char *path)
+{
+	uint8_t buf[EKMFS_HEADER_SIZE];
+	struct ekmfs_header h;
+	ssize_t n;
+	int rc;
+
+	n = ekmfs_read_full(fd, buf, sizeof(buf), 0);
+	if (n == 0)
+		return OUT_EMPTY;
+	if (n < 0) {
+		add_skip(p, path, "cannot read the header: %s", strerror((int)-n));
+		return OUT_BADHDR;
+	}
+	rc = n < EKMFS_HEADER_SIZE ? -EBADMSG : ekmfs_header_parse(buf, &h);
+	if (rc) {
+		add_skip(p, path, "%s", parse_problem(rc, buf, n));
+		return OUT_BADHDR;
+	}
+	pthread_mutex_lock(&p->mu);
+	for (int i = 0; i < EKMFS_SLOT_COUNT; i++) {
+		const struct ekmfs_slot *s = &h.slot[i];
+
+		if (!s->seq || !s->tenant_id)
+			continue;
+		if (i == 1 && h.slot[0].seq && h.slot[0].tenant_id == s->tenant_id &&
+		    h.slot[0].kek_version == s->kek_version)
+			continue; /* one file, counted once */
+		add_ref(p, s->tenant_id, s->kek_version);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return OUT_SCANNED;
+}
+
+/*
+ * Decide and do phase 1 for one file. On OUT_REWRAP / OUT_CLEAR the file is
+ * left open in *pend for phase 2; otherwise fd is closed by the caller.
+ */
+static enum outcome rewrap_file(struct rot_pass *p, int fd, const char *path,
+				struct pending *pend, uint8_t *dek)
+{
+	struct rot_ctx *c = p->ctx;
+	uint8_t buf[EKMFS_HEADER_SIZE], nonce[EKMFS_NONCE_SIZE];
+	struct ekmfs_header h;
+	int newest, fallback, opened = -1, order[2], rc;
+	uint64_t seq;
+	ssize_t n;
+
+	n = ekmfs_read_full(fd, buf, sizeof(buf), 0);
+	if (n == 0)
+		return OUT_EMPTY;
+	if (n < 0) {
+		add_skip(p, path, "cannot read the header: %s", strerror((int)-n));
+		return OUT_SKIPPED;
+	}
+	rc = n < EKMFS_HEADER_SIZE ? -EBADMSG : ekmfs_header_parse(buf, &h);
+	if (rc) {
+		add_skip(p, path, "%s", parse_problem(rc, buf, n));
+		return OUT_SKIPPED;
+	}
+
+	/* Every slot in use must name a KEK the keyring knows: a slot for an
+	 * unknown or destroyed version is reported, never overwritten. A slot
+	 * with tenant id 0 is one of our own writes cut short (see the top). */
+	for (int i = 0; i < EKMFS_SLOT_COUNT; i++) {
+		const struct ekmfs_slot *s = &h.slot[i];
+		struct ekmfs_tenant_record *t;
+		struct ekmfs_kek_record *k;
+
+		if (!s->seq || !s->tenant_id)
+			continue;
+		t = ekmfs_keyring_tenant_by_id(&c->kr, s->tenant_id);
+		if (!t) {
+			add_skip(p, path, "key slot %d names tenant id %u, which the keyring "
+				 "does not have", i, s->tenant_id);
+			return OUT_SKIPPED;
+		}
+		if (s->tenant_id != p->tenant_id)
+			return OUT_OTHER;
+		k = ekmfs_tenant_kek(t, s->kek_version);
+		if (!k || (k->state != EKMFS_KEK_DESTROYED && !keys_find(c, s->kek_version))) {
+			add_skip(p, path, "key slot %d names KEK v%u of tenant '%s', which the "
+				 "keyring does not have", i, s->kek_version, t->name);
+			return OUT_SKIPPED;
+		}
+		if (k->state == EKMFS_KEK_DESTROYED) {
+			add_skip(p, path, "key slot %d names KEK v%u of tenant '%s', which is "
+				 "destroyed", i, s->kek_version, t->name);
+			return OUT_SKIPPED;
+		}
+	}
+
+	newest = ekmfs_header_newest_slot(&h, &fallback);
+	order[0] = newest;
+	order[1] = fallback;
+	for (int j = 0; j < 2 && opened < 0; j++) {
+		int i = order[j];
+
+		if (i < 0 || !h.slot[i].tenant_id)
+			continue;
+		if (ekmfs_slot_unwrap(&h, i, keys_find(c, h.slot[i].kek_version), dek) == 0)
+			opened = i;
+	}
+	if (opened < 0) {
+		add_skip(p, path, "no key slot authenticates (tampered or corrupt header)");
+		return OUT_SKIPPED;
+	}
+
+	pend->fd = fd;
+	pend->path = path;
+	pend->clear_idx = 1 - opened;
+	if (h.slot[opened].kek_version == p->target) {
+		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
+		if (!h.slot[1 - opened].seq)
+			return OUT_CURRENT;
+		return OUT_CLEAR; /* a stale slot from an interrupted run */
+	}
+	if (p->mode == MODE_DRYRUN) {
+		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
+		return OUT_REWRAP;
+	}
+
+	seq = (h.slot[0].seq > h.slot[1].seq ? h.slot[0].seq : h.slot[1].seq) + 1;
+	rc = ekmfs_random(nonce, sizeof(nonce));
+	if (!rc)
+		rc = ekmfs_slot_wrap(&h, 1 - opened, seq, p->tenant_id, p->target,
+				     keys_find(c, p->target), dek, nonce);
+	ekmfs_wipe(dek, EKMFS_KEY_SIZE);
+	if (rc) {
+		add_skip(p, path, "wrapping the DEK failed");
+		return OUT_SKIPPED;
+	}
+	rc = write_slot(fd, &h, 1 - opened);
+	ekmfs_wipe(&h, sizeof(h));
+	if (rc) {
+		add_skip(p, path, "writing the new key slot failed: %s", strerror(-rc));
+		return OUT_SKIPPED;
+	}
+	pend->clear_idx = opened;
+	return OUT_REWRAP;
+}
+
+/* ---- 3. a batch ---- */
+
+static void count(struct rot_counts *k, enum outcome o)
+{
+	k->files++;
+	switch (o) {
+	case OUT_EMPTY: k->empty++; break;
+	case OUT_CURRENT: k->current++; break;
+	case OUT_REWRAP: k->rewrapped++; break;
+	case OUT_CLEAR: k->cleared++; break;
+	case OUT_OTHER: k->other_tenant++; break;
+	case OUT_VANISHED: k->vanished++; break;
+	case OUT_BADHDR: k->unreadable_headers++; break;
+	case OUT_SKIPPED: case OUT_SCANNED: break;
+	}
+}
+
+static int sync_backing(struct rot_pass *p, const char *when)
+{
+	if (syncfs(p->ctx->backing_fd) == 0)
+		return 0;
+	set_fatal(p, -errno, "syncfs of the backing directory failed %s: %s", when,
+		  strerror(errno));
+	return -1;
+}
+
+static void run_batch(struct rot_pass *p, size_t first, size_t end, struct pending *pend,
+		      uint8_t *dek)
+{
+	struct rot_counts local = { 0 };
+	size_t npend = 0;
+	bool wrote = false;
+	int flags = p->mode == MODE_REWRAP ? O_RDWR : O_RDONLY;
+
+	for (size_t i = first; i < end; i++) {
+		const char *path = p->paths->path[i];
+		enum outcome o;
+		int fd;
+
+		fd = openat(p->ctx->backing_fd, path,
+			    flags | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC | O_NOATIME);
+		if (fd < 0 && errno == EPERM)
+			fd = openat(p->ctx->backing_fd, path,
+				    flags | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT || errno == ELOOP || errno == ENXIO)
+				o = OUT_VANISHED; /* removed or replaced by a symlink/fifo */
+			else {
+				add_skip(p, path, "cannot open: %s", strerror(errno));
+				o = OUT_SKIPPED;
+			}
+		} else if (p->mode == MODE_SCAN) {
+			o = scan_file(p, fd, path);
+		} else {
+			o = rewrap_file(p, fd, path, &pend[npend], dek);
+		}
+		if (fd >= 0) {
+			if ((o == OUT_REWRAP || o == OUT_CLEAR) && p->mode == MODE_REWRAP) {
+				wrote |= o == OUT_REWRAP;
+				npend++;
+			} else {
+				close(fd);
+			}
+		}
+		count(&local, o);
+		atomic_fetch_add(&p->done, 1);
+	}
+
+	/* The new slots must be durable before any old slot goes. */
+	if (npend && wrote && sync_backing(p, "after writing new key slots") < 0) {
+		for (size_t i = 0; i < npend; i++)
+			close(pend[i].fd);
+		npend = 0;
+	}
+	for (size_t i = 0; i < npend; i++) {
+		int rc = clear_slot(pend[i].fd, pend[i].clear_idx);
+
+		if (rc)
+			add_skip(p, pend[i].path, "clearing the old key slot failed: %s "
+				 "(the file opens with its new slot; rerun to clear it)",
+				 strerror(-rc));
+	}
+	if (npend)
+		sync_backing(p, "after clearing old key slots");
+	for (size_t i = 0; i < npend; i++)
+		close(pend[i].fd);
+
+	pthread_mutex_lock(&p->mu);
+	p->counts.files += local.files;
+	p->counts.empty += local.empty;
+	p->counts.current += local.current;
+	p->counts.rewrapped += local.rewrapped;
+	p->counts.cleared += local.cleared;
+	p->counts.other_tenant += local.other_tenant;
+	p->counts.vanished += local.vanished;
+	p->counts.unreadable_headers += local.unreadable_headers;
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- 4. workers ---- */
+
+static void *worker(void *arg)
+{
+	struct rot_pass *p = arg;
+	struct pending *pend = calloc(p->batch, sizeof(*pend));
+	uint8_t *dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+
+	if (!pend || !dek) {
+		set_fatal(p, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (;;) {
+		size_t first = atomic_fetch_add(&p->next, p->batch);
+		size_t end;
+
+		if (first >= p->paths->n)
+			break;
+		pthread_mutex_lock(&p->mu);
+		if (p->fatal) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		pthread_mutex_unlock(&p->mu);
+		end = first + p->batch < p->paths->n ? first + p->batch : p->paths->n;
+		run_batch(p, first, end, pend, dek);
+	}
+out:
+	free(pend);
+	ekmfs_secure_free(dek, EKMFS_KEY_SIZE);
+	return NULL;
+}
+
+int rot_pass_run(struct rot_pass *p)
+{
+	pthread_t tid[ROT_MAX_JOBS];
+	unsigned started = 0, jobs = p->jobs ? p->jobs : 1;
+	struct rot_progress *pr;
+
+	if (jobs > ROT_MAX_JOBS)
+		jobs = ROT_MAX_JOBS;
+	if (!p->batch)
+		p->batch = ROT_BATCH;
+	/* Few files: spread them so every thread gets some. */
+	if (p->paths->n / jobs < p->batch)
+		p->batch = p->paths->n / jobs + 1;
+	pthread_mutex_init(&p->mu, NULL);
+	atomic_init(&p->next, 0);
+	atomic_init(&p->done, 0);
+	pr = progress_start(p, p->paths->n, p->ctx->opt.quiet);
+	for (unsigned i = 0; i < jobs; i++) {
+		if (pthread_create(&tid[i], NULL, worker, p) != 0)
+			break;
+		started++;
+	}
+	if (!started)
+		worker(p);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	progress_stop(pr);
+	if (p->fatal)
+		ekmfs_seterr("%s", p->fatal_msg);
+	return p->fatal;
+}
+
+void rot_pass_free(struct rot_pass *p)
+{
+	for (size_t i = 0; i < p->nskips; i++)
+		free(p->skips[i].path);
+	free(p->skips);
+	free(p->refs);
+	pthread_mutex_destroy(&p->mu);
+	p->skips = NULL;
+	p->refs = NULL;
+	p->nskips = p->nrefs = 0;
+}

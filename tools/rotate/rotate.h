@@ -1,0 +1,176 @@
+/*
+ * rotate.h - ekmfs-rotate's private map: the state of one run and the
+ * functions each file of tools/rotate/ contributes.
+ *
+ *   main.c      command line, --help, the rotate lock, dispatch, exit codes
+ *   keyring.c   the tenant's KEKs: unwrap them, add a version, retire,
+ *               destroy, re-wrap them under a new CMK (all keyring writes)
+ *   walk.c      the list of regular files below BACKING
+ *   rewrap.c    the per-file header re-wrap and the worker threads
+ *   progress.c  the progress bar / periodic lines on stderr
+ *   report.c    status output, the summary (text or JSON), skipped files
+ *
+ * Exit codes are in enum rot_exit and documented in --help and ROTATION.md.
+ */
+#ifndef EKMFS_ROTATE_H
+#define EKMFS_ROTATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "ekmfs/config.h"
+#include "ekmfs/format.h"
+#include "ekmfs/keyring.h"
+#include "ekmfs/provider.h"
+
+enum rot_exit {
+	ROT_OK = 0,        /* done */
+	ROT_ERROR = 1,     /* failed: nothing or part done, the volume is consistent */
+	ROT_USAGE = 2,     /* bad command line */
+	ROT_SKIPPED = 3,   /* finished, but some files were skipped or remain */
+	ROT_REFUSED = 4,   /* refused: lock held, CMK interval, retire while used */
+};
+
+#define ROT_LOCK_FILE "rotate.lock"
+#define ROT_MAX_JOBS 64
+#define ROT_MAX_PASSES 5
+#define ROT_BATCH 1024
+
+enum rot_command { CMD_STATUS, CMD_KEK, CMD_REWRAP, CMD_RETIRE, CMD_CMK };
+
+struct rot_opts {
+	enum rot_command cmd;
+	const char *config;          /* -c; NULL = the default path */
+	const char *backing;
+	const char *tenant;
+	const char *to;              /* cmk --to */
+	uint32_t version;            /* retire --version */
+	bool dry_run, json, quiet, force, destroy;
+	unsigned jobs;
+};
+
+/* One unwrapped KEK of the tenant being rotated (secure memory). */
+struct rot_kek {
+	uint32_t version;
+	uint8_t *key;
+};
+
+/* Everything a run knows about the volume. */
+struct rot_ctx {
+	struct rot_opts opt;
+	int backing_fd;
+	struct ekmfs_config cfg;
+	const struct ekmfs_tenant_config *tc;
+	struct ekmfs_volume vol;
+	struct ekmfs_keyring kr;     /* as last read */
+	struct ekmfs_tenant_record *trec; /* in kr */
+	struct ekmfs_provider *prov; /* opened by keys_load */
+	struct rot_kek *keks;
+	size_t nkeks;
+	time_t started;
+	/* results for the summary */
+	uint32_t new_version;        /* kek: the version created (0: none) */
+	uint32_t retired[64];
+	size_t nretired;
+};
+
+/* ---- walk.c ---- */
+struct rot_paths {
+	char **path;                 /* relative to BACKING */
+	size_t n, cap;
+};
+int rot_walk(int backing_fd, struct rot_paths *out);
+void rot_paths_free(struct rot_paths *p);
+
+/* ---- rewrap.c ---- */
+enum rot_mode { MODE_SCAN, MODE_DRYRUN, MODE_REWRAP };
+
+struct rot_skip {
+	char *path;
+	char reason[200];
+};
+
+struct rot_ref {
+	uint32_t tenant_id, version;
+	uint64_t files;
+};
+
+struct rot_counts {
+	uint64_t files;              /* examined */
+	uint64_t empty;              /* 0 bytes: no header, nothing to wrap */
+	uint64_t current;            /* already only on the target version */
+	uint64_t rewrapped;          /* new slot written, old slot cleared */
+	uint64_t cleared;            /* only a stale slot cleared */
+	uint64_t other_tenant;       /* another tenant's file: left alone */
+	uint64_t vanished;           /* deleted or replaced since the walk */
+	uint64_t unreadable_headers; /* scan: corrupt or foreign */
+};
+
+struct rot_pass {
+	/* input */
+	struct rot_ctx *ctx;
+	enum rot_mode mode;
+	uint32_t tenant_id, target;
+	const struct rot_paths *paths;
+	unsigned jobs;
+	size_t batch;
+	const char *label;           /* "re-wrap pass 1", for progress lines */
+	/* shared while running */
+	atomic_size_t next;
+	atomic_uint_fast64_t done;
+	pthread_mutex_t mu;          /* guards everything below */
+	struct rot_counts counts;
+	struct rot_skip *skips;
+	size_t nskips, capskips;
+	struct rot_ref *refs;        /* scan: files per (tenant, version) */
+	size_t nrefs, caprefs;
+	int fatal;                   /* -errno: stop (syncfs failed, ...) */
+	char fatal_msg[256];
+};
+
+/* Run one pass over paths with opt.jobs threads. 0 or -errno (fatal). */
+int rot_pass_run(struct rot_pass *p);
+void rot_pass_free(struct rot_pass *p);
+uint64_t rot_pass_refs(const struct rot_pass *p, uint32_t tenant_id, uint32_t version);
+
+/* ---- keyring.c ---- */
+/* Read config, descriptor and keyring; pick the tenant. 0 or exit code. */
+int keys_setup(struct rot_ctx *c);
+/* Open the tenant's provider and unwrap every KEK that is not destroyed. */
+int keys_load(struct rot_ctx *c);
+const uint8_t *keys_find(const struct rot_ctx *c, uint32_t version);
+/* Re-read the keyring into c->kr (after a write, or another writer's). */
+int keys_reread(struct rot_ctx *c);
+/* kek: make a new KEK version current. 0 or -errno. */
+int keys_new_version(struct rot_ctx *c);
+/* Mark every active version but the current one retired (records them in
+ * c->retired). 0 or -errno. */
+int keys_retire_old(struct rot_ctx *c);
+/* retire: set version's state (retired, or destroyed with its wrapped key
+ * wiped). 0 or -errno. */
+int keys_set_state(struct rot_ctx *c, uint32_t version, bool destroy);
+/* cmk: re-wrap the tenant's KEKs under the provider newp (or the configured
+ * one). n_out receives how many records were re-wrapped. 0 or -errno. */
+int keys_rewrap_cmk(struct rot_ctx *c, const struct ekmfs_tenant_config *new_tc,
+		    size_t *n_out, char *fingerprint, size_t fplen);
+void keys_close(struct rot_ctx *c);
+
+/* ---- progress.c ---- */
+struct rot_progress;
+struct rot_progress *progress_start(const struct rot_pass *p, uint64_t total, bool quiet);
+void progress_stop(struct rot_progress *pr);
+
+/* ---- report.c ---- */
+int report_status(struct rot_ctx *c, const struct rot_pass *scan);
+/* Summary of a kek / rewrap run; returns the exit code it implies. */
+int report_rewrap(struct rot_ctx *c, const struct rot_pass *last, const struct rot_counts *total,
+		  uint64_t remaining, unsigned passes, double seconds);
+void report_skips(const struct rot_ctx *c, const struct rot_pass *p);
+/* Print msg (text) or {"outcome": ..} (json) for a refusal or failure. */
+void report_outcome(const struct rot_ctx *c, const char *outcome, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#endif
