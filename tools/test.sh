@@ -2,7 +2,8 @@
 # tools/test.sh - install, build and run every ekmfs test; THE test command.
 #
 # Owns: the dependency install (apt-get, skipped when all is present), the
-# two builds (build/: debugoptimized; build-asan/: ASan+UBSan), the unit tests
+# two builds (build/: debugoptimized; build-asan/: ASan+UBSan; plus build-fault/
+# with I/O fault injection for tests/integration/test_faults.py), the unit tests
 # (meson test, suite unit) and the integration suite (pytest through a real
 # FUSE mount) against both builds, and the final summary whose last line is
 # "N passed, M failed" summed over all runs. Exits non-zero when anything
@@ -104,6 +105,27 @@ for b in "${BUILD_OK[@]}"; do
 	[ "$rc" -eq 124 ] && step_failed "pytest against $b timed out after ${PYTEST_TIMEOUT}s"
 	[ "$rc" -eq 5 ] && step_failed "pytest against $b collected no tests"
 done
+
+# A third build compiles the I/O fault injection (src/io/fault.c) in; only
+# the fault tests run against it (the other builds skip them), so it adds
+# seconds, not minutes.
+say "building build-fault/ (-Dfault_injection=true) for the I/O fault tests"
+if setup_build build-fault --buildtype=debugoptimized -Dfault_injection=true &&
+	ninja -C build-fault ekmfs ekmfs-admin; then
+	junit=build-fault/integration-junit.xml
+	rm -f "$junit" build-fault.setup.log
+	EKMFS_BUILD="$REPO/build-fault" timeout -k 30 600 \
+		"$PYTHON" -m pytest tests/integration/test_faults.py -p no:cacheprovider -q -ra \
+		--junitxml="$junit" -o junit_family=xunit2
+	cleanup_stale_mounts
+	if [ -s "$junit" ]; then
+		RUNS+=("fault injection (build-fault)|junit|$junit")
+	else
+		step_failed "pytest against build-fault wrote no results"
+	fi
+else
+	step_failed "build-fault/ failed to build"
+fi
 
 # ---- summary ----------------------------------------------------------------------------
 say "summary"

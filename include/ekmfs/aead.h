@@ -31,6 +31,30 @@ int ekmfs_aead_open(const uint8_t key[EKMFS_AEAD_KEY_SIZE],
 		    const uint8_t *ct, size_t len,
 		    const uint8_t tag[EKMFS_AEAD_TAG_SIZE], uint8_t *pt);
 
+/*
+ * Keyed sessions, for many blocks under one key: the key schedule is computed
+ * once by ekmfs_aead_begin() in the calling thread's session context (a
+ * second per-thread context, so the one-shot calls above may still be used
+ * meanwhile), each block then only sets its nonce. ekmfs_aead_end() drops
+ * the schedule. A session belongs to the thread that began it.
+ */
+struct ekmfs_aead_session;
+
+/* NULL on library failure. */
+struct ekmfs_aead_session *ekmfs_aead_begin(const uint8_t key[EKMFS_AEAD_KEY_SIZE]);
+void ekmfs_aead_end(struct ekmfs_aead_session *s);
+int ekmfs_aead_session_seal(struct ekmfs_aead_session *s,
+			    const uint8_t nonce[EKMFS_AEAD_NONCE_SIZE],
+			    const uint8_t *aad, size_t aad_len,
+			    const uint8_t *pt, size_t len,
+			    uint8_t *ct, uint8_t tag[EKMFS_AEAD_TAG_SIZE]);
+/* As ekmfs_aead_open (pt wiped on failure). */
+int ekmfs_aead_session_open(struct ekmfs_aead_session *s,
+			    const uint8_t nonce[EKMFS_AEAD_NONCE_SIZE],
+			    const uint8_t *aad, size_t aad_len,
+			    const uint8_t *ct, size_t len,
+			    const uint8_t tag[EKMFS_AEAD_TAG_SIZE], uint8_t *pt);
+
 /* Cryptographically secure random bytes (OpenSSL DRBG). 0 or -EIO. */
 int ekmfs_random(void *buf, size_t len);
 

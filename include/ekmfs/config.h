@@ -20,6 +20,7 @@
 #define EKMFS_NAME_MAX 64
 #define EKMFS_MAX_TENANTS 64
 #define EKMFS_DEFAULT_MIN_CMK_CHANGE_INTERVAL (24 * 3600)
+#define EKMFS_DEFAULT_CONTROL_DIR "/run/ekmfs"
 
 /* How the local provider obtains its CMK. */
 enum ekmfs_local_source {
@@ -28,9 +29,46 @@ enum ekmfs_local_source {
 	EKMFS_LOCAL_PASSPHRASE_PROMPT, /* scrypt(passphrase typed on the tty) */
 };
 
+#define EKMFS_URL_MAX 512
+#define EKMFS_DEFAULT_KEY_CACHE_TTL 300
+#define EKMFS_DEFAULT_OUTAGE_GRACE 3600
+
+/* provider = aws-kms (docs in ekmfs.ini.example). */
+struct ekmfs_aws_config {
+	char key_id[EKMFS_URL_MAX];         /* key id, key ARN, alias/NAME or alias ARN */
+	char region[32];
+	char endpoint[EKMFS_URL_MAX];       /* "" = https://kms.REGION.amazonaws.com */
+	char profile[EKMFS_NAME_MAX];       /* "" = $AWS_PROFILE, else "default" */
+};
+
+/* provider = azure-keyvault. */
+struct ekmfs_azure_config {
+	char key_id[EKMFS_URL_MAX];         /* https://VAULT/keys/NAME[/VERSION] */
+	char tenant_id[64];
+	char client_id[64];
+	char client_secret_file[PATH_MAX];  /* "" = $AZURE_CLIENT_SECRET */
+	char authority_host[EKMFS_URL_MAX];
+	bool use_managed_identity;
+	char imds_endpoint[EKMFS_URL_MAX];
+	char api_version[16];
+	char algorithm[16];                 /* RSA-OAEP-256 or A256KW */
+};
+
 struct ekmfs_tenant_config {
 	char name[EKMFS_NAME_MAX];
-	char provider[32];                  /* "local" */
+	char provider[32];                  /* "local", "aws-kms", "azure-keyvault" */
+	/* KEK cache: re-unwrap through the provider after key_cache_ttl
+	 * seconds; while the provider is unreachable keep serving a cached
+	 * KEK for outage_grace seconds past its expiry. */
+	uint64_t key_cache_ttl;
+	uint64_t outage_grace;
+	/* Cloud providers: network limits and an extra trust anchor. */
+	double connect_timeout;             /* seconds */
+	double timeout;                     /* seconds, whole request */
+	unsigned max_retries;
+	char ca_file[PATH_MAX];             /* "" = system trust store */
+	struct ekmfs_aws_config aws;
+	struct ekmfs_azure_config azure;
 	enum ekmfs_local_source local_source;
 	char key_file[PATH_MAX];
 	char passphrase_file[PATH_MAX];
@@ -45,7 +83,16 @@ struct ekmfs_config {
 	double attr_timeout;
 	double entry_timeout;
 	unsigned max_threads;
+	bool writeback_cache;               /* kernel write-back caching of file data */
 	int log_level;                      /* enum ekmfs_log_level */
+	char metrics_file[PATH_MAX];        /* Prometheus text file; "" = none */
+	unsigned metrics_interval;          /* seconds between metrics writes */
+	/* Directory of the control socket <volume id>.sock (ekmfs-admin lock). */
+	char control_dir[PATH_MAX];
+	/* [audit] (docs/AUDIT.md): log file ("" = /var/log/ekmfs/<volume id>.log)
+	 * and whether each record also goes to syslog (LOG_AUTHPRIV). */
+	char audit_file[PATH_MAX];
+	bool audit_syslog;
 	/* [tenant.NAME] sections; tenants[0] is always "default". */
 	unsigned ntenants;
 	struct ekmfs_tenant_config tenants[EKMFS_MAX_TENANTS];

@@ -109,4 +109,15 @@ int ekmfs_block_open(const uint8_t dek[EKMFS_KEY_SIZE],
 		     const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
 		     const uint8_t *in, size_t in_len, uint8_t *pt);
 
+/* The same, with the DEK already set up in a keyed AEAD session of the
+ * calling thread (ekmfs_aead_begin): for the many blocks of one request. */
+struct ekmfs_aead_session;
+int ekmfs_block_seal_s(struct ekmfs_aead_session *s,
+		       const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
+		       const uint8_t nonce[EKMFS_NONCE_SIZE],
+		       const uint8_t *pt, size_t len, uint8_t *out);
+int ekmfs_block_open_s(struct ekmfs_aead_session *s,
+		       const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
+		       const uint8_t *in, size_t in_len, uint8_t *pt);
+
 #endif

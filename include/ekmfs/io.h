@@ -4,13 +4,25 @@
  * Owns: one table of functions through which every read, write, sync and
  * truncate of a backing file goes, so tests can replace entries to inject
  * short transfers, EIO and ENOSPC (as SQLite's aSyscall[] does), plus the
- * loops that turn short transfers into complete ones.
+ * loops that turn short transfers into complete ones, and the batch
+ * interface through which the content layer submits all the transfers of one
+ * request together (io_uring by default, see src/io/uring.c).
  */
 #ifndef EKMFS_IO_H
 #define EKMFS_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+/* One transfer of a batch: res receives the bytes moved (short is allowed,
+ * as with pread/pwrite) or -errno. */
+struct ekmfs_io_vec {
+	void *buf;
+	size_t len;
+	off_t off;
+	ssize_t res;
+};
 
 struct ekmfs_io_ops {
 	ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
@@ -18,6 +30,9 @@ struct ekmfs_io_ops {
 	int (*fsync)(int fd);
 	int (*fdatasync)(int fd);
 	int (*ftruncate)(int fd, off_t len);
+	/* Optional: perform n reads (write false) or writes of fd together
+	 * and fill every res. NULL means one pread/pwrite entry per vec. */
+	void (*batch)(int fd, bool write, struct ekmfs_io_vec *v, unsigned n);
 };
 
 /* The table in use; tests may point it elsewhere. */
@@ -29,5 +44,25 @@ extern const struct ekmfs_io_ops ekmfs_io_system;
 ssize_t ekmfs_read_full(int fd, void *buf, size_t len, off_t off);
 /* Write all len bytes, retrying short writes; 0 or -errno. */
 int ekmfs_write_full(int fd, const void *buf, size_t len, off_t off);
+
+/* Transfers per io_uring submission (the ring size); longer batches are
+ * submitted in groups of this many. */
+#define EKMFS_IO_MAX_VEC 16
+
+/* Complete n transfers of fd, submitted together (one io_uring submission
+ * per round when the engine is up), retrying the short ones. Reads: each
+ * res = bytes read (fewer only at end of file). Writes: res = len. Returns
+ * 0, or the first -errno in vector order (every res is then still set). */
+int ekmfs_io_batch_full(int fd, bool write, struct ekmfs_io_vec *v, unsigned n);
+
+/* The io_uring batch engine of ekmfs_io_system (uring.c): per-thread
+ * rings created on first use. Returns false (and logs once) when the kernel
+ * refuses io_uring; batches then fall back to pread/pwrite. */
+bool ekmfs_uring_available(void);
+void ekmfs_uring_batch(int fd, bool write, struct ekmfs_io_vec *v, unsigned n);
+/* Fault injection (fault.c, compiled only in -Dfault_injection=true builds,
+ * which define EKMFS_FAULT_INJECTION): install a table that fails transfers
+ * as the file named by $EKMFS_FAULT_FILE says. Returns true when armed. */
+bool ekmfs_io_faults_from_env(void);
 
 #endif

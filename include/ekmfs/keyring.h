@@ -22,6 +22,7 @@
 #define EKMFS_VOLUME_ID_SIZE 16
 #define EKMFS_WRAPPED_MAX 1024
 #define EKMFS_REF_MAX 256
+#define EKMFS_WRAP_MAC_SIZE 32
 
 struct ekmfs_volume {
 	uint32_t format_version;
@@ -37,6 +38,10 @@ struct ekmfs_wrapped_kek {
 	size_t len;
 	char cmk_ref[EKMFS_REF_MAX];
 	char cmk_version[EKMFS_REF_MAX];
+	/* Binding MAC of the record, for providers whose wrap takes no
+	 * associated data (Azure RSA-OAEP): mac_len 0 when absent. */
+	uint8_t mac[EKMFS_WRAP_MAC_SIZE];
+	size_t mac_len;
 };
 
 enum ekmfs_kek_state { EKMFS_KEK_ACTIVE, EKMFS_KEK_RETIRED, EKMFS_KEK_DESTROYED };

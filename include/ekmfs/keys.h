@@ -10,6 +10,7 @@
 #ifndef EKMFS_KEYS_H
 #define EKMFS_KEYS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ekmfs/config.h"
@@ -33,6 +34,16 @@ int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg,
 void ekmfs_keys_close(struct ekmfs_keys *k);
 const struct ekmfs_volume *ekmfs_keys_volume(const struct ekmfs_keys *k);
 
+/* Counters since open, for the daemon's metrics. cache_hits/misses count KEK
+ * lookups; provider_* count the provider's unwrap calls (a KMS request for
+ * cloud providers), their failures and the total time spent in them. */
+struct ekmfs_keys_stats {
+	uint64_t cache_hits, cache_misses;
+	uint64_t provider_calls, provider_errors, provider_ns;
+	uint64_t keyring_generation;        /* of the keyring in memory */
+};
+void ekmfs_keys_stats(struct ekmfs_keys *k, struct ekmfs_keys_stats *out);
+
 /* Header for a new file at path (relative to the volume root; chooses the
  * tenant): fresh random file id and DEK, slot 0 with seq 1 under the tenant's
  * current KEK. dek receives EKMFS_KEY_SIZE bytes (caller's secure memory). */
@@ -51,5 +62,21 @@ int ekmfs_keys_open_header(struct ekmfs_keys *k, const struct ekmfs_header *h,
  * '.' or '..' components. what names it in the message ("key file").
  * 0 or -EINVAL with ekmfs_lasterr() saying why. */
 int ekmfs_check_secret_outside(int backing_fd, const char *secret, const char *what);
+
+/* Lock (ekmfs-admin lock): drop the cached KEKs of tenant (NULL: every
+ * tenant) and refuse them (-ENOKEY) until ekmfs_keys_unlock(), which clears
+ * the flag and unwraps each current KEK again through the provider (its
+ * error, if the service refuses, is returned; the tenant stays unlocked and
+ * later uses retry). -ENOENT for an unknown tenant. */
+int ekmfs_keys_lock(struct ekmfs_keys *k, const char *tenant);
+int ekmfs_keys_unlock(struct ekmfs_keys *k, const char *tenant);
+/* Whether tenant (NULL: any tenant) is locked. */
+bool ekmfs_keys_locked(struct ekmfs_keys *k, const char *tenant);
+
+struct ekmfs_provider;
+/* The opened provider of tenant, for volume secrets that are not KEKs (the
+ * audit key, docs/AUDIT.md). Use it before the volume is served or from one
+ * thread: the key manager does not serialize these calls. NULL if unknown. */
+struct ekmfs_provider *ekmfs_keys_provider(struct ekmfs_keys *k, const char *tenant);
 
 #endif

@@ -12,7 +12,9 @@
  *   -EKEYREJECTED  the CMK does not open this blob (wrong key or context)
  *   -ENOKEY        the CMK is not available (missing key file, deleted key)
  *   -EACCES        the service refused us (disabled key, revoked access)
- *   -ETIMEDOUT, -EHOSTUNREACH, -ECONNREFUSED   the service is unreachable
+ *   -ETIMEDOUT, -EHOSTUNREACH, -ECONNREFUSED, -ECONNRESET
+ *                  the service is unreachable, or kept failing (throttling,
+ *                  5xx) after the configured retries: an outage
  *   -EPERM         a secrets file has loose permissions
  * with ekmfs_lasterr() naming the cause in one line.
  */
@@ -33,6 +35,26 @@ struct ekmfs_wrap_context {
 
 struct ekmfs_provider;
 
+/* What `ekmfs-admin test` learns from a remote key service before it wraps
+ * anything: the first step that failed (0 none), its errno and one-line
+ * reason, and what the service said about the key. */
+enum ekmfs_probe_step {
+	EKMFS_PROBE_OK = 0,
+	EKMFS_PROBE_REACH,              /* DNS, TCP, TLS */
+	EKMFS_PROBE_AUTH,               /* credentials, token, signature */
+	EKMFS_PROBE_KEY,                /* key missing, disabled, pending deletion */
+};
+
+struct ekmfs_provider_probe {
+	enum ekmfs_probe_step failed;
+	int err;
+	char reason[512];
+	char endpoint[EKMFS_REF_MAX];   /* the service contacted */
+	char identity[EKMFS_REF_MAX];   /* who we authenticated as, if known */
+	char key_state[64];             /* "Enabled", "Disabled", "PendingDeletion" */
+	char key_version[EKMFS_REF_MAX];/* ARN, versioned kid */
+};
+
 struct ekmfs_provider_ops {
 	const char *name;
 	int (*wrap)(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ctx,
@@ -42,6 +64,14 @@ struct ekmfs_provider_ops {
 		      const struct ekmfs_wrapped_kek *in, uint8_t kek[32]);
 	/* Reachability, key state, round trip, wrong-context rejection. */
 	int (*self_test)(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ctx);
+	/* Optional (NULL for local keys): contact the service and describe the
+	 * key. 0 when reachable, authenticated and the key is usable. */
+	int (*probe)(struct ekmfs_provider *p, struct ekmfs_provider_probe *out);
+	/* Optional: re-wrap in (made by this provider, possibly under another
+	 * CMK) under this provider's CMK inside the service, so the KEK never
+	 * leaves it (AWS ReEncrypt). NULL: callers unwrap and wrap. */
+	int (*rewrap)(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ctx,
+		      const struct ekmfs_wrapped_kek *in, struct ekmfs_wrapped_kek *out);
 	void (*destroy)(struct ekmfs_provider *p);
 };
 

@@ -109,3 +109,45 @@ int ekmfs_block_open(const uint8_t dek[EKMFS_KEY_SIZE],
 	}
 	return 0;
 }
+
+int ekmfs_block_seal_s(struct ekmfs_aead_session *s,
+		       const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
+		       const uint8_t nonce[EKMFS_NONCE_SIZE],
+		       const uint8_t *pt, size_t len, uint8_t *out)
+{
+	uint8_t aad[BLOCK_AAD_SIZE];
+	int rc;
+
+	if (len == 0 || len > EKMFS_BLOCK_SIZE)
+		return -EINVAL;
+	block_aad(file_id, index, aad);
+	memmove(out, nonce, EKMFS_NONCE_SIZE);
+	rc = ekmfs_aead_session_seal(s, nonce, aad, sizeof(aad), pt, len,
+				     out + EKMFS_NONCE_SIZE, out + EKMFS_NONCE_SIZE + len);
+	if (rc < 0) {
+		ekmfs_wipe(out, len + EKMFS_BLOCK_OVERHEAD);
+		return -EIO;
+	}
+	return 0;
+}
+
+int ekmfs_block_open_s(struct ekmfs_aead_session *s,
+		       const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
+		       const uint8_t *in, size_t in_len, uint8_t *pt)
+{
+	uint8_t aad[BLOCK_AAD_SIZE];
+	size_t len;
+	int rc;
+
+	if (in_len <= EKMFS_BLOCK_OVERHEAD || in_len > EKMFS_CBLOCK_SIZE)
+		return -EINVAL;
+	len = in_len - EKMFS_BLOCK_OVERHEAD;
+	block_aad(file_id, index, aad);
+	rc = ekmfs_aead_session_open(s, in, aad, sizeof(aad), in + EKMFS_NONCE_SIZE, len,
+				     in + EKMFS_NONCE_SIZE + len, pt);
+	if (rc < 0) {
+		ekmfs_wipe(pt, len);
+		return rc == -EBADMSG ? -EBADMSG : -EIO;
+	}
+	return 0;
+}

@@ -8,11 +8,17 @@
  *   main.c   command line, start-up order, mount, session loop, shutdown
  *   inode.c  inode table keyed by (st_dev, st_ino), lookup counts, and the
  *            per-inode crypto state (file id + DEK) shared by names and opens
+ *   metrics.c  counters and the Prometheus metrics file (metrics.h)
+ *   service.c  sd_notify, SIGHUP reload, housekeeping thread (service.h)
  *   ops.c    every FUSE low-level operation: do_x() returns an errno, the
  *            x() wrapper makes exactly one fuse_reply_*()
+ *   rangelock.c  block-range locks of a file, and the page-cache stamp
+ *   control.c  the control socket: lock / unlock of a mounted volume
+ *   fsaudit.c  audit records of the daemon (mount, tamper, lock, reload)
  *
  * Lock order: an inode's content lock (ci_lock) may be held while taking
- * efs_data.mutex (the table lock), never the other way round.
+ * efs_data.mutex (the table lock), never the other way round. A block range
+ * is locked only under a shared ci_lock; rl_mu is a leaf lock.
  */
 #ifndef EKMFS_FS_H
 #define EKMFS_FS_H
@@ -58,6 +64,35 @@ struct efs_inode {
 	 * kernel's retries (read-ahead, then page by page) log it once.
 	 * Atomic: readers update it under the shared lock. */
 	uint64_t ci_bad_logged;
+
+	/*
+	 * Block-range locks (rangelock.c), taken inside a shared ci_lock:
+	 * reads lock their blocks shared, writes that stay inside the file
+	 * lock theirs exclusively, so writes to different blocks run in
+	 * parallel. rl_mu protects rl_held and the cache stamp below.
+	 */
+	pthread_mutex_t rl_mu;
+	pthread_cond_t rl_cv;
+	struct efs_range *rl_held;
+	/* The backing file's ctime and size after the daemon's last change
+	 * (or at the last open): an open may let the kernel keep its page
+	 * cache only if the backing file still matches, i.e. nobody changed
+	 * it behind the mount (keep_cache). */
+	bool cs_valid;
+	struct timespec cs_ctime;
+	off_t cs_size;
+	/* Under the writeback cache the kernel owns mtime and sends it by
+	 * setattr, possibly before the writes it covers reach us: the last
+	 * mtime it set, which our writes put back (km_valid: one was set). */
+	bool km_valid;
+	struct timespec km_mtime;
+};
+
+/* One held block range [first, last]; lives on the holder's stack. */
+struct efs_range {
+	uint64_t first, last;
+	bool excl;
+	struct efs_range *next;
 };
 
 struct efs_data {
@@ -71,9 +106,16 @@ struct efs_data {
 	const struct ekmfs_config *cfg;
 	char backing[PATH_MAX];       /* realpath of BACKING, for log paths */
 	size_t backing_len;
-	double attr_timeout;
-	double entry_timeout;
+	/* Atomic: a SIGHUP reload (service.c) changes them while workers read. */
+	_Atomic double attr_timeout;
+	_Atomic double entry_timeout;
 	bool debug;
+	bool writeback;               /* the kernel caches writes (set in init) */
+	struct fuse_session *se;      /* for cache invalidation on lock */
+	struct ekmfs_audit *audit;    /* NULL when the audit log is unusable */
+	/* +1 on every ekmfs-admin lock (control.c): a DEK unwrapped while it
+	 * changed is discarded instead of installed. Atomic. */
+	uint64_t lock_gen;
 };
 
 /* One open regular file (fi->fh). */
@@ -104,7 +146,35 @@ void efs_crypto_drop_if_unused(struct efs_inode *inode);
 /* Path of fd relative to BACKING, for log lines and tenant selection. */
 void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len);
 
+/* rangelock.c */
+void efs_range_init(struct efs_inode *inode);
+void efs_range_destroy(struct efs_inode *inode);
+void efs_range_lock(struct efs_inode *inode, struct efs_range *r, uint64_t first,
+		    uint64_t last, bool excl);
+void efs_range_unlock(struct efs_inode *inode, struct efs_range *r);
+/* Record the backing file's state after a change made through the mount. */
+void efs_cache_stamp(struct efs_inode *inode, int fd);
+/* At open: may the kernel keep its cached pages? Records the state too. */
+bool efs_cache_still_valid(struct efs_inode *inode, int fd);
+/* Writeback cache: a write must not move the mtime the kernel owns. saved
+ * is the backing mtime taken before the write. */
+void efs_mtime_restore(struct efs_inode *inode, int fd, const struct timespec *saved);
+/* setattr of times: fd >= 0, or path; records the kernel's mtime. 0/-1. */
+int efs_mtime_set(struct efs_inode *inode, int fd, const char *path,
+		  const struct timespec tv[2], bool writeback);
+
 /* ops.c */
 extern const struct fuse_lowlevel_ops efs_ops;
+
+/* control.c: the control socket (ekmfs-admin lock / unlock) */
+int efs_control_start(struct efs_data *fs);
+void efs_control_stop(void);
+
+/* fsaudit.c: the daemon's audit records (never block, never fail a request) */
+void efs_audit_open(struct efs_data *fs, int backing_fd);
+void efs_audit_event(struct efs_data *fs, const char *event, const char *reason);
+/* A file failed authentication: block UINT64_MAX means its header. */
+void efs_audit_tamper(struct efs_data *fs, int fd, const uint8_t *file_id, uint64_t block);
+void efs_audit_close(struct efs_data *fs);
 
 #endif

@@ -24,6 +24,7 @@
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "fs.h"
+#include "metrics.h"
 
 /* ---- 1. the table ---- */
 
@@ -50,6 +51,7 @@ static void inode_init_common(struct efs_inode *inode, int fd, const struct stat
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&inode->ci_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
+	efs_range_init(inode);
 }
 
 static void table_insert(struct efs_data *fs, struct efs_inode *inode)
@@ -114,6 +116,7 @@ static void inode_free(struct efs_inode *inode)
 	inode->ci_dek = NULL;
 	ekmfs_wipe(inode->ci_file_id, sizeof(inode->ci_file_id));
 	pthread_rwlock_destroy(&inode->ci_lock);
+	efs_range_destroy(inode);
 	close(inode->fd);
 	free(inode);
 }
@@ -138,6 +141,7 @@ void efs_table_destroy(struct efs_data *fs)
 	if (fs->root.ci_dek)
 		ekmfs_secure_free(fs->root.ci_dek, EKMFS_KEY_SIZE);
 	pthread_rwlock_destroy(&fs->root.ci_lock);
+	efs_range_destroy(&fs->root);
 	close(fs->root.fd);
 	pthread_mutex_destroy(&fs->mutex);
 }
@@ -286,6 +290,7 @@ out:
 int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool create)
 {
 	struct ekmfs_header h;
+	uint64_t gen = __atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST);
 	int ret;
 
 	if (inode->ci_loaded)
@@ -303,7 +308,9 @@ int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool c
 		goto out;
 	}
 	if (ret == -EPROTO || ret == -EBADMSG) {
+		efs_metrics_auth_failure();
 		log_header_problem(fs, fd, ret);
+		efs_audit_tamper(fs, fd, NULL, UINT64_MAX);
 		ret = -EIO;
 		goto out;
 	}
@@ -314,10 +321,12 @@ int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool c
 	if (ret == -EBADMSG) {
 		char rel[PATH_MAX];
 
+		efs_metrics_auth_failure();
 		efs_relpath(fs, fd, rel, sizeof(rel));
 		ekmfs_log(EKMFS_LOG_ERR,
 			  "%s: header: no key slot authenticates (tampered or corrupt)",
 			  rel);
+		efs_audit_tamper(fs, fd, h.file_id, UINT64_MAX);
 		ret = -EIO;
 	} else if (ret == -ENOKEY) {
 		char rel[PATH_MAX];
@@ -333,6 +342,13 @@ int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool c
 		inode->ci_loaded = true;
 	}
 out:
+	/* ekmfs-admin lock ran while we unwrapped: this DEK must not stay. */
+	if (ret == 0 && inode->ci_loaded &&
+	    __atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST) != gen) {
+		inode->ci_loaded = false;
+		ekmfs_seterr("the volume was locked (ekmfs-admin lock)");
+		ret = -ENOKEY;
+	}
 	ekmfs_wipe(&h, sizeof(h));
 	if (ret < 0 && inode->ci_dek)
 		ekmfs_wipe(inode->ci_dek, EKMFS_KEY_SIZE);

@@ -22,10 +22,12 @@
 #include <unistd.h>
 
 #include "ekmfs/config.h"
+#include "ekmfs/io.h"
 #include "ekmfs/keys.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "fs.h"
+#include "service.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -71,7 +73,9 @@ static void print_help(void)
 "\n"
 "Unmounting:\n"
 "  fusermount3 -u MOUNTPOINT   (or umount MOUNTPOINT as root) ends the daemon\n"
-"  with exit status 0. SIGINT, SIGTERM and SIGHUP also unmount and exit.\n"
+"  with exit status 0. SIGINT and SIGTERM also unmount and exit. SIGHUP\n"
+"  reloads the configuration ([daemon] log_level, attr_timeout, entry_timeout,\n"
+"  metrics_file, metrics_interval) and keeps serving; see ekmfs(8).\n"
 "\n"
 "Exit status:\n"
 "  0  unmounted cleanly\n"
@@ -91,6 +95,9 @@ static void print_help(void)
 static void print_version(void)
 {
 	printf("ekmfs %s\nFUSE library version %s\n", EKMFS_VERSION, fuse_pkgversion());
+#ifdef EKMFS_FAULT_INJECTION
+	printf("fault injection: enabled (test build)\n");
+#endif
 }
 
 static void usage_error(const char *fmt, const char *arg)
@@ -112,6 +119,19 @@ struct cmdline {
 	const char *mountpoint;
 };
 
+/* Options mount(8) and fstab use for themselves (they reach us through
+ * mount.fuse3 or mount.fuse.ekmfs); FUSE would refuse them. */
+static bool is_mount_only_option(const char *opt)
+{
+	static const char *const names[] = {
+		"defaults", "auto", "noauto", "user", "nouser", "users", "nofail", "_netdev",
+	};
+	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(names); i++)
+		if (strcmp(opt, names[i]) == 0)
+			return true;
+	return strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0;
+}
+
 /* Split one -o argument: config=PATH is ours; everything else is FUSE's. */
 static int take_mount_options(struct cmdline *cl, const char *arg)
 {
@@ -132,6 +152,8 @@ static int take_mount_options(struct cmdline *cl, const char *arg)
 				ret = -ENOMEM;
 				break;
 			}
+		} else if (is_mount_only_option(opt)) {
+			continue;
 		} else if (fuse_opt_add_opt(&cl->fuse_opts, opt) == -1) {
 			ret = -ENOMEM;
 			break;
@@ -156,7 +178,9 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl, bool *done)
 
 	*done = false;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:c:fdo:hV", longopts, NULL)) != -1) {
+	/* Options may follow BACKING and MOUNTPOINT: mount.fuse3 runs
+	 * "ekmfs BACKING MOUNTPOINT -o OPTS", so getopt must permute. */
+	while ((c = getopt_long(argc, argv, ":c:fdo:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			cl->config = optarg;
@@ -369,6 +393,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	ekmfs_log_set_level(cl.debug ? EKMFS_LOG_DEBUG : (enum ekmfs_log_level)cfg.log_level);
+#ifdef EKMFS_FAULT_INJECTION
+	(void)ekmfs_io_faults_from_env();   /* test builds only */
+#endif
+	if (efs_service_prepare(cl.config) < 0)
+		goto out;
 
 	if (resolve_dir(cl.backing, fs.backing) < 0 || resolve_dir(cl.mountpoint, mnt) < 0)
 		goto out;
@@ -402,6 +431,7 @@ int main(int argc, char **argv)
 	fs.attr_timeout = cfg.attr_timeout;
 	fs.entry_timeout = cfg.entry_timeout;
 	fs.debug = cl.debug;
+	efs_audit_open(&fs, backing_fd);        /* logs and carries on if it fails */
 
 	/* FUSE arguments: our fixed options first, the user's after them. */
 	if (asprintf(&fsname, "fsname=%s", fs.backing) < 0)
@@ -426,6 +456,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	handlers = true;
+	fs.se = se;
 	if (fuse_session_mount(se, mnt) != 0)
 		goto out;        /* libfuse has printed why */
 	mounted = true;
@@ -436,6 +467,10 @@ int main(int argc, char **argv)
 			goto out;
 	}
 	ekmfs_log(EKMFS_LOG_INFO, "mounted %s at %s", fs.backing, mnt);
+	efs_audit_event(&fs, "mount", mnt);
+	(void)efs_control_start(&fs);   /* without it lock is unavailable: logged */
+	if (efs_service_start(&fs, &cfg, cl.debug) < 0)
+		goto out;
 
 	loop_cfg = fuse_loop_cfg_create();
 	if (!loop_cfg)
@@ -457,6 +492,11 @@ int main(int argc, char **argv)
 out_nomem:
 	fprintf(stderr, "ekmfs: %s\n", strerror(ENOMEM));
 out:
+	efs_service_stop();             /* STOPPING=1 before the unmount */
+	efs_control_stop();
+	if (mounted)
+		efs_audit_event(&fs, "unmount", mnt);
+	efs_audit_close(&fs);           /* writes what is queued */
 	if (loop_cfg)
 		fuse_loop_cfg_destroy(loop_cfg);
 	if (mounted)

@@ -43,6 +43,7 @@
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "fs.h"
+#include "metrics.h"
 
 #define MAX_WRITE (1u << 20)
 #define XATTR_USER_PREFIX "user."
@@ -121,6 +122,7 @@ static void log_bad_block(struct efs_data *fs, struct efs_inode *inode, int fd,
 {
 	char rel[PATH_MAX];
 
+	efs_metrics_auth_failure();
 	if (__atomic_exchange_n(&inode->ci_bad_logged, block + 1, __ATOMIC_RELAXED) ==
 	    block + 1)
 		return;
@@ -128,6 +130,7 @@ static void log_bad_block(struct efs_data *fs, struct efs_inode *inode, int fd,
 	ekmfs_log(EKMFS_LOG_ERR,
 		  "%s: block %" PRIu64 ": authentication failed (tampered or corrupt)",
 		  rel, block);
+	efs_audit_tamper(fs, fd, inode->ci_file_id, block);
 }
 
 /* Result of an ekmfs_content_* call that may have met a damaged block. */
@@ -184,14 +187,27 @@ static void fill_entry_timeouts(struct efs_data *fs, struct fuse_entry_param *e)
 
 static void efs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
-	/* Writeback caching would let the kernel merge and reorder writes
-	 * behind our size logic; it comes in a later release. */
-	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-	/* libfuse clamps max_write to its buffer size (1 MiB by default). */
+	struct efs_data *fs = userdata;
+
+	/* Writeback caching: the kernel keeps size and mtime while it holds
+	 * dirty pages and sends them in large writes (512-byte appends become
+	 * 1 MiB writes). Its rules are kept here: backing files are always
+	 * opened read-write (the kernel reads pages around partial writes,
+	 * even on write-only handles), O_APPEND is then the kernel's business
+	 * (do_write ignores it), and mtime comes back through setattr. */
+	fs->writeback = fs->cfg->writeback_cache &&
+			(conn->capable & FUSE_CAP_WRITEBACK_CACHE);
+	if (fs->writeback)
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	else
+		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* libfuse clamps max_write to its buffer size (1 MiB by default) and
+	 * derives the kernel's max_pages (256) from it. */
 	conn->max_write = MAX_WRITE;
 	/* The kernel keeps the smaller of this and its own read-ahead. */
 	conn->max_readahead = MAX_WRITE;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 }
 
 static void efs_destroy(void *userdata)
@@ -311,6 +327,7 @@ static int do_truncate(struct efs_data *fs, struct efs_inode *inode,
 		ret = ekmfs_content_truncate(&c, (uint64_t)size, &bad);
 		err = content_errno(fs, inode, fd, ret, bad);
 		ret = 0;
+		efs_cache_stamp(inode, fd);
 	}
 	if (ret < 0)
 		err = -ret;
@@ -366,13 +383,14 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			tv[1].tv_nsec = UTIME_NOW;
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
-		if (fi)
-			res = futimens(efs_file(fi)->fd, tv);
-		else
-			res = utimensat(AT_FDCWD, proc, tv, 0);
+		res = efs_mtime_set(inode, fi ? efs_file(fi)->fd : -1, proc, tv,
+				    fs->writeback && S_ISREG(inode->type));
 		if (res == -1)
 			return errno;
 	}
+	/* A change made through the mount: the kernel's cache stays valid. */
+	if (S_ISREG(inode->type))
+		efs_cache_stamp(inode, inode->fd);
 	return stat_inode(inode, attr);
 }
 
@@ -557,6 +575,7 @@ static struct efs_file *file_new(struct efs_inode *inode, int fd, int user_flags
 	f->inode = inode;
 	f->append = (user_flags & O_APPEND) != 0;
 	f->writable = fd_rw;
+	efs_metrics_open_files(1);
 	return f;
 }
 
@@ -572,14 +591,15 @@ static void file_close(struct efs_data *fs, struct efs_file *f)
 	pthread_rwlock_unlock(&inode->ci_lock);
 	close(f->fd);
 	free(f);
+	efs_metrics_open_files(-1);
 	efs_inode_unref(fs, inode, 1);
 }
 
 static void reply_open_settings(struct fuse_file_info *fi, struct efs_file *f)
 {
 	fi->fh = (uintptr_t)f;
-	/* Page cache on so that mmap works; dropped at each open until the
-	 * daemon learns to notify the kernel of changes (a later release). */
+	/* Page cache on so that mmap works; do_open lets the kernel keep it
+	 * when the file was not changed behind the mount (keep_cache). */
 	fi->direct_io = 0;
 	fi->keep_cache = 0;
 }
@@ -594,6 +614,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct ekmfs_header h;
 	uint8_t *dek = NULL;
 	char rel[PATH_MAX];
+	uint64_t gen = __atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST);
 	int fd, ret, err;
 
 	memset(&h, 0, sizeof(h));
@@ -641,7 +662,13 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		goto out_unlink;
 	}
 	efs_crypto_install(inode, h.file_id, dek);
+	/* A lock during the create: the next use unwraps again (and fails). */
+	if (__atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST) != gen) {
+		ekmfs_wipe(inode->ci_dek, EKMFS_KEY_SIZE);
+		inode->ci_loaded = false;
+	}
 	inode->ci_nopen++;
+	efs_cache_stamp(inode, fd);
 	pthread_rwlock_unlock(&inode->ci_lock);
 	efs_inode_ref(fs, inode);      /* the handle's reference */
 	reply_open_settings(fi, f);
@@ -691,6 +718,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uint64_t bad = UINT64_MAX;
 	char proc[64];
 	int fd, ret, err = 0;
+	bool keep;
 
 	if (!S_ISREG(inode->type))
 		return S_ISDIR(inode->type) ? EISDIR : ENXIO;
@@ -713,11 +741,15 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	ret = efs_crypto_load(fs, inode, fd, want_write && fd_rw);
 	if (ret == -ENODATA)
 		ret = 0;         /* empty file, read-only open: nothing to load */
+	/* Decided before O_TRUNC: a truncate through the mount reaches the
+	 * page cache, a change behind the mount must empty it. */
+	keep = ret == 0 && efs_cache_still_valid(inode, fd);
 	if (ret == 0 && (fi->flags & O_TRUNC) && inode->ci_loaded && fd_rw) {
 		content_of(&c, inode, fd);
 		ret = ekmfs_content_truncate(&c, 0, &bad);
 		err = content_errno(fs, inode, fd, ret, bad);
 		ret = -err;
+		efs_cache_stamp(inode, fd);
 	}
 	if (ret == 0)
 		inode->ci_nopen++;
@@ -732,6 +764,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	efs_inode_ref(fs, inode);
 	reply_open_settings(fi, f);
+	fi->keep_cache = keep;
 	return 0;
 }
 
@@ -755,6 +788,8 @@ static int do_read(fuse_req_t req, size_t size, off_t off,
 	struct efs_inode *inode = f->inode;
 	struct ekmfs_content c;
 	uint64_t bad = UINT64_MAX;
+	struct efs_range range;
+	bool shared = true;
 	ssize_t n;
 	void *buf;
 	int ret, err;
@@ -767,6 +802,7 @@ static int do_read(fuse_req_t req, size_t size, off_t off,
 	if (!inode->ci_loaded) {
 		pthread_rwlock_unlock(&inode->ci_lock);
 		pthread_rwlock_wrlock(&inode->ci_lock);
+		shared = false;
 		ret = efs_crypto_load(fs, inode, f->fd, false);
 		if (ret < 0) {
 			pthread_rwlock_unlock(&inode->ci_lock);
@@ -778,9 +814,16 @@ static int do_read(fuse_req_t req, size_t size, off_t off,
 		pthread_rwlock_unlock(&inode->ci_lock);
 		return ENOMEM;
 	}
+	/* Under the shared lock, in-place writers may be at work: never read
+	 * a block while one is being rewritten. */
+	if (shared && size)
+		efs_range_lock(inode, &range, (uint64_t)off / EKMFS_BLOCK_SIZE,
+			       ((uint64_t)off + size - 1) / EKMFS_BLOCK_SIZE, false);
 	content_of(&c, inode, f->fd);
 	n = ekmfs_content_read(&c, buf, size, (uint64_t)off, &bad);
 	err = content_errno(fs, inode, f->fd, n, bad);
+	if (shared && size)
+		efs_range_unlock(inode, &range);
 	pthread_rwlock_unlock(&inode->ci_lock);
 	if (err) {
 		free(buf);
@@ -800,6 +843,7 @@ static void efs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	(void)ino;
 	err = do_read(req, size, off, fi, &buf, &len);
+	efs_metrics_read(err, len);
 	if (err)
 		fuse_reply_err(req, err);
 	else
@@ -808,6 +852,39 @@ static void efs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		ekmfs_wipe(buf, len);
 		free(buf);
 	}
+}
+
+/* A write that neither grows nor shrinks the file: under the shared lock,
+ * with its blocks locked exclusively, so writers of different blocks run at
+ * once. -EAGAIN when it must take the exclusive path (size change, state not
+ * loaded yet, damaged size), else 0 or an errno. */
+static int write_in_place(struct efs_data *fs, struct efs_file *f, const char *buf,
+			  size_t size, uint64_t pos, size_t *written)
+{
+	struct efs_inode *inode = f->inode;
+	struct ekmfs_content c;
+	struct efs_range range;
+	uint64_t plain = 0, bad = UINT64_MAX;
+	ssize_t n;
+	int err = -EAGAIN;
+
+	if (size == 0)
+		return -EAGAIN;
+	pthread_rwlock_rdlock(&inode->ci_lock);
+	if (inode->ci_loaded && ekmfs_content_size(f->fd, &plain) == 0 &&
+	    pos < plain && size <= plain - pos) {
+		efs_range_lock(inode, &range, pos / EKMFS_BLOCK_SIZE,
+			       (pos + size - 1) / EKMFS_BLOCK_SIZE, true);
+		content_of(&c, inode, f->fd);
+		n = ekmfs_content_write(&c, buf, size, pos, &bad);
+		err = content_errno(fs, inode, f->fd, n, bad);
+		efs_range_unlock(inode, &range);
+		if (!err)
+			*written = (size_t)n;
+		efs_cache_stamp(inode, f->fd);
+	}
+	pthread_rwlock_unlock(&inode->ci_lock);
+	return err;
 }
 
 static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
@@ -820,19 +897,28 @@ static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
 	uint64_t bad = UINT64_MAX, pos = (uint64_t)off;
 	ssize_t n = 0;
 	int ret, err = 0;
+	bool append;
 
 	*written = 0;
 	if (off < 0)
 		return EINVAL;
 	if (!f->writable)
 		return EBADF;
+	/* Under the writeback cache the kernel resolves O_APPEND itself. */
+	append = f->append && !fs->writeback;
+	if (!append) {
+		err = write_in_place(fs, f, buf, size, pos, written);
+		if (err != -EAGAIN)
+			return err;
+		err = 0;
+	}
 	pthread_rwlock_wrlock(&inode->ci_lock);
 	ret = efs_crypto_load(fs, inode, f->fd, true);
 	if (ret < 0) {
 		err = -ret;
 		goto out;
 	}
-	if (f->append) {
+	if (append) {
 		/* The end is computed under the exclusive lock, so two
 		 * appenders never write to the same place. */
 		ret = ekmfs_content_size(f->fd, &pos);
@@ -846,6 +932,7 @@ static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
 	err = content_errno(fs, inode, f->fd, n, bad);
 	if (!err)
 		*written = (size_t)n;
+	efs_cache_stamp(inode, f->fd);
 out:
 	pthread_rwlock_unlock(&inode->ci_lock);
 	return err;
@@ -854,11 +941,19 @@ out:
 static void efs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		      off_t off, struct fuse_file_info *fi)
 {
+	struct efs_file *f = efs_file(fi);
+	struct timespec mtime = { .tv_nsec = UTIME_OMIT };
+	struct stat st;
 	size_t written;
 	int err;
 
 	(void)ino;
+	if (efs_data(req)->writeback && fstat(f->fd, &st) == 0)
+		mtime = st.st_mtim;
 	err = do_write(req, buf, size, off, fi, &written);
+	if (mtime.tv_nsec != UTIME_OMIT)
+		efs_mtime_restore(f->inode, f->fd, &mtime);
+	efs_metrics_write(err, written);
 	if (err)
 		fuse_reply_err(req, err);
 	else
@@ -933,6 +1028,7 @@ static int do_fallocate(fuse_req_t req, int mode, off_t off, off_t len,
 		content_of(&c, inode, f->fd);
 		ret = ekmfs_content_truncate(&c, end, &bad);
 		err = content_errno(fs, inode, f->fd, ret, bad);
+		efs_cache_stamp(inode, f->fd);
 	}
 out:
 	pthread_rwlock_unlock(&inode->ci_lock);

@@ -43,6 +43,17 @@ static void tenant_defaults(struct ekmfs_tenant_config *tc, const char *name)
 	tc->scrypt_n = 65536;
 	tc->rotation_days = 60;
 	tc->min_cmk_change_interval = EKMFS_DEFAULT_MIN_CMK_CHANGE_INTERVAL;
+	tc->key_cache_ttl = EKMFS_DEFAULT_KEY_CACHE_TTL;
+	tc->outage_grace = EKMFS_DEFAULT_OUTAGE_GRACE;
+	tc->connect_timeout = 5.0;
+	tc->timeout = 15.0;
+	tc->max_retries = 3;
+	snprintf(tc->azure.authority_host, sizeof(tc->azure.authority_host),
+		 "https://login.microsoftonline.com");
+	snprintf(tc->azure.imds_endpoint, sizeof(tc->azure.imds_endpoint),
+		 "http://169.254.169.254");
+	snprintf(tc->azure.api_version, sizeof(tc->azure.api_version), "7.4");
+	snprintf(tc->azure.algorithm, sizeof(tc->azure.algorithm), "RSA-OAEP-256");
 }
 
 void ekmfs_config_defaults(struct ekmfs_config *cfg)
@@ -51,7 +62,10 @@ void ekmfs_config_defaults(struct ekmfs_config *cfg)
 	cfg->attr_timeout = 1.0;
 	cfg->entry_timeout = 1.0;
 	cfg->max_threads = 16;
+	cfg->writeback_cache = true;
 	cfg->log_level = EKMFS_LOG_INFO;
+	cfg->metrics_interval = 15;
+	snprintf(cfg->control_dir, sizeof(cfg->control_dir), "%s", EKMFS_DEFAULT_CONTROL_DIR);
 	cfg->ntenants = 1;
 	tenant_defaults(&cfg->tenants[0], EKMFS_DEFAULT_TENANT);
 }
@@ -180,6 +194,10 @@ struct load_state {
 	char err_msg[512];
 	/* Which of the three CMK sources the default tenant set explicitly. */
 	bool set_key_file, set_passphrase_file, set_prompt;
+	/* First line that set a key of each provider family, for the check
+	 * that they match the provider chosen (in any order) in the section. */
+	int local_line, aws_line, azure_line, provider_line, keyid_line;
+	const char *local_key, *aws_key, *azure_key;
 };
 
 static void fail(struct load_state *st, const char *fmt, ...)
@@ -223,8 +241,47 @@ static int daemon_key(struct load_state *st, const char *section, const char *na
 		why = parse_uint(value, 1, 256, &n, reason);
 		if (!why)
 			cfg->max_threads = (unsigned)n;
+	} else if (strcmp(name, "writeback_cache") == 0) {
+		why = NULL;
+		if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
+			cfg->writeback_cache = true;
+		else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
+			cfg->writeback_cache = false;
+		else
+			why = "must be true or false";
 	} else if (strcmp(name, "log_level") == 0) {
 		why = parse_log_level(value, &cfg->log_level);
+	} else if (strcmp(name, "metrics_file") == 0) {
+		why = parse_path(value, cfg->metrics_file, sizeof(cfg->metrics_file));
+	} else if (strcmp(name, "metrics_interval") == 0) {
+		why = parse_uint(value, 1, 3600, &n, reason);
+		if (!why)
+			cfg->metrics_interval = (unsigned)n;
+	} else if (strcmp(name, "control_dir") == 0) {
+		why = parse_path(value, cfg->control_dir, sizeof(cfg->control_dir));
+	} else {
+		fail(st, "unknown key '%s' in [%s]", name, section);
+		return 0;
+	}
+	return why ? bad_value(st, section, name, value, why) : 1;
+}
+
+/* [audit]: where the audit log goes (docs/AUDIT.md). */
+static int audit_key(struct load_state *st, const char *section, const char *name,
+		     const char *value)
+{
+	struct ekmfs_config *cfg = st->cfg;
+	const char *why = NULL;
+
+	if (strcmp(name, "file") == 0) {
+		why = parse_path(value, cfg->audit_file, sizeof(cfg->audit_file));
+	} else if (strcmp(name, "syslog") == 0) {
+		if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
+			cfg->audit_syslog = true;
+		else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
+			cfg->audit_syslog = false;
+		else
+			why = "must be true or false";
 	} else {
 		fail(st, "unknown key '%s' in [%s]", name, section);
 		return 0;
@@ -245,6 +302,132 @@ static int check_one_source(struct load_state *st)
 	return 1;
 }
 
+static void note_family(int *line, const char **key, int lineno, const char *name)
+{
+	static const char *const names[] = {
+		"key_file", "passphrase_file", "passphrase", "scrypt_n",
+		"key_id", "region", "endpoint", "profile", "tenant_id", "client_id",
+		"client_secret_file", "authority_host", "use_managed_identity",
+		"imds_endpoint", "api_version", "algorithm",
+	};
+
+	if (*line)
+		return;
+	*line = lineno;
+	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(names); i++)
+		if (strcmp(name, names[i]) == 0)
+			*key = names[i];
+}
+
+/* The keys of the cloud providers. Returns 1 when name is one of them (with
+ * *why set if the value is bad), 0 when it is not. key_id means the AWS or
+ * the Azure key depending on the provider, which may come later in the
+ * section: it is stored in both, and ekmfs_config_load() checks the rest. */
+static int cloud_key(struct load_state *st, struct ekmfs_tenant_config *tc,
+		     const char *name, const char *value, const char **why)
+{
+	static char reason[64];
+	uint64_t n;
+
+	*why = NULL;
+	if (strcmp(name, "key_cache_ttl") == 0) {
+		*why = parse_duration(value, &tc->key_cache_ttl);
+		if (!*why && tc->key_cache_ttl == 0)
+			*why = "must be at least 1 second";
+	} else if (strcmp(name, "outage_grace") == 0) {
+		*why = parse_duration(value, &tc->outage_grace);
+	} else if (strcmp(name, "connect_timeout") == 0 || strcmp(name, "timeout") == 0) {
+		double *d = name[0] == 'c' ? &tc->connect_timeout : &tc->timeout;
+		*why = parse_seconds(value, d);
+		if (!*why && (*d < 0.001 || *d > 600))
+			*why = "must be between 0.001 and 600 seconds";
+	} else if (strcmp(name, "max_retries") == 0) {
+		*why = parse_uint(value, 0, 10, &n, reason);
+		if (!*why)
+			tc->max_retries = (unsigned)n;
+	} else if (strcmp(name, "ca_file") == 0) {
+		*why = parse_path(value, tc->ca_file, sizeof(tc->ca_file));
+	} else if (strcmp(name, "key_id") == 0) {
+		/* it is recorded in the keyring's cmk_ref (255 bytes at most) */
+		if (strlen(value) > 255 || !value[0])
+			*why = "must be 1..255 characters";
+		else {
+			snprintf(tc->aws.key_id, sizeof(tc->aws.key_id), "%s", value);
+			snprintf(tc->azure.key_id, sizeof(tc->azure.key_id), "%s", value);
+		}
+	} else if (strcmp(name, "region") == 0 || strcmp(name, "endpoint") == 0 ||
+		   strcmp(name, "profile") == 0) {
+		note_family(&st->aws_line, &st->aws_key, st->lineno, name);
+		if (name[0] == 'r') {
+			if (!value[0] || strlen(value) >= sizeof(tc->aws.region) ||
+			    strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(value))
+				*why = "not a region name like eu-west-1";
+			else
+				snprintf(tc->aws.region, sizeof(tc->aws.region), "%s", value);
+		} else if (name[0] == 'e') {
+			if (strncmp(value, "https://", 8) != 0 && strncmp(value, "http://", 7) != 0)
+				*why = "must be an http:// or https:// URL";
+			else if (strlen(value) >= sizeof(tc->aws.endpoint))
+				*why = "URL too long";
+			else
+				snprintf(tc->aws.endpoint, sizeof(tc->aws.endpoint), "%s", value);
+		} else {
+			if (!value[0] || strlen(value) >= sizeof(tc->aws.profile))
+				*why = "must be 1..63 characters";
+			else
+				snprintf(tc->aws.profile, sizeof(tc->aws.profile), "%s", value);
+		}
+	} else if (strcmp(name, "tenant_id") == 0 || strcmp(name, "client_id") == 0) {
+		char *out = name[0] == 't' ? tc->azure.tenant_id : tc->azure.client_id;
+		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		if (!value[0] || strlen(value) >= sizeof(tc->azure.tenant_id) ||
+		    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			   "0123456789-._") != strlen(value))
+			*why = "must be 1..63 characters of [A-Za-z0-9._-] (a GUID or domain)";
+		else
+			snprintf(out, sizeof(tc->azure.tenant_id), "%s", value);
+	} else if (strcmp(name, "client_secret_file") == 0) {
+		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		*why = parse_path(value, tc->azure.client_secret_file,
+				  sizeof(tc->azure.client_secret_file));
+	} else if (strcmp(name, "authority_host") == 0 || strcmp(name, "imds_endpoint") == 0) {
+		char *out = name[0] == 'a' ? tc->azure.authority_host : tc->azure.imds_endpoint;
+		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		if (name[0] == 'a' && strncmp(value, "https://", 8) != 0)
+			*why = "must be an https:// URL";
+		else if (strncmp(value, "https://", 8) != 0 && strncmp(value, "http://", 7) != 0)
+			*why = "must be an http:// or https:// URL";
+		else if (strlen(value) >= EKMFS_URL_MAX)
+			*why = "URL too long";
+		else
+			snprintf(out, EKMFS_URL_MAX, "%s", value);
+	} else if (strcmp(name, "use_managed_identity") == 0) {
+		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
+			tc->azure.use_managed_identity = true;
+		else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
+			tc->azure.use_managed_identity = false;
+		else
+			*why = "must be true or false";
+	} else if (strcmp(name, "api_version") == 0) {
+		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		if (!value[0] || strlen(value) >= sizeof(tc->azure.api_version) ||
+		    strspn(value, "0123456789.-preview") != strlen(value))
+			*why = "not an API version like 7.4";
+		else
+			snprintf(tc->azure.api_version, sizeof(tc->azure.api_version), "%s", value);
+	} else if (strcmp(name, "algorithm") == 0) {
+		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		if (strcmp(value, "RSA-OAEP-256") != 0 && strcmp(value, "A256KW") != 0)
+			*why = "must be RSA-OAEP-256 or A256KW (Managed HSM)";
+		else
+			snprintf(tc->azure.algorithm, sizeof(tc->azure.algorithm), "%s", value);
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
 static int tenant_key(struct load_state *st, const char *section, const char *name,
 		      const char *value)
 {
@@ -253,11 +436,21 @@ static int tenant_key(struct load_state *st, const char *section, const char *na
 	char reason[64];
 	uint64_t n;
 
+	if (strcmp(name, "key_file") == 0 || strcmp(name, "passphrase_file") == 0 ||
+	    strcmp(name, "passphrase") == 0 || strcmp(name, "scrypt_n") == 0)
+		note_family(&st->local_line, &st->local_key, st->lineno, name);
+	if (strcmp(name, "key_id") == 0 && !st->keyid_line)
+		st->keyid_line = st->lineno;
 	if (strcmp(name, "provider") == 0) {
-		if (strcmp(value, "local") != 0)
-			why = "only the 'local' provider exists in this release";
-		else
+		if (strcmp(value, "local") != 0 && strcmp(value, "aws-kms") != 0 &&
+		    strcmp(value, "azure-keyvault") != 0) {
+			why = "must be local, aws-kms or azure-keyvault";
+		} else {
 			snprintf(tc->provider, sizeof(tc->provider), "%s", value);
+			st->provider_line = st->lineno;
+		}
+	} else if (cloud_key(st, tc, name, value, &why)) {
+		/* parsed there (or refused with why) */
 	} else if (strcmp(name, "key_file") == 0) {
 		why = parse_path(value, tc->key_file, sizeof(tc->key_file));
 		if (!why) {
@@ -300,10 +493,63 @@ static int tenant_key(struct load_state *st, const char *section, const char *na
 	return why ? bad_value(st, section, name, value, why) : 1;
 }
 
+/* After the whole file: the keys given must belong to the provider chosen,
+ * and that provider must have what it needs. Errors name the line of the
+ * offending key, or of the provider line for a missing one. */
+static void check_provider_keys(struct load_state *st)
+{
+	const struct ekmfs_tenant_config *tc = &st->cfg->tenants[0];
+	const char *p = tc->provider;
+	bool aws = strcmp(p, "aws-kms") == 0, azure = strcmp(p, "azure-keyvault") == 0;
+	bool local = !aws && !azure;
+	int line = 0;
+	const char *key = NULL, *needs = NULL;
+
+	if (st->local_line && !local) {
+		line = st->local_line;
+		key = st->local_key;
+		needs = "local";
+	} else if (st->aws_line && !aws) {
+		line = st->aws_line;
+		key = st->aws_key;
+		needs = "aws-kms";
+	} else if (st->azure_line && !azure) {
+		line = st->azure_line;
+		key = st->azure_key;
+		needs = "azure-keyvault";
+	} else if (st->keyid_line && local) {
+		line = st->keyid_line;
+		key = "key_id";
+		needs = "aws-kms or azure-keyvault";
+	}
+	if (line) {
+		st->lineno = line;
+		fail(st, "key '%s' in [tenant.%s] needs provider = %s (the provider is %s)",
+		     key, EKMFS_DEFAULT_TENANT, needs, p);
+		return;
+	}
+	st->lineno = st->provider_line;
+	if (aws && (!tc->aws.key_id[0] || !tc->aws.region[0])) {
+		fail(st, "provider aws-kms in [tenant.%s] needs key_id and region",
+		     EKMFS_DEFAULT_TENANT);
+	} else if (azure && (strncmp(tc->azure.key_id, "https://", 8) != 0 ||
+			     !strstr(tc->azure.key_id + 8, "/keys/"))) {
+		if (st->keyid_line)
+			st->lineno = st->keyid_line;
+		fail(st, "provider azure-keyvault in [tenant.%s] needs key_id = "
+		     "https://VAULT/keys/NAME[/VERSION]", EKMFS_DEFAULT_TENANT);
+	} else if (azure && !tc->azure.use_managed_identity &&
+		   (!tc->azure.tenant_id[0] || !tc->azure.client_id[0])) {
+		fail(st, "provider azure-keyvault in [tenant.%s] needs tenant_id and "
+		     "client_id (with client_secret_file), or use_managed_identity = true",
+		     EKMFS_DEFAULT_TENANT);
+	}
+}
+
 /* 1 if section is one we know, else records the error and returns 0. */
 static int check_section(struct load_state *st, const char *section)
 {
-	if (strcmp(section, "daemon") == 0)
+	if (strcmp(section, "daemon") == 0 || strcmp(section, "audit") == 0)
 		return 1;
 	if (strncmp(section, TENANT_PREFIX, strlen(TENANT_PREFIX)) == 0) {
 		const char *tenant = section + strlen(TENANT_PREFIX);
@@ -330,6 +576,8 @@ static int handle_key(void *user, const char *section, const char *name, const c
 		return 0;
 	if (strcmp(section, "daemon") == 0)
 		return daemon_key(st, section, name, value);
+	if (strcmp(section, "audit") == 0)
+		return audit_key(st, section, name, value);
 	return tenant_key(st, section, name, value);
 }
 
@@ -429,6 +677,8 @@ int ekmfs_config_load(const char *path, struct ekmfs_config *cfg)
 		ekmfs_seterr("cannot read config %s: %s", file, strerror(-ret));
 		goto out;
 	}
+	if (!st.err)
+		check_provider_keys(&st);
 	if (st.err) {
 		ret = st.err;
 		ekmfs_seterr("%s", st.err_msg);

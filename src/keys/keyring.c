@@ -539,7 +539,9 @@ static const char *const tenant_keys[] = {
 	"last_cmk_change", "keks", NULL
 };
 static const char *const kek_keys[] = {
-	"version", "state", "created", "cmk_ref", "cmk_version", "wrapped", NULL
+	"version", "state", "created", "cmk_ref", "cmk_version", "wrapped",
+	"mac",                          /* optional: only binding-MAC providers */
+	NULL
 };
 
 static const char *const state_names[] = {
@@ -618,6 +620,17 @@ static int parse_kek(struct jctx *c, json_object *obj, const char *where,
 		goto out;
 	}
 	k->wrapped.len = (size_t)dec;
+	if (json_object_object_get_ex(obj, "mac", NULL)) {
+		snprintf(field, sizeof(field), "%smac", where);
+		if (get_str(c, obj, where, "mac", false, b64, 4 * ((EKMFS_WRAPPED_MAX + 2) / 3) + 1))
+			goto out;
+		dec = ekmfs_b64_decode(b64, k->wrapped.mac, sizeof(k->wrapped.mac));
+		if (dec != EKMFS_WRAP_MAC_SIZE) {
+			jfail(c, -EBADMSG, field, "must be base64 of %d bytes", EKMFS_WRAP_MAC_SIZE);
+			goto out;
+		}
+		k->wrapped.mac_len = (size_t)dec;
+	}
 out:
 	free(b64);
 	return c->err;
@@ -770,6 +783,11 @@ static json_object *kek_serialize(const struct ekmfs_kek_record *k)
 	      add_str(o, "cmk_ref", k->wrapped.cmk_ref) ||
 	      add_str(o, "cmk_version", k->wrapped.cmk_version) ||
 	      add_str(o, "wrapped", k->state == EKMFS_KEK_DESTROYED ? "" : b64);
+	if (!ret && k->wrapped.mac_len && k->state != EKMFS_KEK_DESTROYED) {
+		char mac[4 * ((EKMFS_WRAP_MAC_SIZE + 2) / 3) + 1];
+		ekmfs_b64_encode(k->wrapped.mac, k->wrapped.mac_len, mac);
+		ret = add_str(o, "mac", mac);
+	}
 	free(b64);
 	if (ret)
 		goto fail;

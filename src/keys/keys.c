@@ -11,6 +11,7 @@
  *   3. volume init (with its refusals: not empty, secrets inside BACKING)
  *   4. open / close
  *   5. file headers
+ *   6. lock / unlock (ekmfs-admin lock), the provider for volume secrets
  *
  * Locking: one rwlock (k->lock) guards the keyring copy, its stamp, the
  * tenant table and the cache. Lookups that hit take it shared and hold it
@@ -32,9 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ekmfs/aead.h"
+#include "ekmfs/http.h"
 #include "ekmfs/keys.h"
 #include "ekmfs/provider.h"
 #include "ekmfs/secmem.h"
@@ -51,13 +54,27 @@ struct key_tenant {
 	char name[EKMFS_NAME_MAX];
 	struct ekmfs_tenant_config tc;
 	struct ekmfs_provider *prov;
+	bool locked;                    /* ekmfs_keys_lock(); under k->lock */
 };
 
+/* A KEK in the cache is served until fresh_until (CLOCK_MONOTONIC seconds),
+ * then unwrapped again through the provider (key_cache_ttl). If the
+ * provider is unreachable the entry keeps serving, re-asked at most every
+ * OUTAGE_RETRY seconds, until valid_until (last success + ttl +
+ * outage_grace). If the provider refuses, the key is wiped and the entry
+ * stays as a refusal (key NULL, err) until fresh_until, so a locked-out
+ * tenant does not send one KMS request per open(). */
 struct cached_kek {
 	uint32_t tenant_id;
 	uint32_t version;
-	uint8_t *key;                   /* EKMFS_KEY_SIZE bytes, secure memory */
+	uint8_t *key;                   /* EKMFS_KEY_SIZE bytes, secure memory; NULL: refused */
+	double fresh_until;
+	double valid_until;
+	int err;                        /* why refused (key NULL) */
+	bool outage;                    /* serving through an outage */
 };
+
+#define OUTAGE_RETRY 5.0
 
 struct ekmfs_keys {
 	int backing_fd;                 /* owned by the caller */
@@ -69,6 +86,8 @@ struct ekmfs_keys {
 	size_t ntenants;
 	struct cached_kek *cache;
 	size_t ncache;
+	/* Metrics (ekmfs_keys_stats); updated with relaxed atomics, any lock. */
+	uint64_t st_hits, st_misses, st_calls, st_errors, st_ns;
 };
 
 static void backing_path(int backing_fd, char *out, size_t outlen)
@@ -94,11 +113,20 @@ static struct key_tenant *tenant_by_id(struct ekmfs_keys *k, uint32_t id)
 
 /* ---- 2. the KEK cache ---- */
 
-static uint8_t *cache_find(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t version)
+static double now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static struct cached_kek *cache_find(struct ekmfs_keys *k, uint32_t tenant_id,
+				     uint32_t version)
 {
 	for (size_t i = 0; i < k->ncache; i++)
 		if (k->cache[i].tenant_id == tenant_id && k->cache[i].version == version)
-			return k->cache[i].key;
+			return &k->cache[i];
 	return NULL;
 }
 
@@ -106,6 +134,30 @@ static void cache_drop(struct ekmfs_keys *k, size_t i)
 {
 	ekmfs_secure_free(k->cache[i].key, EKMFS_KEY_SIZE);
 	k->cache[i] = k->cache[--k->ncache];
+}
+
+static void stat_add(uint64_t *counter, uint64_t n)
+{
+	__atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+/* One provider call, counted and timed for the metrics. */
+static int timed_unwrap(struct ekmfs_keys *k, struct key_tenant *kt,
+			const struct ekmfs_wrap_context *ctx,
+			const struct ekmfs_wrapped_kek *wrapped, uint8_t *key)
+{
+	struct timespec t0, t1;
+	int ret;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ret = kt->prov->ops->unwrap(kt->prov, ctx, wrapped, key);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	stat_add(&k->st_calls, 1);
+	if (ret)
+		stat_add(&k->st_errors, 1);
+	stat_add(&k->st_ns, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+				       (t1.tv_nsec - t0.tv_nsec)));
+	return ret;
 }
 
 /* Unwrap (tenant id, version) from the keyring into the cache. Caller holds
@@ -153,12 +205,20 @@ static int kek_load(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t version,
 	if (!key)
 		return -ENOMEM;
 	ctx = (struct ekmfs_wrap_context){ k->vol.volume_id, rec->name, version };
-	ret = kt->prov->ops->unwrap(kt->prov, &ctx, &kr->wrapped, key);
+	ret = timed_unwrap(k, kt, &ctx, &kr->wrapped, key);
 	if (ret) {
 		ekmfs_secure_free(key, EKMFS_KEY_SIZE);
 		return ret;
 	}
-	k->cache[k->ncache++] = (struct cached_kek){ tenant_id, version, key };
+	{
+		double now = now_sec(), ttl = (double)kt->tc.key_cache_ttl;
+
+		k->cache[k->ncache++] = (struct cached_kek){
+			.tenant_id = tenant_id, .version = version, .key = key,
+			.fresh_until = now + ttl,
+			.valid_until = now + ttl + (double)kt->tc.outage_grace,
+		};
+	}
 	*out = key;
 	return 0;
 }
@@ -206,27 +266,122 @@ static int keyring_refresh(struct ekmfs_keys *k)
 	return 0;
 }
 
+static const char *tenant_name(struct ekmfs_keys *k, uint32_t tenant_id)
+{
+	struct key_tenant *kt = tenant_by_id(k, tenant_id);
+
+	return kt ? kt->name : "?";
+}
+
+/* A cached entry served (or refused) until now: ask the provider again.
+ * Exclusive lock. Success replaces the entry with a fresh one; an outage
+ * keeps serving the old key until its valid_until; a refusal wipes the key
+ * and leaves a refusal entry for one more key_cache_ttl. */
+static int kek_revalidate(struct ekmfs_keys *k, struct cached_kek *c, double now,
+			  uint8_t **out)
+{
+	struct cached_kek old = *c;
+	struct key_tenant *kt = tenant_by_id(k, old.tenant_id);
+	const char *name = tenant_name(k, old.tenant_id);
+	double ttl = kt ? (double)kt->tc.key_cache_ttl : EKMFS_DEFAULT_KEY_CACHE_TTL;
+	int ret;
+
+	*c = k->cache[--k->ncache];     /* taken out; kek_load appends the fresh one */
+	ret = kek_load(k, old.tenant_id, old.version, out);
+	if (!ret) {
+		if (!old.key || old.outage)
+			ekmfs_log(EKMFS_LOG_WARN, "tenant '%s' KEK v%u: the key service answers "
+				  "again; access restored", name, old.version);
+		ekmfs_secure_free(old.key, EKMFS_KEY_SIZE);
+		return 0;
+	}
+	if (ret == -ENOMEM || (ekmfs_http_is_outage(ret) && old.key && now < old.valid_until)) {
+		if (!old.outage)
+			ekmfs_log(EKMFS_LOG_WARN, "tenant '%s' KEK v%u: %s; serving the cached key "
+				  "for up to %.0f s more (outage_grace)", name, old.version,
+				  ekmfs_lasterr(), old.valid_until - now);
+		old.outage = true;
+		old.fresh_until = now + OUTAGE_RETRY < old.valid_until ? now + OUTAGE_RETRY :
+				  old.valid_until;
+		k->cache[k->ncache++] = old;
+		*out = old.key;
+		return 0;
+	}
+	if (old.key)
+		ekmfs_log(EKMFS_LOG_WARN, "tenant '%s' KEK v%u: %s; access to the tenant's files "
+			  "is locked (open fails with ENOKEY) until the key is usable again",
+			  name, old.version, ekmfs_lasterr());
+	ekmfs_secure_free(old.key, EKMFS_KEY_SIZE);
+	old.key = NULL;
+	old.outage = false;
+	old.err = ret;
+	/* Ask again after a ttl, so re-enabling the key restores access
+	 * without a remount, without a KMS request per open() meanwhile. */
+	old.fresh_until = now + (ekmfs_http_is_outage(ret) ? OUTAGE_RETRY : ttl);
+	k->cache[k->ncache++] = old;
+	return ret;
+}
+
+/* ekmfs_keys_lock() set the flag and emptied the tenant's cache entries under
+ * the exclusive lock, so checking it where entries are added (exclusive) is
+ * enough: the shared fast path can no longer find one. */
+static bool tenant_is_locked(struct ekmfs_keys *k, uint32_t tenant_id)
+{
+	struct key_tenant *kt = tenant_by_id(k, tenant_id);
+
+	if (!kt || !kt->locked)
+		return false;
+	ekmfs_seterr("tenant '%s' is locked (ekmfs-admin lock); its keys are unavailable "
+		     "until ekmfs-admin unlock", kt->name);
+	return true;
+}
+
 /* Find the KEK and return with k->lock held (shared or exclusive); the caller
  * uses *key, then unlocks. On failure the lock is not held. */
 static int kek_acquire(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t version,
 		       uint8_t **key)
 {
+	struct cached_kek *c;
+	double now = now_sec();
 	int ret;
 
 	pthread_rwlock_rdlock(&k->lock);
-	*key = cache_find(k, tenant_id, version);
-	if (*key)
+	c = cache_find(k, tenant_id, version);
+	if (c && c->key && now < c->fresh_until) {
+		stat_add(&k->st_hits, 1);
+		*key = c->key;
 		return 0;
+	}
 	pthread_rwlock_unlock(&k->lock);
 
 	pthread_rwlock_wrlock(&k->lock);
-	*key = cache_find(k, tenant_id, version);
-	if (*key)
-		return 0;
+	if (tenant_is_locked(k, tenant_id)) {
+		pthread_rwlock_unlock(&k->lock);
+		return -ENOKEY;
+	}
 	keyring_refresh(k);
-	ret = kek_load(k, tenant_id, version, key);
+	c = cache_find(k, tenant_id, version);
+	if (c && now < c->fresh_until) {
+		if (c->key) {
+			stat_add(&k->st_hits, 1);
+			*key = c->key;
+			return 0;
+		}
+		ekmfs_seterr("tenant '%s' KEK v%u: the key service refused it (%s); access is "
+			     "locked until the key is usable again", tenant_name(k, tenant_id),
+			     version, strerror(-c->err));
+		pthread_rwlock_unlock(&k->lock);
+		return -ENOKEY;
+	}
+	stat_add(&k->st_misses, 1);
+	ret = c ? kek_revalidate(k, c, now, key) : kek_load(k, tenant_id, version, key);
 	if (ret)
 		pthread_rwlock_unlock(&k->lock);
+	/* Whatever the provider said (refused, unreachable past the grace),
+	 * for a file it means one thing: its key is unavailable. Corruption
+	 * stays -EBADMSG. */
+	if (ret && ret != -ENOMEM && ret != -EBADMSG)
+		ret = -ENOKEY;
 	return ret;
 }
 
@@ -382,7 +537,12 @@ int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 	ret = check_empty(backing_fd, path);
 	if (ret)
 		return ret;
-	if (tc->local_source == EKMFS_LOCAL_KEY_FILE)
+	if (strcmp(tc->provider, "azure-keyvault") == 0 && tc->azure.client_secret_file[0])
+		ret = check_secret_outside(tc->azure.client_secret_file, "client secret file",
+					   path);
+	else if (strcmp(tc->provider, "local") != 0)
+		ret = 0; /* the CMK lives in the KMS */
+	else if (tc->local_source == EKMFS_LOCAL_KEY_FILE)
 		ret = check_secret_outside(tc->key_file, "key file", path);
 	else if (tc->local_source == EKMFS_LOCAL_PASSPHRASE_FILE)
 		ret = check_secret_outside(tc->passphrase_file, "passphrase file", path);
@@ -536,6 +696,18 @@ const struct ekmfs_volume *ekmfs_keys_volume(const struct ekmfs_keys *k)
 	return &k->vol;
 }
 
+void ekmfs_keys_stats(struct ekmfs_keys *k, struct ekmfs_keys_stats *out)
+{
+	out->cache_hits = __atomic_load_n(&k->st_hits, __ATOMIC_RELAXED);
+	out->cache_misses = __atomic_load_n(&k->st_misses, __ATOMIC_RELAXED);
+	out->provider_calls = __atomic_load_n(&k->st_calls, __ATOMIC_RELAXED);
+	out->provider_errors = __atomic_load_n(&k->st_errors, __ATOMIC_RELAXED);
+	out->provider_ns = __atomic_load_n(&k->st_ns, __ATOMIC_RELAXED);
+	pthread_rwlock_rdlock(&k->lock);
+	out->keyring_generation = k->kr.generation;
+	pthread_rwlock_unlock(&k->lock);
+}
+
 /* ---- 5. file headers ---- */
 
 int ekmfs_keys_new_header(struct ekmfs_keys *k, const char *path, struct ekmfs_header *h,
@@ -632,4 +804,85 @@ int ekmfs_keys_open_header(struct ekmfs_keys *k, const struct ekmfs_header *h, u
 	}
 	ekmfs_seterr("%s", first_err);
 	return ret;
+}
+
+/* ---- 6. lock / unlock, and the provider for volume secrets ---- */
+
+/* Tenant named name, or every tenant when name is NULL; -ENOENT if none. */
+static int for_tenants(struct ekmfs_keys *k, const char *name, bool lock)
+{
+	int found = 0, ret = 0;
+
+	for (size_t i = 0; i < k->ntenants; i++) {
+		struct key_tenant *kt = k->tenants[i];
+		struct ekmfs_tenant_record *rec;
+		uint8_t *key;
+
+		if (name && strcmp(kt->name, name) != 0)
+			continue;
+		found = 1;
+		kt->locked = lock;
+		if (lock) {
+			for (size_t j = k->ncache; j-- > 0;)
+				if (k->cache[j].tenant_id == kt->id)
+					cache_drop(k, j);
+			continue;
+		}
+		/* Unlock re-fetches the current KEK through the provider now,
+		 * so a key the service no longer gives out is reported here. */
+		keyring_refresh(k);
+		rec = ekmfs_keyring_tenant_by_id(&k->kr, kt->id);
+		if (rec && !cache_find(k, kt->id, rec->current_version)) {
+			int r = kek_load(k, kt->id, rec->current_version, &key);
+
+			if (r && !ret)
+				ret = r;
+		}
+	}
+	if (!found) {
+		ekmfs_seterr("the volume has no tenant '%s'", name);
+		return -ENOENT;
+	}
+	return ret;
+}
+
+int ekmfs_keys_lock(struct ekmfs_keys *k, const char *tenant)
+{
+	int ret;
+
+	pthread_rwlock_wrlock(&k->lock);
+	ret = for_tenants(k, tenant, true);
+	pthread_rwlock_unlock(&k->lock);
+	return ret;
+}
+
+int ekmfs_keys_unlock(struct ekmfs_keys *k, const char *tenant)
+{
+	int ret;
+
+	pthread_rwlock_wrlock(&k->lock);
+	ret = for_tenants(k, tenant, false);
+	pthread_rwlock_unlock(&k->lock);
+	return ret;
+}
+
+bool ekmfs_keys_locked(struct ekmfs_keys *k, const char *tenant)
+{
+	bool locked = false;
+
+	pthread_rwlock_rdlock(&k->lock);
+	for (size_t i = 0; i < k->ntenants; i++)
+		if ((!tenant || strcmp(k->tenants[i]->name, tenant) == 0) &&
+		    k->tenants[i]->locked)
+			locked = true;
+	pthread_rwlock_unlock(&k->lock);
+	return locked;
+}
+
+struct ekmfs_provider *ekmfs_keys_provider(struct ekmfs_keys *k, const char *tenant)
+{
+	for (size_t i = 0; i < k->ntenants; i++)
+		if (strcmp(k->tenants[i]->name, tenant) == 0)
+			return k->tenants[i]->prov;
+	return NULL;
 }

@@ -10,6 +10,8 @@
 
 #include "ekmfs/provider.h"
 #include "ekmfs/util.h"
+#include "providers/aws_kms.h"
+#include "providers/azure_kv.h"
 #include "providers/local.h"
 
 typedef int (*provider_open_fn)(const struct ekmfs_tenant_config *tc,
@@ -21,6 +23,8 @@ static const struct {
 	provider_open_fn open;
 } providers[] = {
 	{ "local", ekmfs_local_open },
+	{ "aws-kms", ekmfs_aws_kms_open },
+	{ "azure-keyvault", ekmfs_azure_kv_open },
 };
 
 int ekmfs_provider_open(const struct ekmfs_tenant_config *tc,
@@ -31,7 +35,7 @@ int ekmfs_provider_open(const struct ekmfs_tenant_config *tc,
 	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(providers); i++)
 		if (strcmp(tc->provider, providers[i].name) == 0)
 			return providers[i].open(tc, rec, create, out);
-	ekmfs_seterr("tenant '%s': unknown provider '%s' (this release has: local)",
+	ekmfs_seterr("tenant '%s': unknown provider '%s' (this release has: local, aws-kms, azure-keyvault)",
 		     tc->name, tc->provider);
 	return -ENOPROTOOPT;
 }

@@ -14,7 +14,8 @@
 #include "ekmfs/util.h"
 
 static bool log_to_syslog;
-static enum ekmfs_log_level log_level = EKMFS_LOG_INFO;
+/* Atomic: the daemon's SIGHUP reload changes it while workers log. */
+static _Atomic enum ekmfs_log_level log_level = EKMFS_LOG_INFO;
 
 void ekmfs_log_use_syslog(const char *ident)
 {

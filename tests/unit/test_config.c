@@ -147,8 +147,8 @@ static void test_errors(void)
 		     "bad value 'verbose' for key 'log_level' in [daemon]: must be one of err, "
 		     "warn, info, debug");
 	expect_error("[tenant.default]\nprovider = aws\n", 2,
-		     "bad value 'aws' for key 'provider' in [tenant.default]: only the 'local' "
-		     "provider exists in this release");
+		     "bad value 'aws' for key 'provider' in [tenant.default]: must be local, "
+		     "aws-kms or azure-keyvault");
 	expect_error("[tenant.default]\nkey_file = keys/local.key\n", 2,
 		     "bad value 'keys/local.key' for key 'key_file' in [tenant.default]: must "
 		     "be an absolute path");
@@ -215,6 +215,61 @@ static void test_paths(void)
 	CHECK_EQ_INT(rc, -EISDIR);
 }
 
+/* provider = aws-kms / azure-keyvault and their keys (issue 4). */
+static void test_cloud_providers(void)
+{
+	const struct ekmfs_tenant_config *tc = &cfg.tenants[0];
+
+	CHECK_EQ_INT(load_text("[tenant.default]\nkey_id = alias/x\nregion = eu-west-1\n"
+			       "provider = aws-kms\nendpoint = https://127.0.0.1:9/\n"
+			       "profile = p\nkey_cache_ttl = 2m\noutage_grace = 1h\n"
+			       "connect_timeout = 0.5\ntimeout = 3\nmax_retries = 0\n"
+			       "ca_file = /etc/ca.pem\n"), 0);
+	CHECK(strcmp(tc->provider, "aws-kms") == 0 && strcmp(tc->aws.key_id, "alias/x") == 0);
+	CHECK(strcmp(tc->aws.region, "eu-west-1") == 0 && strcmp(tc->aws.profile, "p") == 0);
+	CHECK(strcmp(tc->aws.endpoint, "https://127.0.0.1:9/") == 0);
+	CHECK_EQ_INT(tc->key_cache_ttl, 120);
+	CHECK_EQ_INT(tc->outage_grace, 3600);
+	CHECK(tc->connect_timeout == 0.5 && tc->timeout == 3.0);
+	CHECK_EQ_INT(tc->max_retries, 0);
+	CHECK(strcmp(tc->ca_file, "/etc/ca.pem") == 0);
+
+	CHECK_EQ_INT(load_text("[tenant.default]\nprovider = azure-keyvault\n"
+			       "key_id = https://v.vault.azure.net/keys/k\n"
+			       "use_managed_identity = true\nalgorithm = A256KW\n"
+			       "api_version = 7.5\nimds_endpoint = http://127.0.0.1:1\n"), 0);
+	CHECK(tc->azure.use_managed_identity && strcmp(tc->azure.algorithm, "A256KW") == 0);
+	CHECK(strcmp(tc->azure.api_version, "7.5") == 0);
+	CHECK(strcmp(tc->azure.authority_host, "https://login.microsoftonline.com") == 0);
+	CHECK_EQ_INT(tc->key_cache_ttl, EKMFS_DEFAULT_KEY_CACHE_TTL);
+
+	/* A key of another provider, a missing key, a bad value: refused. */
+	expect_error("[tenant.default]\nprovider = aws-kms\nkey_id = k\nregion = r1\n"
+		     "key_file = /k\n", 5, "key 'key_file' in [tenant.default] needs provider = "
+		     "local (the provider is aws-kms)");
+	expect_error("[tenant.default]\nregion = eu-west-1\n", 2, "key 'region' in "
+		     "[tenant.default] needs provider = aws-kms (the provider is local)");
+	expect_error("[tenant.default]\nkey_id = k\n", 2, "key 'key_id' in [tenant.default] "
+		     "needs provider = aws-kms or azure-keyvault (the provider is local)");
+	expect_error("[tenant.default]\nprovider = aws-kms\nkey_id = k\n", 2,
+		     "provider aws-kms in [tenant.default] needs key_id and region");
+	expect_error("[tenant.default]\nprovider = azure-keyvault\nkey_id = k\n", 3,
+		     "provider azure-keyvault in [tenant.default] needs key_id = "
+		     "https://VAULT/keys/NAME[/VERSION]");
+	expect_error("[tenant.default]\nprovider = azure-keyvault\n"
+		     "key_id = https://v/keys/k\n", 2, "provider azure-keyvault in "
+		     "[tenant.default] needs tenant_id and client_id (with client_secret_file), "
+		     "or use_managed_identity = true");
+	expect_error("[tenant.default]\nkey_cache_ttl = 0\n", 2, "bad value '0' for key "
+		     "'key_cache_ttl' in [tenant.default]: must be at least 1 second");
+	expect_error("[tenant.default]\nprovider = azure-keyvault\nalgorithm = RSA1_5\n", 3,
+		     "bad value 'RSA1_5' for key 'algorithm' in [tenant.default]: must be "
+		     "RSA-OAEP-256 or A256KW (Managed HSM)");
+	expect_error("[tenant.default]\nprovider = aws-kms\nendpoint = kms.local\n", 3,
+		     "bad value 'kms.local' for key 'endpoint' in [tenant.default]: must be an "
+		     "http:// or https:// URL");
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir)) {
@@ -226,6 +281,7 @@ int main(void)
 	RUN(test_every_key);
 	RUN(test_errors);
 	RUN(test_paths);
+	RUN(test_cloud_providers);
 	unlink(ini);
 	rmdir(dir);
 	return CHECK_DONE();

@@ -24,7 +24,36 @@ int admin_walk_files(const char *backing, admin_file_fn fn, void *arg);
 
 /* status.c */
 int admin_status(const char *backing);
+/* status_json.c: `status [--json] BACKING` (argv[0] is "status") */
+int admin_status_main(int argc, char **argv, const struct ekmfs_config *cfg);
+/* manifest.c: `backup-manifest ...` (argv[0] is "backup-manifest"); no key */
+int admin_backup_manifest(int argc, char **argv);
+/* test.c: `test [--tenant T] [--json] BACKING`, argv[0] is "test" */
+int admin_test_main(int argc, char **argv, const struct ekmfs_config *cfg);
 /* verify.c */
 int admin_verify(const char *backing, const struct ekmfs_config *cfg);
+
+/* audit.c: the audit trail of one command (fd, keys and audit log open). */
+struct ekmfs_keys;
+struct ekmfs_audit;
+struct ekmfs_audit_event;
+struct admin_audit {
+	int fd;
+	struct ekmfs_keys *keys;
+	struct ekmfs_audit *audit;
+};
+int admin_audit_open(const char *backing, const struct ekmfs_config *cfg,
+		     struct admin_audit *out);
+void admin_audit_close(struct admin_audit *a);
+/* Write ev now with this process's uid and pid. 0 or -errno. */
+int admin_audit_record(struct admin_audit *a, struct ekmfs_audit_event *ev);
+int admin_audit_preflight(const struct ekmfs_config *cfg);
+int admin_audit_init_record(const char *backing, const struct ekmfs_config *cfg);
+/* `audit verify|show ...` (argv[0] is "audit") */
+int admin_audit_main(int argc, char **argv, const struct ekmfs_config *cfg);
+/* lock.c: `lock [--tenant T] MOUNTPOINT`, `unlock [--tenant T] MOUNTPOINT` */
+int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg);
+/* import.c: `import-plaintext [--backing BACKING] PATH...` */
+int admin_import_main(int argc, char **argv, const struct ekmfs_config *cfg);
 
 #endif

@@ -31,12 +31,53 @@ static const char usage_text[] =
 "                   by the tenant's customer master key (CMK). With the local\n"
 "                   provider the CMK is a key file, created (mode 0600) if it\n"
 "                   does not exist, or is derived from a passphrase with scrypt.\n"
-"  status BACKING   Print the volume id, format version, tenants, their KEK\n"
+"  status [--json] BACKING\n"
+"                   Print the volume id, format version, tenants, their KEK\n"
 "                   versions and how many files use each. Needs no key.\n"
+"                   --json: one JSON object, also listing the mountpoints of\n"
+"                   the volume and the files still on older KEK versions.\n"
 "  verify BACKING   Check every file header and every block's authentication\n"
 "                   tag without printing any plaintext. Each damaged file is\n"
 "                   listed as 'DAMAGED <path>: <what>'; the last line counts\n"
 "                   the files checked and damaged. Needs the CMK.\n"
+"  backup-manifest [-o FILE] BACKING\n"
+"                   List every file, directory and symlink of BACKING (.ekmfs/\n"
+"                   included) with its SHA-256 of the ciphertext, size, mode,\n"
+"                   owner, file id and key version: a record of a backup that\n"
+"                   can be checked without keys. No plaintext, no key.\n"
+"  backup-manifest --check MANIFEST BACKING\n"
+"                   Compare BACKING (e.g. a restored copy) with MANIFEST: one\n"
+"                   MISSING, EXTRA or DIFFERS line per mismatch, then a count.\n"
+"                   Exit 0 when everything matches. Needs no key.\n"
+"  test [--tenant T] [--json] BACKING\n"
+"                   Test the tenant's key before relying on it: one line per\n"
+"                   check (configuration, endpoint reachable, authentication,\n"
+"                   key state, encrypt, decrypt round-trip, wrong-context\n"
+"                   rejection, and the keyring's current KEK when BACKING is a\n"
+"                   volume) with ok, FAILED or skipped and the reason. Exit 0\n"
+"                   only when all pass. Writes nothing. --json: one object.\n"
+"  audit verify [--log FILE]... BACKING\n"
+"                   Check the audit log's MAC chain and its head in the volume:\n"
+"                   exit 1 naming the first bad seq if a record was edited,\n"
+"                   reordered, inserted or deleted, or the log truncated.\n"
+"                   Rotated logs: pass each with --log, oldest first. Needs\n"
+"                   the CMK (the audit key is wrapped by it).\n"
+"  audit show [--since TIME] [--event E] [--tenant T] [--json] [--log FILE] BACKING\n"
+"                   Print the audit records that match (no key needed; does\n"
+"                   not verify: use audit verify).\n"
+"  lock [--tenant T] MOUNTPOINT\n"
+"                   Make the running daemon drop its cached keys and every\n"
+"                   open file's key at once; reads and writes of open files\n"
+"                   and new opens fail with ENOKEY until unlock. Root only\n"
+"                   (control socket [daemon] control_dir/<volume id>.sock).\n"
+"  unlock [--tenant T] MOUNTPOINT\n"
+"                   Fetch the keys again through the provider; allow access.\n"
+"  import-plaintext PATH...\n"
+"                   Encrypt in place plaintext files (or every plaintext file\n"
+"                   below a directory) of a backing directory, keeping owner,\n"
+"                   mode, times and xattrs; crash-safe (temp file, fsync,\n"
+"                   rename). Files already encrypted are refused. Best run\n"
+"                   while the volume is not mounted.\n"
 "  keygen           Print a fresh random 256-bit key in base64 (one line), for\n"
 "                   use as a local key file.\n"
 "\n"
@@ -92,6 +133,10 @@ static int cmd_init(const char *backing, const struct ekmfs_config *cfg)
 	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
 	int fd, rc;
 
+	/* The first audit record must be writable before anything exists. */
+	rc = admin_audit_preflight(cfg);
+	if (rc < 0)
+		return fail("audit log", rc);
 	if (mkdir(backing, 0700) == 0)
 		made_dir = true;
 	else if (errno != EEXIST)
@@ -108,11 +153,25 @@ static int cmd_init(const char *backing, const struct ekmfs_config *cfg)
 		goto out;
 	ekmfs_hex(vol.volume_id, sizeof(vol.volume_id), id);
 	printf("created ekmfs volume %s in %s\n", id, backing);
-	printf("  tenant default: KEK v1 wrapped by the local key (%s)\n",
-	       cfg->tenants[0].local_source == EKMFS_LOCAL_KEY_FILE ?
-	       cfg->tenants[0].key_file : "passphrase");
+	if (strcmp(cfg->tenants[0].provider, "aws-kms") == 0)
+		printf("  tenant default: KEK v1 wrapped by AWS KMS key %s\n",
+		       cfg->tenants[0].aws.key_id);
+	else if (strcmp(cfg->tenants[0].provider, "azure-keyvault") == 0)
+		printf("  tenant default: KEK v1 wrapped by Azure Key Vault key %s\n",
+		       cfg->tenants[0].azure.key_id);
+	else
+		printf("  tenant default: KEK v1 wrapped by the local key (%s)\n",
+		       cfg->tenants[0].local_source == EKMFS_LOCAL_KEY_FILE ?
+		       cfg->tenants[0].key_file : "passphrase");
 	printf("  mount it with: ekmfs%s%s %s MOUNTPOINT\n", cfg->path[0] ? " -c " : "",
 	       cfg->path, backing);
+	/* Creates the audit key and the chain head, and records the init. */
+	rc = admin_audit_init_record(backing, cfg);
+	if (rc < 0) {
+		made_dir = false;       /* the volume exists: keep it */
+		fprintf(stderr, "ekmfs-admin: the volume was created, but its audit record "
+			"could not be written\n");
+	}
 out:
 	if (rc < 0) {
 		if (made_dir)
@@ -165,12 +224,26 @@ int main(int argc, char **argv)
 		}
 		return cmd_keygen();
 	}
+	if (strcmp(cmd, "backup-manifest") == 0)
+		return admin_backup_manifest(argc - optind + 1, argv + optind - 1);
+	if (strcmp(cmd, "audit") == 0 || strcmp(cmd, "lock") == 0 ||
+	    strcmp(cmd, "unlock") == 0 || strcmp(cmd, "import-plaintext") == 0) {
+		rc = ekmfs_config_load(config_path, &cfg);
+		if (rc < 0)
+			return fail("config", rc);
+		ekmfs_log_set_level(cfg.log_level);
+		if (strcmp(cmd, "audit") == 0)
+			return admin_audit_main(argc - optind + 1, argv + optind - 1, &cfg);
+		if (strcmp(cmd, "import-plaintext") == 0)
+			return admin_import_main(argc - optind + 1, argv + optind - 1, &cfg);
+		return admin_lock_main(argc - optind + 1, argv + optind - 1, &cfg);
+	}
 	if (strcmp(cmd, "init") != 0 && strcmp(cmd, "status") != 0 &&
-	    strcmp(cmd, "verify") != 0) {
+	    strcmp(cmd, "verify") != 0 && strcmp(cmd, "test") != 0) {
 		fprintf(stderr, "ekmfs-admin: unknown command '%s'; try 'ekmfs-admin --help'\n", cmd);
 		return EXIT_USAGE;
 	}
-	if (argc - optind != 1) {
+	if (strcmp(cmd, "status") != 0 && strcmp(cmd, "test") != 0 && argc - optind != 1) {
 		fprintf(stderr, "ekmfs-admin: %s needs exactly one argument: BACKING\n", cmd);
 		return EXIT_USAGE;
 	}
@@ -181,8 +254,10 @@ int main(int argc, char **argv)
 
 	if (strcmp(cmd, "init") == 0)
 		return cmd_init(argv[optind], &cfg);
+	if (strcmp(cmd, "test") == 0)
+		return admin_test_main(argc - optind + 1, argv + optind - 1, &cfg);
 	if (strcmp(cmd, "status") == 0)
-		return admin_status(argv[optind]);
+		return admin_status_main(argc - optind + 1, argv + optind - 1, &cfg);
 	return admin_verify(argv[optind], &cfg);
 }
 

@@ -57,7 +57,8 @@ static const char *header_problem(int fd, int rc)
 	if (rc == -EPROTO || rc == -EBADMSG) {
 		if (ekmfs_read_full(fd, magic, sizeof(magic), 0) != (ssize_t)sizeof(magic) ||
 		    memcmp(magic, EKMFS_MAGIC, sizeof(magic)) != 0)
-			return "not an ekmfs file (plaintext or foreign format)";
+			return "not an ekmfs file (plaintext or foreign format); to encrypt a "
+			       "plaintext file in place: ekmfs-admin import-plaintext PATH";
 		return rc == -EPROTO ? "unsupported format version" : "malformed or truncated";
 	}
 	return strerror(-rc);
@@ -114,6 +115,18 @@ static int verify_file(const char *path, const char *relpath, const struct stat 
 	int fd, rc;
 
 	v->files++;
+	{
+		const char *base = strrchr(relpath, '/');
+
+		base = base ? base + 1 : relpath;
+		if (strncmp(base, ".ekmfs-import.", 14) == 0) {
+			report(v, relpath, "temporary file of an interrupted import-plaintext "
+			       "(the original is intact): rerun import-plaintext on the "
+			       "original, which removes it, or delete it");
+			v->damaged++;
+			return 0;
+		}
+	}
 	if (st->st_size == 0)
 		return 0; /* an empty file whose header was never written */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

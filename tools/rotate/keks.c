@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "ekmfs/aead.h"
+#include "ekmfs/audit.h"
 #include "ekmfs/keys.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
@@ -377,6 +378,7 @@ int keys_rewrap_cmk(struct rot_ctx *c, const struct ekmfs_tenant_config *new_tc,
 		    size_t *n_out, char *fingerprint, size_t fplen)
 {
 	struct cmk_arg a = { 0 };
+	bool audit;
 	struct ekmfs_wrap_context ctx = { c->vol.volume_id, c->trec->name,
 					  c->trec->current_version };
 	int ret;
@@ -390,8 +392,17 @@ int keys_rewrap_cmk(struct rot_ctx *c, const struct ekmfs_tenant_config *new_tc,
 	}
 	/* The new CMK must work both ways before any record depends on it. */
 	ret = a.newp->ops->self_test(a.newp, &ctx);
+	/* The audit key (docs/AUDIT.md) is wrapped by the default tenant's CMK
+	 * too: wrapped under both CMKs while the keyring changes, so a crash
+	 * leaves one that opens, then under the new one only. */
+	audit = !c->opt.dry_run && strcmp(c->trec->name, EKMFS_DEFAULT_TENANT) == 0;
+	if (!ret && audit)
+		ret = ekmfs_audit_key_rewrap(c->backing_fd, &c->vol, c->prov, a.newp, true);
 	if (!ret)
 		ret = keyring_edit(c, edit_cmk, &a, c->opt.dry_run);
+	if (audit)
+		(void)ekmfs_audit_key_rewrap(c->backing_fd, &c->vol, ret ? c->prov : a.newp,
+					     ret ? c->prov : a.newp, false);
 	if (!ret) {
 		*n_out = a.n;
 		snprintf(fingerprint, fplen, "%s", a.fingerprint);

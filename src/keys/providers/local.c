@@ -36,6 +36,7 @@
 #include "ekmfs/io.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
+#include "../secret_file.h"
 #include "local.h"
 
 #define CMK_SIZE 32
@@ -126,88 +127,8 @@ int ekmfs_local_fingerprint(const uint8_t cmk[32], char out[EKMFS_LOCAL_FPR_HEX 
 
 /* ---- 2. secrets files ---- */
 
-/* Open a secrets file and refuse it unless it is a regular file owned by us
- * that neither group nor others can touch. what: "key file" etc. */
-static int open_secret(const char *path, const char *what, int *out)
-{
-	struct stat st;
-	int fd, ret;
-
-	/* O_NONBLOCK so a FIFO planted at the path cannot hang us. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		ret = -errno;
-		if (ret == -ENOENT) {
-			ekmfs_seterr("%s %s does not exist", what, path);
-			return -ENOKEY;
-		}
-		ekmfs_seterr("cannot open %s %s: %s", what, path, strerror(errno));
-		return ret;
-	}
-	if (fstat(fd, &st) < 0) {
-		ret = -errno;
-		ekmfs_seterr("cannot stat %s %s: %s", what, path, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		ret = -EPERM;
-		ekmfs_seterr("%s %s is not a regular file", what, path);
-		goto fail;
-	}
-	if (st.st_uid != geteuid()) {
-		ret = -EPERM;
-		ekmfs_seterr("%s %s is owned by uid %u, not by uid %u that runs ekmfs", what,
-			     path, (unsigned)st.st_uid, (unsigned)geteuid());
-		goto fail;
-	}
-	if (st.st_mode & 077) {
-		ret = -EPERM;
-		ekmfs_seterr("%s %s has mode %04o: it must not be accessible by group or "
-			     "others (chmod 600 %s)", what, path,
-			     (unsigned)(st.st_mode & 07777), path);
-		goto fail;
-	}
-	if (fcntl(fd, F_SETFL, 0) < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	*out = fd;
-	return 0;
-fail:
-	close(fd);
-	return ret;
-}
-
-/* Read a whole secrets file into buf (secure, cap+1 bytes), NUL-terminated. */
-static int read_secret(const char *path, const char *what, char *buf, size_t cap,
-		       size_t *len)
-{
-	ssize_t n;
-	char extra;
-	int fd = -1, ret;
-
-	ret = open_secret(path, what, &fd);
-	if (ret)
-		return ret;
-	n = ekmfs_read_full(fd, buf, cap, 0);
-	if (n < 0) {
-		ret = (int)n;
-		ekmfs_seterr("cannot read %s %s: %s", what, path, strerror(-ret));
-		goto out;
-	}
-	if ((size_t)n == cap && ekmfs_read_full(fd, &extra, 1, (off_t)cap) == 1) {
-		ret = -EINVAL;
-		ekmfs_seterr("%s %s is longer than %zu bytes", what, path, cap);
-		goto out;
-	}
-	buf[n] = '\0';
-	*len = (size_t)n;
-out:
-	close(fd);
-	if (ret)
-		ekmfs_wipe(buf, cap + 1);
-	return ret;
-}
+/* Secrets files are read through secret_file.c, whose rule (owned by us, no
+ * group/other access, regular file) every provider shares. */
 
 static int load_key_file(const char *path, uint8_t *cmk)
 {
@@ -218,7 +139,7 @@ static int load_key_file(const char *path, uint8_t *cmk)
 
 	if (!text)
 		return -ENOMEM;
-	ret = read_secret(path, "key file", text, KEY_FILE_MAX, &len);
+	ret = ekmfs_secret_read(path, "key file", text, KEY_FILE_MAX, &len);
 	if (ret)
 		goto out;
 	/* One line: a newline may end it but not split it. */
@@ -328,7 +249,7 @@ out:
 
 static int read_passphrase_file(const char *path, char *buf, size_t *len)
 {
-	int ret = read_secret(path, "passphrase file", buf, PASSPHRASE_MAX, len);
+	int ret = ekmfs_secret_read(path, "passphrase file", buf, PASSPHRASE_MAX, len);
 
 	if (ret)
 		return ret;

@@ -1,0 +1,322 @@
+/*
+ * control.c - the daemon's control socket and the volume lock.
+ *
+ * Owns: the unix socket CONTROL_DIR/<volume id>.sock (directory 0700, socket
+ * 0600, root only: the peer's uid is checked with SO_PEERCRED as well), its
+ * one-line protocol, and what `lock` and `unlock` do to the running daemon.
+ *
+ * Protocol: the client sends one line, the daemon answers one line and
+ * closes the connection.
+ *   lock [TENANT]     ->  ok locked ...      | error ERRNO-NAME message
+ *   unlock [TENANT]   ->  ok unlocked ...    | error ...
+ *   status            ->  ok locked|unlocked
+ *
+ * Lock: the key manager drops the tenant's cached KEKs and refuses them
+ * (ENOKEY) until unlock; then every open file's DEK is wiped (each inode's
+ * ci_lock taken in turn, so no read or write is using it meanwhile) and the
+ * kernel's cached pages of those files are invalidated, so an open handle's
+ * next read or write has to unwrap the DEK again and fails with ENOKEY. A
+ * DEK unwrapped concurrently with the lock is caught by the lock generation
+ * (efs_data.lock_gen): the loader re-checks it after installing the DEK.
+ * Files of other tenants simply unwrap their DEK again on next use. Unlock
+ * re-fetches the current KEKs through the provider and lets opens, and the
+ * handles opened before the lock, work again.
+ *
+ * Divisions: lock and unlock; the socket (path, listen); the thread and the
+ * protocol; start and stop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ekmfs/audit.h"
+#include "ekmfs/secmem.h"
+#include "ekmfs/util.h"
+#include "fs.h"
+
+#define REQUEST_MAX 256
+
+static struct {
+	int sock, wake_rd, wake_wr;
+	pthread_t thread;
+	bool running;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct efs_data *fs;
+} ctl = { .sock = -1, .wake_rd = -1, .wake_wr = -1 };
+
+/* ---- lock and unlock ---- */
+
+/* Wipe the DEK of every regular file that has one loaded. */
+static void drop_all_deks(struct efs_data *fs)
+{
+	struct efs_inode **list = NULL;
+	size_t n = 0, cap = 0;
+
+	pthread_mutex_lock(&fs->mutex);
+	for (size_t b = 0; b < fs->nbuckets; b++) {
+		for (struct efs_inode *p = fs->table[b]; p; p = p->hnext) {
+			if (!S_ISREG(p->type) || p == &fs->root)
+				continue;
+			if (n == cap) {
+				struct efs_inode **grown;
+
+				cap = cap ? 2 * cap : 64;
+				grown = realloc(list, cap * sizeof(*list));
+				if (!grown)
+					break;
+				list = grown;
+			}
+			p->refcount++;          /* kept alive until we are done */
+			list[n++] = p;
+		}
+	}
+	pthread_mutex_unlock(&fs->mutex);
+
+	for (size_t i = 0; i < n; i++) {
+		struct efs_inode *inode = list[i];
+		bool had = false;
+
+		pthread_rwlock_wrlock(&inode->ci_lock);
+		if (inode->ci_loaded) {
+			if (inode->ci_dek)
+				ekmfs_wipe(inode->ci_dek, EKMFS_KEY_SIZE);
+			ekmfs_wipe(inode->ci_file_id, sizeof(inode->ci_file_id));
+			inode->ci_loaded = false;
+			had = true;
+		}
+		pthread_rwlock_unlock(&inode->ci_lock);
+		/* Cached plaintext pages would still answer reads. */
+		if (had && fs->se)
+			fuse_lowlevel_notify_inval_inode(fs->se, efs_inode_id(fs, inode), 0, 0);
+		efs_inode_unref(fs, inode, 1);
+	}
+	free(list);
+}
+
+static int do_lock(struct efs_data *fs, const char *tenant, char *msg, size_t len)
+{
+	int ret;
+
+	ekmfs_clearerr();
+	ret = ekmfs_keys_lock(fs->keys, tenant);
+	if (ret)
+		return ret;
+	__atomic_fetch_add(&fs->lock_gen, 1, __ATOMIC_SEQ_CST);
+	drop_all_deks(fs);
+	snprintf(msg, len, "locked %s: cached keys and open files' keys dropped",
+		 tenant ? tenant : "every tenant");
+	return 0;
+}
+
+static int do_unlock(struct efs_data *fs, const char *tenant, char *msg, size_t len)
+{
+	int ret;
+
+	ekmfs_clearerr();
+	ret = ekmfs_keys_unlock(fs->keys, tenant);
+	if (ret)
+		return ret;
+	snprintf(msg, len, "unlocked %s: keys fetched again", tenant ? tenant : "every tenant");
+	return 0;
+}
+
+/* ---- the socket ---- */
+
+static int listen_socket(struct efs_data *fs)
+{
+	const struct ekmfs_volume *vol = ekmfs_keys_volume(fs->keys);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
+	int fd, probe;
+
+	ekmfs_hex(vol->volume_id, EKMFS_VOLUME_ID_SIZE, id);
+	if ((size_t)snprintf(ctl.path, sizeof(ctl.path), "%s/%s.sock", fs->cfg->control_dir, id) >=
+	    sizeof(ctl.path)) {
+		ekmfs_log(EKMFS_LOG_ERR, "control socket: directory %s: path too long",
+			  fs->cfg->control_dir);
+		return -ENAMETOOLONG;
+	}
+	if (mkdir(fs->cfg->control_dir, 0700) < 0 && errno != EEXIST) {
+		ekmfs_log(EKMFS_LOG_ERR, "control socket: cannot create %s: %s",
+			  fs->cfg->control_dir, strerror(errno));
+		return -errno;
+	}
+	memcpy(sa.sun_path, ctl.path, strlen(ctl.path) + 1);
+	/* Another daemon serving the same volume keeps its socket. */
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(probe);
+		ekmfs_log(EKMFS_LOG_WARN, "control socket %s is served by another ekmfs; "
+			  "ekmfs-admin lock reaches that one", ctl.path);
+		ctl.path[0] = '\0';
+		return -EADDRINUSE;
+	}
+	if (probe >= 0)
+		close(probe);
+	unlink(ctl.path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(ctl.path, 0600) < 0 || listen(fd, 8) < 0) {
+		int err = errno;
+
+		ekmfs_log(EKMFS_LOG_ERR, "control socket %s: %s", ctl.path, strerror(err));
+		if (fd >= 0)
+			close(fd);
+		unlink(ctl.path);
+		ctl.path[0] = '\0';
+		return -err;
+	}
+	return fd;
+}
+
+/* ---- the thread and the protocol ---- */
+
+static void audit_control(struct efs_data *fs, const char *event, const char *tenant,
+			  const struct ucred *cr, int ret)
+{
+	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
+
+	ev.event = event;
+	ev.tenant = tenant;
+	ev.outcome = ret ? "failure" : "success";
+	ev.reason = ret ? (ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-ret)) : NULL;
+	ev.uid = cr->uid;
+	ev.pid = cr->pid;
+	ekmfs_audit_post(fs->audit, &ev);
+}
+
+static void handle(struct efs_data *fs, int c)
+{
+	struct timeval tv = { .tv_sec = 5 };
+	char req[REQUEST_MAX + 1], reply[600], msg[400] = "";
+	const char *tenant = NULL;
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	ssize_t n;
+	size_t got = 0;
+	int ret;
+
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 ||
+	    (cr.uid != 0 && cr.uid != geteuid())) {
+		snprintf(reply, sizeof(reply), "error EPERM only root may use this socket\n");
+		goto out;
+	}
+	while (got < REQUEST_MAX && !memchr(req, '\n', got) &&
+	       (n = read(c, req + got, REQUEST_MAX - got)) > 0)
+		got += (size_t)n;
+	req[got] = '\0';
+	req[strcspn(req, "\r\n")] = '\0';
+	if (strncmp(req, "lock", 4) == 0 && (req[4] == ' ' || !req[4])) {
+		tenant = req[4] ? req + 5 : NULL;
+		ret = do_lock(fs, tenant, msg, sizeof(msg));
+		audit_control(fs, "lock", tenant, &cr, ret);
+	} else if (strncmp(req, "unlock", 6) == 0 && (req[6] == ' ' || !req[6])) {
+		tenant = req[6] ? req + 7 : NULL;
+		ret = do_unlock(fs, tenant, msg, sizeof(msg));
+		audit_control(fs, "unlock", tenant, &cr, ret);
+	} else if (strcmp(req, "status") == 0) {
+		ret = 0;
+		snprintf(msg, sizeof(msg), "%s",
+			 ekmfs_keys_locked(fs->keys, NULL) ? "locked" : "unlocked");
+	} else {
+		snprintf(reply, sizeof(reply), "error EINVAL unknown request (lock, unlock, "
+			 "status)\n");
+		goto out;
+	}
+	if (ret)
+		snprintf(reply, sizeof(reply), "error %s %s\n", strerrorname_np(-ret) ?
+			 strerrorname_np(-ret) : "EIO",
+			 ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-ret));
+	else
+		snprintf(reply, sizeof(reply), "ok %s\n", msg);
+	ekmfs_log(EKMFS_LOG_INFO, "control: '%s' from uid %u pid %d: %.*s", req,
+		  (unsigned)cr.uid, (int)cr.pid, (int)strcspn(reply, "\n"), reply);
+out:
+	if (write(c, reply, strlen(reply)) < 0) {
+		/* the client went away; nothing to tell it */
+	}
+}
+
+static void *control_main(void *arg)
+{
+	struct pollfd pfd[2] = { { .fd = ctl.sock, .events = POLLIN },
+				 { .fd = ctl.wake_rd, .events = POLLIN } };
+
+	(void)arg;
+	for (;;) {
+		int c;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		c = accept4(ctl.sock, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		handle(ctl.fs, c);
+		close(c);
+	}
+	return NULL;
+}
+
+/* ---- start and stop ---- */
+
+int efs_control_start(struct efs_data *fs)
+{
+	int fds[2], ret;
+
+	ctl.fs = fs;
+	ret = listen_socket(fs);
+	if (ret < 0)
+		return ret;
+	ctl.sock = ret;
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ctl.wake_rd = fds[0];
+	ctl.wake_wr = fds[1];
+	ret = -pthread_create(&ctl.thread, NULL, control_main, NULL);
+	if (ret)
+		goto fail;
+	ctl.running = true;
+	return 0;
+fail:
+	ekmfs_log(EKMFS_LOG_ERR, "control socket: %s", strerror(-ret));
+	efs_control_stop();
+	return ret;
+}
+
+void efs_control_stop(void)
+{
+	if (ctl.running) {
+		if (write(ctl.wake_wr, "Q", 1) < 0) {
+			/* the thread polls the pipe; a full pipe wakes it too */
+		}
+		pthread_join(ctl.thread, NULL);
+		ctl.running = false;
+	}
+	if (ctl.sock >= 0)
+		close(ctl.sock);
+	if (ctl.path[0])
+		unlink(ctl.path);
+	if (ctl.wake_rd >= 0)
+		close(ctl.wake_rd);
+	if (ctl.wake_wr >= 0)
+		close(ctl.wake_wr);
+	ctl.sock = ctl.wake_rd = ctl.wake_wr = -1;
+	ctl.path[0] = '\0';
+}

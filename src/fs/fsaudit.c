@@ -1,0 +1,89 @@
+/*
+ * fsaudit.c - the daemon's audit records (docs/AUDIT.md).
+ *
+ * Owns: opening the volume's audit log at mount and the records the daemon
+ * writes: mount, unmount, config_reload, decrypt_failed (a block or header
+ * that fails authentication: file, block), lock and unlock (control.c).
+ *
+ * Nothing here may stall or fail a FUSE request: records are posted to the
+ * audit module's writer thread, which is rate-limited (RATE per second,
+ * bursts of 5 * RATE; the excess is counted and reported in the chain as
+ * audit_events_dropped), so an attacker who corrupts many blocks cannot
+ * make the daemon wait on the log. When the log cannot be opened at mount,
+ * the daemon logs one line and serves without it.
+ */
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "ekmfs/audit.h"
+#include "ekmfs/util.h"
+#include "fs.h"
+
+#define RATE 20
+
+void efs_audit_open(struct efs_data *fs, int backing_fd)
+{
+	int ret;
+
+	ekmfs_clearerr();
+	ret = ekmfs_audit_open(backing_fd, fs->cfg, ekmfs_keys_volume(fs->keys),
+			       ekmfs_keys_provider(fs->keys, EKMFS_DEFAULT_TENANT), &fs->audit);
+	if (!ret)
+		ret = ekmfs_audit_start_async(fs->audit, RATE);
+	if (ret) {
+		ekmfs_log(EKMFS_LOG_ERR, "audit log unavailable, serving without it: %s",
+			  ekmfs_lasterr()[0] ? ekmfs_lasterr() : "cannot start its writer");
+		ekmfs_audit_close(fs->audit);
+		fs->audit = NULL;
+	}
+}
+
+void efs_audit_event(struct efs_data *fs, const char *event, const char *reason)
+{
+	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
+
+	ev.event = event;
+	ev.reason = reason;
+	ev.uid = (long long)getuid();
+	ev.pid = (long long)getpid();
+	ekmfs_audit_post(fs->audit, &ev);
+}
+
+void efs_audit_tamper(struct efs_data *fs, int fd, const uint8_t *file_id, uint64_t block)
+{
+	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
+	char rel[PATH_MAX], id[2 * EKMFS_FILE_ID_SIZE + 1];
+	json_object *d;
+
+	if (!fs->audit)
+		return;
+	efs_relpath(fs, fd, rel, sizeof(rel));
+	ev.event = "decrypt_failed";
+	ev.outcome = "failure";
+	ev.reason = block == UINT64_MAX ? "file header does not authenticate (tampered or corrupt)"
+		    : "block authentication failed (tampered or corrupt)";
+	ev.path = rel;
+	if (file_id) {
+		ekmfs_hex(file_id, EKMFS_FILE_ID_SIZE, id);
+		ev.file_id = id;
+	}
+	d = json_object_new_object();
+	if (d) {
+		if (block == UINT64_MAX)
+			json_object_object_add(d, "part", json_object_new_string("header"));
+		else
+			json_object_object_add(d, "block", json_object_new_int64((int64_t)block));
+	}
+	ev.details = d;
+	ekmfs_audit_post(fs->audit, &ev);
+	json_object_put(d);
+}
+
+void efs_audit_close(struct efs_data *fs)
+{
+	ekmfs_audit_close(fs->audit);   /* writes what is queued */
+	fs->audit = NULL;
+}

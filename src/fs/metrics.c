@@ -1,0 +1,236 @@
+/*
+ * metrics.c - the daemon's counters and their Prometheus text file
+ * (metrics.h).
+ *
+ * Divisions: the counters (relaxed atomics: a scrape needs no consistent
+ * snapshot across counters, and the data path must not take a lock for
+ * them); rendering in the Prometheus text exposition format, version 0.0.4;
+ * the atomic file replacement.
+ *
+ * Why a file and not an HTTP endpoint: the node exporter's textfile
+ * collector (and any cron job) reads it, it needs no listening socket in a
+ * daemon that holds keys, and its permissions are those of the file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ekmfs/keys.h"
+#include "ekmfs/util.h"
+#include "fs.h"
+#include "metrics.h"
+
+/* ---- counters ---- */
+
+static struct {
+	uint64_t reads, read_bytes, read_errors;
+	uint64_t writes, write_bytes, write_errors;
+	uint64_t auth_failures;
+	int64_t open_files;
+	uint64_t reloads, reload_failures;
+} m;
+
+static struct timespec started_mono;
+static time_t started_wall;
+
+static void add(uint64_t *c, uint64_t n)
+{
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+static uint64_t get(uint64_t *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+void efs_metrics_read(int err, size_t bytes)
+{
+	add(&m.reads, 1);
+	if (err)
+		add(&m.read_errors, 1);
+	else
+		add(&m.read_bytes, bytes);
+}
+
+void efs_metrics_write(int err, size_t bytes)
+{
+	add(&m.writes, 1);
+	if (err)
+		add(&m.write_errors, 1);
+	else
+		add(&m.write_bytes, bytes);
+}
+
+void efs_metrics_auth_failure(void)
+{
+	add(&m.auth_failures, 1);
+}
+
+void efs_metrics_open_files(int delta)
+{
+	__atomic_fetch_add(&m.open_files, delta, __ATOMIC_RELAXED);
+}
+
+void efs_metrics_reload(int ok)
+{
+	add(ok ? &m.reloads : &m.reload_failures, 1);
+}
+
+void efs_metrics_start(void)
+{
+	clock_gettime(CLOCK_MONOTONIC, &started_mono);
+	started_wall = time(NULL);
+}
+
+/* ---- rendering ---- */
+
+struct out {
+	char *buf;
+	size_t len, pos;
+	bool full;
+};
+
+static void emit(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void emit(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->full)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(o->buf + o->pos, o->len - o->pos, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= o->len - o->pos)
+		o->full = true;
+	else
+		o->pos += (size_t)n;
+}
+
+/* One metric without labels: HELP, TYPE and the sample. */
+static void metric(struct out *o, const char *name, const char *type, const char *help,
+		   uint64_t value)
+{
+	emit(o, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type,
+	     name, value);
+}
+
+long efs_metrics_render(struct efs_data *fs, char *buf, size_t len)
+{
+	struct out o = { buf, len, 0, false };
+	struct ekmfs_keys_stats ks;
+	struct timespec now;
+	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
+	int64_t open_files = __atomic_load_n(&m.open_files, __ATOMIC_RELAXED);
+
+	ekmfs_keys_stats(fs->keys, &ks);
+	ekmfs_hex(ekmfs_keys_volume(fs->keys)->volume_id, EKMFS_VOLUME_ID_SIZE, id);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+
+	emit(&o, "# HELP ekmfs_info The mounted volume (value always 1).\n"
+	     "# TYPE ekmfs_info gauge\n"
+	     "ekmfs_info{version=\"%s\",volume_id=\"%s\"} 1\n", EKMFS_VERSION, id);
+	metric(&o, "ekmfs_start_time_seconds", "gauge",
+	       "Unix time the daemon started.", (uint64_t)started_wall);
+	metric(&o, "ekmfs_uptime_seconds", "gauge", "Seconds since the daemon started.",
+	       (uint64_t)(now.tv_sec - started_mono.tv_sec));
+	metric(&o, "ekmfs_reads_total", "counter", "Read requests served.", get(&m.reads));
+	metric(&o, "ekmfs_read_errors_total", "counter", "Read requests answered with an error.",
+	       get(&m.read_errors));
+	metric(&o, "ekmfs_read_bytes_total", "counter", "Plaintext bytes returned by reads.",
+	       get(&m.read_bytes));
+	metric(&o, "ekmfs_writes_total", "counter", "Write requests served.", get(&m.writes));
+	metric(&o, "ekmfs_write_errors_total", "counter",
+	       "Write requests answered with an error.", get(&m.write_errors));
+	metric(&o, "ekmfs_written_bytes_total", "counter", "Plaintext bytes written.",
+	       get(&m.write_bytes));
+	metric(&o, "ekmfs_auth_failures_total", "counter",
+	       "Blocks or headers that failed authentication (tampered or corrupt).",
+	       get(&m.auth_failures));
+	metric(&o, "ekmfs_open_files", "gauge", "Open file handles.",
+	       (uint64_t)(open_files < 0 ? 0 : open_files));
+	metric(&o, "ekmfs_kek_cache_hits_total", "counter",
+	       "KEK lookups served from the in-memory cache.", ks.cache_hits);
+	metric(&o, "ekmfs_kek_cache_misses_total", "counter",
+	       "KEK lookups that needed the key provider.", ks.cache_misses);
+	metric(&o, "ekmfs_kms_calls_total", "counter",
+	       "Key provider unwrap calls (KMS requests for cloud providers).",
+	       ks.provider_calls);
+	metric(&o, "ekmfs_kms_errors_total", "counter", "Key provider calls that failed.",
+	       ks.provider_errors);
+	emit(&o, "# HELP ekmfs_kms_call_seconds_total Time spent in key provider calls.\n"
+	     "# TYPE ekmfs_kms_call_seconds_total counter\n"
+	     "ekmfs_kms_call_seconds_total %.6f\n", (double)ks.provider_ns / 1e9);
+	metric(&o, "ekmfs_keyring_generation", "gauge",
+	       "Generation of the keyring in memory (rises with every rotation step).",
+	       ks.keyring_generation);
+	metric(&o, "ekmfs_config_reloads_total", "counter",
+	       "Configuration reloads (SIGHUP) applied.", get(&m.reloads));
+	metric(&o, "ekmfs_config_reload_failures_total", "counter",
+	       "Configuration reloads refused (bad file; the old settings stay).",
+	       get(&m.reload_failures));
+	return o.full ? -ENOSPC : (long)o.pos;
+}
+
+/* ---- the file ---- */
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int efs_metrics_write_file(struct efs_data *fs, const char *path)
+{
+	char *tmp = NULL, buf[8192];
+	long len;
+	int fd = -1, ret = 0;
+
+	len = efs_metrics_render(fs, buf, sizeof(buf));
+	if (len < 0)
+		return (int)len;
+	if (asprintf(&tmp, "%s.tmp.%ld", path, (long)getpid()) < 0)
+		return -ENOMEM;
+	/* 0644: the counters reveal activity, not content or keys. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0 || write_all(fd, buf, (size_t)len) < 0 ||
+	    fchmod(fd, 0644) < 0) {
+		ret = -errno;
+		ekmfs_seterr("cannot write metrics file %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		ret = -errno;
+		ekmfs_seterr("cannot write metrics file %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		ret = -errno;
+		ekmfs_seterr("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (ret)
+		unlink(tmp);
+	free(tmp);
+	return ret;
+}

@@ -1,0 +1,147 @@
+/*
+ * rangelock.c - block-range locks of one file, and its page-cache stamp.
+ *
+ * Owns: letting reads and writes of different blocks of one file run at
+ * once. The inode's ci_lock is taken shared by both; inside it a read locks
+ * its block range shared and a write that neither grows nor shrinks the
+ * file locks its range exclusively (a partial block's read-modify-write is
+ * inside that range, so two writers of one block serialize while writers
+ * of other blocks go on). Size changes still take ci_lock exclusively.
+ * Held ranges are a short list (one entry per request in flight on this
+ * file, bounded by the FUSE worker count), so a linear scan is cheapest.
+ *
+ * Also the cache stamp behind keep_cache: the backing file's ctime and size
+ * as the daemon last left them. Every change made through the mount reaches
+ * the kernel's page cache as well, so only a change made behind the mount
+ * (another writer of the backing directory, an attacker, a restore) makes
+ * the cached pages stale, and such a change moves ctime.
+ *
+ * And the mtime rule of the writeback cache: the kernel stamps mtime when
+ * the application writes and sends it by setattr when it flushes, which can
+ * overtake the flushed writes themselves; our writes therefore put back the
+ * mtime the kernel set last (or the one before the write), under rl_mu so a
+ * setattr and a write's restore never interleave.
+ */
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "fs.h"
+
+void efs_range_init(struct efs_inode *inode)
+{
+	pthread_mutex_init(&inode->rl_mu, NULL);
+	pthread_cond_init(&inode->rl_cv, NULL);
+	inode->rl_held = NULL;
+	inode->cs_valid = false;
+	inode->km_valid = false;
+}
+
+void efs_range_destroy(struct efs_inode *inode)
+{
+	pthread_cond_destroy(&inode->rl_cv);
+	pthread_mutex_destroy(&inode->rl_mu);
+}
+
+static bool conflicts(const struct efs_range *held, const struct efs_range *r)
+{
+	for (; held; held = held->next)
+		if ((held->excl || r->excl) && held->first <= r->last && r->first <= held->last)
+			return true;
+	return false;
+}
+
+void efs_range_lock(struct efs_inode *inode, struct efs_range *r, uint64_t first,
+		    uint64_t last, bool excl)
+{
+	r->first = first;
+	r->last = last;
+	r->excl = excl;
+	pthread_mutex_lock(&inode->rl_mu);
+	while (conflicts(inode->rl_held, r))
+		pthread_cond_wait(&inode->rl_cv, &inode->rl_mu);
+	r->next = inode->rl_held;
+	inode->rl_held = r;
+	pthread_mutex_unlock(&inode->rl_mu);
+}
+
+void efs_range_unlock(struct efs_inode *inode, struct efs_range *r)
+{
+	struct efs_range **pp;
+
+	pthread_mutex_lock(&inode->rl_mu);
+	for (pp = &inode->rl_held; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	}
+	pthread_cond_broadcast(&inode->rl_cv);
+	pthread_mutex_unlock(&inode->rl_mu);
+}
+
+void efs_cache_stamp(struct efs_inode *inode, int fd)
+{
+	struct stat st;
+	bool ok = fstat(fd, &st) == 0;
+
+	pthread_mutex_lock(&inode->rl_mu);
+	inode->cs_valid = ok;
+	if (ok) {
+		inode->cs_ctime = st.st_ctim;
+		inode->cs_size = st.st_size;
+	}
+	pthread_mutex_unlock(&inode->rl_mu);
+}
+
+bool efs_cache_still_valid(struct efs_inode *inode, int fd)
+{
+	struct stat st;
+	bool same;
+
+	if (fstat(fd, &st) != 0)
+		return false;
+	pthread_mutex_lock(&inode->rl_mu);
+	same = inode->cs_valid && inode->cs_size == st.st_size &&
+	       inode->cs_ctime.tv_sec == st.st_ctim.tv_sec &&
+	       inode->cs_ctime.tv_nsec == st.st_ctim.tv_nsec;
+	inode->cs_valid = true;
+	inode->cs_ctime = st.st_ctim;
+	inode->cs_size = st.st_size;
+	pthread_mutex_unlock(&inode->rl_mu);
+	return same;
+}
+
+void efs_mtime_restore(struct efs_inode *inode, int fd, const struct timespec *saved)
+{
+	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, *saved };
+	struct stat st;
+
+	pthread_mutex_lock(&inode->rl_mu);
+	if (inode->km_valid)
+		tv[1] = inode->km_mtime;
+	(void)futimens(fd, tv);     /* best effort: the data is written */
+	/* That moved ctime: a change of ours, so the cache stamp follows. */
+	if (fstat(fd, &st) == 0) {
+		inode->cs_valid = true;
+		inode->cs_ctime = st.st_ctim;
+		inode->cs_size = st.st_size;
+	}
+	pthread_mutex_unlock(&inode->rl_mu);
+}
+
+int efs_mtime_set(struct efs_inode *inode, int fd, const char *path,
+		  const struct timespec tv[2], bool writeback)
+{
+	struct stat st;
+	int res;
+
+	pthread_mutex_lock(&inode->rl_mu);
+	res = fd >= 0 ? futimens(fd, tv) : utimensat(AT_FDCWD, path, tv, 0);
+	if (res == 0 && writeback && tv[1].tv_nsec != UTIME_OMIT &&
+	    fstatat(inode->fd, "", &st, AT_EMPTY_PATH) == 0) {
+		inode->km_valid = true;
+		inode->km_mtime = st.st_mtim;
+	}
+	pthread_mutex_unlock(&inode->rl_mu);
+	return res;
+}

@@ -1,0 +1,279 @@
+"""The audit log, lock/unlock of a mounted volume, and import-plaintext.
+
+Each test uses a volume whose config sends the audit log and the control
+socket into the test's temp dir ([audit] file, [daemon] control_dir), and
+checks through the real binaries: records written by init / mount /
+decryption failures / lock / unlock / import, `audit verify` catching each
+kind of edit, ENOKEY on open handles after `lock`, and in-place encryption of
+plaintext files (including the leftover of an interrupted import).
+"""
+import errno
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import BUILD, block_offset, errno_of, is_mounted, run_as, run_cli
+
+ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
+
+
+@pytest.fixture
+def avol(fresh):
+    """An initialised volume with its audit log and control socket in its dir."""
+    fresh.audit_log = fresh.root / "log" / "audit.log"
+    fresh.run_dir = fresh.root / "run"
+    fresh.write_config(
+        "[daemon]\ncontrol_dir = %s\n[audit]\nfile = %s\n"
+        "[tenant.default]\nkey_file = %s\n"
+        % (fresh.run_dir, fresh.audit_log, fresh.key_file))
+    r = fresh.init()
+    assert "audit log: %s" % fresh.audit_log in r.stdout
+    return fresh
+
+
+def records(vol):
+    return [json.loads(l) for l in vol.audit_log.read_text().splitlines()]
+
+
+def events(vol):
+    return [r["event"] for r in records(vol)]
+
+
+def wait_for(pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def verify(vol, *extra):
+    return vol.admin("audit", "verify", *extra, vol.backing)
+
+
+def test_init_mount_tamper_unmount_are_recorded(avol):
+    assert events(avol) == ["volume_init"]
+    first = records(avol)[0]
+    assert first["seq"] == 1 and first["outcome"] == "success"
+    assert first["tenant"] == "default" and first["kek_version"] == 1
+    assert first["key_ref"] == "local:key-file" and first["uid"] == 0
+    assert len(first["mac"]) == 64 and first["time"].endswith("Z")
+    assert oct(avol.audit_log.stat().st_mode & 0o777) == "0o600"
+
+    m = avol.mount()
+    (avol.mnt / "f").write_bytes(b"x" * 10000)
+    m.unmount()
+    with open(avol.bpath("f"), "r+b") as f:        # flip a byte of block 1
+        f.seek(block_offset(1) + 20)
+        b = f.read(1)
+        f.seek(block_offset(1) + 20)
+        f.write(bytes([b[0] ^ 1]))
+    m = avol.mount()
+    with open(avol.mnt / "f", "rb") as f:
+        assert f.read(4096) == b"x" * 4096
+        assert errno_of(f.read) == errno.EIO
+    m.unmount()
+
+    assert events(avol) == ["volume_init", "mount", "unmount", "mount",
+                            "decrypt_failed", "unmount"]
+    bad = [r for r in records(avol) if r["event"] == "decrypt_failed"]
+    assert bad[0]["path"] == "f" and bad[0]["details"] == {"block": 1}
+    assert bad[0]["outcome"] == "failure" and len(bad[0]["file_id"]) == 32
+    r = verify(avol)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "6 records verified" in r.stdout
+
+    r = avol.admin("audit", "show", "--event", "decrypt_failed", "--json", avol.backing)
+    assert r.returncode == 0
+    assert [json.loads(l)["seq"] for l in r.stdout.splitlines()] == [5]
+    r = avol.admin("audit", "show", "--since", "2000-01-01T00:00:00Z", avol.backing)
+    assert len(r.stdout.splitlines()) == 6 and "volume_init" in r.stdout
+    r = avol.admin("audit", "show", "--since", "2999-01-01T00:00:00Z", avol.backing)
+    assert r.stdout == ""
+
+
+def make_records(vol, n_mounts=2):
+    for _ in range(n_mounts):
+        vol.mount().unmount()
+    assert len(records(vol)) == 1 + 2 * n_mounts
+
+
+def edit_log(vol, fn):
+    lines = vol.audit_log.read_text().splitlines(keepends=True)
+    vol.audit_log.write_text("".join(fn(lines)))
+
+
+def swap(lines):
+    lines[1], lines[2] = lines[2], lines[1]
+    return lines
+
+
+def change_field(lines):
+    rec = lines[2].replace('"event":"unmount"', '"event":"mount"')
+    assert rec != lines[2]
+    return lines[:2] + [rec] + lines[3:]
+
+
+def insert_copy(lines):
+    return lines[:3] + [lines[2]] + lines[3:]
+
+
+@pytest.mark.parametrize("kind, fn, bad_seq", [
+    ("edited", change_field, 3),
+    ("reordered", swap, 2),
+    ("inserted", insert_copy, 4),
+    ("deleted", lambda l: l[:2] + l[3:], 3),
+    ("truncated", lambda l: l[:-2], 4),
+])
+def test_verify_catches(avol, kind, fn, bad_seq):
+    make_records(avol)
+    assert verify(avol).returncode == 0
+    edit_log(avol, fn)
+    r = verify(avol)
+    assert r.returncode == 1, kind
+    assert "BAD at seq %d" % bad_seq in r.stdout, r.stdout
+
+
+def test_verify_needs_the_key_and_catches_head_loss(avol):
+    make_records(avol, 1)
+    (avol.backing / ".ekmfs" / "audit.head").unlink()
+    r = verify(avol)
+    assert r.returncode == 1 and "missing" in r.stdout
+    # With the head gone, no writer starts a new chain silently.
+    r = avol.admin("import-plaintext", avol.backing)
+    assert r.returncode == 1 and "audit.head" in r.stderr
+
+
+def test_rotated_log_verifies_with_its_predecessor(avol):
+    make_records(avol, 1)
+    old = avol.audit_log.with_name("audit.log.1")
+    avol.audit_log.rename(old)
+    avol.mount().unmount()
+    assert verify(avol).returncode == 1
+    r = verify(avol, "--log", old, "--log", avol.audit_log)
+    assert r.returncode == 0 and "5 records verified" in r.stdout
+
+
+def test_lock_unlock_with_open_files(avol):
+    m = avol.mount()
+    path = avol.mnt / "doc"
+    path.write_bytes(b"secret data " * 1000)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        assert os.pread(fd, 12, 0) == b"secret data "
+        r = avol.admin("lock", avol.mnt)
+        assert r.returncode == 0, r.stderr
+        assert "locked" in r.stdout
+        # The open handle has lost its key; cached pages are gone too.
+        assert errno_of(os.pread, fd, 12, 0) == errno.ENOKEY
+        assert errno_of(os.pwrite, fd, b"x", 0) == errno.ENOKEY
+        assert errno_of(os.open, str(path), os.O_RDONLY) == errno.ENOKEY
+        assert errno_of(os.open, str(avol.mnt / "new"),
+                        os.O_CREAT | os.O_WRONLY) == errno.ENOKEY
+        assert avol.admin("lock", "--tenant", "nobody", avol.mnt).returncode == 1
+        r = avol.admin("unlock", avol.mnt)
+        assert r.returncode == 0, r.stderr
+        assert path.read_bytes() == b"secret data " * 1000
+        # Handles opened before the lock work again after the unlock.
+        assert os.pread(fd, 12, 0) == b"secret data "
+    finally:
+        os.close(fd)
+    sock = next(avol.run_dir.iterdir())
+    assert oct(sock.stat().st_mode & 0o777) == "0o600"
+    # Not root: the socket refuses.
+    r = run_as(1001, 1001, lambda: subprocess.run(
+        [str(BUILD / "ekmfs-admin"), "-c", str(avol.config), "lock", str(avol.mnt)],
+        capture_output=True, text=True).returncode)
+    assert r == 1
+    m.unmount()
+    assert not sock.exists()
+    ev = records(avol)
+    locks = [r for r in ev if r["event"] in ("lock", "unlock")]
+    assert [(r["event"], r["outcome"]) for r in locks] == [
+        ("lock", "success"), ("lock", "failure"), ("unlock", "success")]
+    assert locks[0]["uid"] == 0 and locks[0]["pid"] > 0
+    assert "nobody" in locks[1]["reason"]
+    assert verify(avol).returncode == 0
+
+
+def test_import_plaintext(avol):
+    plain = avol.backing / "sub" / "old.txt"
+    plain.parent.mkdir()
+    data = os.urandom(10000)
+    plain.write_bytes(data)
+    os.chown(plain, 1001, 1002)
+    os.chmod(plain, 0o640)
+    os.setxattr(plain, "user.tag", b"kept")
+    os.utime(plain, ns=(1_600_000_000_000_000_000, 1_600_000_000_123_456_789))
+    r = avol.admin("verify", avol.backing)
+    assert r.returncode == 1 and "import-plaintext" in r.stdout
+
+    r = avol.admin("import-plaintext", plain)
+    assert r.returncode == 0, r.stderr
+    assert "1 imported" in r.stdout
+    st = plain.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1001, 1002, 0o640)
+    assert st.st_mtime_ns == 1_600_000_000_123_456_789
+    assert os.getxattr(plain, "user.tag") == b"kept"
+    assert plain.read_bytes()[:4] == b"EKMF"
+    assert avol.admin("verify", avol.backing).returncode == 0
+    # Never twice.
+    r = avol.admin("import-plaintext", plain)
+    assert r.returncode == 1 and "already has an ekmfs header" in r.stderr
+
+    m = avol.mount()
+    assert (avol.mnt / "sub" / "old.txt").read_bytes() == data
+    m.unmount()
+    imp = [r for r in records(avol) if r["event"] == "import_plaintext"]
+    assert len(imp) == 1 and imp[0]["path"] == "sub/old.txt"
+    assert verify(avol).returncode == 0
+
+
+def test_import_leftover_temp_is_harmless_and_cleaned(avol):
+    """A crash before the rename leaves the plaintext original untouched and
+    a temporary file; verify names it, and the next import removes it."""
+    plain = avol.backing / "a.bin"
+    plain.write_bytes(b"plain " * 3000)
+    leftover = avol.backing / ".ekmfs-import.a.bin"
+    leftover.write_bytes(b"EKMF" + b"\0" * 500)      # a torn encrypted copy
+    r = avol.admin("verify", avol.backing)
+    assert r.returncode == 1 and "interrupted import-plaintext" in r.stdout
+    r = avol.admin("import-plaintext", avol.backing)      # the whole tree
+    assert r.returncode == 0, r.stderr
+    assert "removed .ekmfs-import.a.bin" in r.stderr
+    assert not leftover.exists()
+    assert avol.admin("verify", avol.backing).returncode == 0
+    m = avol.mount()
+    assert (avol.mnt / "a.bin").read_bytes() == b"plain " * 3000
+    m.unmount()
+
+
+@pytest.mark.skipif(not os.access(ROTATE, os.X_OK), reason="no ekmfs-rotate")
+def test_audit_key_survives_cmk_change(avol):
+    new_key = avol.keydir / "new.key"
+    new_key.write_text(run_cli([BUILD / "ekmfs-admin", "keygen"]).stdout)
+    os.chmod(new_key, 0o600)
+    r = run_cli([ROTATE, "-c", avol.config, "cmk", "--force", "--to", new_key,
+                 avol.backing])
+    assert r.returncode == 0, r.stdout + r.stderr
+    avol.write_config(avol.config.read_text().replace(str(avol.key_file), str(new_key)))
+    r = verify(avol)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((avol.backing / ".ekmfs" / "audit.key.json").read_text())
+    assert len(doc["wraps"]) == 1
+
+
+def test_audit_config_errors(fresh):
+    fresh.write_config("[audit]\nfile = relative.log\n")
+    r = fresh.admin("init", fresh.backing)
+    assert r.returncode == 1 and "must be an absolute path" in r.stderr
+    fresh.write_config("[audit]\nsyslog = maybe\n")
+    r = fresh.admin("init", fresh.backing)
+    assert r.returncode == 1 and "syslog" in r.stderr
+    fresh.write_config("[audit]\nfiles = /x\n")
+    r = fresh.admin("init", fresh.backing)
+    assert r.returncode == 1 and "unknown key 'files'" in r.stderr

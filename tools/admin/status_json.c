@@ -1,0 +1,273 @@
+/*
+ * status_json.c - `ekmfs-admin status [--json] BACKING`: the command line of
+ * status, and its machine-readable form.
+ *
+ * The JSON carries what the text form shows (volume, tenants, KEK versions
+ * with their file counts, file totals) plus what scripts ask for: the mounts
+ * of this volume, and per tenant the files still on a KEK version older than
+ * the current one (the progress of a rotation). Needs no key.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "ekmfs/content.h"
+#include "ekmfs/keyring.h"
+#include "ekmfs/util.h"
+
+struct json_tally {
+	struct { uint32_t tenant_id, version; uint64_t files; } *c;
+	size_t n, cap;
+	uint64_t files, empty, bad_header, unreadable;
+};
+
+static int tally_bump(struct json_tally *t, uint32_t tenant_id, uint32_t version)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		if (t->c[i].tenant_id == tenant_id && t->c[i].version == version) {
+			t->c[i].files++;
+			return 0;
+		}
+	}
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 16;
+		void *grown = realloc(t->c, cap * sizeof(*t->c));
+
+		if (!grown)
+			return -ENOMEM;
+		t->c = grown;
+		t->cap = cap;
+	}
+	t->c[t->n].tenant_id = tenant_id;
+	t->c[t->n].version = version;
+	t->c[t->n++].files = 1;
+	return 0;
+}
+
+static uint64_t tally_files(const struct json_tally *t, uint32_t tenant_id, uint32_t version)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->c[i].tenant_id == tenant_id && t->c[i].version == version)
+			return t->c[i].files;
+	return 0;
+}
+
+static int tally_file(const char *path, const char *relpath, const struct stat *st, void *arg)
+{
+	struct json_tally *t = arg;
+	struct ekmfs_header h;
+	int fd, rc, slot;
+
+	(void)relpath;
+	t->files++;
+	if (st->st_size == 0) {
+		t->empty++;
+		return 0;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		t->unreadable++;
+		return 0;
+	}
+	rc = ekmfs_content_read_header(fd, &h);
+	close(fd);
+	slot = rc < 0 ? -1 : ekmfs_header_newest_slot(&h, NULL);
+	if (slot < 0) {
+		t->bad_header++;
+		return 0;
+	}
+	return tally_bump(t, h.slot[slot].tenant_id, h.slot[slot].kek_version);
+}
+
+static json_object *json_time(time_t t)
+{
+	char text[32];
+
+	if (t <= 0)
+		return NULL;
+	ekmfs_time_rfc3339(t, text, sizeof(text));
+	return json_object_new_string(text);
+}
+
+/* Undo the octal escapes of /proc/self/mounts (\040 for a space, ...). */
+static void unescape_mount_field(char *s)
+{
+	char *out = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*out++ = *s;
+		}
+	}
+	*out = '\0';
+}
+
+/* Mountpoints of this volume: the daemon sets fsname to BACKING's real path. */
+static json_object *mounts_of(const char *backing)
+{
+	json_object *arr = json_object_new_array();
+	char real[PATH_MAX], line[3 * PATH_MAX], src[PATH_MAX], dst[PATH_MAX], type[64];
+	FILE *f;
+
+	if (!realpath(backing, real))
+		return arr;
+	f = fopen("/proc/self/mounts", "re");
+	if (!f)
+		return arr;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%4095s %4095s %63s", src, dst, type) != 3)
+			continue;
+		if (strcmp(type, "fuse.ekmfs") != 0)
+			continue;
+		unescape_mount_field(src);
+		unescape_mount_field(dst);
+		if (strcmp(src, real) == 0)
+			json_object_array_add(arr, json_object_new_string(dst));
+	}
+	fclose(f);
+	return arr;
+}
+
+static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct json_tally *tally)
+{
+	json_object *o = json_object_new_object(), *keks = json_object_new_array();
+	uint64_t older = 0;
+
+	json_object_object_add(o, "name", json_object_new_string(t->name));
+	json_object_object_add(o, "id", json_object_new_int64(t->id));
+	json_object_object_add(o, "provider", json_object_new_string(t->provider));
+	json_object_object_add(o, "current_kek_version", json_object_new_int64(t->current_version));
+	json_object_object_add(o, "last_rotation", json_time(t->last_rotation));
+	json_object_object_add(o, "last_cmk_change", json_time(t->last_cmk_change));
+	for (size_t j = 0; j < t->nkeks; j++) {
+		struct ekmfs_kek_record *k = &t->keks[j];
+		json_object *ko = json_object_new_object();
+		uint64_t files = tally_files(tally, t->id, k->version);
+
+		if (k->version != t->current_version)
+			older += files;
+		json_object_object_add(ko, "version", json_object_new_int64(k->version));
+		json_object_object_add(ko, "state",
+				       json_object_new_string(ekmfs_kek_state_name(k->state)));
+		json_object_object_add(ko, "created", json_time(k->created));
+		json_object_object_add(ko, "cmk_ref", json_object_new_string(k->wrapped.cmk_ref));
+		json_object_object_add(ko, "cmk_version",
+				       json_object_new_string(k->wrapped.cmk_version));
+		json_object_object_add(ko, "files", json_object_new_int64((int64_t)files));
+		json_object_array_add(keks, ko);
+	}
+	json_object_object_add(o, "keks", keks);
+	json_object_object_add(o, "files_on_older_keks", json_object_new_int64((int64_t)older));
+	return o;
+}
+
+static int status_json(const char *backing)
+{
+	struct json_tally tally = { 0 };
+	struct ekmfs_keyring kr = { 0 };
+	struct ekmfs_volume vol;
+	json_object *root = NULL, *tenants, *unknown, *files;
+	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
+	int fd, rc, status = EXIT_FAIL;
+
+	fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "ekmfs-admin: cannot open %s: %s\n", backing, strerror(errno));
+		return EXIT_FAIL;
+	}
+	rc = ekmfs_volume_read(fd, &vol);
+	if (rc == 0)
+		rc = ekmfs_keyring_read(fd, &kr);
+	if (rc < 0) {
+		fprintf(stderr, "ekmfs-admin: %s\n",
+			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-rc));
+		goto out;
+	}
+	rc = admin_walk_files(backing, tally_file, &tally);
+	if (rc < 0) {
+		fprintf(stderr, "ekmfs-admin: cannot walk %s: %s\n", backing, strerror(-rc));
+		goto out;
+	}
+	ekmfs_hex(vol.volume_id, sizeof(vol.volume_id), id);
+	root = json_object_new_object();
+	json_object_object_add(root, "volume", json_object_new_string(backing));
+	json_object_object_add(root, "volume_id", json_object_new_string(id));
+	json_object_object_add(root, "format_version", json_object_new_int64(vol.format_version));
+	json_object_object_add(root, "block_size", json_object_new_int64(vol.block_size));
+	json_object_object_add(root, "created", json_time(vol.created));
+	json_object_object_add(root, "keyring_generation",
+			       json_object_new_int64((int64_t)kr.generation));
+	json_object_object_add(root, "mounted_at", mounts_of(backing));
+	tenants = json_object_new_array();
+	for (size_t i = 0; i < kr.ntenants; i++)
+		json_object_array_add(tenants, tenant_json(&kr.tenants[i], &tally));
+	json_object_object_add(root, "tenants", tenants);
+	/* Headers naming a tenant or KEK version the keyring does not know. */
+	unknown = json_object_new_array();
+	for (size_t i = 0; i < tally.n; i++) {
+		struct ekmfs_tenant_record *t = ekmfs_keyring_tenant_by_id(&kr, tally.c[i].tenant_id);
+		json_object *u;
+
+		if (t && ekmfs_tenant_kek(t, tally.c[i].version))
+			continue;
+		u = json_object_new_object();
+		json_object_object_add(u, "tenant_id", json_object_new_int64(tally.c[i].tenant_id));
+		json_object_object_add(u, "kek_version", json_object_new_int64(tally.c[i].version));
+		json_object_object_add(u, "files", json_object_new_int64((int64_t)tally.c[i].files));
+		json_object_array_add(unknown, u);
+	}
+	json_object_object_add(root, "unknown_keks", unknown);
+	files = json_object_new_object();
+	json_object_object_add(files, "total", json_object_new_int64((int64_t)tally.files));
+	json_object_object_add(files, "empty", json_object_new_int64((int64_t)tally.empty));
+	json_object_object_add(files, "bad_header",
+			       json_object_new_int64((int64_t)tally.bad_header));
+	json_object_object_add(files, "unreadable",
+			       json_object_new_int64((int64_t)tally.unreadable));
+	json_object_object_add(root, "files", files);
+	printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+						      JSON_C_TO_STRING_NOSLASHESCAPE));
+	status = EXIT_OK;
+out:
+	json_object_put(root);
+	free(tally.c);
+	ekmfs_keyring_free(&kr);
+	close(fd);
+	return status;
+}
+
+int admin_status_main(int argc, char **argv, const struct ekmfs_config *cfg)
+{
+	const char *backing = NULL;
+	bool json = false;
+
+	(void)cfg; /* status needs no key; the configuration was checked */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			fprintf(stderr, "ekmfs-admin: status: unknown option '%s'\n", argv[i]);
+			return EXIT_USAGE;
+		} else if (!backing) {
+			backing = argv[i];
+		} else {
+			backing = NULL;
+			break;
+		}
+	}
+	if (!backing) {
+		fprintf(stderr, "ekmfs-admin: status needs exactly one argument: BACKING\n");
+		return EXIT_USAGE;
+	}
+	return json ? status_json(backing) : admin_status(backing);
+}
