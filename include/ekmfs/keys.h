@@ -79,4 +79,20 @@ struct ekmfs_provider;
  * thread: the key manager does not serialize these calls. NULL if unknown. */
 struct ekmfs_provider *ekmfs_keys_provider(struct ekmfs_keys *k, const char *tenant);
 
+/* What the key manager observes of a tenant's key service, for the audit
+ * trail: a KEK fetched through the provider (a cache miss or expiry), the
+ * service refusing it (access locked), an outage starting (the cached key
+ * keeps serving for outage_grace), and access restored after either. */
+enum ekmfs_key_event {
+	EKMFS_KEY_FETCHED,
+	EKMFS_KEY_REFUSED,
+	EKMFS_KEY_OUTAGE,
+	EKMFS_KEY_RESTORED,
+};
+/* Called with the key manager's lock held: it must not block or call back
+ * into the key manager (queue the event and return). */
+typedef void (*ekmfs_key_event_fn)(void *arg, enum ekmfs_key_event ev, const char *tenant,
+				   const char *cmk_ref, uint32_t kek_version, const char *reason);
+void ekmfs_keys_set_event_hook(struct ekmfs_keys *k, ekmfs_key_event_fn fn, void *arg);
+
 #endif

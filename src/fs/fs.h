@@ -97,6 +97,10 @@ struct efs_range {
 
 struct efs_data {
 	pthread_mutex_t mutex;        /* the inode table */
+	/* Every open handle, so a daemon stopped by a signal (the kernel then
+	 * sends no RELEASE) still closes and frees them. */
+	pthread_mutex_t files_mutex;
+	struct efs_file *files;
 	struct efs_inode root;        /* never freed; not counted */
 	struct efs_inode **table;     /* hash buckets of (dev, ino) */
 	size_t nbuckets;
@@ -124,6 +128,7 @@ struct efs_file {
 	bool append;                  /* O_APPEND: writes go to the plaintext end */
 	bool writable;
 	struct efs_inode *inode;      /* pinned by one reference */
+	struct efs_file *prev, *next; /* efs_data.files */
 };
 
 /* inode.c */

@@ -24,6 +24,30 @@
 
 #define RATE 20
 
+/* Key-service events from the key manager (called under its lock: post
+ * only, never block). */
+static void key_event_hook(void *arg, enum ekmfs_key_event kev, const char *tenant,
+			   const char *cmk_ref, uint32_t kek_version, const char *reason)
+{
+	static const char *const names[] = {
+		[EKMFS_KEY_FETCHED] = "cache_fetch",
+		[EKMFS_KEY_REFUSED] = "kms_refused",
+		[EKMFS_KEY_OUTAGE] = "kms_outage_start",
+		[EKMFS_KEY_RESTORED] = "kms_access_restored",
+	};
+	struct efs_data *fs = arg;
+	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
+
+	ev.event = names[kev];
+	ev.outcome = kev == EKMFS_KEY_REFUSED ? "refused" :
+		     kev == EKMFS_KEY_OUTAGE ? "failure" : "success";
+	ev.tenant = tenant;
+	ev.key_ref = cmk_ref;
+	ev.kek_version = kek_version;
+	ev.reason = reason;
+	ekmfs_audit_post(fs->audit, &ev);
+}
+
 void efs_audit_open(struct efs_data *fs, int backing_fd)
 {
 	int ret;
@@ -33,6 +57,8 @@ void efs_audit_open(struct efs_data *fs, int backing_fd)
 			       ekmfs_keys_provider(fs->keys, EKMFS_DEFAULT_TENANT), &fs->audit);
 	if (!ret)
 		ret = ekmfs_audit_start_async(fs->audit, RATE);
+	if (!ret)
+		ekmfs_keys_set_event_hook(fs->keys, key_event_hook, fs);
 	if (ret) {
 		ekmfs_log(EKMFS_LOG_ERR, "audit log unavailable, serving without it: %s",
 			  ekmfs_lasterr()[0] ? ekmfs_lasterr() : "cannot start its writer");
@@ -84,6 +110,8 @@ void efs_audit_tamper(struct efs_data *fs, int fd, const uint8_t *file_id, uint6
 
 void efs_audit_close(struct efs_data *fs)
 {
+	if (fs->audit && fs->keys)
+		ekmfs_keys_set_event_hook(fs->keys, NULL, NULL);
 	ekmfs_audit_close(fs->audit);   /* writes what is queued */
 	fs->audit = NULL;
 }

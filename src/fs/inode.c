@@ -96,6 +96,7 @@ int efs_table_init(struct efs_data *fs, int root_fd)
 	if (fstatat(root_fd, "", &st, AT_EMPTY_PATH) == -1)
 		return -errno;
 	pthread_mutex_init(&fs->mutex, NULL);
+	pthread_mutex_init(&fs->files_mutex, NULL);
 	fs->nbuckets = INITIAL_BUCKETS;
 	fs->ninodes = 0;
 	fs->table = calloc(fs->nbuckets, sizeof(*fs->table));
@@ -127,6 +128,15 @@ void efs_table_destroy(struct efs_data *fs)
 
 	if (!fs->table)
 		return;
+	/* Handles the kernel never released (stopped by a signal). */
+	while (fs->files) {
+		struct efs_file *f = fs->files;
+
+		fs->files = f->next;
+		close(f->fd);
+		free(f);
+	}
+	pthread_mutex_destroy(&fs->files_mutex);
 	for (i = 0; i < fs->nbuckets; i++) {
 		struct efs_inode *p = fs->table[i], *next;
 

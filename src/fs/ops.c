@@ -564,8 +564,8 @@ static int backing_flags(int user_flags)
 	return O_RDWR | O_CLOEXEC | (user_flags & (O_SYNC | O_DSYNC | O_NOATIME));
 }
 
-static struct efs_file *file_new(struct efs_inode *inode, int fd, int user_flags,
-				 bool fd_rw)
+static struct efs_file *file_new(struct efs_data *fs, struct efs_inode *inode, int fd,
+				 int user_flags, bool fd_rw)
 {
 	struct efs_file *f = calloc(1, sizeof(*f));
 
@@ -575,8 +575,31 @@ static struct efs_file *file_new(struct efs_inode *inode, int fd, int user_flags
 	f->inode = inode;
 	f->append = (user_flags & O_APPEND) != 0;
 	f->writable = fd_rw;
+	pthread_mutex_lock(&fs->files_mutex);
+	f->next = fs->files;
+	if (fs->files)
+		fs->files->prev = f;
+	fs->files = f;
+	pthread_mutex_unlock(&fs->files_mutex);
 	efs_metrics_open_files(1);
 	return f;
+}
+
+/* Forget a handle struct (its fd is the caller's business); NULL is fine. */
+static void file_discard(struct efs_data *fs, struct efs_file *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&fs->files_mutex);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		fs->files = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	pthread_mutex_unlock(&fs->files_mutex);
+	free(f);
+	efs_metrics_open_files(-1);
 }
 
 /* The end of a handle: on release, or when the kernel never got it. */
@@ -590,8 +613,7 @@ static void file_close(struct efs_data *fs, struct efs_file *f)
 	efs_crypto_drop_if_unused(inode);
 	pthread_rwlock_unlock(&inode->ci_lock);
 	close(f->fd);
-	free(f);
-	efs_metrics_open_files(-1);
+	file_discard(fs, f);
 	efs_inode_unref(fs, inode, 1);
 }
 
@@ -651,7 +673,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	inode = efs_inode_get(fs, e->ino);
 
 	err = ENOMEM;
-	f = file_new(inode, fd, fi->flags, true);
+	f = file_new(fs, inode, fd, fi->flags, true);
 	if (!f)
 		goto out_unlink;
 	pthread_rwlock_wrlock(&inode->ci_lock);
@@ -680,7 +702,7 @@ out_unlink:
 	 * not ask for. */
 	(void)unlinkat(dir->fd, name, 0);
 	close(fd);
-	free(f);
+	file_discard(fs, f);
 	if (inode)
 		efs_inode_unref(fs, inode, 1);
 out:
@@ -731,7 +753,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (fd == -1)
 		return errno;
-	f = file_new(inode, fd, fi->flags, fd_rw);
+	f = file_new(fs, inode, fd, fi->flags, fd_rw);
 	if (!f) {
 		close(fd);
 		return ENOMEM;
@@ -759,7 +781,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (ret < 0) {
 		close(fd);
-		free(f);
+		file_discard(fs, f);
 		return -ret;
 	}
 	efs_inode_ref(fs, inode);

@@ -86,6 +86,8 @@ struct ekmfs_keys {
 	size_t ntenants;
 	struct cached_kek *cache;
 	size_t ncache;
+	ekmfs_key_event_fn event_fn;    /* audit hook; set before use */
+	void *event_arg;
 	/* Metrics (ekmfs_keys_stats); updated with relaxed atomics, any lock. */
 	uint64_t st_hits, st_misses, st_calls, st_errors, st_ns;
 };
@@ -273,6 +275,33 @@ static const char *tenant_name(struct ekmfs_keys *k, uint32_t tenant_id)
 	return kt ? kt->name : "?";
 }
 
+/* Tell the audit hook (if any) what the key service did. Any lock. */
+static void key_event(struct ekmfs_keys *k, enum ekmfs_key_event ev, uint32_t tenant_id,
+		      uint32_t version, const char *reason)
+{
+	struct ekmfs_tenant_record *rec;
+	const char *ref = NULL;
+
+	if (!k->event_fn)
+		return;
+	rec = ekmfs_keyring_tenant_by_id(&k->kr, tenant_id);
+	if (rec) {
+		struct ekmfs_kek_record *kr = ekmfs_tenant_kek(rec, version);
+
+		if (kr)
+			ref = kr->wrapped.cmk_ref;
+	}
+	k->event_fn(k->event_arg, ev, tenant_name(k, tenant_id), ref, version, reason);
+}
+
+void ekmfs_keys_set_event_hook(struct ekmfs_keys *k, ekmfs_key_event_fn fn, void *arg)
+{
+	pthread_rwlock_wrlock(&k->lock);
+	k->event_fn = fn;
+	k->event_arg = arg;
+	pthread_rwlock_unlock(&k->lock);
+}
+
 /* A cached entry served (or refused) until now: ask the provider again.
  * Exclusive lock. Success replaces the entry with a fresh one; an outage
  * keeps serving the old key until its valid_until; a refusal wipes the key
@@ -289,17 +318,25 @@ static int kek_revalidate(struct ekmfs_keys *k, struct cached_kek *c, double now
 	*c = k->cache[--k->ncache];     /* taken out; kek_load appends the fresh one */
 	ret = kek_load(k, old.tenant_id, old.version, out);
 	if (!ret) {
-		if (!old.key || old.outage)
+		if (!old.key || old.outage) {
 			ekmfs_log(EKMFS_LOG_WARN, "tenant '%s' KEK v%u: the key service answers "
 				  "again; access restored", name, old.version);
+			key_event(k, EKMFS_KEY_RESTORED, old.tenant_id, old.version,
+				  old.outage ? "key service reachable again" : "key usable again");
+		} else {
+			key_event(k, EKMFS_KEY_FETCHED, old.tenant_id, old.version,
+				  "cache entry expired; fetched again");
+		}
 		ekmfs_secure_free(old.key, EKMFS_KEY_SIZE);
 		return 0;
 	}
 	if (ret == -ENOMEM || (ekmfs_http_is_outage(ret) && old.key && now < old.valid_until)) {
-		if (!old.outage)
+		if (!old.outage) {
 			ekmfs_log(EKMFS_LOG_WARN, "tenant '%s' KEK v%u: %s; serving the cached key "
 				  "for up to %.0f s more (outage_grace)", name, old.version,
 				  ekmfs_lasterr(), old.valid_until - now);
+			key_event(k, EKMFS_KEY_OUTAGE, old.tenant_id, old.version, ekmfs_lasterr());
+		}
 		old.outage = true;
 		old.fresh_until = now + OUTAGE_RETRY < old.valid_until ? now + OUTAGE_RETRY :
 				  old.valid_until;
@@ -307,10 +344,16 @@ static int kek_revalidate(struct ekmfs_keys *k, struct cached_kek *c, double now
 		*out = old.key;
 		return 0;
 	}
-	if (old.key)
+	if (old.key) {
 		ekmfs_log(EKMFS_LOG_WARN, "tenant '%s' KEK v%u: %s; access to the tenant's files "
 			  "is locked (open fails with ENOKEY) until the key is usable again",
 			  name, old.version, ekmfs_lasterr());
+		char why[600];
+
+		snprintf(why, sizeof(why), "%s%s", ekmfs_http_is_outage(ret) ?
+			 "unreachable beyond outage_grace: " : "", ekmfs_lasterr());
+		key_event(k, EKMFS_KEY_REFUSED, old.tenant_id, old.version, why);
+	}
 	ekmfs_secure_free(old.key, EKMFS_KEY_SIZE);
 	old.key = NULL;
 	old.outage = false;
@@ -375,6 +418,10 @@ static int kek_acquire(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t versio
 	}
 	stat_add(&k->st_misses, 1);
 	ret = c ? kek_revalidate(k, c, now, key) : kek_load(k, tenant_id, version, key);
+	if (!c && !ret)
+		key_event(k, EKMFS_KEY_FETCHED, tenant_id, version, "fetched into the key cache");
+	else if (!c && ret != -ENOMEM && ret != -EBADMSG && ret != -ENOKEY)
+		key_event(k, EKMFS_KEY_REFUSED, tenant_id, version, ekmfs_lasterr());
 	if (ret)
 		pthread_rwlock_unlock(&k->lock);
 	/* Whatever the provider said (refused, unreachable past the grace),

@@ -246,6 +246,12 @@ def open_errno(path):
     return errno_of(lambda: open(path, "rb").close())
 
 
+def audit_events(vol):
+    """The records of the volume's audit log (conftest puts it in vol.root)."""
+    path = vol.root / "audit.log"
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
 def test_revocation_locks_out_after_ttl_and_recovers(aws_vol):
     vol = aws_vol
     vol.write_config(aws_config(vol.kms, vol.key.arn, extra="key_cache_ttl = 2\n")
@@ -279,6 +285,15 @@ def test_revocation_locks_out_after_ttl_and_recovers(aws_vol):
     log = m.log()
     assert "DisabledException" in log and "locked" in log
     assert "access restored" in log
+    # The audit trail records the refusal and the recovery, in that order.
+    events = audit_events(vol)
+    refused = [e for e in events if e["event"] == "kms_refused"]
+    assert refused and refused[0]["outcome"] == "refused"
+    assert refused[0]["tenant"] == "default" and refused[0]["kek_version"] == 1
+    assert "DisabledException" in refused[0]["reason"]
+    restored = [e for e in events if e["event"] == "kms_access_restored"]
+    assert restored and restored[0]["seq"] > refused[0]["seq"]
+    assert vol.admin("audit", "verify", vol.backing).returncode == 0
 
 
 def test_outage_served_from_cache_within_grace(aws_vol):
@@ -315,6 +330,9 @@ def test_outage_beyond_grace_locks_then_recovers(aws_vol):
     admin_call(vol.kms, "/__emu/down", {"down": False})
     wait_for(lambda: open_errno(f) == 0, 15 * SLOW, "recovery after the outage")
     m.unmount()
+    names = [e["event"] for e in audit_events(vol)]
+    assert "kms_outage_start" in names and "kms_access_restored" in names
+    assert names.index("kms_outage_start") < names.index("kms_access_restored")
 
 
 def test_throttling_and_5xx_are_retried(aws_vol):

@@ -527,3 +527,57 @@ def test_second_rotate_refused(volume):
     finally:
         os.close(fd)
     assert rotate(vol, "rewrap", "-q").returncode == 0
+
+
+# ---- audit trail -----------------------------------------------------------
+
+def audit_records(vol):
+    return [json.loads(l) for l in (vol.root / "audit.log").read_text().splitlines()
+            if l.strip()]
+
+
+def test_rotation_is_audited(volume):
+    """Every key-changing command leaves records; the chain still verifies."""
+    vol = volume
+    benchgen(vol, 12, 100)
+    victim = backing_files(vol)[0]
+    with open(victim, "r+b") as f:                 # one unreadable header
+        f.write(b"XXXX")
+    assert rotate(vol, "kek", "-q").returncode == 3
+    r = rotate(vol, "cmk")
+    assert r.returncode == 4                        # interval: refused, audited
+    rotate(vol, "rewrap", "--dry-run")              # a dry run writes no record
+    os.unlink(victim)
+    assert rotate(vol, "rewrap", "-q").returncode == 0
+    assert rotate(vol, "retire", "--version", "1", "--destroy").returncode == 0
+    recs = audit_records(vol)
+    ev = [r["event"] for r in recs]
+    for name in ("kek_created", "rewrap_start", "rewrap_skipped_file", "rewrap_finish",
+                 "cmk_change_refused", "kek_retired", "kek_destroyed"):
+        assert name in ev, (name, ev)
+    assert ev.index("kek_created") < ev.index("rewrap_start") < ev.index("rewrap_finish")
+    created = recs[ev.index("kek_created")]
+    assert created["kek_version"] == 2 and created["tenant"] == "default"
+    skipped = recs[ev.index("rewrap_skipped_file")]
+    assert skipped["path"] == os.path.relpath(victim, vol.backing)
+    finish = recs[ev.index("rewrap_finish")]
+    assert finish["outcome"] == "failure" and finish["details"]["skipped"] == 1
+    assert recs[ev.index("cmk_change_refused")]["outcome"] == "refused"
+    assert recs[ev.index("kek_destroyed")]["kek_version"] == 1
+    assert ev.count("rewrap_start") == 2            # not for the dry run
+    v = vol.admin("audit", "verify", vol.backing)
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_rotation_refused_when_the_audit_log_cannot_be_written(volume):
+    vol = volume
+    benchgen(vol, 5, 100)
+    blocker = vol.root / "not-a-dir"
+    blocker.write_text("")
+    vol.write_config("[tenant.default]\nkey_file = %s\n[audit]\nfile = %s/audit.log\n"
+                     % (vol.key_file, blocker))
+    before = (vol.backing / ".ekmfs" / "keyring.json").read_bytes()
+    r = rotate(vol, "kek")
+    assert r.returncode == 1
+    assert "audit log" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (vol.backing / ".ekmfs" / "keyring.json").read_bytes() == before

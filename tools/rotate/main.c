@@ -361,6 +361,8 @@ static int rewrap_all(struct rot_ctx *c)
 				target = c->trec->keks[i].version;
 		c->new_version = ++target;
 	}
+	rot_audit(c, "rewrap_start", "success", target, NULL,
+		  "re-wrapping the tenant's file headers to its current KEK version", NULL);
 	while (!clean && passes < (c->opt.dry_run ? 1u : ROT_MAX_PASSES)) {
 		if (passes) {
 			rot_paths_free(&paths);
@@ -395,6 +397,7 @@ static int rewrap_all(struct rot_ctx *c)
 		goto out;
 	}
 	code = report_rewrap(c, &p, &total, remaining, passes, now_seconds() - t0);
+	rot_audit_rewrap(c, &p, &total, remaining, passes);
 out:
 	rot_paths_free(&paths);
 	rot_pass_free(&p);
@@ -411,6 +414,8 @@ static int cmd_kek(struct rot_ctx *c)
 		ret = keys_new_version(c);
 		if (ret)
 			return fail(c, ret, "creating a KEK version");
+		rot_audit(c, "kek_created", "success", c->new_version, NULL,
+			  "new KEK version, current for new files", NULL);
 		if (!c->opt.quiet)
 			fprintf(c->opt.json ? stderr : stdout,
 				"ekmfs-rotate: KEK v%u of tenant '%s' is now current (new files "
@@ -617,6 +622,11 @@ int main(int argc, char **argv)
 			code = fail(c, ret, "keyring");
 			goto out;
 		}
+		ret = rot_audit_open(c);
+		if (ret) {
+			code = fail(c, ret, "audit log");
+			goto out;
+		}
 	}
 	switch (c->opt.cmd) {
 	case CMD_STATUS: code = cmd_status(c); break;
@@ -626,6 +636,7 @@ int main(int argc, char **argv)
 	case CMD_CMK: code = cmd_cmk(c); break;
 	}
 out:
+	rot_audit_close(c);
 	keys_close(c);
 	if (lock_fd >= 0)
 		close(lock_fd);

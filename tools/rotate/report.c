@@ -60,6 +60,7 @@ void report_outcome(const struct rot_ctx *c, const char *outcome, int code, cons
 	if (code != ROT_OK || !c->opt.quiet)
 		fprintf(code == ROT_OK ? stdout : stderr, "ekmfs-rotate: %s%s\n",
 			code == ROT_REFUSED ? "refused: " : "", msg);
+	rot_audit_outcome(c, outcome, msg);
 	if (c->opt.json) {
 		json_object *o = jcommon(c, outcome, code);
 

@@ -26,6 +26,8 @@
 #include "ekmfs/keyring.h"
 #include "ekmfs/provider.h"
 
+struct ekmfs_audit;
+
 enum rot_exit {
 	ROT_OK = 0,        /* done */
 	ROT_ERROR = 1,     /* failed: nothing or part done, the volume is consistent */
@@ -71,6 +73,8 @@ struct rot_ctx {
 	struct rot_kek *keks;
 	size_t nkeks;
 	time_t started;
+	struct ekmfs_provider *audit_prov; /* default tenant's, for the audit key */
+	struct ekmfs_audit *audit;   /* NULL for status and --dry-run */
 	/* results for the summary */
 	uint32_t new_version;        /* kek: the version created (0: none) */
 	uint32_t retired[64];
@@ -138,6 +142,17 @@ uint64_t rot_pass_refs(const struct rot_pass *p, uint32_t tenant_id, uint32_t ve
 
 /* ---- keyring.c ---- */
 /* Read config, descriptor and keyring; pick the tenant. 0 or exit code. */
+/* audit.c: the command's records in the volume's audit trail */
+struct json_object;
+int rot_audit_open(struct rot_ctx *c);
+void rot_audit_close(struct rot_ctx *c);
+void rot_audit(const struct rot_ctx *c, const char *event, const char *outcome,
+	       uint32_t kek_version, const char *path, const char *reason,
+	       struct json_object *details);
+void rot_audit_outcome(const struct rot_ctx *c, const char *outcome, const char *msg);
+void rot_audit_rewrap(const struct rot_ctx *c, const struct rot_pass *last,
+		      const struct rot_counts *total, uint64_t remaining, unsigned passes);
+
 int keys_setup(struct rot_ctx *c);
 /* Open the tenant's provider and unwrap every KEK that is not destroyed. */
 int keys_load(struct rot_ctx *c);
