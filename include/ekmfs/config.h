@@ -73,7 +73,7 @@ struct ekmfs_tenant_config {
 	char key_file[PATH_MAX];
 	char passphrase_file[PATH_MAX];
 	uint64_t scrypt_n;                  /* used when a volume is created */
-	uint32_t rotation_days;             /* recorded; rotation lands with ekmfs-rotate */
+	uint32_t rotation_days;             /* scheduled KEK rotation period */
 	uint64_t min_cmk_change_interval;   /* seconds between CMK changes (ekmfs-rotate cmk) */
 };
 
@@ -87,6 +87,12 @@ struct ekmfs_config {
 	int log_level;                      /* enum ekmfs_log_level */
 	char metrics_file[PATH_MAX];        /* Prometheus text file; "" = none */
 	unsigned metrics_interval;          /* seconds between metrics writes */
+	/* Scheduled KEK rotation (rotation_days): run by the daemon itself
+	 * (rotate_program at low CPU and I/O priority) or left to an external
+	 * ekmfs-rotate run (the daemon then only says it is due). */
+	bool rotation_by_daemon;
+	char rotate_program[PATH_MAX];      /* "" = ekmfs-rotate beside ekmfs, or on PATH */
+	unsigned rotation_check_interval;   /* seconds between checks */
 	/* Directory of the control socket <volume id>.sock (ekmfs-admin lock). */
 	char control_dir[PATH_MAX];
 	/* [audit] (docs/AUDIT.md): log file ("" = /var/log/ekmfs/<volume id>.log)

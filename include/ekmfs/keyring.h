@@ -19,6 +19,9 @@
 #define EKMFS_VOLUME_FILE "volume.json"
 #define EKMFS_KEYRING_FILE "keyring.json"
 #define EKMFS_LOCK_FILE "lock"
+/* Written by ekmfs-rotate while a pass runs ("<pid> <done> <total> <label>"),
+ * read by the daemon's metrics. */
+#define EKMFS_ROTATE_PROGRESS_FILE "rotate.progress"
 #define EKMFS_VOLUME_ID_SIZE 16
 #define EKMFS_WRAPPED_MAX 1024
 #define EKMFS_REF_MAX 256

@@ -175,6 +175,11 @@ extern const struct fuse_lowlevel_ops efs_ops;
 int efs_control_start(struct efs_data *fs);
 void efs_control_stop(void);
 
+/* schedule.c: scheduled KEK rotation (housekeeping thread only) */
+void efs_schedule_tick(struct efs_data *fs, const struct ekmfs_config *cfg,
+		       const char *config_path);
+void efs_schedule_stop(void);
+
 /* fsaudit.c: the daemon's audit records (never block, never fail a request) */
 void efs_audit_open(struct efs_data *fs, int backing_fd);
 void efs_audit_event(struct efs_data *fs, const char *event, const char *reason);

@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +124,36 @@ static void metric(struct out *o, const char *name, const char *type, const char
 	     name, value);
 }
 
+/* The progress ekmfs-rotate publishes while it re-wraps (a manual run or
+ * the daemon's scheduled one); a file left by a killed run is ignored. */
+static void rotation_progress(struct efs_data *fs, struct out *o)
+{
+	char path[PATH_MAX + 64], line[256];
+	unsigned long long done = 0, total = 0;
+	long pid = 0;
+	bool running = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", fs->backing, EKMFS_META_DIR,
+		 EKMFS_ROTATE_PROGRESS_FILE);
+	f = fopen(path, "re");
+	if (f) {
+		if (fgets(line, sizeof(line), f) &&
+		    sscanf(line, "%ld %llu %llu", &pid, &done, &total) == 3 && pid > 0 &&
+		    (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+			running = true;
+		fclose(f);
+	}
+	if (!running)
+		done = total = 0;
+	metric(o, "ekmfs_rotation_running", "gauge",
+	       "1 while an ekmfs-rotate pass re-wraps this volume's headers.", running);
+	metric(o, "ekmfs_rotation_files_done", "gauge",
+	       "Files the running rotation pass has handled.", done);
+	metric(o, "ekmfs_rotation_files_total", "gauge",
+	       "Files the running rotation pass will handle.", total);
+}
+
 long efs_metrics_render(struct efs_data *fs, char *buf, size_t len)
 {
 	struct out o = { buf, len, 0, false };
@@ -171,6 +203,7 @@ long efs_metrics_render(struct efs_data *fs, char *buf, size_t len)
 	metric(&o, "ekmfs_keyring_generation", "gauge",
 	       "Generation of the keyring in memory (rises with every rotation step).",
 	       ks.keyring_generation);
+	rotation_progress(fs, &o);
 	metric(&o, "ekmfs_config_reloads_total", "counter",
 	       "Configuration reloads (SIGHUP) applied.", get(&m.reloads));
 	metric(&o, "ekmfs_config_reload_failures_total", "counter",

@@ -162,10 +162,15 @@ static void *housekeeping(void *arg)
 
 	(void)arg;
 	for (;;) {
-		int timeout = svc.cfg->metrics_file[0] ? (int)svc.cfg->metrics_interval * 1000 : -1;
+		/* Wake for the metrics file and for the rotation check. */
+		unsigned secs = svc.cfg->rotation_check_interval;
 		char c;
-		int n = poll(&pfd, 1, timeout);
+		int n;
 
+		if (svc.cfg->metrics_file[0] && svc.cfg->metrics_interval < secs)
+			secs = svc.cfg->metrics_interval;
+		efs_schedule_tick(svc.fs, svc.cfg, svc.config_path);
+		n = poll(&pfd, 1, (int)secs * 1000);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n <= 0) {
@@ -247,6 +252,7 @@ void efs_service_stop(void)
 			usleep(1000);
 		pthread_join(svc.thread, NULL);
 		svc.running = false;
+		efs_schedule_stop();
 		write_metrics();
 	}
 	if (svc.pipe_rd >= 0)

@@ -65,6 +65,8 @@ void ekmfs_config_defaults(struct ekmfs_config *cfg)
 	cfg->writeback_cache = true;
 	cfg->log_level = EKMFS_LOG_INFO;
 	cfg->metrics_interval = 15;
+	cfg->rotation_by_daemon = true;
+	cfg->rotation_check_interval = 3600;
 	snprintf(cfg->control_dir, sizeof(cfg->control_dir), "%s", EKMFS_DEFAULT_CONTROL_DIR);
 	cfg->ntenants = 1;
 	tenant_defaults(&cfg->tenants[0], EKMFS_DEFAULT_TENANT);
@@ -259,6 +261,20 @@ static int daemon_key(struct load_state *st, const char *section, const char *na
 			cfg->metrics_interval = (unsigned)n;
 	} else if (strcmp(name, "control_dir") == 0) {
 		why = parse_path(value, cfg->control_dir, sizeof(cfg->control_dir));
+	} else if (strcmp(name, "scheduled_rotation") == 0) {
+		why = NULL;
+		if (strcmp(value, "daemon") == 0)
+			cfg->rotation_by_daemon = true;
+		else if (strcmp(value, "external") == 0)
+			cfg->rotation_by_daemon = false;
+		else
+			why = "must be daemon or external";
+	} else if (strcmp(name, "rotate_program") == 0) {
+		why = parse_path(value, cfg->rotate_program, sizeof(cfg->rotate_program));
+	} else if (strcmp(name, "rotation_check_interval") == 0) {
+		why = parse_uint(value, 1, 86400, &n, reason);
+		if (!why)
+			cfg->rotation_check_interval = (unsigned)n;
 	} else {
 		fail(st, "unknown key '%s' in [%s]", name, section);
 		return 0;

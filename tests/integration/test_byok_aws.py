@@ -457,3 +457,34 @@ def test_credential_services(aws_vol, tmp_path, source):
     # init (twice: the volume, then its audit key, docs/AUDIT.md) and each
     # mount fetch once; the credentials are cached in between
     assert 1 <= issued[source] <= 4, issued
+
+
+# ---- CMK change with ekmfs-rotate --------------------------------------------
+
+def test_rotate_cmk_to_a_new_kms_key_uses_reencrypt(aws_vol):
+    """`ekmfs-rotate cmk --to NEW_KEY` re-wraps the KEKs inside KMS
+    (ReEncrypt: the KEK never leaves the service); the volume then opens
+    with the new key while the old one is disabled."""
+    from conftest import BUILD, run_cli
+    rotate = BUILD / "tools" / "rotate" / "ekmfs-rotate"
+    vol = aws_vol
+    vol.init()
+    m = vol.mount()
+    (vol.mnt / "f").write_bytes(b"under the old CMK" * 1000)
+    m.unmount()
+    new = vol.kms.state.create_key("ekmfs new CMK")
+    admin_call(vol.kms, "/__emu/reset_stats", {})
+    r = run_cli([rotate, "-c", vol.config, "cmk", "--to", new.arn, "--force", vol.backing])
+    assert r.returncode == 0, r.stderr
+    assert "key_id = %s" % new.arn in r.stdout
+    assert kms_stats(vol.kms).get("ReEncrypt", 0) == 1       # one KEK record
+    kek = json.loads((vol.backing / ".ekmfs" / "keyring.json").read_text())[
+        "tenants"][0]["keks"][0]
+    assert kek["cmk_ref"] == new.arn
+    botocore_client(vol.kms).disable_key(KeyId=vol.key.id)
+    vol.write_config(aws_config(vol.kms, new.arn))
+    m = vol.mount()
+    assert (vol.mnt / "f").read_bytes() == b"under the old CMK" * 1000
+    m.unmount()
+    events = [e["event"] for e in audit_events(vol)]
+    assert "cmk_changed" in events

@@ -581,3 +581,117 @@ def test_rotation_refused_when_the_audit_log_cannot_be_written(volume):
     assert r.returncode == 1
     assert "audit log" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert (vol.backing / ".ekmfs" / "keyring.json").read_bytes() == before
+
+
+# ---- scheduled rotation by the daemon ------------------------------------
+
+def backdate_last_rotation(vol, days):
+    """Pretend the last rotation was `days` ago (the keyring field the
+    schedule reads; not authenticated, so a test can move it)."""
+    path = vol.backing / ".ekmfs" / "keyring.json"
+    kr = json.loads(path.read_text())
+    when = time.gmtime(time.time() - days * 86400)
+    kr["tenants"][0]["last_rotation"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", when)
+    path.write_text(json.dumps(kr))
+
+
+def wait_until(cond, timeout, what):
+    end = time.monotonic() + timeout * SLOW
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_daemon_runs_scheduled_rotation(volume):
+    vol = volume
+    vol.write_config("[tenant.default]\nkey_file = %s\nrotation_days = 60\n"
+                     "[daemon]\nrotate_program = %s\nrotation_check_interval = 1\n"
+                     % (vol.key_file, ROTATE))
+    benchgen(vol, 30, 5000)
+    before = content_after_header(vol)
+    backdate_last_rotation(vol, 59)
+    m = vol.mount()
+    time.sleep(2.5)                      # not due yet: nothing happens
+    assert all(versions_in_use(p) == [1] for p in backing_files(vol))
+    backdate_last_rotation(vol, 61)
+    wait_until(lambda: all(versions_in_use(p) == [2] for p in backing_files(vol)), 30,
+               "the daemon's scheduled rotation to re-wrap every file")
+    wait_until(lambda: "scheduled KEK rotation of tenant 'default' finished" in m.log(),
+               30, "the rotation to finish")
+    # content untouched, files readable through the mount, new files on v2
+    assert content_after_header(vol) == before
+    name = os.path.relpath(backing_files(vol)[0], vol.backing)
+    assert open(vol.mnt / name, "rb").read() == bench_expected(5000)
+    (vol.mnt / "after").write_bytes(b"new")
+    assert versions_in_use(vol.backing / "after") == [2]
+    # rotated once: the next check finds the rotation no longer due
+    time.sleep(2.5)
+    st = rotate(vol, "status", json_out=True)
+    assert {k["version"]: k["state"] for k in st.json["tenants"][0]["keks"]} == \
+        {1: "retired", 2: "active"}
+    m.unmount()
+    ev = [r["event"] for r in audit_records(vol)]
+    assert ev.count("scheduled_rotation_start") == 1
+    assert ev.index("scheduled_rotation_start") < ev.index("kek_created") < \
+        ev.index("rewrap_finish")
+
+
+def test_scheduled_rotation_external_only_logs(volume):
+    vol = volume
+    vol.write_config("[tenant.default]\nkey_file = %s\n[daemon]\nrotate_program = %s\n"
+                     "rotation_check_interval = 1\nscheduled_rotation = external\n"
+                     % (vol.key_file, ROTATE))
+    benchgen(vol, 5, 100)
+    backdate_last_rotation(vol, 61)
+    m = vol.mount()
+    wait_until(lambda: "is due since" in m.log(), 10, "the due notice")
+    time.sleep(1.5)
+    assert all(versions_in_use(p) == [1] for p in backing_files(vol))
+    m.unmount()
+    assert m.log().count("is due since") == 1     # once a day, not every check
+
+
+def metrics(path):
+    out = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_rotation_progress_in_daemon_metrics(volume):
+    vol = volume
+    mfile = vol.root / "metrics.prom"
+    vol.write_config("[tenant.default]\nkey_file = %s\n[daemon]\nmetrics_file = %s\n"
+                     "metrics_interval = 1\n" % (vol.key_file, mfile))
+    benchgen(vol, 10000, 10)
+    m = vol.mount()
+    wait_until(lambda: mfile.exists(), 10, "the metrics file")
+    assert metrics(mfile)["ekmfs_rotation_running"] == 0
+    progress = vol.backing / ".ekmfs" / "rotate.progress"
+    proc = subprocess.Popen([ROTATE, "-c", vol.config, "kek", "-q", vol.backing],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 30 * SLOW
+        while not progress.exists() and proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.001)
+        os.kill(proc.pid, signal.SIGSTOP)          # hold the pass mid-way
+        assert progress.exists(), "ekmfs-rotate published no progress"
+        pid, done, total = progress.read_text().split()[:3]
+        assert int(pid) == proc.pid and int(total) == 10000 and int(done) <= 10000
+        wait_until(lambda: metrics(mfile)["ekmfs_rotation_running"] == 1, 10,
+                   "ekmfs_rotation_running 1")
+        got = metrics(mfile)
+        assert got["ekmfs_rotation_files_total"] == 10000
+        assert got["ekmfs_rotation_files_done"] <= 10000
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert not progress.exists()
+    wait_until(lambda: metrics(mfile)["ekmfs_rotation_running"] == 0, 10,
+               "ekmfs_rotation_running back to 0")
+    m.unmount()

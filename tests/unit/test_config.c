@@ -113,6 +113,14 @@ static void test_every_key(void)
 
 	CHECK_EQ_INT(load_text("[daemon]\nlog_level = warn\n"), 0);
 	CHECK_EQ_INT(cfg.log_level, EKMFS_LOG_WARN);
+	CHECK(cfg.rotation_by_daemon);
+	CHECK_EQ_INT(cfg.rotation_check_interval, 3600);
+	CHECK_EQ_INT(load_text("[daemon]\nscheduled_rotation = external\n"
+			       "rotate_program = /opt/ekmfs/bin/ekmfs-rotate\n"
+			       "rotation_check_interval = 60\n"), 0);
+	CHECK(!cfg.rotation_by_daemon);
+	CHECK(strcmp(cfg.rotate_program, "/opt/ekmfs/bin/ekmfs-rotate") == 0);
+	CHECK_EQ_INT(cfg.rotation_check_interval, 60);
 	CHECK_EQ_INT(load_text("[daemon]\nlog_level = info\n"), 0);
 	CHECK_EQ_INT(cfg.log_level, EKMFS_LOG_INFO);
 }
@@ -131,6 +139,12 @@ static void test_errors(void)
 	expect_error("max_threads = 3\n", 1,
 		     "key outside any section (start with [daemon] or [tenant.default])");
 
+	expect_error("[daemon]\nscheduled_rotation = cron\n", 2,
+		     "bad value 'cron' for key 'scheduled_rotation' in [daemon]: "
+		     "must be daemon or external");
+	expect_error("[daemon]\nrotation_check_interval = 0\n", 2,
+		     "bad value '0' for key 'rotation_check_interval' in [daemon]: "
+		     "must be between 1 and 86400");
 	expect_error("[daemon]\nmax_threads = 0\n", 2,
 		     "bad value '0' for key 'max_threads' in [daemon]: must be between 1 and 256");
 	expect_error("[daemon]\nmax_threads = 257\n", 2,

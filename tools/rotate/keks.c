@@ -350,7 +350,12 @@ static int edit_cmk(struct rot_ctx *c, struct ekmfs_keyring *kr,
 		return -ENOMEM;
 	a->n = 0;
 	/* Unwrap with the old CMK and wrap with the new one, record by record,
-	 * into the fresh copy: nothing is written unless every record worked. */
+	 * into the fresh copy: nothing is written unless every record worked.
+	 * Where the service can re-wrap inside itself (AWS ReEncrypt) and both
+	 * CMKs live there, the KEK never leaves it. */
+	bool in_service = a->newp->ops->rewrap &&
+			  strcmp(a->newp->ops->name, c->prov->ops->name) == 0;
+
 	for (size_t i = 0; i < t->nkeks && !ret; i++) {
 		struct ekmfs_kek_record *r = &t->keks[i];
 		struct ekmfs_wrap_context ctx = { c->vol.volume_id, t->name, r->version };
@@ -358,9 +363,13 @@ static int edit_cmk(struct rot_ctx *c, struct ekmfs_keyring *kr,
 
 		if (r->state == EKMFS_KEK_DESTROYED)
 			continue;
-		ret = c->prov->ops->unwrap(c->prov, &ctx, &r->wrapped, key);
-		if (!ret)
-			ret = a->newp->ops->wrap(a->newp, &ctx, key, &w);
+		if (in_service) {
+			ret = a->newp->ops->rewrap(a->newp, &ctx, &r->wrapped, &w);
+		} else {
+			ret = c->prov->ops->unwrap(c->prov, &ctx, &r->wrapped, key);
+			if (!ret)
+				ret = a->newp->ops->wrap(a->newp, &ctx, key, &w);
+		}
 		if (!ret) {
 			r->wrapped = w;
 			snprintf(a->fingerprint, sizeof(a->fingerprint), "%s", w.cmk_version);

@@ -61,10 +61,13 @@ static const char usage_text[] =
 "  cmk [--to REF] [--force]\n"
 "                    Re-wrap the tenant's KEK versions under a new CMK (local\n"
 "                    provider: REF is the path of a new key file, mode 0600,\n"
-"                    outside BACKING; make one with 'ekmfs-admin keygen'), or\n"
-"                    without --to under the configured CMK (its newest\n"
-"                    version). The configuration must still name the old CMK;\n"
-"                    afterwards point key_file at REF and restart the mounts.\n"
+"                    outside BACKING; make one with 'ekmfs-admin keygen';\n"
+"                    aws-kms: a key id, ARN or alias; azure-keyvault: a key\n"
+"                    URL), or without --to under the configured CMK (its\n"
+"                    newest version). On AWS KMS the KEKs are re-wrapped\n"
+"                    inside KMS (ReEncrypt) and never leave it. The\n"
+"                    configuration must still name the old CMK; afterwards\n"
+"                    point key_file (key_id) at REF and restart the mounts.\n"
 "                    Refused when the last CMK change is more recent than\n"
 "                    min_cmk_change_interval (default 24h) unless --force.\n"
 "\n"
@@ -77,7 +80,7 @@ static const char usage_text[] =
 "  -q, --quiet        no progress and no summary (errors still print)\n"
 "      --version N    retire: the KEK version\n"
 "      --destroy      retire: also wipe the wrapped key from the keyring\n"
-"      --to REF       cmk: the new CMK (local: a key file path)\n"
+"      --to REF       cmk: the new CMK (local: a key file path; cloud: key id)\n"
 "      --force        cmk: ignore min_cmk_change_interval\n"
 "  -h, --help         show this help\n"
 "  -V                 show the program version\n"
@@ -530,7 +533,23 @@ static int cmd_cmk(struct rot_ctx *c)
 	ret = keys_load(c);
 	if (ret)
 		return fail(c, ret, "loading the KEKs");
-	if (c->opt.to) {
+	if (c->opt.to && (strcmp(c->tc->provider, "aws-kms") == 0 ||
+			  strcmp(c->tc->provider, "azure-keyvault") == 0)) {
+		/* A cloud CMK: REF is the new key's id (AWS: key id, ARN or
+		 * alias; Azure: key URL), in the same service and account. */
+		char *dst;
+		size_t cap;
+
+		new_tc = *c->tc;
+		dst = strcmp(c->tc->provider, "aws-kms") == 0 ? new_tc.aws.key_id :
+		      new_tc.azure.key_id;
+		cap = sizeof(new_tc.aws.key_id);
+		if (strlen(c->opt.to) >= cap) {
+			report_outcome(c, "error", ROT_ERROR, "--to: key id too long");
+			return ROT_ERROR;
+		}
+		snprintf(dst, cap, "%s", c->opt.to);
+	} else if (c->opt.to) {
 		struct stat st;
 
 		if (strcmp(c->tc->provider, "local") != 0 ||
@@ -564,21 +583,28 @@ static int cmd_cmk(struct rot_ctx *c)
 	ret = keys_rewrap_cmk(c, c->opt.to ? &new_tc : NULL, &n, fpr, sizeof(fpr));
 	if (ret)
 		return fail(c, ret, "re-wrapping the KEKs");
-	if (c->opt.to)
+	if (c->opt.to) {
+		bool local = strcmp(c->tc->provider, "local") == 0;
+
 		report_outcome(c, "done", ROT_OK, "%s%zu KEK versions of tenant '%s' %s under "
-			       "the key file %s (fingerprint %s)%s. Now set 'key_file = %s' in "
-			       "[tenant.%s] of %s and restart the ekmfs mounts of this volume; "
-			       "keep the old key file while any backup needs it (older keyring "
-			       "copies are wrapped by it)", c->opt.dry_run ? "dry run: " : "", n,
-			       c->trec->name, c->opt.dry_run ? "would be re-wrapped" : "re-wrapped",
-			       c->opt.to, fpr, c->opt.force ? " (--force)" : "", c->opt.to,
-			       c->trec->name, c->cfg.path[0] ? c->cfg.path : EKMFS_DEFAULT_CONFIG);
-	else
+			       "the %s %s (%s %s)%s. Now set '%s = %s' in [tenant.%s] of %s and "
+			       "restart the ekmfs mounts of this volume; keep the old %s while "
+			       "any backup needs it (older keyring copies are wrapped by it)",
+			       c->opt.dry_run ? "dry run: " : "", n, c->trec->name,
+			       c->opt.dry_run ? "would be re-wrapped" : "re-wrapped",
+			       local ? "key file" : "key", c->opt.to,
+			       local ? "fingerprint" : "version", fpr,
+			       c->opt.force ? " (--force)" : "", local ? "key_file" : "key_id",
+			       c->opt.to, c->trec->name,
+			       c->cfg.path[0] ? c->cfg.path : EKMFS_DEFAULT_CONFIG,
+			       local ? "key file" : "key");
+	} else {
 		report_outcome(c, "done", ROT_OK, "%s%zu KEK versions of tenant '%s' %s under "
 			       "the configured CMK (fingerprint %s)%s", c->opt.dry_run ?
 			       "dry run: " : "", n, c->trec->name, c->opt.dry_run ?
 			       "would be re-wrapped" : "re-wrapped", fpr,
 			       c->opt.force ? " (--force)" : "");
+	}
 	return ROT_OK;
 }
 

@@ -6,7 +6,14 @@
  * every five seconds, so a long run leaves a readable trace and a short one
  * none. A thread of its own samples the workers' shared counter; the workers
  * never print.
+ *
+ * The same thread publishes the progress of a run that changes something
+ * (not --dry-run) in .ekmfs/rotate.progress once a second, whether or not
+ * it prints: the daemon's metrics file exposes it (ekmfs_rotation_*), so a
+ * monitoring system sees a scheduled or manual rotation move. One line:
+ * "<pid> <done> <total> <label>"; removed when the pass ends.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +26,8 @@
 struct rot_progress {
 	const struct rot_pass *pass;
 	uint64_t total;
+	bool print;                  /* not -q */
+	bool publish;                /* write ROT_PROGRESS_FILE */
 	bool tty;
 	bool drawn;
 	pthread_t thread;
@@ -66,12 +75,36 @@ static void draw(struct rot_progress *pr, bool final)
 	fflush(stderr);
 }
 
+/* Replace .ekmfs/rotate.progress atomically; best effort (it is only
+ * for monitoring). */
+static void publish(struct rot_progress *pr)
+{
+	int dirfd = pr->pass->ctx->backing_fd, fd;
+	char line[256];
+	int n;
+
+	n = snprintf(line, sizeof(line), "%ld %llu %llu %s\n", (long)getpid(),
+		     (unsigned long long)atomic_load(&pr->pass->done),
+		     (unsigned long long)pr->total, pr->pass->label);
+	fd = openat(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp",
+		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	if (write(fd, line, (size_t)n) == n)
+		(void)renameat(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp", dirfd,
+			       EKMFS_META_DIR "/" ROT_PROGRESS_FILE);
+	close(fd);
+}
+
 static void *progress_thread(void *arg)
 {
 	struct rot_progress *pr = arg;
-	long period_ms = pr->tty ? 200 : 5000;
+	long period_ms = pr->tty ? 200 : 1000;
+	unsigned ticks = 0;
 
 	pthread_mutex_lock(&pr->mu);
+	if (pr->publish)
+		publish(pr);
 	while (!pr->stop) {
 		struct timespec until;
 
@@ -80,7 +113,13 @@ static void *progress_thread(void *arg)
 		until.tv_sec += period_ms / 1000 + until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
 		pthread_cond_timedwait(&pr->cv, &pr->mu, &until);
-		if (!pr->stop)
+		if (pr->stop)
+			break;
+		ticks++;
+		if (pr->publish && (pr->tty ? ticks % 5 == 0 : true))
+			publish(pr);
+		/* a line every 5 s when not on a terminal */
+		if (pr->print && (pr->tty || ticks % 5 == 0))
 			draw(pr, false);
 	}
 	pthread_mutex_unlock(&pr->mu);
@@ -90,14 +129,17 @@ static void *progress_thread(void *arg)
 struct rot_progress *progress_start(const struct rot_pass *p, uint64_t total, bool quiet)
 {
 	struct rot_progress *pr;
+	bool publish = !p->ctx->opt.dry_run;
 
-	if (quiet)
+	if (quiet && !publish)
 		return NULL;
 	pr = calloc(1, sizeof(*pr));
 	if (!pr)
 		return NULL;
 	pr->pass = p;
 	pr->total = total;
+	pr->print = !quiet;
+	pr->publish = publish;
 	pr->tty = isatty(STDERR_FILENO);
 	pthread_mutex_init(&pr->mu, NULL);
 	pthread_cond_init(&pr->cv, NULL);
@@ -118,6 +160,8 @@ void progress_stop(struct rot_progress *pr)
 	pthread_cond_signal(&pr->cv);
 	pthread_mutex_unlock(&pr->mu);
 	pthread_join(pr->thread, NULL);
+	if (pr->publish)
+		(void)unlinkat(pr->pass->ctx->backing_fd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE, 0);
 	if (pr->drawn)
 		draw(pr, true); /* a run that showed progress also shows its end */
 	pthread_mutex_destroy(&pr->mu);

@@ -37,6 +37,7 @@ enum rot_exit {
 };
 
 #define ROT_LOCK_FILE "rotate.lock"
+#define ROT_PROGRESS_FILE EKMFS_ROTATE_PROGRESS_FILE
 #define ROT_MAX_JOBS 64
 #define ROT_MAX_PASSES 5
 #define ROT_BATCH 1024
