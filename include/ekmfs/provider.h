@@ -92,4 +92,11 @@ int ekmfs_provider_open(const struct ekmfs_tenant_config *tc,
 			struct ekmfs_provider **out);
 void ekmfs_provider_close(struct ekmfs_provider *p);
 
+/* The self-test every provider shares: wrap a random key under ctx, unwrap
+ * it (it must come back equal), and check that the same blob is rejected
+ * (-EKEYREJECTED) under another KEK version. who names the provider in
+ * the one-line error. 0 or -errno. */
+int ekmfs_provider_round_trip_test(struct ekmfs_provider *p,
+				   const struct ekmfs_wrap_context *ctx, const char *who);
+
 #endif

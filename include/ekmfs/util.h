@@ -34,6 +34,8 @@ void ekmfs_clearerr(void);
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void ekmfs_hex(const uint8_t *in, size_t len, char *out);
+/* Value of one hex digit (either case), or -1. */
+int ekmfs_hexval(char c);
 /* Parse exactly 2*len hex digits; 0 or -EINVAL. */
 int ekmfs_unhex(const char *in, uint8_t *out, size_t len);
 

@@ -47,17 +47,6 @@ static const char *string_end(const char *p)
 	return NULL;
 }
 
-static int hexdig(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Unescape the JSON string between the quotes s..e into out. Secrets are
  * base64 or JWT text, so \uXXXX above 0x7f is refused rather than encoded. */
 static int unescape(const char *s, const char *e, char *out, size_t cap)
@@ -81,7 +70,7 @@ static int unescape(const char *s, const char *e, char *out, size_t cap)
 			case 'u': {
 				int v = 0;
 				for (int i = 1; i <= 4; i++) {
-					int d = p + i < e ? hexdig(p[i]) : -1;
+					int d = p + i < e ? ekmfs_hexval(p[i]) : -1;
 					if (d < 0)
 						return -EBADMSG;
 					v = v * 16 + d;

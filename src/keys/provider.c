@@ -8,7 +8,11 @@
 #include <errno.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
+#include "ekmfs/aead.h"
 #include "ekmfs/provider.h"
+#include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "providers/aws_kms.h"
 #include "providers/azure_kv.h"
@@ -44,4 +48,44 @@ void ekmfs_provider_close(struct ekmfs_provider *p)
 {
 	if (p)
 		p->ops->destroy(p);
+}
+
+int ekmfs_provider_round_trip_test(struct ekmfs_provider *p,
+				   const struct ekmfs_wrap_context *ctx, const char *who)
+{
+	uint8_t *kek = ekmfs_secure_alloc(32), *back = ekmfs_secure_alloc(32);
+	struct ekmfs_wrap_context moved = *ctx;
+	struct ekmfs_wrapped_kek w;
+	int ret;
+
+	if (!kek || !back) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = ekmfs_random(kek, 32);
+	if (!ret)
+		ret = p->ops->wrap(p, ctx, kek, &w);
+	if (!ret)
+		ret = p->ops->unwrap(p, ctx, &w, back);
+	if (ret)
+		goto out;
+	if (CRYPTO_memcmp(kek, back, 32) != 0) {
+		ekmfs_seterr("%s self-test: the round trip returned another key", who);
+		ret = -EIO;
+		goto out;
+	}
+	moved.kek_version = ctx->kek_version + 1;
+	ret = p->ops->unwrap(p, &moved, &w, back);
+	if (ret != -EKEYREJECTED) {
+		ekmfs_seterr("%s self-test: a wrap opened under another context (%s)", who,
+			     ret ? strerror(-ret) : "it succeeded");
+		ret = -EIO;
+		goto out;
+	}
+	ret = 0;
+	ekmfs_clearerr();
+out:
+	ekmfs_secure_free(kek, 32);
+	ekmfs_secure_free(back, 32);
+	return ret;
 }

@@ -102,17 +102,6 @@ static void uri_encode(struct sbuf *b, const char *p, size_t n)
 	}
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode n bytes into a fresh string (a stray '%' stays as is). */
 static char *uri_decode(const char *p, size_t n)
 {
@@ -123,8 +112,8 @@ static char *uri_decode(const char *p, size_t n)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		int hi, lo;
-		if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
-		    (lo = hexval(p[i + 2])) >= 0) {
+		if (p[i] == '%' && i + 2 < n && (hi = ekmfs_hexval(p[i + 1])) >= 0 &&
+		    (lo = ekmfs_hexval(p[i + 2])) >= 0) {
 			out[o++] = (char)(hi << 4 | lo);
 			i += 2;
 		} else {

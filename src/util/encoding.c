@@ -22,7 +22,7 @@ void ekmfs_hex(const uint8_t *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-static int hexval(char c)
+int ekmfs_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -38,7 +38,7 @@ int ekmfs_unhex(const char *in, uint8_t *out, size_t len)
 	if (strlen(in) != 2 * len)
 		return -EINVAL;
 	for (size_t i = 0; i < len; i++) {
-		int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+		int hi = ekmfs_hexval(in[2 * i]), lo = ekmfs_hexval(in[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return -EINVAL;

@@ -22,6 +22,20 @@ typedef int (*admin_file_fn)(const char *path, const char *relpath,
 /* Walk the backing directory without following symlinks. 0 or -errno. */
 int admin_walk_files(const char *backing, admin_file_fn fn, void *arg);
 
+/* status.c: how many files each (tenant, KEK version) protects, from the
+ * plaintext slot fields of every header (no key needed). */
+struct admin_kek_count {
+	uint32_t tenant_id, version;
+	uint64_t files;
+};
+struct admin_tally {
+	struct admin_kek_count *counts;
+	size_t ncounts, cap;
+	uint64_t files, empty, bad_header, unreadable;
+};
+int admin_tally_volume(const char *backing, struct admin_tally *t);
+uint64_t admin_tally_files(const struct admin_tally *t, uint32_t tenant_id, uint32_t version);
+void admin_tally_free(struct admin_tally *t);
 /* status.c */
 int admin_status(const char *backing);
 /* status_json.c: `status [--json] BACKING` (argv[0] is "status") */

@@ -17,18 +17,7 @@
 #include "ekmfs/keyring.h"
 #include "ekmfs/util.h"
 
-struct kek_count {
-	uint32_t tenant_id, version;
-	uint64_t files;
-};
-
-struct status_tally {
-	struct kek_count *counts;
-	size_t ncounts, cap;
-	uint64_t files, empty, bad_header, unreadable;
-};
-
-static int tally_add(struct status_tally *t, uint32_t tenant_id, uint32_t version)
+static int tally_add(struct admin_tally *t, uint32_t tenant_id, uint32_t version)
 {
 	for (size_t i = 0; i < t->ncounts; i++) {
 		if (t->counts[i].tenant_id == tenant_id && t->counts[i].version == version) {
@@ -38,18 +27,18 @@ static int tally_add(struct status_tally *t, uint32_t tenant_id, uint32_t versio
 	}
 	if (t->ncounts == t->cap) {
 		size_t cap = t->cap ? 2 * t->cap : 16;
-		struct kek_count *n = realloc(t->counts, cap * sizeof(*n));
+		struct admin_kek_count *n = realloc(t->counts, cap * sizeof(*n));
 
 		if (!n)
 			return -ENOMEM;
 		t->counts = n;
 		t->cap = cap;
 	}
-	t->counts[t->ncounts++] = (struct kek_count){ tenant_id, version, 1 };
+	t->counts[t->ncounts++] = (struct admin_kek_count){ tenant_id, version, 1 };
 	return 0;
 }
 
-static uint64_t tally_get(const struct status_tally *t, uint32_t tenant_id, uint32_t version)
+uint64_t admin_tally_files(const struct admin_tally *t, uint32_t tenant_id, uint32_t version)
 {
 	for (size_t i = 0; i < t->ncounts; i++)
 		if (t->counts[i].tenant_id == tenant_id && t->counts[i].version == version)
@@ -59,7 +48,7 @@ static uint64_t tally_get(const struct status_tally *t, uint32_t tenant_id, uint
 
 static int count_file(const char *path, const char *relpath, const struct stat *st, void *arg)
 {
-	struct status_tally *t = arg;
+	struct admin_tally *t = arg;
 	struct ekmfs_header h;
 	int fd, rc, slot;
 
@@ -100,9 +89,21 @@ static void print_time(const char *label, time_t t)
 	printf("%s %s", label, text);
 }
 
+int admin_tally_volume(const char *backing, struct admin_tally *t)
+{
+	return admin_walk_files(backing, count_file, t);
+}
+
+void admin_tally_free(struct admin_tally *t)
+{
+	free(t->counts);
+	t->counts = NULL;
+	t->ncounts = t->cap = 0;
+}
+
 int admin_status(const char *backing)
 {
-	struct status_tally tally = { 0 };
+	struct admin_tally tally = { 0 };
 	struct ekmfs_keyring kr = { 0 };
 	struct ekmfs_volume vol;
 	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
@@ -121,7 +122,7 @@ int admin_status(const char *backing)
 			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-rc));
 		goto out;
 	}
-	rc = admin_walk_files(backing, count_file, &tally);
+	rc = admin_tally_volume(backing, &tally);
 	if (rc < 0) {
 		fprintf(stderr, "ekmfs-admin: cannot walk %s: %s\n", backing, strerror(-rc));
 		goto out;
@@ -150,7 +151,7 @@ int admin_status(const char *backing)
 			printf("  KEK v%u  %-9s created %s  cmk %s version %s  files %llu\n",
 			       k->version, ekmfs_kek_state_name(k->state), created,
 			       k->wrapped.cmk_ref, k->wrapped.cmk_version,
-			       (unsigned long long)tally_get(&tally, t->id, k->version));
+			       (unsigned long long)admin_tally_files(&tally, t->id, k->version));
 		}
 	}
 	/* Headers naming a tenant or KEK the keyring does not know. */
@@ -168,7 +169,7 @@ int admin_status(const char *backing)
 	       (unsigned long long)tally.bad_header, (unsigned long long)tally.unreadable);
 	status = EXIT_OK;
 out:
-	free(tally.counts);
+	admin_tally_free(&tally);
 	ekmfs_keyring_free(&kr);
 	close(fd);
 	return status;

@@ -21,70 +21,6 @@
 #include "ekmfs/keyring.h"
 #include "ekmfs/util.h"
 
-struct json_tally {
-	struct { uint32_t tenant_id, version; uint64_t files; } *c;
-	size_t n, cap;
-	uint64_t files, empty, bad_header, unreadable;
-};
-
-static int tally_bump(struct json_tally *t, uint32_t tenant_id, uint32_t version)
-{
-	for (size_t i = 0; i < t->n; i++) {
-		if (t->c[i].tenant_id == tenant_id && t->c[i].version == version) {
-			t->c[i].files++;
-			return 0;
-		}
-	}
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 16;
-		void *grown = realloc(t->c, cap * sizeof(*t->c));
-
-		if (!grown)
-			return -ENOMEM;
-		t->c = grown;
-		t->cap = cap;
-	}
-	t->c[t->n].tenant_id = tenant_id;
-	t->c[t->n].version = version;
-	t->c[t->n++].files = 1;
-	return 0;
-}
-
-static uint64_t tally_files(const struct json_tally *t, uint32_t tenant_id, uint32_t version)
-{
-	for (size_t i = 0; i < t->n; i++)
-		if (t->c[i].tenant_id == tenant_id && t->c[i].version == version)
-			return t->c[i].files;
-	return 0;
-}
-
-static int tally_file(const char *path, const char *relpath, const struct stat *st, void *arg)
-{
-	struct json_tally *t = arg;
-	struct ekmfs_header h;
-	int fd, rc, slot;
-
-	(void)relpath;
-	t->files++;
-	if (st->st_size == 0) {
-		t->empty++;
-		return 0;
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		t->unreadable++;
-		return 0;
-	}
-	rc = ekmfs_content_read_header(fd, &h);
-	close(fd);
-	slot = rc < 0 ? -1 : ekmfs_header_newest_slot(&h, NULL);
-	if (slot < 0) {
-		t->bad_header++;
-		return 0;
-	}
-	return tally_bump(t, h.slot[slot].tenant_id, h.slot[slot].kek_version);
-}
-
 static json_object *json_time(time_t t)
 {
 	char text[32];
@@ -138,7 +74,7 @@ static json_object *mounts_of(const char *backing)
 	return arr;
 }
 
-static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct json_tally *tally)
+static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct admin_tally *tally)
 {
 	json_object *o = json_object_new_object(), *keks = json_object_new_array();
 	uint64_t older = 0;
@@ -152,7 +88,7 @@ static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct json
 	for (size_t j = 0; j < t->nkeks; j++) {
 		struct ekmfs_kek_record *k = &t->keks[j];
 		json_object *ko = json_object_new_object();
-		uint64_t files = tally_files(tally, t->id, k->version);
+		uint64_t files = admin_tally_files(tally, t->id, k->version);
 
 		if (k->version != t->current_version)
 			older += files;
@@ -173,7 +109,7 @@ static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct json
 
 static int status_json(const char *backing)
 {
-	struct json_tally tally = { 0 };
+	struct admin_tally tally = { 0 };
 	struct ekmfs_keyring kr = { 0 };
 	struct ekmfs_volume vol;
 	json_object *root = NULL, *tenants, *unknown, *files;
@@ -193,7 +129,7 @@ static int status_json(const char *backing)
 			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-rc));
 		goto out;
 	}
-	rc = admin_walk_files(backing, tally_file, &tally);
+	rc = admin_tally_volume(backing, &tally);
 	if (rc < 0) {
 		fprintf(stderr, "ekmfs-admin: cannot walk %s: %s\n", backing, strerror(-rc));
 		goto out;
@@ -214,16 +150,16 @@ static int status_json(const char *backing)
 	json_object_object_add(root, "tenants", tenants);
 	/* Headers naming a tenant or KEK version the keyring does not know. */
 	unknown = json_object_new_array();
-	for (size_t i = 0; i < tally.n; i++) {
-		struct ekmfs_tenant_record *t = ekmfs_keyring_tenant_by_id(&kr, tally.c[i].tenant_id);
+	for (size_t i = 0; i < tally.ncounts; i++) {
+		struct ekmfs_tenant_record *t = ekmfs_keyring_tenant_by_id(&kr, tally.counts[i].tenant_id);
 		json_object *u;
 
-		if (t && ekmfs_tenant_kek(t, tally.c[i].version))
+		if (t && ekmfs_tenant_kek(t, tally.counts[i].version))
 			continue;
 		u = json_object_new_object();
-		json_object_object_add(u, "tenant_id", json_object_new_int64(tally.c[i].tenant_id));
-		json_object_object_add(u, "kek_version", json_object_new_int64(tally.c[i].version));
-		json_object_object_add(u, "files", json_object_new_int64((int64_t)tally.c[i].files));
+		json_object_object_add(u, "tenant_id", json_object_new_int64(tally.counts[i].tenant_id));
+		json_object_object_add(u, "kek_version", json_object_new_int64(tally.counts[i].version));
+		json_object_object_add(u, "files", json_object_new_int64((int64_t)tally.counts[i].files));
 		json_object_array_add(unknown, u);
 	}
 	json_object_object_add(root, "unknown_keks", unknown);
@@ -240,7 +176,7 @@ static int status_json(const char *backing)
 	status = EXIT_OK;
 out:
 	json_object_put(root);
-	free(tally.c);
+	admin_tally_free(&tally);
 	ekmfs_keyring_free(&kr);
 	close(fd);
 	return status;

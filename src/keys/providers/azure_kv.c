@@ -511,38 +511,7 @@ static int az_probe(struct ekmfs_provider *p, struct ekmfs_provider_probe *pr)
 
 static int az_self_test(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ctx)
 {
-	uint8_t *kek = ekmfs_secure_alloc(KEK_SIZE), *back = ekmfs_secure_alloc(KEK_SIZE);
-	struct ekmfs_wrap_context moved = *ctx;
-	struct ekmfs_wrapped_kek w;
-	int ret;
-
-	if (!kek || !back) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	ret = ekmfs_random(kek, KEK_SIZE);
-	if (!ret)
-		ret = az_wrap(p, ctx, kek, &w);
-	if (!ret)
-		ret = az_unwrap(p, ctx, &w, back);
-	if (ret)
-		goto out;
-	if (CRYPTO_memcmp(kek, back, KEK_SIZE) != 0) {
-		ekmfs_seterr("Key Vault self-test: unwrapkey returned another key");
-		ret = -EIO;
-		goto out;
-	}
-	moved.kek_version = ctx->kek_version + 1;
-	if (az_unwrap(p, &moved, &w, back) != -EKEYREJECTED) {
-		ekmfs_seterr("Key Vault self-test: a record opened under another context");
-		ret = -EIO;
-		goto out;
-	}
-	ekmfs_clearerr();
-out:
-	ekmfs_secure_free(kek, KEK_SIZE);
-	ekmfs_secure_free(back, KEK_SIZE);
-	return ret;
+	return ekmfs_provider_round_trip_test(p, ctx, "Key Vault");
 }
 
 static void az_destroy(struct ekmfs_provider *p)

@@ -542,38 +542,7 @@ fail:
 
 static int local_self_test(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ctx)
 {
-	uint8_t *kek = ekmfs_secure_alloc(CMK_SIZE), *back = ekmfs_secure_alloc(CMK_SIZE);
-	struct ekmfs_wrap_context moved = *ctx;
-	struct ekmfs_wrapped_kek w;
-	int ret;
-
-	if (!kek || !back) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	ret = ekmfs_random(kek, CMK_SIZE);
-	if (!ret)
-		ret = local_wrap(p, ctx, kek, &w);
-	if (!ret)
-		ret = local_unwrap(p, ctx, &w, back);
-	if (ret)
-		goto out;
-	if (CRYPTO_memcmp(kek, back, CMK_SIZE) != 0) {
-		ekmfs_seterr("local provider self-test: round trip returned another key");
-		ret = -EIO;
-		goto out;
-	}
-	moved.kek_version = ctx->kek_version + 1;
-	if (local_unwrap(p, &moved, &w, back) != -EKEYREJECTED) {
-		ekmfs_seterr("local provider self-test: a wrap opened under another context");
-		ret = -EIO;
-		goto out;
-	}
-	ekmfs_clearerr();
-out:
-	ekmfs_secure_free(kek, CMK_SIZE);
-	ekmfs_secure_free(back, CMK_SIZE);
-	return ret;
+	return ekmfs_provider_round_trip_test(p, ctx, "local provider");
 }
 
 static void local_destroy(struct ekmfs_provider *p)
