@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -174,6 +175,35 @@ extern const struct fuse_lowlevel_ops efs_ops;
 /* control.c: the control socket (ekmfs-admin lock / unlock) */
 int efs_control_start(struct efs_data *fs);
 void efs_control_stop(void);
+
+/* Request accessors shared by the operation files. */
+static inline struct efs_data *efs_data(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static inline struct efs_inode *efs_inode(fuse_req_t req, fuse_ino_t ino)
+{
+	return efs_inode_get(efs_data(req), ino);
+}
+
+static inline struct efs_file *efs_file(const struct fuse_file_info *fi)
+{
+	return (struct efs_file *)(uintptr_t)fi->fh;
+}
+
+/* The path through which *at()-less calls reach an O_PATH fd. */
+static inline void proc_path(int fd, char *buf, size_t len)
+{
+	snprintf(buf, len, "/proc/self/fd/%d", fd);
+}
+
+/* xattr.c: user.* extended attributes */
+void efs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		  size_t size, int flags);
+void efs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void efs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void efs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 /* schedule.c: scheduled KEK rotation (housekeeping thread only) */
 void efs_schedule_tick(struct efs_data *fs, const struct ekmfs_config *cfg,

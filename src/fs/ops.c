@@ -16,7 +16,7 @@
  *      symlink, link, unlink, rmdir, rename
  *   4. files: create, open, read, write, flush, release, fsync, fallocate
  *   5. directories: opendir, readdir(plus), releasedir, fsyncdir
- *   6. volume and xattrs: statfs, setxattr, getxattr, listxattr, removexattr
+ *   6. volume: statfs (extended attributes are in xattr.c)
  *
  * Locking: each regular file's content lock (efs_inode.ci_lock) is taken
  * shared by read and exclusive by write, truncate, fallocate, open (loading
@@ -33,7 +33,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 #include <linux/falloc.h>
 
@@ -46,39 +45,13 @@
 #include "metrics.h"
 
 #define MAX_WRITE (1u << 20)
-#define XATTR_USER_PREFIX "user."
 
 /* ---- 1. helpers ---- */
-
-static struct efs_data *efs_data(fuse_req_t req)
-{
-	return fuse_req_userdata(req);
-}
-
-static struct efs_inode *efs_inode(fuse_req_t req, fuse_ino_t ino)
-{
-	return efs_inode_get(efs_data(req), ino);
-}
-
-static struct efs_file *efs_file(const struct fuse_file_info *fi)
-{
-	return (struct efs_file *)(uintptr_t)fi->fh;
-}
-
-static void proc_path(int fd, char *buf, size_t len)
-{
-	snprintf(buf, len, "/proc/self/fd/%d", fd);
-}
 
 /* BACKING/.ekmfs holds the keyring: it has no name in the mounted view. */
 static bool is_meta_name(fuse_ino_t parent, const char *name)
 {
 	return parent == FUSE_ROOT_ID && strcmp(name, EKMFS_META_DIR) == 0;
-}
-
-static bool is_user_xattr(const char *name)
-{
-	return strncmp(name, XATTR_USER_PREFIX, sizeof(XATTR_USER_PREFIX) - 1) == 0;
 }
 
 static void to_plain_size(struct stat *st)
@@ -1230,7 +1203,7 @@ static void efs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, res == -1 ? errno : 0);
 }
 
-/* ---- 6. volume and xattrs ---- */
+/* ---- 6. volume ---- */
 
 static void efs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
@@ -1240,148 +1213,6 @@ static void efs_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &st);
-}
-
-/* Only user.* attributes: the others carry meaning (ACLs, capabilities,
- * security labels) that the daemon, running as root, must not let a user set
- * on the backing files. */
-static void efs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			 const char *value, size_t size, int flags)
-{
-	char proc[64];
-	int res;
-
-	if (!is_user_xattr(name))
-		return (void)fuse_reply_err(req, EOPNOTSUPP);
-	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
-	res = setxattr(proc, name, value, size, flags);
-	fuse_reply_err(req, res == -1 ? errno : 0);
-}
-
-static void efs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	char proc[64];
-	int res;
-
-	if (!is_user_xattr(name))
-		return (void)fuse_reply_err(req, EOPNOTSUPP);
-	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
-	res = removexattr(proc, name);
-	fuse_reply_err(req, res == -1 ? errno : 0);
-}
-
-static int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-		       size_t size, void **out, ssize_t *outlen)
-{
-	char proc[64];
-	ssize_t n;
-
-	*out = NULL;
-	if (!is_user_xattr(name))
-		return ENODATA;
-	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
-	if (size == 0) {
-		n = getxattr(proc, name, NULL, 0);
-		if (n == -1)
-			return errno;
-		*outlen = n;
-		return 0;
-	}
-	*out = malloc(size);
-	if (!*out)
-		return ENOMEM;
-	n = getxattr(proc, name, *out, size);
-	if (n == -1) {
-		int saverr = errno;
-
-		free(*out);
-		*out = NULL;
-		return saverr;
-	}
-	*outlen = n;
-	return 0;
-}
-
-static void efs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	void *value;
-	ssize_t len = 0;
-	int err = do_getxattr(req, ino, name, size, &value, &len);
-
-	if (err)
-		fuse_reply_err(req, err);
-	else if (size == 0)
-		fuse_reply_xattr(req, (size_t)len);
-	else
-		fuse_reply_buf(req, value, (size_t)len);
-	free(value);
-}
-
-/* The backing list filtered to user.* names. */
-static int do_listxattr(fuse_req_t req, fuse_ino_t ino, char **out, size_t *outlen)
-{
-	char proc[64], *all = NULL, *kept = NULL, *p;
-	ssize_t n = 0;
-	size_t klen = 0;
-	int tries;
-
-	*out = NULL;
-	*outlen = 0;
-	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
-	/* The list may grow between sizing and reading it: retry a few times. */
-	for (tries = 0; tries < 5; tries++) {
-		n = listxattr(proc, NULL, 0);
-		if (n <= 0)
-			break;
-		free(all);
-		all = malloc((size_t)n);
-		if (!all)
-			return ENOMEM;
-		n = listxattr(proc, all, (size_t)n);
-		if (n >= 0 || errno != ERANGE)
-			break;
-	}
-	if (n < 0) {
-		int saverr = errno;
-
-		free(all);
-		return saverr;
-	}
-	kept = malloc(n > 0 ? (size_t)n : 1);
-	if (!kept) {
-		free(all);
-		return ENOMEM;
-	}
-	for (p = all; p && p < all + n; p += strlen(p) + 1) {
-		size_t len = strnlen(p, (size_t)(all + n - p));
-
-		if (is_user_xattr(p)) {
-			memcpy(kept + klen, p, len);
-			kept[klen + len] = '\0';
-			klen += len + 1;
-		}
-	}
-	free(all);
-	*out = kept;
-	*outlen = klen;
-	return 0;
-}
-
-static void efs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	char *list;
-	size_t len;
-	int err = do_listxattr(req, ino, &list, &len);
-
-	if (err)
-		fuse_reply_err(req, err);
-	else if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (len > size)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, list, len);
-	free(list);
 }
 
 /* No getlk/setlk/flock: the kernel then keeps POSIX and BSD locks locally,
