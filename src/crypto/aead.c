@@ -59,6 +59,60 @@ static EVP_CIPHER_CTX *thread_ctx(void)
 	return keyed_ctx(&ctx_key);
 }
 
+/* One GCM seal on ctx. cipher and key are NULL for a keyed session (the
+ * context keeps its key schedule; only the nonce changes). */
+static int gcm_seal(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, const uint8_t *key,
+		    const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+		    const uint8_t *pt, size_t len, uint8_t *ct, uint8_t *tag)
+{
+	int outl;
+
+	if (len > INT32_MAX || aad_len > INT32_MAX)
+		return -EIO;
+	if (EVP_EncryptInit_ex2(ctx, cipher, key, nonce, NULL) != 1)
+		return -EIO;
+	if (aad_len && EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1)
+		return -EIO;
+	if (len && EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)len) != 1)
+		return -EIO;
+	if (EVP_EncryptFinal_ex(ctx, ct + len, &outl) != 1)
+		return -EIO;
+	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, EKMFS_AEAD_TAG_SIZE, tag) != 1)
+		return -EIO;
+	return 0;
+}
+
+/* One GCM open on ctx (cipher/key as for gcm_seal). On failure pt is wiped,
+ * so callers never see unauthenticated plaintext. */
+static int gcm_open(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, const uint8_t *key,
+		    const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+		    const uint8_t *ct, size_t len, const uint8_t *tag, uint8_t *pt)
+{
+	uint8_t tagcopy[EKMFS_AEAD_TAG_SIZE];
+	int outl, ret = -EIO;
+
+	if (len > INT32_MAX || aad_len > INT32_MAX)
+		goto fail;
+	memcpy(tagcopy, tag, sizeof(tagcopy));
+	if (EVP_DecryptInit_ex2(ctx, cipher, key, nonce, NULL) != 1)
+		goto fail;
+	if (aad_len && EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1)
+		goto fail;
+	if (len && EVP_DecryptUpdate(ctx, pt, &outl, ct, (int)len) != 1)
+		goto fail;
+	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, EKMFS_AEAD_TAG_SIZE, tagcopy) != 1)
+		goto fail;
+	if (EVP_DecryptFinal_ex(ctx, pt + len, &outl) != 1) {
+		ret = -EBADMSG;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (len)
+		ekmfs_wipe(pt, len);
+	return ret;
+}
+
 int ekmfs_aead_seal(const uint8_t key[EKMFS_AEAD_KEY_SIZE],
 		    const uint8_t nonce[EKMFS_AEAD_NONCE_SIZE],
 		    const uint8_t *aad, size_t aad_len,
@@ -66,22 +120,11 @@ int ekmfs_aead_seal(const uint8_t key[EKMFS_AEAD_KEY_SIZE],
 		    uint8_t *ct, uint8_t tag[EKMFS_AEAD_TAG_SIZE])
 {
 	EVP_CIPHER_CTX *ctx = thread_ctx();
-	int outl, ret = -EIO;
+	int ret;
 
-	if (!ctx || len > INT32_MAX || aad_len > INT32_MAX)
+	if (!ctx)
 		return -EIO;
-	if (EVP_EncryptInit_ex2(ctx, gcm_cipher, key, nonce, NULL) != 1)
-		goto out;
-	if (aad_len && EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1)
-		goto out;
-	if (len && EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)len) != 1)
-		goto out;
-	if (EVP_EncryptFinal_ex(ctx, ct + len, &outl) != 1)
-		goto out;
-	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, EKMFS_AEAD_TAG_SIZE, tag) != 1)
-		goto out;
-	ret = 0;
-out:
+	ret = gcm_seal(ctx, gcm_cipher, key, nonce, aad, aad_len, pt, len, ct, tag);
 	/* Drop the key schedule from the context between calls. */
 	EVP_CIPHER_CTX_reset(ctx);
 	return ret;
@@ -94,32 +137,15 @@ int ekmfs_aead_open(const uint8_t key[EKMFS_AEAD_KEY_SIZE],
 		    const uint8_t tag[EKMFS_AEAD_TAG_SIZE], uint8_t *pt)
 {
 	EVP_CIPHER_CTX *ctx = thread_ctx();
-	uint8_t tagcopy[EKMFS_AEAD_TAG_SIZE];
-	int outl, ret = -EIO;
+	int ret;
 
-	if (!ctx || len > INT32_MAX || aad_len > INT32_MAX)
-		goto fail;
-	memcpy(tagcopy, tag, sizeof(tagcopy));
-	if (EVP_DecryptInit_ex2(ctx, gcm_cipher, key, nonce, NULL) != 1)
-		goto fail;
-	if (aad_len && EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1)
-		goto fail;
-	if (len && EVP_DecryptUpdate(ctx, pt, &outl, ct, (int)len) != 1)
-		goto fail;
-	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, EKMFS_AEAD_TAG_SIZE, tagcopy) != 1)
-		goto fail;
-	if (EVP_DecryptFinal_ex(ctx, pt + len, &outl) != 1) {
-		ret = -EBADMSG;
-		goto fail;
+	if (!ctx) {
+		if (len)
+			ekmfs_wipe(pt, len);
+		return -EIO;
 	}
+	ret = gcm_open(ctx, gcm_cipher, key, nonce, aad, aad_len, ct, len, tag, pt);
 	EVP_CIPHER_CTX_reset(ctx);
-	return 0;
-fail:
-	/* Never leave unauthenticated plaintext behind for the caller. */
-	if (len)
-		ekmfs_wipe(pt, len);
-	if (ctx)
-		EVP_CIPHER_CTX_reset(ctx);
 	return ret;
 }
 
@@ -155,22 +181,7 @@ int ekmfs_aead_session_seal(struct ekmfs_aead_session *s,
 			    const uint8_t *pt, size_t len,
 			    uint8_t *ct, uint8_t tag[EKMFS_AEAD_TAG_SIZE])
 {
-	EVP_CIPHER_CTX *ctx = (EVP_CIPHER_CTX *)s;
-	int outl;
-
-	if (len > INT32_MAX || aad_len > INT32_MAX)
-		return -EIO;
-	if (EVP_EncryptInit_ex2(ctx, NULL, NULL, nonce, NULL) != 1)
-		return -EIO;
-	if (aad_len && EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1)
-		return -EIO;
-	if (len && EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)len) != 1)
-		return -EIO;
-	if (EVP_EncryptFinal_ex(ctx, ct + len, &outl) != 1)
-		return -EIO;
-	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, EKMFS_AEAD_TAG_SIZE, tag) != 1)
-		return -EIO;
-	return 0;
+	return gcm_seal((EVP_CIPHER_CTX *)s, NULL, NULL, nonce, aad, aad_len, pt, len, ct, tag);
 }
 
 int ekmfs_aead_session_open(struct ekmfs_aead_session *s,
@@ -179,30 +190,7 @@ int ekmfs_aead_session_open(struct ekmfs_aead_session *s,
 			    const uint8_t *ct, size_t len,
 			    const uint8_t tag[EKMFS_AEAD_TAG_SIZE], uint8_t *pt)
 {
-	EVP_CIPHER_CTX *ctx = (EVP_CIPHER_CTX *)s;
-	uint8_t tagcopy[EKMFS_AEAD_TAG_SIZE];
-	int outl, ret = -EIO;
-
-	if (len > INT32_MAX || aad_len > INT32_MAX)
-		goto fail;
-	memcpy(tagcopy, tag, sizeof(tagcopy));
-	if (EVP_DecryptInit_ex2(ctx, NULL, NULL, nonce, NULL) != 1)
-		goto fail;
-	if (aad_len && EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1)
-		goto fail;
-	if (len && EVP_DecryptUpdate(ctx, pt, &outl, ct, (int)len) != 1)
-		goto fail;
-	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, EKMFS_AEAD_TAG_SIZE, tagcopy) != 1)
-		goto fail;
-	if (EVP_DecryptFinal_ex(ctx, pt + len, &outl) != 1) {
-		ret = -EBADMSG;
-		goto fail;
-	}
-	return 0;
-fail:
-	if (len)
-		ekmfs_wipe(pt, len);
-	return ret;
+	return gcm_open((EVP_CIPHER_CTX *)s, NULL, NULL, nonce, aad, aad_len, ct, len, tag, pt);
 }
 
 int ekmfs_random(void *buf, size_t len)
