@@ -34,6 +34,12 @@ struct admin_tally {
 	uint64_t files, empty, bad_header, unreadable;
 };
 int admin_tally_volume(const char *backing, struct admin_tally *t);
+/* Descriptor, keyring and tally of a volume (no key needed); prints the
+ * one-line error itself. 0 or -errno; the caller frees kr and tally. */
+struct ekmfs_volume;
+struct ekmfs_keyring;
+int admin_volume_load(const char *backing, struct ekmfs_volume *vol,
+		      struct ekmfs_keyring *kr, struct admin_tally *tally);
 uint64_t admin_tally_files(const struct admin_tally *t, uint32_t tenant_id, uint32_t version);
 void admin_tally_free(struct admin_tally *t);
 /* status.c */

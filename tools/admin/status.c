@@ -101,32 +101,41 @@ void admin_tally_free(struct admin_tally *t)
 	t->ncounts = t->cap = 0;
 }
 
+int admin_volume_load(const char *backing, struct ekmfs_volume *vol,
+		      struct ekmfs_keyring *kr, struct admin_tally *tally)
+{
+	int fd, rc;
+
+	fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "ekmfs-admin: cannot open %s: %s\n", backing, strerror(errno));
+		return -errno;
+	}
+	rc = ekmfs_volume_read(fd, vol);
+	if (rc == 0)
+		rc = ekmfs_keyring_read(fd, kr);
+	close(fd);
+	if (rc < 0) {
+		fprintf(stderr, "ekmfs-admin: %s\n",
+			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-rc));
+		return rc;
+	}
+	rc = admin_tally_volume(backing, tally);
+	if (rc < 0)
+		fprintf(stderr, "ekmfs-admin: cannot walk %s: %s\n", backing, strerror(-rc));
+	return rc;
+}
+
 int admin_status(const char *backing)
 {
 	struct admin_tally tally = { 0 };
 	struct ekmfs_keyring kr = { 0 };
 	struct ekmfs_volume vol;
 	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
-	int fd, rc, status = EXIT_FAIL;
+	int status = EXIT_FAIL;
 
-	fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "ekmfs-admin: cannot open %s: %s\n", backing, strerror(errno));
-		return EXIT_FAIL;
-	}
-	rc = ekmfs_volume_read(fd, &vol);
-	if (rc == 0)
-		rc = ekmfs_keyring_read(fd, &kr);
-	if (rc < 0) {
-		fprintf(stderr, "ekmfs-admin: %s\n",
-			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-rc));
+	if (admin_volume_load(backing, &vol, &kr, &tally) < 0)
 		goto out;
-	}
-	rc = admin_tally_volume(backing, &tally);
-	if (rc < 0) {
-		fprintf(stderr, "ekmfs-admin: cannot walk %s: %s\n", backing, strerror(-rc));
-		goto out;
-	}
 
 	ekmfs_hex(vol.volume_id, sizeof(vol.volume_id), id);
 	printf("volume:         %s\n", backing);
@@ -171,6 +180,5 @@ int admin_status(const char *backing)
 out:
 	admin_tally_free(&tally);
 	ekmfs_keyring_free(&kr);
-	close(fd);
 	return status;
 }

@@ -114,26 +114,10 @@ static int status_json(const char *backing)
 	struct ekmfs_volume vol;
 	json_object *root = NULL, *tenants, *unknown, *files;
 	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
-	int fd, rc, status = EXIT_FAIL;
+	int status = EXIT_FAIL;
 
-	fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "ekmfs-admin: cannot open %s: %s\n", backing, strerror(errno));
-		return EXIT_FAIL;
-	}
-	rc = ekmfs_volume_read(fd, &vol);
-	if (rc == 0)
-		rc = ekmfs_keyring_read(fd, &kr);
-	if (rc < 0) {
-		fprintf(stderr, "ekmfs-admin: %s\n",
-			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-rc));
+	if (admin_volume_load(backing, &vol, &kr, &tally) < 0)
 		goto out;
-	}
-	rc = admin_tally_volume(backing, &tally);
-	if (rc < 0) {
-		fprintf(stderr, "ekmfs-admin: cannot walk %s: %s\n", backing, strerror(-rc));
-		goto out;
-	}
 	ekmfs_hex(vol.volume_id, sizeof(vol.volume_id), id);
 	root = json_object_new_object();
 	json_object_object_add(root, "volume", json_object_new_string(backing));
@@ -178,7 +162,6 @@ out:
 	json_object_put(root);
 	admin_tally_free(&tally);
 	ekmfs_keyring_free(&kr);
-	close(fd);
 	return status;
 }
 
