@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #define EKMFS_DEFAULT_CONFIG "/etc/ekmfs/ekmfs.ini"
 #define EKMFS_DEFAULT_KEY_FILE "/var/lib/ekmfs/local.key"
@@ -21,6 +22,9 @@
 #define EKMFS_MAX_TENANTS 64
 #define EKMFS_DEFAULT_MIN_CMK_CHANGE_INTERVAL (24 * 3600)
 #define EKMFS_DEFAULT_CONTROL_DIR "/run/ekmfs"
+#define EKMFS_TENANT_PATHS_MAX 16
+#define EKMFS_TENANT_PATH_LEN 256
+#define EKMFS_DEFAULT_KEY_CACHE_USES 1000000
 
 /* How the local provider obtains its CMK. */
 enum ekmfs_local_source {
@@ -75,6 +79,17 @@ struct ekmfs_tenant_config {
 	uint64_t scrypt_n;                  /* used when a volume is created */
 	uint32_t rotation_days;             /* scheduled KEK rotation period */
 	uint64_t min_cmk_change_interval;   /* seconds between CMK changes (ekmfs-rotate cmk) */
+	/* A cached KEK is fetched again after key_cache_uses DEK wraps and
+	 * unwraps, even within its TTL (0: no use limit). */
+	uint64_t key_cache_uses;
+	/* Policy (docs/TENANTS.md); the default tenant has no paths and is
+	 * always enabled and enforced. paths are volume subtrees in canonical
+	 * form ("/bots/acme": absolute, no trailing '/', no '.', '..' or '//'). */
+	unsigned npaths;
+	char paths[EKMFS_TENANT_PATHS_MAX][EKMFS_TENANT_PATH_LEN];
+	int paths_line;                     /* line of `paths` in the file (0: none) */
+	time_t enforce_from;                /* new files use this tenant from then on (0: always) */
+	bool enabled;                       /* false: BYOK switched off, files go to default */
 };
 
 struct ekmfs_config {
@@ -84,6 +99,7 @@ struct ekmfs_config {
 	double entry_timeout;
 	unsigned max_threads;
 	bool writeback_cache;               /* kernel write-back caching of file data */
+	unsigned read_ahead_kb;             /* the mount's kernel read-ahead (0: kernel default) */
 	int log_level;                      /* enum ekmfs_log_level */
 	char metrics_file[PATH_MAX];        /* Prometheus text file; "" = none */
 	unsigned metrics_interval;          /* seconds between metrics writes */
@@ -112,5 +128,23 @@ void ekmfs_config_defaults(struct ekmfs_config *cfg);
 int ekmfs_config_load(const char *path, struct ekmfs_config *cfg);
 const struct ekmfs_tenant_config *ekmfs_config_tenant(const struct ekmfs_config *cfg,
 						       const char *name);
+
+/* Tenant routing (docs/TENANTS.md). path is relative to the volume root,
+ * with or without a leading '/' ("bots/acme/a.txt").
+ * owner: the tenant whose paths hold path, whatever its dates (NULL: none,
+ * the default tenant's ground).
+ * route: the tenant whose KEK wraps a new file at path at time now: the
+ * owner if it is enabled and now >= its enforce_from, else the default
+ * tenant. Never NULL. */
+const struct ekmfs_tenant_config *ekmfs_config_owner(const struct ekmfs_config *cfg,
+						      const char *path);
+const struct ekmfs_tenant_config *ekmfs_config_route(const struct ekmfs_config *cfg,
+						      const char *path, time_t now);
+/* Whether tc's policy puts new files under it at time now. */
+bool ekmfs_tenant_enforced(const struct ekmfs_tenant_config *tc, time_t now);
+/* Check every tenant path against the volume in backing_fd: each must be an
+ * existing directory (not a symlink). 0, or -ENOENT / -ENOTDIR with
+ * ekmfs_lasterr() like "ekmfs.ini:14: key 'paths' in [tenant.acme]: ...". */
+int ekmfs_config_check_paths(const struct ekmfs_config *cfg, int backing_fd);
 
 #endif

@@ -64,6 +64,7 @@ struct ekmfs_tenant_record {
 	uint32_t current_version;   /* KEK version for new files */
 	time_t last_rotation;
 	time_t last_cmk_change;
+	bool disabled;              /* "enabled": false recorded (docs/TENANTS.md) */
 	size_t nkeks;
 	struct ekmfs_kek_record *keks;
 };

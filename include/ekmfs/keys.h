@@ -26,6 +26,14 @@ struct ekmfs_keys;
 int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 		      struct ekmfs_volume *out);
 
+/* Add tenant tc to the keyring of the volume in backing_fd if it lacks it:
+ * a fresh tenant id (ids are never reused), KEK v1 wrapped by the tenant's
+ * CMK through its provider (self-tested), enabled as tc says. Takes the meta
+ * lock. 0 when created, -EEXIST when the keyring has it already, else -errno
+ * with ekmfs_lasterr(). rec_out (may be NULL) receives the id. */
+int ekmfs_keys_create_tenant(int backing_fd, const struct ekmfs_volume *vol,
+			     const struct ekmfs_tenant_config *tc, uint32_t *id_out);
+
 /* Open the hierarchy: read descriptor and keyring, open each tenant's
  * provider and unwrap its current KEK, so a wrong or missing key fails here,
  * before anything is mounted. backing_fd stays owned by the caller. */
@@ -45,8 +53,9 @@ struct ekmfs_keys_stats {
 void ekmfs_keys_stats(struct ekmfs_keys *k, struct ekmfs_keys_stats *out);
 
 /* Header for a new file at path (relative to the volume root; chooses the
- * tenant): fresh random file id and DEK, slot 0 with seq 1 under the tenant's
- * current KEK. dek receives EKMFS_KEY_SIZE bytes (caller's secure memory). */
+ * tenant by the policy last applied, ekmfs_config_route()): fresh random
+ * file id and DEK, slot 0 with seq 1 under the tenant's current KEK. dek
+ * receives EKMFS_KEY_SIZE bytes (caller's secure memory). */
 int ekmfs_keys_new_header(struct ekmfs_keys *k, const char *path,
 			  struct ekmfs_header *h, uint8_t *dek);
 
@@ -88,11 +97,52 @@ enum ekmfs_key_event {
 	EKMFS_KEY_REFUSED,
 	EKMFS_KEY_OUTAGE,
 	EKMFS_KEY_RESTORED,
+	EKMFS_KEY_EXPIRED,        /* dropped from the cache: TTL or use limit */
+	/* ekmfs_keys_apply_config(): */
+	EKMFS_TENANT_CREATED,     /* keyring record and KEK v1 made */
+	EKMFS_CMK_SET,            /* ... under this CMK (follows TENANT_CREATED) */
+	EKMFS_TENANT_ENABLED,     /* enabled = true recorded (BYOK on) */
+	EKMFS_TENANT_DISABLED,    /* enabled = false recorded (BYOK off) */
 };
+/* The audit trail's event name ("cache_fetch", "tenant_created", ...) and
+ * outcome ("success", "refused", "failure") of ev (docs/AUDIT.md). */
+const char *ekmfs_key_event_name(enum ekmfs_key_event ev);
+const char *ekmfs_key_event_outcome(enum ekmfs_key_event ev);
 /* Called with the key manager's lock held: it must not block or call back
  * into the key manager (queue the event and return). */
 typedef void (*ekmfs_key_event_fn)(void *arg, enum ekmfs_key_event ev, const char *tenant,
 				   const char *cmk_ref, uint32_t kek_version, const char *reason);
 void ekmfs_keys_set_event_hook(struct ekmfs_keys *k, ekmfs_key_event_fn fn, void *arg);
+
+/* Bring the open key manager in line with cfg, at mount and on every
+ * reload: creates the keyring record of each configured tenant the keyring
+ * lacks (ekmfs_keys_create_tenant) and opens its provider; records a change
+ * of `enabled` in the keyring; adopts each tenant's policy (paths,
+ * enforce_from, enabled) and cache limits (key_cache_ttl, key_cache_uses,
+ * outage_grace). Provider settings of a tenant already open change at the
+ * next mount (a warning says so). Changes are reported through the event
+ * hook. 0 or -errno with ekmfs_lasterr(); on error nothing is adopted. */
+int ekmfs_keys_apply_config(struct ekmfs_keys *k, const struct ekmfs_config *cfg);
+
+/* The tenant a new file at path goes to now (its name, stable while k is
+ * open). */
+const char *ekmfs_keys_route(struct ekmfs_keys *k, const char *path);
+
+/* Per-tenant cache state, for status (ekmfs-admin status through the
+ * control socket): "locked" (ekmfs-admin lock), "cached" (current KEK
+ * fresh), "outage" (served through outage_grace), "refused" (the service
+ * refused it), "expired" (TTL or use limit passed; fetched again on next
+ * use), "empty" (never fetched or dropped). */
+struct ekmfs_tenant_state {
+	char name[EKMFS_NAME_MAX];
+	uint32_t id, current_version;
+	const char *cache;              /* one of the words above */
+	double expires_in;              /* seconds until refetch (cached/outage) */
+	uint64_t uses, use_limit;       /* of the current KEK's entry */
+	bool enforced;                  /* new files in its paths go to it now */
+};
+/* Fills up to max entries; returns how many tenants there are. */
+size_t ekmfs_keys_tenant_states(struct ekmfs_keys *k, struct ekmfs_tenant_state *out,
+				size_t max);
 
 #endif

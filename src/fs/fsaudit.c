@@ -29,18 +29,11 @@
 static void key_event_hook(void *arg, enum ekmfs_key_event kev, const char *tenant,
 			   const char *cmk_ref, uint32_t kek_version, const char *reason)
 {
-	static const char *const names[] = {
-		[EKMFS_KEY_FETCHED] = "cache_fetch",
-		[EKMFS_KEY_REFUSED] = "kms_refused",
-		[EKMFS_KEY_OUTAGE] = "kms_outage_start",
-		[EKMFS_KEY_RESTORED] = "kms_access_restored",
-	};
 	struct efs_data *fs = arg;
 	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
 
-	ev.event = names[kev];
-	ev.outcome = kev == EKMFS_KEY_REFUSED ? "refused" :
-		     kev == EKMFS_KEY_OUTAGE ? "failure" : "success";
+	ev.event = ekmfs_key_event_name(kev);
+	ev.outcome = ekmfs_key_event_outcome(kev);
 	ev.tenant = tenant;
 	ev.key_ref = cmk_ref;
 	ev.kek_version = kek_version;

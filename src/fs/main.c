@@ -287,6 +287,46 @@ static void report_failure(int err)
 	fprintf(stderr, "ekmfs: %s\n", msg && *msg ? msg : strerror(-err));
 }
 
+/* The kernel gives a FUSE mount the default read-ahead of 128 KiB whatever
+ * max_readahead the daemon announces (it takes the smaller), so sequential
+ * reads arrive in 128 KiB requests. The mount's bdi setting raises it;
+ * measured on tmpfs: 1.3-1.7x faster cold sequential reads at 1 MiB
+ * (docs/PERFORMANCE.md). Found through /proc/self/mountinfo, not stat():
+ * the session loop is not running yet, so a stat of the mountpoint would
+ * wait for ourselves. Best effort: not root, no sysfs, logged and ignored. */
+static void set_read_ahead(const char *mnt, unsigned kb)
+{
+	char line[PATH_MAX + 512], dev[32] = "", path[96], point[PATH_MAX];
+	unsigned maj, min;
+	bool ok;
+	FILE *f;
+
+	if (!kb)
+		return;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	/* "36 35 0:45 / /mnt/point rw,... - fuse.ekmfs ...": the last mount at
+	 * mnt is ours (mount points with spaces are octal-escaped: no match,
+	 * so no change). */
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, point) == 3 &&
+		    strcmp(point, mnt) == 0)
+			snprintf(dev, sizeof(dev), "%u:%u", maj, min);
+	fclose(f);
+	if (!dev[0])
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	f = fopen(path, "we");
+	ok = f && fprintf(f, "%u\n", kb) > 0;
+	if (f && fclose(f) != 0)
+		ok = false;
+	if (ok)
+		ekmfs_log(EKMFS_LOG_DEBUG, "read-ahead of %s set to %u KiB", mnt, kb);
+	else
+		ekmfs_log(EKMFS_LOG_DEBUG, "cannot set %s to %u: %s", path, kb, strerror(errno));
+}
+
 /* ---- detaching ----
  *
  * We fork before anything else rather than letting fuse_daemonize() fork
@@ -438,6 +478,15 @@ int main(int argc, char **argv)
 	fs.entry_timeout = cfg.entry_timeout;
 	fs.debug = cl.debug;
 	efs_audit_open(&fs, backing_fd);        /* logs and carries on if it fails */
+	/* Tenants: create the keys of new ones, adopt paths and dates. A path
+	 * that is not in the volume, or a tenant whose CMK cannot be used,
+	 * refuses the mount: its customer's files must not land elsewhere. */
+	ekmfs_clearerr();
+	ret = ekmfs_keys_apply_config(fs.keys, &cfg);
+	if (ret < 0) {
+		report_failure(ret);
+		goto out;
+	}
 
 	/* FUSE arguments: our fixed options first, the user's after them. */
 	if (asprintf(&fsname, "fsname=%s", fs.backing) < 0)
@@ -466,6 +515,7 @@ int main(int argc, char **argv)
 	if (fuse_session_mount(se, mnt) != 0)
 		goto out;        /* libfuse has printed why */
 	mounted = true;
+	set_read_ahead(mnt, cfg.read_ahead_kb);
 
 	if (!cl.foreground) {
 		ekmfs_log_use_syslog("ekmfs");

@@ -177,8 +177,10 @@ static void efs_init(void *userdata, struct fuse_conn_info *conn)
 	/* libfuse clamps max_write to its buffer size (1 MiB by default) and
 	 * derives the kernel's max_pages (256) from it. */
 	conn->max_write = MAX_WRITE;
-	/* The kernel keeps the smaller of this and its own read-ahead. */
-	conn->max_readahead = MAX_WRITE;
+	/* The kernel keeps the smaller of this and the mount's read-ahead,
+	 * which main.c raised to read_ahead_kb before this reply. */
+	conn->max_readahead = fs->cfg->read_ahead_kb > MAX_WRITE / 1024 ?
+			      fs->cfg->read_ahead_kb * 1024 : MAX_WRITE;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 }

@@ -11,10 +11,13 @@
  * wakes every metrics_interval to write the metrics file, does the work.
  *
  * What a reload changes (SIGHUP, or `systemctl reload`): [daemon] log_level,
- * attr_timeout, entry_timeout, metrics_file and metrics_interval. Everything
- * else (max_threads, every [tenant.*] key: providers, key files) belongs to
- * the mount: a reload logs that such a change waits for the next mount and
- * keeps serving with the keys it has. A file that does not parse changes
+ * attr_timeout, entry_timeout, metrics_file and metrics_interval; tenants
+ * (ekmfs_keys_apply_config): new [tenant.NAME] sections get their keys,
+ * paths, enforce_from, enabled and the cache limits apply at once. A
+ * provider's settings and max_threads belong to the mount: a reload logs
+ * that such a change waits for the next mount and keeps serving with the
+ * keys it has. A file that does not parse, or tenants that cannot be
+ * applied (a path not in the volume, a CMK that does not answer), change
  * nothing.
  */
 #include <errno.h>
@@ -113,6 +116,18 @@ static void reload(void)
 		notify("READY=1\nSTATUS=reload refused (see the log); serving");
 		return;
 	}
+	/* Tenants first: a reload that cannot apply them changes nothing. */
+	ekmfs_clearerr();
+	ret = ekmfs_keys_apply_config(svc.fs->keys, &fresh);
+	if (ret < 0) {
+		ekmfs_log(EKMFS_LOG_ERR, "reload refused, the running configuration stays: %s",
+			  ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-ret));
+		efs_metrics_reload(0);
+		notify("READY=1\nSTATUS=reload refused (see the log); serving");
+		return;
+	}
+	cfg->ntenants = fresh.ntenants;
+	memcpy(cfg->tenants, fresh.tenants, sizeof(cfg->tenants));
 	if (!svc.keep_debug)
 		ekmfs_log_set_level((enum ekmfs_log_level)fresh.log_level);
 	cfg->log_level = fresh.log_level;
@@ -127,10 +142,6 @@ static void reload(void)
 	if (fresh.max_threads != cfg->max_threads)
 		ekmfs_log(EKMFS_LOG_WARN, "reload: max_threads %u takes effect at the next "
 			  "mount (now %u)", fresh.max_threads, cfg->max_threads);
-	if (fresh.ntenants != cfg->ntenants ||
-	    memcmp(fresh.tenants, cfg->tenants, cfg->ntenants * sizeof(cfg->tenants[0])) != 0)
-		ekmfs_log(EKMFS_LOG_WARN, "reload: changes to [tenant.*] take effect at the "
-			  "next mount; the keys in use stay");
 	ekmfs_log(EKMFS_LOG_INFO, "configuration reloaded from %s",
 		  path ? path : EKMFS_DEFAULT_CONFIG);
 	efs_audit_event(svc.fs, "config_reload", path ? path : EKMFS_DEFAULT_CONFIG);

@@ -2,12 +2,13 @@
  * config.c - reading ekmfs.ini (include/ekmfs/config.h).
  *
  * Owns: the embedded defaults, the parser callbacks that check every section,
- * key and value, and the FILE:LINE error messages.
+ * key and value, the FILE:LINE error messages, and tenant routing (which
+ * tenant a path belongs to, docs/TENANTS.md).
  *
  * Divisions:
- *   1. defaults and tenant lookup
+ *   1. defaults, tenant lookup and routing
  *   2. value parsers (number, path, enum) - each returns a reason on failure
- *   3. [daemon] and [tenant.NAME] keys
+ *   3. [daemon], [audit] and [tenant.NAME] keys; whole-file checks
  *   4. the line-counting reader and ekmfs_config_load()
  *
  * Debian's inih is built without INI_HANDLER_LINENO, so the handler does not
@@ -17,7 +18,9 @@
  * checks section headers itself, because inih never calls the handler for a
  * section without keys and "[tenant.other]" alone must still be refused.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <math.h>
 #include <stdarg.h>
@@ -25,11 +28,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "ekmfs/config.h"
 #include "ekmfs/util.h"
 
 #define TENANT_PREFIX "tenant."
+#define EKMFS_META_DIR_NAME ".ekmfs" /* keyring.h's EKMFS_META_DIR; config knows no keyring */
 
 /* ---- 1. defaults and tenant lookup ---- */
 
@@ -45,6 +50,8 @@ static void tenant_defaults(struct ekmfs_tenant_config *tc, const char *name)
 	tc->min_cmk_change_interval = EKMFS_DEFAULT_MIN_CMK_CHANGE_INTERVAL;
 	tc->key_cache_ttl = EKMFS_DEFAULT_KEY_CACHE_TTL;
 	tc->outage_grace = EKMFS_DEFAULT_OUTAGE_GRACE;
+	tc->key_cache_uses = EKMFS_DEFAULT_KEY_CACHE_USES;
+	tc->enabled = true;
 	tc->connect_timeout = 5.0;
 	tc->timeout = 15.0;
 	tc->max_retries = 3;
@@ -63,6 +70,7 @@ void ekmfs_config_defaults(struct ekmfs_config *cfg)
 	cfg->entry_timeout = 1.0;
 	cfg->max_threads = 16;
 	cfg->writeback_cache = true;
+	cfg->read_ahead_kb = 1024;
 	cfg->log_level = EKMFS_LOG_INFO;
 	cfg->metrics_interval = 15;
 	cfg->rotation_by_daemon = true;
@@ -79,6 +87,74 @@ const struct ekmfs_tenant_config *ekmfs_config_tenant(const struct ekmfs_config 
 		if (strcmp(cfg->tenants[i].name, name) == 0)
 			return &cfg->tenants[i];
 	return NULL;
+}
+
+/* Whether path (canonical, no leading '/') lies in subtree (canonical, with
+ * its leading '/'). */
+static bool path_in(const char *path, const char *subtree)
+{
+	size_t n = strlen(subtree + 1);
+
+	return strncmp(path, subtree + 1, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+const struct ekmfs_tenant_config *ekmfs_config_owner(const struct ekmfs_config *cfg,
+						      const char *path)
+{
+	while (*path == '/')
+		path++;
+	for (unsigned i = 0; i < cfg->ntenants; i++)
+		for (unsigned j = 0; j < cfg->tenants[i].npaths; j++)
+			if (path_in(path, cfg->tenants[i].paths[j]))
+				return &cfg->tenants[i];
+	return NULL;
+}
+
+bool ekmfs_tenant_enforced(const struct ekmfs_tenant_config *tc, time_t now)
+{
+	if (strcmp(tc->name, EKMFS_DEFAULT_TENANT) == 0)
+		return true;
+	return tc->enabled && now >= tc->enforce_from;
+}
+
+const struct ekmfs_tenant_config *ekmfs_config_route(const struct ekmfs_config *cfg,
+						      const char *path, time_t now)
+{
+	const struct ekmfs_tenant_config *owner = ekmfs_config_owner(cfg, path);
+
+	if (owner && ekmfs_tenant_enforced(owner, now))
+		return owner;
+	return &cfg->tenants[0];
+}
+
+int ekmfs_config_check_paths(const struct ekmfs_config *cfg, int backing_fd)
+{
+	const char *file = cfg->path[0] ? cfg->path : EKMFS_DEFAULT_CONFIG;
+
+	for (unsigned i = 0; i < cfg->ntenants; i++) {
+		const struct ekmfs_tenant_config *tc = &cfg->tenants[i];
+
+		for (unsigned j = 0; j < tc->npaths; j++) {
+			struct stat st;
+
+			if (fstatat(backing_fd, tc->paths[j] + 1, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				int err = errno;
+
+				ekmfs_seterr("%s:%d: key 'paths' in [tenant.%s]: %s: %s%s", file,
+					     tc->paths_line, tc->name, tc->paths[j], strerror(err),
+					     err == ENOENT ? " in the volume (create the directory "
+					     "first)" : "");
+				return -err;
+			}
+			if (!S_ISDIR(st.st_mode)) {
+				ekmfs_seterr("%s:%d: key 'paths' in [tenant.%s]: %s is not a "
+					     "directory in the volume", file, tc->paths_line,
+					     tc->name, tc->paths[j]);
+				return -ENOTDIR;
+			}
+		}
+	}
+	return 0;
 }
 
 /* ---- 2. value parsers ---- */
@@ -168,6 +244,103 @@ static const char *parse_path(const char *v, char *out, size_t outlen)
 	return NULL;
 }
 
+/* Digits of a fixed width at *p, advanced past them; -1 if not digits. */
+static int fixed_digits(const char **p, int width)
+{
+	int n = 0;
+
+	for (int i = 0; i < width; i++) {
+		if (!isdigit((unsigned char)(*p)[i]))
+			return -1;
+		n = n * 10 + ((*p)[i] - '0');
+	}
+	*p += width;
+	return n;
+}
+
+/* An RFC 3339 subset: YYYY-MM-DD (UTC midnight) or
+ * YYYY-MM-DDTHH:MM[:SS] followed by Z or an offset +HH:MM / -HH:MM. */
+static const char *parse_when(const char *v, time_t *out)
+{
+	static const char *const bad = "not a date YYYY-MM-DD or a time "
+				       "YYYY-MM-DDTHH:MM[:SS] with Z or +HH:MM";
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	const char *p = v;
+	struct tm tm = { 0 };
+	int y, mo, d, h = 0, mi = 0, sec = 0, off = 0;
+	time_t t;
+
+	y = fixed_digits(&p, 4);
+	if (y < 0 || *p++ != '-' || (mo = fixed_digits(&p, 2)) < 0 || *p++ != '-' ||
+	    (d = fixed_digits(&p, 2)) < 0)
+		return bad;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p++;
+		if ((h = fixed_digits(&p, 2)) < 0 || *p++ != ':' || (mi = fixed_digits(&p, 2)) < 0)
+			return bad;
+		if (*p == ':' && (p++, (sec = fixed_digits(&p, 2)) < 0))
+			return bad;
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			int sign = *p++ == '-' ? -1 : 1, oh, om;
+
+			if ((oh = fixed_digits(&p, 2)) < 0 || *p++ != ':' ||
+			    (om = fixed_digits(&p, 2)) < 0 || oh > 23 || om > 59)
+				return bad;
+			off = sign * (oh * 3600 + om * 60);
+		} else {
+			return "a time needs its zone: end it with Z or +HH:MM";
+		}
+	}
+	if (*p != '\0')
+		return bad;
+	if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+	    (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) ||
+	    h > 23 || mi > 59 || sec > 60)
+		return "no such date or time";
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = timegm(&tm);
+	if (t == (time_t)-1)
+		return "no such date or time";
+	*out = t - off;
+	return NULL;
+}
+
+/* One subtree of `paths`: canonical, absolute, not the root nor .ekmfs. */
+static const char *parse_subtree(const char *v, size_t len, char *out)
+{
+	if (len == 0 || v[0] != '/')
+		return "each path must be absolute within the volume, like /bots/acme";
+	if (len == 1)
+		return "/ is the whole volume: that is the default tenant's";
+	if (len >= EKMFS_TENANT_PATH_LEN)
+		return "path too long";
+	if (v[len - 1] == '/')
+		return "no trailing '/' please";
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] != '/')
+			continue;
+		if (v[i + 1] == '/')
+			return "empty path component ('//')";
+		if (v[i + 1] == '.' && (i + 2 == len || v[i + 2] == '/'))
+			return "'.' components are not allowed";
+		if (v[i + 1] == '.' && v[i + 2] == '.' && (i + 3 == len || v[i + 3] == '/'))
+			return "'..' components are not allowed";
+	}
+	if (strncmp(v, "/" EKMFS_META_DIR_NAME, strlen(EKMFS_META_DIR_NAME) + 1) == 0 &&
+	    (len == strlen(EKMFS_META_DIR_NAME) + 1 || v[strlen(EKMFS_META_DIR_NAME) + 1] == '/'))
+		return "/.ekmfs is the volume's metadata, not data";
+	memcpy(out, v, len);
+	out[len] = '\0';
+	return NULL;
+}
+
 static const char *parse_log_level(const char *v, int *out)
 {
 	static const char *const names[] = {
@@ -194,12 +367,18 @@ struct load_state {
 	int err;              /* first error (-errno), message in err_msg */
 	int err_line;
 	char err_msg[512];
-	/* Which of the three CMK sources the default tenant set explicitly. */
-	bool set_key_file, set_passphrase_file, set_prompt;
-	/* First line that set a key of each provider family, for the check
-	 * that they match the provider chosen (in any order) in the section. */
-	int local_line, aws_line, azure_line, provider_line, keyid_line;
-	const char *local_key, *aws_key, *azure_key;
+	/* Per [tenant.NAME] section, indexed like cfg->tenants. */
+	struct section_state {
+		/* Which of the three CMK sources the section set explicitly. */
+		bool set_key_file, set_passphrase_file, set_prompt;
+		/* First line that set a key of each provider family, for the
+		 * check that they match the provider chosen (in any order). */
+		int local_line, aws_line, azure_line, provider_line, keyid_line;
+		const char *local_key, *aws_key, *azure_key;
+		int header_line;              /* of the [tenant.NAME] line */
+		int enforce_line, enabled_line;
+		int path_lines[EKMFS_TENANT_PATHS_MAX];
+	} ts[EKMFS_MAX_TENANTS];
 };
 
 static void fail(struct load_state *st, const char *fmt, ...)
@@ -251,6 +430,10 @@ static int daemon_key(struct load_state *st, const char *section, const char *na
 			cfg->writeback_cache = false;
 		else
 			why = "must be true or false";
+	} else if (strcmp(name, "read_ahead_kb") == 0) {
+		why = parse_uint(value, 0, 65536, &n, reason);
+		if (!why)
+			cfg->read_ahead_kb = (unsigned)n;
 	} else if (strcmp(name, "log_level") == 0) {
 		why = parse_log_level(value, &cfg->log_level);
 	} else if (strcmp(name, "metrics_file") == 0) {
@@ -306,13 +489,14 @@ static int audit_key(struct load_state *st, const char *section, const char *nam
 }
 
 /* The three ways to obtain the CMK exclude one another; say which clash. */
-static int check_one_source(struct load_state *st)
+static int check_one_source(struct load_state *st, struct section_state *ss,
+			    const char *tenant)
 {
-	int n = st->set_key_file + st->set_passphrase_file + st->set_prompt;
+	int n = ss->set_key_file + ss->set_passphrase_file + ss->set_prompt;
 
 	if (n > 1) {
 		fail(st, "key_file, passphrase_file and passphrase=prompt exclude one "
-		     "another in [tenant.%s]: set only one", EKMFS_DEFAULT_TENANT);
+		     "another in [tenant.%s]: set only one", tenant);
 		return 0;
 	}
 	return 1;
@@ -339,8 +523,9 @@ static void note_family(int *line, const char **key, int lineno, const char *nam
  * *why set if the value is bad), 0 when it is not. key_id means the AWS or
  * the Azure key depending on the provider, which may come later in the
  * section: it is stored in both, and ekmfs_config_load() checks the rest. */
-static int cloud_key(struct load_state *st, struct ekmfs_tenant_config *tc,
-		     const char *name, const char *value, const char **why)
+static int cloud_key(struct load_state *st, struct section_state *ss,
+		     struct ekmfs_tenant_config *tc, const char *name, const char *value,
+		     const char **why)
 {
 	static char reason[64];
 	uint64_t n;
@@ -373,7 +558,7 @@ static int cloud_key(struct load_state *st, struct ekmfs_tenant_config *tc,
 		}
 	} else if (strcmp(name, "region") == 0 || strcmp(name, "endpoint") == 0 ||
 		   strcmp(name, "profile") == 0) {
-		note_family(&st->aws_line, &st->aws_key, st->lineno, name);
+		note_family(&ss->aws_line, &ss->aws_key, st->lineno, name);
 		if (name[0] == 'r') {
 			if (!value[0] || strlen(value) >= sizeof(tc->aws.region) ||
 			    strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(value))
@@ -395,7 +580,7 @@ static int cloud_key(struct load_state *st, struct ekmfs_tenant_config *tc,
 		}
 	} else if (strcmp(name, "tenant_id") == 0 || strcmp(name, "client_id") == 0) {
 		char *out = name[0] == 't' ? tc->azure.tenant_id : tc->azure.client_id;
-		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		if (!value[0] || strlen(value) >= sizeof(tc->azure.tenant_id) ||
 		    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 			   "0123456789-._") != strlen(value))
@@ -403,12 +588,12 @@ static int cloud_key(struct load_state *st, struct ekmfs_tenant_config *tc,
 		else
 			snprintf(out, sizeof(tc->azure.tenant_id), "%s", value);
 	} else if (strcmp(name, "client_secret_file") == 0) {
-		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		*why = parse_path(value, tc->azure.client_secret_file,
 				  sizeof(tc->azure.client_secret_file));
 	} else if (strcmp(name, "authority_host") == 0 || strcmp(name, "imds_endpoint") == 0) {
 		char *out = name[0] == 'a' ? tc->azure.authority_host : tc->azure.imds_endpoint;
-		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		if (name[0] == 'a' && strncmp(value, "https://", 8) != 0)
 			*why = "must be an https:// URL";
 		else if (strncmp(value, "https://", 8) != 0 && strncmp(value, "http://", 7) != 0)
@@ -418,7 +603,7 @@ static int cloud_key(struct load_state *st, struct ekmfs_tenant_config *tc,
 		else
 			snprintf(out, EKMFS_URL_MAX, "%s", value);
 	} else if (strcmp(name, "use_managed_identity") == 0) {
-		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
 			tc->azure.use_managed_identity = true;
 		else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
@@ -426,14 +611,14 @@ static int cloud_key(struct load_state *st, struct ekmfs_tenant_config *tc,
 		else
 			*why = "must be true or false";
 	} else if (strcmp(name, "api_version") == 0) {
-		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		if (!value[0] || strlen(value) >= sizeof(tc->azure.api_version) ||
 		    strspn(value, "0123456789.-preview") != strlen(value))
 			*why = "not an API version like 7.4";
 		else
 			snprintf(tc->azure.api_version, sizeof(tc->azure.api_version), "%s", value);
 	} else if (strcmp(name, "algorithm") == 0) {
-		note_family(&st->azure_line, &st->azure_key, st->lineno, name);
+		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		if (strcmp(value, "RSA-OAEP-256") != 0 && strcmp(value, "A256KW") != 0)
 			*why = "must be RSA-OAEP-256 or A256KW (Managed HSM)";
 		else
@@ -444,51 +629,108 @@ static int cloud_key(struct load_state *st, struct ekmfs_tenant_config *tc,
 	return 1;
 }
 
+static unsigned tenant_index(struct load_state *st, const char *name);
+
+/* paths: one or more subtrees, separated by commas or blanks; a
+ * continuation line (inih's multi-line values) adds more. */
+static const char *tenant_paths(struct load_state *st, struct section_state *ss,
+				struct ekmfs_tenant_config *tc, const char *value)
+{
+	const char *p = value, *why;
+
+	if (strcmp(tc->name, EKMFS_DEFAULT_TENANT) == 0)
+		return "the default tenant covers every path no other tenant names; "
+		       "it takes no paths";
+	if (!tc->paths_line)
+		tc->paths_line = st->lineno;
+	for (;;) {
+		size_t len;
+
+		p += strspn(p, ", \t");
+		if (!*p)
+			break;
+		len = strcspn(p, ", \t");
+		if (tc->npaths == EKMFS_TENANT_PATHS_MAX)
+			return "too many paths (at most 16 per tenant)";
+		why = parse_subtree(p, len, tc->paths[tc->npaths]);
+		if (why)
+			return why;
+		ss->path_lines[tc->npaths++] = st->lineno;
+		p += len;
+	}
+	if (!tc->npaths)
+		return "needs at least one path, like /bots/acme";
+	return NULL;
+}
+
+/* enforce_from, enabled: policy keys no default tenant has. */
+static const char *tenant_policy(struct load_state *st, struct section_state *ss,
+				 struct ekmfs_tenant_config *tc, const char *name,
+				 const char *value)
+{
+	if (strcmp(tc->name, EKMFS_DEFAULT_TENANT) == 0)
+		return "the default tenant is always enabled and enforced";
+	if (name[1] == 'n' && name[2] == 'f') {   /* enforce_from */
+		ss->enforce_line = st->lineno;
+		return parse_when(value, &tc->enforce_from);
+	}
+	ss->enabled_line = st->lineno;
+	if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
+		tc->enabled = true;
+	else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
+		tc->enabled = false;
+	else
+		return "must be true or false";
+	return NULL;
+}
+
 static int tenant_key(struct load_state *st, const char *section, const char *name,
 		      const char *value)
 {
-	struct ekmfs_tenant_config *tc = &st->cfg->tenants[0];
+	unsigned idx = tenant_index(st, section + strlen(TENANT_PREFIX));
+	struct ekmfs_tenant_config *tc = &st->cfg->tenants[idx];
+	struct section_state *ss = &st->ts[idx];
 	const char *why = NULL;
 	char reason[64];
 	uint64_t n;
 
 	if (strcmp(name, "key_file") == 0 || strcmp(name, "passphrase_file") == 0 ||
 	    strcmp(name, "passphrase") == 0 || strcmp(name, "scrypt_n") == 0)
-		note_family(&st->local_line, &st->local_key, st->lineno, name);
-	if (strcmp(name, "key_id") == 0 && !st->keyid_line)
-		st->keyid_line = st->lineno;
+		note_family(&ss->local_line, &ss->local_key, st->lineno, name);
+	if (strcmp(name, "key_id") == 0 && !ss->keyid_line)
+		ss->keyid_line = st->lineno;
 	if (strcmp(name, "provider") == 0) {
 		if (strcmp(value, "local") != 0 && strcmp(value, "aws-kms") != 0 &&
 		    strcmp(value, "azure-keyvault") != 0) {
 			why = "must be local, aws-kms or azure-keyvault";
 		} else {
 			snprintf(tc->provider, sizeof(tc->provider), "%s", value);
-			st->provider_line = st->lineno;
+			ss->provider_line = st->lineno;
 		}
-	} else if (cloud_key(st, tc, name, value, &why)) {
+	} else if (cloud_key(st, ss, tc, name, value, &why)) {
 		/* parsed there (or refused with why) */
 	} else if (strcmp(name, "key_file") == 0) {
 		why = parse_path(value, tc->key_file, sizeof(tc->key_file));
 		if (!why) {
-			st->set_key_file = true;
+			ss->set_key_file = true;
 			tc->local_source = EKMFS_LOCAL_KEY_FILE;
-			return check_one_source(st);
+			return check_one_source(st, ss, tc->name);
 		}
 	} else if (strcmp(name, "passphrase_file") == 0) {
 		why = parse_path(value, tc->passphrase_file, sizeof(tc->passphrase_file));
 		if (!why) {
-			st->set_passphrase_file = true;
+			ss->set_passphrase_file = true;
 			tc->local_source = EKMFS_LOCAL_PASSPHRASE_FILE;
-			return check_one_source(st);
+			return check_one_source(st, ss, tc->name);
 		}
 	} else if (strcmp(name, "passphrase") == 0) {
 		if (strcmp(value, "prompt") != 0) {
 			why = "the only accepted value is 'prompt' (a passphrase "
 			      "never belongs in this file: use passphrase_file)";
 		} else {
-			st->set_prompt = true;
+			ss->set_prompt = true;
 			tc->local_source = EKMFS_LOCAL_PASSPHRASE_PROMPT;
-			return check_one_source(st);
+			return check_one_source(st, ss, tc->name);
 		}
 	} else if (strcmp(name, "scrypt_n") == 0) {
 		why = parse_uint(value, 16384, 1048576, &n, reason);
@@ -502,6 +744,12 @@ static int tenant_key(struct load_state *st, const char *section, const char *na
 			tc->rotation_days = (uint32_t)n;
 	} else if (strcmp(name, "min_cmk_change_interval") == 0) {
 		why = parse_duration(value, &tc->min_cmk_change_interval);
+	} else if (strcmp(name, "key_cache_uses") == 0) {
+		why = parse_uint(value, 0, UINT64_MAX / 2, &tc->key_cache_uses, reason);
+	} else if (strcmp(name, "paths") == 0) {
+		why = tenant_paths(st, ss, tc, value);
+	} else if (strcmp(name, "enforce_from") == 0 || strcmp(name, "enabled") == 0) {
+		why = tenant_policy(st, ss, tc, name, value);
 	} else {
 		fail(st, "unknown key '%s' in [%s]", name, section);
 		return 0;
@@ -512,54 +760,119 @@ static int tenant_key(struct load_state *st, const char *section, const char *na
 /* After the whole file: the keys given must belong to the provider chosen,
  * and that provider must have what it needs. Errors name the line of the
  * offending key, or of the provider line for a missing one. */
-static void check_provider_keys(struct load_state *st)
+static void check_provider_keys(struct load_state *st, unsigned idx)
 {
-	const struct ekmfs_tenant_config *tc = &st->cfg->tenants[0];
+	const struct ekmfs_tenant_config *tc = &st->cfg->tenants[idx];
+	const struct section_state *ss = &st->ts[idx];
 	const char *p = tc->provider;
 	bool aws = strcmp(p, "aws-kms") == 0, azure = strcmp(p, "azure-keyvault") == 0;
 	bool local = !aws && !azure;
 	int line = 0;
 	const char *key = NULL, *needs = NULL;
 
-	if (st->local_line && !local) {
-		line = st->local_line;
-		key = st->local_key;
+	if (ss->local_line && !local) {
+		line = ss->local_line;
+		key = ss->local_key;
 		needs = "local";
-	} else if (st->aws_line && !aws) {
-		line = st->aws_line;
-		key = st->aws_key;
+	} else if (ss->aws_line && !aws) {
+		line = ss->aws_line;
+		key = ss->aws_key;
 		needs = "aws-kms";
-	} else if (st->azure_line && !azure) {
-		line = st->azure_line;
-		key = st->azure_key;
+	} else if (ss->azure_line && !azure) {
+		line = ss->azure_line;
+		key = ss->azure_key;
 		needs = "azure-keyvault";
-	} else if (st->keyid_line && local) {
-		line = st->keyid_line;
+	} else if (ss->keyid_line && local) {
+		line = ss->keyid_line;
 		key = "key_id";
 		needs = "aws-kms or azure-keyvault";
 	}
 	if (line) {
 		st->lineno = line;
 		fail(st, "key '%s' in [tenant.%s] needs provider = %s (the provider is %s)",
-		     key, EKMFS_DEFAULT_TENANT, needs, p);
+		     key, tc->name, needs, p);
 		return;
 	}
-	st->lineno = st->provider_line;
+	st->lineno = ss->provider_line ? ss->provider_line : ss->header_line;
 	if (aws && (!tc->aws.key_id[0] || !tc->aws.region[0])) {
-		fail(st, "provider aws-kms in [tenant.%s] needs key_id and region",
-		     EKMFS_DEFAULT_TENANT);
+		fail(st, "provider aws-kms in [tenant.%s] needs key_id and region", tc->name);
 	} else if (azure && (strncmp(tc->azure.key_id, "https://", 8) != 0 ||
 			     !strstr(tc->azure.key_id + 8, "/keys/"))) {
-		if (st->keyid_line)
-			st->lineno = st->keyid_line;
+		if (ss->keyid_line)
+			st->lineno = ss->keyid_line;
 		fail(st, "provider azure-keyvault in [tenant.%s] needs key_id = "
-		     "https://VAULT/keys/NAME[/VERSION]", EKMFS_DEFAULT_TENANT);
+		     "https://VAULT/keys/NAME[/VERSION]", tc->name);
 	} else if (azure && !tc->azure.use_managed_identity &&
 		   (!tc->azure.tenant_id[0] || !tc->azure.client_id[0])) {
 		fail(st, "provider azure-keyvault in [tenant.%s] needs tenant_id and "
 		     "client_id (with client_secret_file), or use_managed_identity = true",
-		     EKMFS_DEFAULT_TENANT);
+		     tc->name);
 	}
+}
+
+/* Whether subtrees a and b overlap: equal, or one inside the other. */
+static bool subtrees_overlap(const char *a, const char *b)
+{
+	return path_in(a + 1, b) || path_in(b + 1, a);
+}
+
+/* After the whole file: every tenant but default names its paths, and no
+ * two paths (of one tenant or two) overlap: a new file must have exactly
+ * one home. The error names the later of the two. */
+static void check_policies(struct load_state *st)
+{
+	struct ekmfs_config *cfg = st->cfg;
+
+	for (unsigned i = 1; i < cfg->ntenants && !st->err; i++) {
+		const struct ekmfs_tenant_config *tc = &cfg->tenants[i];
+
+		if (!tc->npaths) {
+			st->lineno = st->ts[i].header_line;
+			fail(st, "[tenant.%s] needs paths = /SUBTREE[, ...]: the parts of the "
+			     "volume whose new files its CMK protects", tc->name);
+			return;
+		}
+		for (unsigned j = 0; j < tc->npaths; j++) {
+			for (unsigned oi = 1; oi <= i; oi++) {
+				const struct ekmfs_tenant_config *o = &cfg->tenants[oi];
+				unsigned end = oi == i ? j : o->npaths;
+
+				for (unsigned oj = 0; oj < end; oj++) {
+					if (!subtrees_overlap(tc->paths[j], o->paths[oj]))
+						continue;
+					st->lineno = st->ts[i].path_lines[j];
+					fail(st, "key 'paths' in [tenant.%s]: %s overlaps %s of "
+					     "[tenant.%s] (line %d): a file must have one tenant",
+					     tc->name, tc->paths[j], o->paths[oj], o->name,
+					     st->ts[oi].path_lines[oj]);
+					return;
+				}
+			}
+		}
+	}
+}
+
+static bool valid_tenant_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 0 && n < EKMFS_NAME_MAX &&
+	       strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			    "0123456789._-") == n;
+}
+
+/* Index of tenant name in cfg->tenants, added (with the defaults) if new;
+ * the caller has checked the name. */
+static unsigned tenant_index(struct load_state *st, const char *name)
+{
+	struct ekmfs_config *cfg = st->cfg;
+
+	for (unsigned i = 0; i < cfg->ntenants; i++)
+		if (strcmp(cfg->tenants[i].name, name) == 0)
+			return i;
+	tenant_defaults(&cfg->tenants[cfg->ntenants], name);
+	st->ts[cfg->ntenants].header_line = st->lineno;
+	return cfg->ntenants++;
 }
 
 /* 1 if section is one we know, else records the error and returns 0. */
@@ -569,11 +882,19 @@ static int check_section(struct load_state *st, const char *section)
 		return 1;
 	if (strncmp(section, TENANT_PREFIX, strlen(TENANT_PREFIX)) == 0) {
 		const char *tenant = section + strlen(TENANT_PREFIX);
-		if (strcmp(tenant, EKMFS_DEFAULT_TENANT) == 0)
-			return 1;
-		fail(st, "tenant '%s': only the default tenant is supported in this release",
-		     tenant);
-		return 0;
+
+		if (!valid_tenant_name(tenant)) {
+			fail(st, "bad tenant name '%s': 1..63 letters, digits, '.', '_' or '-'",
+			     tenant);
+			return 0;
+		}
+		if (!ekmfs_config_tenant(st->cfg, tenant) &&
+		    st->cfg->ntenants == EKMFS_MAX_TENANTS) {
+			fail(st, "too many tenants (at most %d)", EKMFS_MAX_TENANTS);
+			return 0;
+		}
+		tenant_index(st, tenant);
+		return 1;
 	}
 	if (section[0] == '\0')
 		fail(st, "key outside any section (start with [daemon] or [tenant.default])");
@@ -693,8 +1014,10 @@ int ekmfs_config_load(const char *path, struct ekmfs_config *cfg)
 		ekmfs_seterr("cannot read config %s: %s", file, strerror(-ret));
 		goto out;
 	}
+	for (unsigned i = 0; i < cfg->ntenants && !st.err; i++)
+		check_provider_keys(&st, i);
 	if (!st.err)
-		check_provider_keys(&st);
+		check_policies(&st);
 	if (st.err) {
 		ret = st.err;
 		ekmfs_seterr("%s", st.err_msg);

@@ -536,7 +536,9 @@ static const char *const keyring_keys[] = {
 };
 static const char *const tenant_keys[] = {
 	"name", "id", "provider", "kdf", "current_version", "last_rotation",
-	"last_cmk_change", "keks", NULL
+	"last_cmk_change", "keks",
+	"enabled",                      /* optional: false once BYOK is switched off */
+	NULL
 };
 static const char *const kek_keys[] = {
 	"version", "state", "created", "cmk_ref", "cmk_version", "wrapped",
@@ -664,6 +666,16 @@ static int parse_tenant(struct jctx *c, json_object *obj, const char *where,
 	if (get_time(c, obj, where, "last_rotation", &t->last_rotation) ||
 	    get_time(c, obj, where, "last_cmk_change", &t->last_cmk_change))
 		return c->err;
+	{
+		json_object *en;
+
+		if (json_object_object_get_ex(obj, "enabled", &en)) {
+			snprintf(field, sizeof(field), "%senabled", where);
+			if (!json_object_is_type(en, json_type_boolean))
+				return jfail(c, -EBADMSG, field, "must be true or false");
+			t->disabled = !json_object_get_boolean(en);
+		}
+	}
 	keks = get_typed(c, obj, where, "keks", json_type_array, "an array");
 	if (!keks)
 		return c->err;
@@ -815,6 +827,9 @@ static json_object *tenant_serialize(const struct ekmfs_tenant_record *t)
 	    add_int(o, "current_version", t->current_version) ||
 	    add_time(o, "last_rotation", t->last_rotation) ||
 	    add_time(o, "last_cmk_change", t->last_cmk_change))
+		goto fail;
+	if (t->disabled &&
+	    json_object_object_add(o, "enabled", json_object_new_boolean(0)) < 0)
 		goto fail;
 	if (json_object_object_add(o, "keks", keks) < 0)
 		goto fail;

@@ -12,6 +12,7 @@
  *   4. open / close
  *   5. file headers
  *   6. lock / unlock (ekmfs-admin lock), the provider for volume secrets
+ *   7. tenants: applying the configuration, routing, cache states
  *
  * Locking: one rwlock (k->lock) guards the keyring copy, its stamp, the
  * tenant table and the cache. Lookups that hit take it shared and hold it
@@ -20,8 +21,11 @@
  * A miss takes it exclusive, re-reads the keyring if it changed on disk and
  * asks the provider to unwrap the record.
  *
- * Tenants: this release has only the default tenant, so a new file's path
- * does not choose anything yet; tenants mapped to subtrees come later.
+ * Tenants (docs/TENANTS.md): a new file's path chooses its tenant through
+ * the policy last applied (ekmfs_config_route); an existing file opens under
+ * whichever tenant its header names, so a rename across tenants keeps it
+ * readable. A tenant in the configuration but not in the keyring is created
+ * by ekmfs_keys_apply_config (at mount and on every reload).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -72,6 +76,9 @@ struct cached_kek {
 	double valid_until;
 	int err;                        /* why refused (key NULL) */
 	bool outage;                    /* serving through an outage */
+	/* DEK wraps/unwraps served (atomic: counted under the shared lock)
+	 * and the tenant's key_cache_uses when loaded (0: no limit). */
+	uint64_t uses, use_limit;
 };
 
 #define OUTAGE_RETRY 5.0
@@ -86,6 +93,9 @@ struct ekmfs_keys {
 	size_t ntenants;
 	struct cached_kek *cache;
 	size_t ncache;
+	/* The configuration last applied (ekmfs_keys_apply_config): routing of
+	 * new files. NULL until then: everything goes to the default tenant. */
+	struct ekmfs_config *policy;
 	ekmfs_key_event_fn event_fn;    /* audit hook; set before use */
 	void *event_arg;
 	/* Metrics (ekmfs_keys_stats); updated with relaxed atomics, any lock. */
@@ -219,6 +229,7 @@ static int kek_load(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t version,
 			.tenant_id = tenant_id, .version = version, .key = key,
 			.fresh_until = now + ttl,
 			.valid_until = now + ttl + (double)kt->tc.outage_grace,
+			.use_limit = kt->tc.key_cache_uses,
 		};
 	}
 	*out = key;
@@ -292,6 +303,29 @@ static void key_event(struct ekmfs_keys *k, enum ekmfs_key_event ev, uint32_t te
 			ref = kr->wrapped.cmk_ref;
 	}
 	k->event_fn(k->event_arg, ev, tenant_name(k, tenant_id), ref, version, reason);
+}
+
+const char *ekmfs_key_event_name(enum ekmfs_key_event ev)
+{
+	static const char *const names[] = {
+		[EKMFS_KEY_FETCHED] = "cache_fetch",
+		[EKMFS_KEY_REFUSED] = "kms_refused",
+		[EKMFS_KEY_OUTAGE] = "kms_outage_start",
+		[EKMFS_KEY_RESTORED] = "kms_access_restored",
+		[EKMFS_KEY_EXPIRED] = "cache_expire",
+		[EKMFS_TENANT_CREATED] = "tenant_created",
+		[EKMFS_CMK_SET] = "cmk_set",
+		[EKMFS_TENANT_ENABLED] = "tenant_enabled",
+		[EKMFS_TENANT_DISABLED] = "tenant_disabled",
+	};
+
+	return (size_t)ev < EKMFS_ARRAY_SIZE(names) && names[ev] ? names[ev] : "key_event";
+}
+
+const char *ekmfs_key_event_outcome(enum ekmfs_key_event ev)
+{
+	return ev == EKMFS_KEY_REFUSED ? "refused" : ev == EKMFS_KEY_OUTAGE ? "failure" :
+	       "success";
 }
 
 void ekmfs_keys_set_event_hook(struct ekmfs_keys *k, ekmfs_key_event_fn fn, void *arg)
@@ -390,7 +424,8 @@ static int kek_acquire(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t versio
 
 	pthread_rwlock_rdlock(&k->lock);
 	c = cache_find(k, tenant_id, version);
-	if (c && c->key && now < c->fresh_until) {
+	if (c && c->key && now < c->fresh_until &&
+	    (!c->use_limit || __atomic_add_fetch(&c->uses, 1, __ATOMIC_RELAXED) <= c->use_limit)) {
 		stat_add(&k->st_hits, 1);
 		*key = c->key;
 		return 0;
@@ -404,6 +439,16 @@ static int kek_acquire(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t versio
 	}
 	keyring_refresh(k);
 	c = cache_find(k, tenant_id, version);
+	if (c && c->key && c->use_limit && c->uses >= c->use_limit) {
+		/* Served its key_cache_uses: fetch again through the provider
+		 * even within the TTL (the count can overshoot by the readers
+		 * that raced past the limit; none of them used the key). */
+		key_event(k, EKMFS_KEY_EXPIRED, tenant_id, version, "use limit reached "
+			  "(key_cache_uses)");
+		c->fresh_until = now;
+	} else if (c && c->key && now >= c->fresh_until && !c->outage) {
+		key_event(k, EKMFS_KEY_EXPIRED, tenant_id, version, "key_cache_ttl passed");
+	}
 	if (c && now < c->fresh_until) {
 		if (c->key) {
 			stat_add(&k->st_hits, 1);
@@ -550,6 +595,55 @@ static void remove_meta(int backing_fd)
 	unlinkat(backing_fd, EKMFS_META_DIR, AT_REMOVEDIR);
 }
 
+/* The secrets a tenant's provider reads must lie outside BACKING (path). */
+static int check_tenant_secrets(const struct ekmfs_tenant_config *tc, const char *path)
+{
+	if (strcmp(tc->provider, "azure-keyvault") == 0 && tc->azure.client_secret_file[0])
+		return check_secret_outside(tc->azure.client_secret_file, "client secret file",
+					    path);
+	if (strcmp(tc->provider, "local") != 0)
+		return 0; /* the CMK lives in the KMS */
+	if (tc->local_source == EKMFS_LOCAL_KEY_FILE)
+		return check_secret_outside(tc->key_file, "key file", path);
+	if (tc->local_source == EKMFS_LOCAL_PASSPHRASE_FILE)
+		return check_secret_outside(tc->passphrase_file, "passphrase file", path);
+	return 0;
+}
+
+/* KEK v1 of a new tenant record: random, wrapped by the tenant's CMK (which
+ * the provider may create, e.g. the local key file), self-tested. Fills
+ * krec and the provider's part of rec (kdf). Before any write, so a wrong
+ * key or an unreachable KMS changes nothing. */
+static int first_kek(const struct ekmfs_tenant_config *tc, const uint8_t *volume_id,
+		     struct ekmfs_tenant_record *rec, struct ekmfs_kek_record *krec)
+{
+	struct ekmfs_provider *prov = NULL;
+	struct ekmfs_wrap_context ctx;
+	uint8_t *kek = NULL;
+	int ret;
+
+	ret = ekmfs_provider_open(tc, rec, true, &prov);
+	if (ret)
+		return ret;
+	kek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	if (!kek) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ctx = (struct ekmfs_wrap_context){ volume_id, rec->name, 1 };
+	ret = ekmfs_random(kek, EKMFS_KEY_SIZE);
+	if (!ret)
+		ret = prov->ops->wrap(prov, &ctx, kek, &krec->wrapped);
+	if (!ret)
+		ret = prov->ops->self_test(prov, &ctx);
+	rec->keks = krec;
+	rec->nkeks = 1;
+out:
+	ekmfs_secure_free(kek, EKMFS_KEY_SIZE);
+	ekmfs_provider_close(prov);
+	return ret;
+}
+
 int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 		      struct ekmfs_volume *out)
 {
@@ -559,9 +653,6 @@ int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 	struct ekmfs_tenant_record rec = { .id = DEFAULT_TENANT_ID, .current_version = 1 };
 	struct ekmfs_kek_record krec = { .version = 1, .state = EKMFS_KEK_ACTIVE };
 	struct ekmfs_keyring kr = { .generation = 1, .ntenants = 1, .tenants = &rec };
-	struct ekmfs_provider *prov = NULL;
-	struct ekmfs_wrap_context ctx;
-	uint8_t *kek = NULL;
 	struct stat st;
 	int lock_fd = -1, ret;
 
@@ -582,17 +673,8 @@ int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 		return -EEXIST;
 	}
 	ret = check_empty(backing_fd, path);
-	if (ret)
-		return ret;
-	if (strcmp(tc->provider, "azure-keyvault") == 0 && tc->azure.client_secret_file[0])
-		ret = check_secret_outside(tc->azure.client_secret_file, "client secret file",
-					   path);
-	else if (strcmp(tc->provider, "local") != 0)
-		ret = 0; /* the CMK lives in the KMS */
-	else if (tc->local_source == EKMFS_LOCAL_KEY_FILE)
-		ret = check_secret_outside(tc->key_file, "key file", path);
-	else if (tc->local_source == EKMFS_LOCAL_PASSPHRASE_FILE)
-		ret = check_secret_outside(tc->passphrase_file, "passphrase file", path);
+	if (!ret)
+		ret = check_tenant_secrets(tc, path);
 	if (ret)
 		return ret;
 
@@ -604,41 +686,78 @@ int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 	snprintf(rec.name, sizeof(rec.name), "%s", EKMFS_DEFAULT_TENANT);
 	snprintf(rec.provider, sizeof(rec.provider), "%s", tc->provider);
 	rec.last_rotation = rec.last_cmk_change = krec.created = vol.created;
-	ret = ekmfs_provider_open(tc, &rec, true, &prov);
+	ret = first_kek(tc, vol.volume_id, &rec, &krec);
 	if (ret)
 		return ret;
-	kek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
-	if (!kek) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	ctx = (struct ekmfs_wrap_context){ vol.volume_id, rec.name, 1 };
-	ret = ekmfs_random(kek, EKMFS_KEY_SIZE);
-	if (!ret)
-		ret = prov->ops->wrap(prov, &ctx, kek, &krec.wrapped);
-	if (!ret)
-		ret = prov->ops->self_test(prov, &ctx);
-	if (ret)
-		goto out;
-	rec.keks = &krec;
-	rec.nkeks = 1;
 
 	ret = ekmfs_volume_write_new(backing_fd, &vol);
 	if (ret)
-		goto out;
+		return ret;
 	ret = ekmfs_meta_lock(backing_fd, true, false, &lock_fd);
 	if (!ret)
 		ret = ekmfs_keyring_write(backing_fd, &kr);
 	ekmfs_meta_unlock(lock_fd);
 	if (ret) {
 		remove_meta(backing_fd);
-		goto out;
+		return ret;
 	}
 	if (out)
 		*out = vol;
+	return 0;
+}
+
+int ekmfs_keys_create_tenant(int backing_fd, const struct ekmfs_volume *vol,
+			     const struct ekmfs_tenant_config *tc, uint32_t *id_out)
+{
+	struct ekmfs_tenant_record rec = { .current_version = 1 }, *have;
+	struct ekmfs_kek_record krec = { .version = 1, .state = EKMFS_KEK_ACTIVE };
+	struct ekmfs_keyring kr = { 0 };
+	char path[PATH_MAX];
+	int lock_fd = -1, ret;
+
+	backing_path(backing_fd, path, sizeof(path));
+	ret = ekmfs_meta_lock(backing_fd, true, true, &lock_fd);
+	if (ret) {
+		ekmfs_seterr("cannot lock the keyring of %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = ekmfs_keyring_read(backing_fd, &kr);
+	if (ret)
+		goto out;
+	have = ekmfs_keyring_tenant(&kr, tc->name);
+	if (have) {
+		if (id_out)
+			*id_out = have->id;
+		ret = -EEXIST;
+		goto out;
+	}
+	ret = check_tenant_secrets(tc, path);
+	if (ret)
+		goto out;
+	/* Ids are never reused: a header naming a removed tenant's id must not
+	 * open under a newcomer's key. Records are never removed, so max + 1. */
+	for (size_t i = 0; i < kr.ntenants; i++)
+		if (kr.tenants[i].id > rec.id)
+			rec.id = kr.tenants[i].id;
+	rec.id++;
+	snprintf(rec.name, sizeof(rec.name), "%s", tc->name);
+	snprintf(rec.provider, sizeof(rec.provider), "%s", tc->provider);
+	rec.last_rotation = rec.last_cmk_change = krec.created = time(NULL);
+	rec.disabled = !tc->enabled;
+	ret = first_kek(tc, vol->volume_id, &rec, &krec);
+	if (ret)
+		goto out;
+	ret = ekmfs_keyring_add_tenant(&kr, &rec);
+	if (ret)
+		goto out;
+	kr.generation++;
+	ret = ekmfs_keyring_write(backing_fd, &kr);
+	if (!ret && id_out)
+		*id_out = rec.id;
 out:
-	ekmfs_secure_free(kek, EKMFS_KEY_SIZE);
-	ekmfs_provider_close(prov);
+	ekmfs_wipe(&krec, sizeof(krec));
+	ekmfs_keyring_free(&kr);
+	ekmfs_meta_unlock(lock_fd);
 	return ret;
 }
 
@@ -733,6 +852,7 @@ void ekmfs_keys_close(struct ekmfs_keys *k)
 		free(k->tenants[i]);
 	}
 	free(k->tenants);
+	free(k->policy);
 	ekmfs_keyring_free(&k->kr);
 	pthread_rwlock_destroy(&k->lock);
 	free(k);
@@ -757,6 +877,14 @@ void ekmfs_keys_stats(struct ekmfs_keys *k, struct ekmfs_keys_stats *out)
 
 /* ---- 5. file headers ---- */
 
+/* Name of the tenant a new file at path goes to now. Any lock. */
+static const char *route(struct ekmfs_keys *k, const char *path)
+{
+	if (!k->policy || !path)
+		return EKMFS_DEFAULT_TENANT;
+	return ekmfs_config_route(k->policy, path, time(NULL))->name;
+}
+
 int ekmfs_keys_new_header(struct ekmfs_keys *k, const char *path, struct ekmfs_header *h,
 			  uint8_t *dek)
 {
@@ -766,7 +894,7 @@ int ekmfs_keys_new_header(struct ekmfs_keys *k, const char *path, struct ekmfs_h
 	uint8_t *kek;
 	int ret;
 
-	(void)path; /* one tenant in this release: paths choose tenants later */
+	char tenant[EKMFS_NAME_MAX];
 
 	/* Pick up a rotation (new current version) made by another tool; the
 	 * exclusive lock only when the keyring file actually changed. */
@@ -776,14 +904,19 @@ int ekmfs_keys_new_header(struct ekmfs_keys *k, const char *path, struct ekmfs_h
 		pthread_rwlock_wrlock(&k->lock);
 		keyring_refresh(k);
 	}
-	rec = ekmfs_keyring_tenant(&k->kr, EKMFS_DEFAULT_TENANT);
+	snprintf(tenant, sizeof(tenant), "%s", route(k, path));
+	rec = ekmfs_keyring_tenant(&k->kr, tenant);
 	if (rec) {
 		tenant_id = rec->id;
 		version = rec->current_version;
 	}
 	pthread_rwlock_unlock(&k->lock);
 	if (!rec) {
-		ekmfs_seterr("the keyring has no '%s' tenant", EKMFS_DEFAULT_TENANT);
+		/* Never fall back to another tenant's key: the customer asked
+		 * for theirs. */
+		ekmfs_seterr("new files in %s belong to tenant '%s', which has no keys in the "
+			     "keyring (its creation failed: see the log)", path ? path : "/",
+			     tenant);
 		return -ENOKEY;
 	}
 
@@ -932,4 +1065,207 @@ struct ekmfs_provider *ekmfs_keys_provider(struct ekmfs_keys *k, const char *ten
 		if (strcmp(k->tenants[i]->name, tenant) == 0)
 			return k->tenants[i]->prov;
 	return NULL;
+}
+
+/* ---- 7. tenants: applying the configuration, routing, cache states ---- */
+
+/* Whether a and b differ in what the provider uses (anything but the
+ * policy and cache limits, which apply at once). */
+static bool provider_settings_differ(const struct ekmfs_tenant_config *a,
+				     const struct ekmfs_tenant_config *b)
+{
+	struct ekmfs_tenant_config x = *a;
+
+	x.key_cache_ttl = b->key_cache_ttl;
+	x.key_cache_uses = b->key_cache_uses;
+	x.outage_grace = b->outage_grace;
+	x.rotation_days = b->rotation_days;
+	x.min_cmk_change_interval = b->min_cmk_change_interval;
+	x.npaths = b->npaths;
+	memcpy(x.paths, b->paths, sizeof(x.paths));
+	x.paths_line = b->paths_line;
+	x.enforce_from = b->enforce_from;
+	x.enabled = b->enabled;
+	return memcmp(&x, b, sizeof(x)) != 0;
+}
+
+/* Record tc's `enabled` in the keyring when it differs (under the meta
+ * lock, on a fresh copy), so the change is audited once, whichever process
+ * sees it first. 1 if changed, 0 if not, -errno. */
+static int record_enabled(struct ekmfs_keys *k, const struct ekmfs_tenant_config *tc)
+{
+	struct ekmfs_keyring kr = { 0 };
+	struct ekmfs_tenant_record *rec;
+	int lock_fd = -1, ret;
+
+	ret = ekmfs_meta_lock(k->backing_fd, true, true, &lock_fd);
+	if (ret)
+		return ret;
+	ret = ekmfs_keyring_read(k->backing_fd, &kr);
+	if (ret)
+		goto out;
+	rec = ekmfs_keyring_tenant(&kr, tc->name);
+	if (!rec || rec->disabled == !tc->enabled)
+		goto out;
+	rec->disabled = !tc->enabled;
+	kr.generation++;
+	ret = ekmfs_keyring_write(k->backing_fd, &kr);
+	if (!ret)
+		ret = 1;
+out:
+	ekmfs_keyring_free(&kr);
+	ekmfs_meta_unlock(lock_fd);
+	return ret;
+}
+
+int ekmfs_keys_apply_config(struct ekmfs_keys *k, const struct ekmfs_config *cfg)
+{
+	struct ekmfs_config *policy = malloc(sizeof(*policy));
+	bool created[EKMFS_MAX_TENANTS] = { false };
+	int ret;
+
+	if (!policy)
+		return -ENOMEM;
+	*policy = *cfg;
+	ret = ekmfs_config_check_paths(cfg, k->backing_fd);
+	if (ret)
+		goto out;
+	/* New tenants first, outside k->lock: creating one asks its KMS. */
+	for (unsigned i = 0; i < cfg->ntenants; i++) {
+		const struct ekmfs_tenant_config *tc = &cfg->tenants[i];
+		uint32_t id = 0;
+
+		ret = ekmfs_keys_create_tenant(k->backing_fd, &k->vol, tc, &id);
+		if (ret == -EEXIST) {
+			ret = record_enabled(k, tc);
+			if (ret < 0)
+				goto out;
+			if (ret > 0) {
+				pthread_rwlock_rdlock(&k->lock);
+				key_event(k, tc->enabled ? EKMFS_TENANT_ENABLED :
+					  EKMFS_TENANT_DISABLED, id, 0, tc->enabled ?
+					  "enabled = true: new files in its paths use its CMK" :
+					  "enabled = false: new files in its paths use the default "
+					  "tenant; ekmfs-rotate migrate moves existing ones back");
+				pthread_rwlock_unlock(&k->lock);
+			}
+			ret = 0;
+			continue;
+		}
+		if (ret) {
+			char why[600];
+
+			snprintf(why, sizeof(why), "%s", ekmfs_lasterr());
+			ekmfs_seterr("tenant '%s': cannot create its keys: %s", tc->name, why);
+			goto out;
+		}
+		ekmfs_log(EKMFS_LOG_INFO, "tenant '%s': created (id %u, KEK v1 under its %s CMK)",
+			  tc->name, id, tc->provider);
+		created[i] = true;
+	}
+
+	pthread_rwlock_wrlock(&k->lock);
+	keyring_refresh(k);
+	for (size_t i = 0; i < k->kr.ntenants && !ret; i++) {
+		struct ekmfs_tenant_record *rec = &k->kr.tenants[i];
+		const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(cfg, rec->name);
+		struct key_tenant *kt = tenant_by_id(k, rec->id);
+
+		if (!kt) {
+			ret = open_tenant(k, cfg, rec);
+			if (!ret && tc && created[tc - cfg->tenants]) {
+				key_event(k, EKMFS_TENANT_CREATED, rec->id, rec->current_version,
+					  "tenant added to the configuration; KEK v1 created "
+					  "under its CMK");
+				key_event(k, EKMFS_CMK_SET, rec->id, rec->current_version,
+					  "the tenant's first CMK wraps its KEK v1");
+			}
+			continue;
+		}
+		if (!tc) {
+			ekmfs_log(EKMFS_LOG_WARN, "tenant '%s' is no longer in the configuration: its "
+				  "files stay readable until the next mount, which will refuse",
+				  rec->name);
+			continue;
+		}
+		if (provider_settings_differ(&kt->tc, tc))
+			ekmfs_log(EKMFS_LOG_WARN, "tenant '%s': provider settings changed; they take "
+				  "effect at the next mount (the keys in use stay)", rec->name);
+		kt->tc.key_cache_ttl = tc->key_cache_ttl;
+		kt->tc.key_cache_uses = tc->key_cache_uses;
+		kt->tc.outage_grace = tc->outage_grace;
+		kt->tc.rotation_days = tc->rotation_days;
+		kt->tc.min_cmk_change_interval = tc->min_cmk_change_interval;
+		kt->tc.npaths = tc->npaths;
+		memcpy(kt->tc.paths, tc->paths, sizeof(kt->tc.paths));
+		kt->tc.enforce_from = tc->enforce_from;
+		kt->tc.enabled = tc->enabled;
+	}
+	if (!ret) {
+		free(k->policy);
+		k->policy = policy;
+		policy = NULL;
+	}
+	pthread_rwlock_unlock(&k->lock);
+out:
+	free(policy);
+	return ret;
+}
+
+const char *ekmfs_keys_route(struct ekmfs_keys *k, const char *path)
+{
+	const char *name;
+
+	pthread_rwlock_rdlock(&k->lock);
+	name = route(k, path);
+	/* Stable while k is open: the tenant table's copy of the name. */
+	for (size_t i = 0; i < k->ntenants; i++)
+		if (strcmp(k->tenants[i]->name, name) == 0)
+			name = k->tenants[i]->name;
+	pthread_rwlock_unlock(&k->lock);
+	return name;
+}
+
+size_t ekmfs_keys_tenant_states(struct ekmfs_keys *k, struct ekmfs_tenant_state *out,
+				size_t max)
+{
+	double now = now_sec();
+	time_t wall = time(NULL);
+	size_t n;
+
+	pthread_rwlock_rdlock(&k->lock);
+	n = k->ntenants;
+	for (size_t i = 0; i < n && i < max; i++) {
+		struct key_tenant *kt = k->tenants[i];
+		struct ekmfs_tenant_record *rec = ekmfs_keyring_tenant_by_id(&k->kr, kt->id);
+		struct ekmfs_tenant_state *o = &out[i];
+		struct cached_kek *c;
+
+		memset(o, 0, sizeof(*o));
+		snprintf(o->name, sizeof(o->name), "%s", kt->name);
+		o->id = kt->id;
+		o->current_version = rec ? rec->current_version : 0;
+		o->enforced = ekmfs_tenant_enforced(&kt->tc, wall);
+		o->use_limit = kt->tc.key_cache_uses;
+		c = cache_find(k, kt->id, o->current_version);
+		if (kt->locked)
+			o->cache = "locked";
+		else if (!c)
+			o->cache = "empty";
+		else if (!c->key)
+			o->cache = "refused";
+		else if (c->outage && now < c->valid_until)
+			o->cache = "outage";
+		else if (now >= c->fresh_until ||
+			 (c->use_limit && __atomic_load_n(&c->uses, __ATOMIC_RELAXED) >= c->use_limit))
+			o->cache = "expired";
+		else
+			o->cache = "cached";
+		if (c) {
+			o->uses = __atomic_load_n(&c->uses, __ATOMIC_RELAXED);
+			o->expires_in = c->fresh_until > now ? c->fresh_until - now : 0;
+		}
+	}
+	pthread_rwlock_unlock(&k->lock);
+	return n;
 }

@@ -133,9 +133,13 @@ static void test_errors(void)
 	/* Sections are refused even when empty (inih never reports those). */
 	expect_error("[daemon]\n[fuse]\n", 2, "unknown section [fuse]");
 	expect_error("\n\n[tenant.payroll]\nkey_file = /k\n", 3,
-		     "tenant 'payroll': only the default tenant is supported in this release");
+		     "[tenant.payroll] needs paths = /SUBTREE[, ...]: the parts of the volume "
+		     "whose new files its CMK protects");
 	expect_error("[tenant.payroll]\n", 1,
-		     "tenant 'payroll': only the default tenant is supported in this release");
+		     "[tenant.payroll] needs paths = /SUBTREE[, ...]: the parts of the volume "
+		     "whose new files its CMK protects");
+	expect_error("[tenant.pay/roll]\n", 1,
+		     "bad tenant name 'pay/roll': 1..63 letters, digits, '.', '_' or '-'");
 	expect_error("max_threads = 3\n", 1,
 		     "key outside any section (start with [daemon] or [tenant.default])");
 
@@ -230,6 +234,101 @@ static void test_paths(void)
 }
 
 /* provider = aws-kms / azure-keyvault and their keys (issue 4). */
+/* [tenant.NAME]: paths, enforce_from, enabled, key_cache_uses, routing. */
+static void test_tenants(void)
+{
+	const struct ekmfs_tenant_config *acme, *beta;
+	time_t t2027 = 1798761600; /* 2027-01-01T00:00:00Z */
+
+	CHECK_EQ_INT(load_text("[tenant.acme]\nprovider = local\nkey_file = /etc/ekmfs/acme.key\n"
+			       "paths = /bots/acme, /apps/acme-prod\n"
+			       "enforce_from = 2027-01-01\nkey_cache_uses = 10\n"
+			       "key_cache_ttl = 1m\n"
+			       "[tenant.beta]\npaths = /bots/beta\n    /bots/beta2\n"
+			       "enabled = false\nenforce_from = 2026-12-31T23:30:00-01:00\n"), 0);
+	CHECK_EQ_INT(cfg.ntenants, 3);
+	acme = ekmfs_config_tenant(&cfg, "acme");
+	beta = ekmfs_config_tenant(&cfg, "beta");
+	CHECK(acme && beta);
+	if (!acme || !beta)
+		return;
+	CHECK_EQ_INT(acme->npaths, 2);
+	CHECK(strcmp(acme->paths[1], "/apps/acme-prod") == 0);
+	CHECK_EQ_INT(acme->paths_line, 4);
+	CHECK(acme->enforce_from == t2027);
+	CHECK(acme->enabled);
+	CHECK_EQ_INT(acme->key_cache_uses, 10);
+	CHECK_EQ_INT(acme->key_cache_ttl, 60);
+	CHECK_EQ_INT(cfg.tenants[0].key_cache_uses, EKMFS_DEFAULT_KEY_CACHE_USES);
+	/* a continuation line adds paths; the offset is applied */
+	CHECK_EQ_INT(beta->npaths, 2);
+	CHECK(strcmp(beta->paths[1], "/bots/beta2") == 0);
+	CHECK(!beta->enabled);
+	CHECK(beta->enforce_from == t2027 - 1800 + 3600);
+
+	/* routing: owner ignores dates, route honours them */
+	CHECK(ekmfs_config_owner(&cfg, "bots/acme/x/y") == acme);
+	CHECK(ekmfs_config_owner(&cfg, "/bots/acme") == acme);
+	CHECK(ekmfs_config_owner(&cfg, "bots/acmexyz/a") == NULL);
+	CHECK(ekmfs_config_owner(&cfg, "bots") == NULL);
+	CHECK(ekmfs_config_route(&cfg, "bots/acme/a", t2027 - 1) == &cfg.tenants[0]);
+	CHECK(ekmfs_config_route(&cfg, "bots/acme/a", t2027) == acme);
+	CHECK(ekmfs_config_route(&cfg, "apps/acme-prod/db", t2027 + 5) == acme);
+	CHECK(ekmfs_config_route(&cfg, "bots/beta/a", t2027 + 5) == &cfg.tenants[0]);
+	CHECK(ekmfs_config_route(&cfg, "other/a", t2027 + 5) == &cfg.tenants[0]);
+	CHECK(ekmfs_tenant_enforced(&cfg.tenants[0], 0));
+
+	/* errors name file, line and key */
+	expect_error("[tenant.a]\npaths = /bots/a\n[tenant.b]\n\npaths = /x, /bots/a/deep\n", 5,
+		     "key 'paths' in [tenant.b]: /bots/a/deep overlaps /bots/a of [tenant.a] "
+		     "(line 2): a file must have one tenant");
+	expect_error("[tenant.a]\npaths = /bots/a /bots/a\n", 2,
+		     "key 'paths' in [tenant.a]: /bots/a overlaps /bots/a of [tenant.a] "
+		     "(line 2): a file must have one tenant");
+	expect_error("[tenant.a]\npaths = bots/a\n", 2,
+		     "bad value 'bots/a' for key 'paths' in [tenant.a]: each path must be "
+		     "absolute within the volume, like /bots/acme");
+	expect_error("[tenant.a]\npaths = /bots/../etc\n", 2,
+		     "bad value '/bots/../etc' for key 'paths' in [tenant.a]: '..' components "
+		     "are not allowed");
+	expect_error("[tenant.a]\npaths = /\n", 2,
+		     "bad value '/' for key 'paths' in [tenant.a]: / is the whole volume: that "
+		     "is the default tenant's");
+	expect_error("[tenant.a]\npaths = /.ekmfs/x\n", 2,
+		     "bad value '/.ekmfs/x' for key 'paths' in [tenant.a]: /.ekmfs is the "
+		     "volume's metadata, not data");
+	expect_error("[tenant.a]\npaths = /a/\n", 2,
+		     "bad value '/a/' for key 'paths' in [tenant.a]: no trailing '/' please");
+	expect_error("[tenant.default]\npaths = /a\n", 2,
+		     "bad value '/a' for key 'paths' in [tenant.default]: the default tenant "
+		     "covers every path no other tenant names; it takes no paths");
+	expect_error("[tenant.default]\nenabled = false\n", 2,
+		     "bad value 'false' for key 'enabled' in [tenant.default]: the default "
+		     "tenant is always enabled and enforced");
+	expect_error("[tenant.a]\npaths = /a\nenforce_from = 2027-02-29\n", 3,
+		     "bad value '2027-02-29' for key 'enforce_from' in [tenant.a]: no such "
+		     "date or time");
+	expect_error("[tenant.a]\npaths = /a\nenforce_from = next week\n", 3,
+		     "bad value 'next week' for key 'enforce_from' in [tenant.a]: not a date "
+		     "YYYY-MM-DD or a time YYYY-MM-DDTHH:MM[:SS] with Z or +HH:MM");
+	expect_error("[tenant.a]\npaths = /a\nenforce_from = 2027-01-01T10:00\n", 3,
+		     "bad value '2027-01-01T10:00' for key 'enforce_from' in [tenant.a]: a time "
+		     "needs its zone: end it with Z or +HH:MM");
+	expect_error("[tenant.a]\npaths = /a\nenabled = maybe\n", 3,
+		     "bad value 'maybe' for key 'enabled' in [tenant.a]: must be true or false");
+	expect_error("[tenant.a]\npaths = /a\nkey_cache_uses = lots\n", 3,
+		     "bad value 'lots' for key 'key_cache_uses' in [tenant.a]: not a whole number");
+	expect_error("[tenant.a]\npaths = /a\nregion = eu-west-1\n", 3,
+		     "key 'region' in [tenant.a] needs provider = aws-kms (the provider is local)");
+	expect_error("[tenant.a]\npaths = /a\nprovider = aws-kms\n", 3,
+		     "provider aws-kms in [tenant.a] needs key_id and region");
+	expect_error("[tenant.a]\npaths = /a\nkey_file = /k\npassphrase = prompt\n", 4,
+		     "key_file, passphrase_file and passphrase=prompt exclude one another in "
+		     "[tenant.a]: set only one");
+	expect_error("[tenant.a]\npaths = /a\nbogus = 1\n", 3,
+		     "unknown key 'bogus' in [tenant.a]");
+}
+
 static void test_cloud_providers(void)
 {
 	const struct ekmfs_tenant_config *tc = &cfg.tenants[0];
@@ -294,6 +393,7 @@ int main(void)
 	RUN(test_defaults);
 	RUN(test_every_key);
 	RUN(test_errors);
+	RUN(test_tenants);
 	RUN(test_paths);
 	RUN(test_cloud_providers);
 	unlink(ini);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -663,6 +664,116 @@ static void test_worked_example(void)
 	fixture_free(&f);
 }
 
+/* Tenants: creation through apply_config, routing of new headers by path
+ * and date, opening any tenant's header, the use limit and cache states. */
+static uint32_t new_header_tenant(struct ekmfs_keys *k, const char *path)
+{
+	uint8_t dek[EKMFS_KEY_SIZE], back[EKMFS_KEY_SIZE];
+	struct ekmfs_header h;
+
+	if (ekmfs_keys_new_header(k, path, &h, dek) != 0)
+		return 0;
+	CHECK_EQ_INT(ekmfs_keys_open_header(k, &h, back), 0);
+	CHECK_MEM(back, dek, EKMFS_KEY_SIZE);
+	return h.slot[0].tenant_id;
+}
+
+static struct ekmfs_tenant_config *add_tenant(struct fixture *f, const char *name,
+					      const char *path)
+{
+	struct ekmfs_tenant_config *tc = &cfg.tenants[cfg.ntenants++];
+
+	*tc = cfg.tenants[0];
+	snprintf(tc->name, sizeof(tc->name), "%s", name);
+	snprintf(tc->key_file, sizeof(tc->key_file), "%s/keys/%s.key", f->dir, name);
+	tc->npaths = 1;
+	snprintf(tc->paths[0], sizeof(tc->paths[0]), "%s", path);
+	tc->paths_line = 7;
+	return tc;
+}
+
+static void test_tenants(void)
+{
+	struct ekmfs_tenant_state st[4];
+	struct ekmfs_tenant_config *acme, *beta;
+	struct ekmfs_keyring kr;
+	struct ekmfs_keys *k = NULL;
+	struct fixture f;
+	char dir[400];
+
+	fixture_new(&f);
+	CHECK_EQ_INT(ekmfs_volume_init(f.bfd, &cfg, NULL), 0);
+	acme = add_tenant(&f, "acme", "/bots/acme");
+	beta = add_tenant(&f, "beta", "/bots/beta");
+	beta->enforce_from = time(NULL) + 3600;      /* not yet */
+	acme->key_cache_uses = 2;
+	CHECK_EQ_INT(ekmfs_keys_open(f.bfd, &cfg, &k), 0);
+	if (!k)
+		goto out;
+	/* a path missing from the volume refuses, and creates nothing */
+	CHECK_EQ_INT(ekmfs_keys_apply_config(k, &cfg), -ENOENT);
+	CHECK(has("key 'paths' in [tenant.acme]: /bots/acme: No such file or directory"));
+	CHECK_EQ_INT(ekmfs_keyring_read(f.bfd, &kr), 0);
+	CHECK_EQ_INT(kr.ntenants, 1);
+	ekmfs_keyring_free(&kr);
+	snprintf(dir, sizeof(dir), "%s/bots", f.backing);
+	mkdir(dir, 0755);
+	snprintf(dir, sizeof(dir), "%s/bots/acme", f.backing);
+	mkdir(dir, 0755);
+	snprintf(dir, sizeof(dir), "%s/bots/beta", f.backing);
+	mkdir(dir, 0755);
+
+	CHECK_EQ_INT(ekmfs_keys_apply_config(k, &cfg), 0);
+	CHECK_EQ_INT(ekmfs_keyring_read(f.bfd, &kr), 0);
+	CHECK_EQ_INT(kr.ntenants, 3);
+	if (kr.ntenants == 3) {
+		CHECK(strcmp(kr.tenants[1].name, "acme") == 0);
+		CHECK_EQ_INT(kr.tenants[1].id, 2);
+		CHECK_EQ_INT(kr.tenants[2].id, 3);
+		CHECK(!kr.tenants[1].disabled);
+	}
+	ekmfs_keyring_free(&kr);
+	/* once created, a second apply is a no-op */
+	CHECK_EQ_INT(ekmfs_keys_create_tenant(f.bfd, ekmfs_keys_volume(k), acme, NULL), -EEXIST);
+
+	CHECK_EQ_INT(new_header_tenant(k, "bots/acme/a"), 2);
+	CHECK_EQ_INT(new_header_tenant(k, "/bots/acme/deep/b"), 2);
+	CHECK_EQ_INT(new_header_tenant(k, "bots/beta/c"), 1);    /* before enforce_from */
+	CHECK_EQ_INT(new_header_tenant(k, "bots/other"), 1);
+	CHECK(strcmp(ekmfs_keys_route(k, "bots/acme/x"), "acme") == 0);
+
+	/* acme's key_cache_uses = 2: the entry expires after two uses */
+	CHECK_EQ_INT(ekmfs_keys_tenant_states(k, st, 4), 3);
+	CHECK(strcmp(st[1].name, "acme") == 0);
+	CHECK(strcmp(st[1].cache, "expired") == 0 || strcmp(st[1].cache, "cached") == 0);
+	CHECK_EQ_INT(st[1].use_limit, 2);
+	CHECK(st[1].enforced);
+	CHECK(!st[2].enforced);
+	CHECK(strcmp(st[0].cache, "cached") == 0);
+
+	/* enforcement reached, then BYOK switched off: recorded in the keyring */
+	beta->enforce_from = 0;
+	acme->enabled = false;
+	CHECK_EQ_INT(ekmfs_keys_apply_config(k, &cfg), 0);
+	CHECK_EQ_INT(new_header_tenant(k, "bots/beta/c"), 3);
+	CHECK_EQ_INT(new_header_tenant(k, "bots/acme/a"), 1);
+	CHECK_EQ_INT(ekmfs_keyring_read(f.bfd, &kr), 0);
+	CHECK(kr.ntenants == 3 && kr.tenants[1].disabled);
+	ekmfs_keyring_free(&kr);
+
+	/* lock one tenant: its new files fail, others carry on */
+	CHECK_EQ_INT(ekmfs_keys_lock(k, "beta"), 0);
+	CHECK_EQ_INT(new_header_tenant(k, "bots/beta/d"), 0);
+	CHECK_EQ_INT(new_header_tenant(k, "bots/x"), 1);
+	CHECK_EQ_INT(ekmfs_keys_tenant_states(k, st, 4), 3);
+	CHECK(strcmp(st[2].cache, "locked") == 0);
+	CHECK_EQ_INT(ekmfs_keys_unlock(k, "beta"), 0);
+	CHECK_EQ_INT(new_header_tenant(k, "bots/beta/d"), 3);
+out:
+	ekmfs_keys_close(k);
+	fixture_free(&f);
+}
+
 int main(void)
 {
 	ekmfs_secmem_init();
@@ -680,6 +791,7 @@ int main(void)
 	RUN(test_prompt_without_tty);
 	RUN(test_versions_and_slots);
 	RUN(test_threads);
+	RUN(test_tenants);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)

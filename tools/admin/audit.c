@@ -30,6 +30,23 @@ static int say(int rc)
 	return EXIT_FAIL;
 }
 
+/* Key-manager events of a command (tenants created by import-plaintext,
+ * say): written at once, the command being single-threaded. */
+static void key_event_hook(void *arg, enum ekmfs_key_event kev, const char *tenant,
+			   const char *cmk_ref, uint32_t kek_version, const char *reason)
+{
+	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
+
+	ev.event = ekmfs_key_event_name(kev);
+	ev.outcome = ekmfs_key_event_outcome(kev);
+	ev.tenant = tenant;
+	ev.key_ref = cmk_ref;
+	ev.kek_version = kek_version;
+	ev.reason = reason;
+	if (admin_audit_record(arg, &ev) < 0)
+		fprintf(stderr, "ekmfs-admin: audit log: %s\n", ekmfs_lasterr());
+}
+
 int admin_audit_open(const char *backing, const struct ekmfs_config *cfg,
 		     struct admin_audit *out)
 {
@@ -48,6 +65,8 @@ int admin_audit_open(const char *backing, const struct ekmfs_config *cfg,
 		rc = ekmfs_audit_open(out->fd, cfg, ekmfs_keys_volume(out->keys),
 				      ekmfs_keys_provider(out->keys, EKMFS_DEFAULT_TENANT),
 				      &out->audit);
+	if (!rc)
+		ekmfs_keys_set_event_hook(out->keys, key_event_hook, out);
 	if (rc)
 		admin_audit_close(out);
 	return rc;

@@ -363,6 +363,8 @@ int admin_import_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		return EXIT_FAIL;
 	}
 	ret = admin_audit_open(root, cfg, &s.a);
+	if (!ret)   /* a file in a tenant's paths is imported under its CMK */
+		ret = ekmfs_keys_apply_config(s.a.keys, cfg);
 	if (ret) {
 		fprintf(stderr, "ekmfs-admin: %s\n", ekmfs_lasterr()[0] ? ekmfs_lasterr() :
 			strerror(-ret));
