@@ -3,13 +3,20 @@
  *
  * Owns: the unix socket CONTROL_DIR/<volume id>.sock (directory 0700, socket
  * 0600, root only: the peer's uid is checked with SO_PEERCRED as well), its
- * one-line protocol, and what `lock` and `unlock` do to the running daemon.
+ * one-line protocol, what `lock` and `unlock` do to the running daemon, and
+ * the per-tenant key cache states it reports (`tenants`).
  *
  * Protocol: the client sends one line, the daemon answers one line and
  * closes the connection.
  *   lock [TENANT]     ->  ok locked ...      | error ERRNO-NAME message
  *   unlock [TENANT]   ->  ok unlocked ...    | error ...
  *   status            ->  ok locked|unlocked
+ *   tenants           ->  ok [{"tenant":"default","id":1,"current_version":1,
+ *                            "cache":"cached","expires_in":287.5,"uses":3,
+ *                            "use_limit":1000000,"enforced":true},...]
+ *                         (one line of JSON, any length; ekmfs-admin status)
+ * cache is one of locked, cached, outage, refused, expired, empty (keys.h);
+ * expires_in is the seconds until the KEK is fetched again.
  *
  * Lock: the key manager drops the tenant's cached KEKs and refuses them
  * (ENOKEY) until unlock; then every open file's DEK is wiped (each inode's
@@ -22,11 +29,12 @@
  * re-fetches the current KEKs through the provider and lets opens, and the
  * handles opened before the lock, work again.
  *
- * Divisions: lock and unlock; the socket (path, listen); the thread and the
- * protocol; start and stop.
+ * Divisions: lock and unlock; tenant states; the socket (path, listen); the
+ * thread and the protocol; start and stop.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -128,6 +136,68 @@ static int do_unlock(struct efs_data *fs, const char *tenant, char *msg, size_t 
 	return 0;
 }
 
+/* ---- tenant states ---- */
+
+/* The `tenants` answer: "ok <JSON array>\n" in *out (malloc'd). */
+static int tenants_reply(struct efs_data *fs, char **out, size_t *count)
+{
+	struct ekmfs_tenant_state *st = NULL;
+	json_object *arr = NULL;
+	size_t n = 0, max = EKMFS_MAX_TENANTS;
+	int ret = -ENOMEM;
+
+	ekmfs_clearerr();       /* an error here is only ENOMEM: no stale message */
+	/* Tenants may be added (a reload) between the two calls: ask again. */
+	for (;;) {
+		struct ekmfs_tenant_state *grown = realloc(st, max * sizeof(*st));
+
+		if (!grown)
+			goto out;
+		st = grown;
+		n = ekmfs_keys_tenant_states(fs->keys, st, max);
+		if (n <= max)
+			break;
+		max = n;
+	}
+	arr = json_object_new_array();
+	if (!arr)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = json_object_new_object();
+		char secs[32];
+
+		if (!o || json_object_array_add(arr, o) < 0) {
+			json_object_put(o);
+			goto out;
+		}
+		json_object_object_add(o, "tenant", json_object_new_string(st[i].name));
+		json_object_object_add(o, "id", json_object_new_int64(st[i].id));
+		json_object_object_add(o, "current_version",
+				       json_object_new_int64(st[i].current_version));
+		json_object_object_add(o, "cache", json_object_new_string(st[i].cache));
+		/* Tenths of a second are plenty for a human or a script. */
+		snprintf(secs, sizeof(secs), "%.1f", st[i].expires_in);
+		json_object_object_add(o, "expires_in",
+				       json_object_new_double_s(st[i].expires_in, secs));
+		json_object_object_add(o, "uses", json_object_new_int64((int64_t)st[i].uses));
+		json_object_object_add(o, "use_limit",
+				       json_object_new_int64((int64_t)st[i].use_limit));
+		json_object_object_add(o, "enforced", json_object_new_boolean(st[i].enforced));
+	}
+	/* PLAIN: no newline inside, so the answer stays one line. */
+	if (asprintf(out, "ok %s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN |
+					JSON_C_TO_STRING_NOSLASHESCAPE)) < 0) {
+		*out = NULL;
+		goto out;
+	}
+	*count = n;
+	ret = 0;
+out:
+	json_object_put(arr);
+	free(st);
+	return ret;
+}
+
 /* ---- the socket ---- */
 
 static int listen_socket(struct efs_data *fs)
@@ -196,7 +266,7 @@ static void audit_control(struct efs_data *fs, const char *event, const char *te
 static void handle(struct efs_data *fs, int c)
 {
 	struct timeval tv = { .tv_sec = 5 };
-	char req[REQUEST_MAX + 1], reply[600], msg[400] = "";
+	char req[REQUEST_MAX + 1], reply[600], msg[400] = "", *long_reply = NULL;
 	const char *tenant = NULL;
 	struct ucred cr;
 	socklen_t crlen = sizeof(cr);
@@ -228,9 +298,15 @@ static void handle(struct efs_data *fs, int c)
 		ret = 0;
 		snprintf(msg, sizeof(msg), "%s",
 			 ekmfs_keys_locked(fs->keys, NULL) ? "locked" : "unlocked");
+	} else if (strcmp(req, "tenants") == 0) {
+		size_t n = 0;
+
+		ret = tenants_reply(fs, &long_reply, &n);
+		/* What the log shows; the client gets long_reply. */
+		snprintf(msg, sizeof(msg), "states of %zu tenant%s", n, n == 1 ? "" : "s");
 	} else {
 		snprintf(reply, sizeof(reply), "error EINVAL unknown request (lock, unlock, "
-			 "status)\n");
+			 "status, tenants)\n");
 		goto out;
 	}
 	if (ret)
@@ -239,12 +315,26 @@ static void handle(struct efs_data *fs, int c)
 			 ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-ret));
 	else
 		snprintf(reply, sizeof(reply), "ok %s\n", msg);
-	ekmfs_log(EKMFS_LOG_INFO, "control: '%s' from uid %u pid %d: %.*s", req,
+	/* Monitoring may poll `tenants`; only what changes state is worth INFO. */
+	ekmfs_log(long_reply ? EKMFS_LOG_DEBUG : EKMFS_LOG_INFO,
+		  "control: '%s' from uid %u pid %d: %.*s", req,
 		  (unsigned)cr.uid, (int)cr.pid, (int)strcspn(reply, "\n"), reply);
 out:
-	if (write(c, reply, strlen(reply)) < 0) {
+	if (long_reply) {
+		/* The answer may exceed the socket buffer: write it all. */
+		for (size_t off = 0, len = strlen(long_reply); off < len;) {
+			ssize_t w = write(c, long_reply + off, len - off);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break;  /* the client went away or timed out */
+			off += (size_t)w;
+		}
+	} else if (write(c, reply, strlen(reply)) < 0) {
 		/* the client went away; nothing to tell it */
 	}
+	free(long_reply);
 }
 
 static void *control_main(void *arg)

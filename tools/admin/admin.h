@@ -8,8 +8,10 @@
 #ifndef EKMFS_ADMIN_H
 #define EKMFS_ADMIN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "ekmfs/config.h"
 
@@ -28,10 +30,22 @@ struct admin_kek_count {
 	uint32_t tenant_id, version;
 	uint64_t files;
 };
+/* Files by (the tenant the configuration routes their path to, the tenant
+ * id of their header): a file is misplaced when the two differ. */
+struct admin_route_count {
+	const struct ekmfs_tenant_config *route;
+	uint32_t tenant_id;
+	uint64_t files;
+};
 struct admin_tally {
 	struct admin_kek_count *counts;
 	size_t ncounts, cap;
 	uint64_t files, empty, bad_header, unreadable;
+	/* Set cfg (and now) before the walk to count routes too. */
+	const struct ekmfs_config *cfg;
+	time_t now;
+	struct admin_route_count *routes;
+	size_t nroutes, routes_cap;
 };
 int admin_tally_volume(const char *backing, struct admin_tally *t);
 /* Descriptor, keyring and tally of a volume (no key needed); prints the
@@ -41,9 +55,38 @@ struct ekmfs_keyring;
 int admin_volume_load(const char *backing, struct ekmfs_volume *vol,
 		      struct ekmfs_keyring *kr, struct admin_tally *tally);
 uint64_t admin_tally_files(const struct admin_tally *t, uint32_t tenant_id, uint32_t version);
+/* Misplaced files (header tenant != routed tenant; kr maps names to ids):
+ * those routed to routed_to (NULL: any) and wrapped by wrapped_by (NULL:
+ * any tenant, known or not). */
+struct ekmfs_tenant_record;
+uint64_t admin_tally_misplaced(const struct admin_tally *t, struct ekmfs_keyring *kr,
+			       const char *routed_to, const struct ekmfs_tenant_record *wrapped_by);
 void admin_tally_free(struct admin_tally *t);
 /* status.c */
-int admin_status(const char *backing);
+int admin_status(const char *backing, const struct ekmfs_config *cfg);
+/* status_tenant.c: the per-tenant policy, misplaced files and key cache of
+ * status (docs/TENANTS.md); the cache state comes from the running daemon. */
+struct json_object;
+struct admin_status_ctx {
+	const struct ekmfs_config *cfg;
+	struct ekmfs_keyring *kr;
+	const struct admin_tally *tally;
+	struct json_object *states;     /* the daemon's `tenants` answer, or NULL */
+	char no_daemon[PATH_MAX + 128]; /* why states is NULL: "not mounted", ... */
+	time_t now;
+};
+void admin_status_ctx_init(struct admin_status_ctx *c, const struct ekmfs_config *cfg,
+			   const struct ekmfs_volume *vol, struct ekmfs_keyring *kr,
+			   const struct admin_tally *tally);
+void admin_status_ctx_free(struct admin_status_ctx *c);
+/* The lines / JSON members of one keyring tenant, after its KEK lines. */
+void admin_status_tenant_text(const struct admin_status_ctx *c, struct ekmfs_tenant_record *t);
+void admin_status_tenant_json(const struct admin_status_ctx *c, struct ekmfs_tenant_record *t,
+			      struct json_object *o);
+/* Configured tenants the keyring lacks yet (the daemon creates them at the
+ * next mount or reload): printed whole / appended to the array. */
+void admin_status_new_tenants_text(const struct admin_status_ctx *c);
+void admin_status_new_tenants_json(const struct admin_status_ctx *c, struct json_object *arr);
 /* status_json.c: `status [--json] BACKING` (argv[0] is "status") */
 int admin_status_main(int argc, char **argv, const struct ekmfs_config *cfg);
 /* manifest.c: `backup-manifest ...` (argv[0] is "backup-manifest"); no key */
@@ -71,6 +114,20 @@ int admin_audit_preflight(const struct ekmfs_config *cfg);
 int admin_audit_init_record(const char *backing, const struct ekmfs_config *cfg);
 /* `audit verify|show ...` (argv[0] is "audit") */
 int admin_audit_main(int argc, char **argv, const struct ekmfs_config *cfg);
+/* control_client.c: the daemon's control socket CONTROL_DIR/<volume id>.sock.
+ * request: send req (one line), *reply = the answer's first line (malloc'd).
+ * timeout_s 0: wait as long as the daemon takes. 0 or -errno (-ENOENT or
+ * -ECONNREFUSED: no daemon listens). */
+int admin_control_path(const struct ekmfs_config *cfg, const struct ekmfs_volume *vol,
+		       char *out, size_t len);
+int admin_control_request(const char *sock_path, const char *req, int timeout_s,
+			  char **reply);
+/* The daemon's per-tenant cache states (a JSON array, caller puts it), or
+ * NULL with why = "not mounted" or "unknown (...)". */
+struct json_object *admin_daemon_tenants(const struct ekmfs_config *cfg,
+					 const struct ekmfs_volume *vol, char *why, size_t whylen);
+/* The entry of tenant name in states (borrowed), or NULL. */
+struct json_object *admin_daemon_tenant(struct json_object *states, const char *name);
 /* lock.c: `lock [--tenant T] MOUNTPOINT`, `unlock [--tenant T] MOUNTPOINT` */
 int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg);
 /* import.c: `import-plaintext [--backing BACKING] PATH...` */

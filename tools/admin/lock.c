@@ -6,6 +6,7 @@
  * socket CONTROL_DIR/<volume id>.sock ([daemon] control_dir). Sends one
  * request line and prints the daemon's one-line answer. The daemon writes
  * the audit record (with this process's uid and pid, from SO_PEERCRED).
+ * The request itself goes through control_client.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -83,34 +82,6 @@ static int backing_of(const char *mnt, char *out, size_t outlen)
 	return ret;
 }
 
-static int request(const char *sock_path, const char *req, char *reply, size_t len)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t got = 0;
-	ssize_t n;
-	int fd, ret = 0;
-
-	if (strlen(sock_path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-		ret = -errno;
-		goto out;
-	}
-	shutdown(fd, SHUT_WR);
-	while (got + 1 < len && (n = read(fd, reply + got, len - 1 - got)) > 0)
-		got += (size_t)n;
-	reply[got] = '\0';
-	reply[strcspn(reply, "\n")] = '\0';
-out:
-	close(fd);
-	return ret;
-}
-
 int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg)
 {
 	static const struct option longopts[] = {
@@ -118,10 +89,9 @@ int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd = argv[0], *tenant = NULL;
-	char mnt[PATH_MAX], backing[PATH_MAX], sock[PATH_MAX + 64], req[128], reply[1024];
-	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
+	char mnt[PATH_MAX], backing[PATH_MAX], sock[PATH_MAX + 64], req[128], *reply = NULL;
 	struct ekmfs_volume vol;
-	int opt, fd, ret;
+	int opt, fd, ret, status = EXIT_FAIL;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
@@ -158,20 +128,24 @@ int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg)
 			strerror(-ret));
 		return EXIT_FAIL;
 	}
-	ekmfs_hex(vol.volume_id, EKMFS_VOLUME_ID_SIZE, id);
-	snprintf(sock, sizeof(sock), "%s/%s.sock", cfg->control_dir, id);
 	snprintf(req, sizeof(req), "%s%s%s\n", cmd, tenant ? " " : "", tenant ? tenant : "");
-	ret = request(sock, req, reply, sizeof(reply));
+	ret = admin_control_path(cfg, &vol, sock, sizeof(sock));
+	/* No timeout: unlock waits for the key service, with its own limits. */
+	if (ret == 0)
+		ret = admin_control_request(sock, req, 0, &reply);
 	if (ret) {
 		fprintf(stderr, "ekmfs-admin: cannot reach the daemon of %s at %s: %s\n", mnt,
 			sock, strerror(-ret));
-		return EXIT_FAIL;
+		goto out;
 	}
 	if (strncmp(reply, "ok ", 3) == 0) {
 		printf("%s: %s\n", mnt, reply + 3);
-		return EXIT_OK;
+		status = EXIT_OK;
+		goto out;
 	}
 	fprintf(stderr, "ekmfs-admin: %s: %s\n", mnt,
 		strncmp(reply, "error ", 6) == 0 ? reply + 6 : reply);
-	return EXIT_FAIL;
+out:
+	free(reply);
+	return status;
 }

@@ -4,6 +4,9 @@
  * Reads the descriptor and keyring, and the plaintext slot fields of every
  * file header (tenant id, KEK version of the newest slot) to count the files
  * each KEK version protects: the number an admin needs before retiring one.
+ * With a configuration, the tally also counts each file's routed tenant
+ * against its header's, for the misplaced files (status_tenant.c prints the
+ * per-tenant policy around them).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +41,49 @@ static int tally_add(struct admin_tally *t, uint32_t tenant_id, uint32_t version
 	return 0;
 }
 
+static int route_add(struct admin_tally *t, const struct ekmfs_tenant_config *route,
+		     uint32_t tenant_id)
+{
+	for (size_t i = 0; i < t->nroutes; i++) {
+		if (t->routes[i].route == route && t->routes[i].tenant_id == tenant_id) {
+			t->routes[i].files++;
+			return 0;
+		}
+	}
+	if (t->nroutes == t->routes_cap) {
+		size_t cap = t->routes_cap ? 2 * t->routes_cap : 16;
+		struct admin_route_count *n = realloc(t->routes, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		t->routes = n;
+		t->routes_cap = cap;
+	}
+	t->routes[t->nroutes++] = (struct admin_route_count){ route, tenant_id, 1 };
+	return 0;
+}
+
+uint64_t admin_tally_misplaced(const struct admin_tally *t, struct ekmfs_keyring *kr,
+			       const char *routed_to, const struct ekmfs_tenant_record *wrapped_by)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < t->nroutes; i++) {
+		const struct admin_route_count *r = &t->routes[i];
+		/* A routed tenant the keyring lacks yet has no file of its own. */
+		const struct ekmfs_tenant_record *home = ekmfs_keyring_tenant(kr, r->route->name);
+
+		if (home && home->id == r->tenant_id)
+			continue;
+		if (routed_to && strcmp(routed_to, r->route->name) != 0)
+			continue;
+		if (wrapped_by && wrapped_by->id != r->tenant_id)
+			continue;
+		n += r->files;
+	}
+	return n;
+}
+
 uint64_t admin_tally_files(const struct admin_tally *t, uint32_t tenant_id, uint32_t version)
 {
 	for (size_t i = 0; i < t->ncounts; i++)
@@ -52,7 +98,6 @@ static int count_file(const char *path, const char *relpath, const struct stat *
 	struct ekmfs_header h;
 	int fd, rc, slot;
 
-	(void)relpath;
 	t->files++;
 	if (st->st_size == 0) {
 		t->empty++;
@@ -74,7 +119,11 @@ static int count_file(const char *path, const char *relpath, const struct stat *
 		t->bad_header++;
 		return 0;
 	}
-	return tally_add(t, h.slot[slot].tenant_id, h.slot[slot].kek_version);
+	rc = tally_add(t, h.slot[slot].tenant_id, h.slot[slot].kek_version);
+	if (rc == 0 && t->cfg)
+		rc = route_add(t, ekmfs_config_route(t->cfg, relpath, t->now),
+			       h.slot[slot].tenant_id);
+	return rc;
 }
 
 static void print_time(const char *label, time_t t)
@@ -99,6 +148,9 @@ void admin_tally_free(struct admin_tally *t)
 	free(t->counts);
 	t->counts = NULL;
 	t->ncounts = t->cap = 0;
+	free(t->routes);
+	t->routes = NULL;
+	t->nroutes = t->routes_cap = 0;
 }
 
 int admin_volume_load(const char *backing, struct ekmfs_volume *vol,
@@ -126,16 +178,19 @@ int admin_volume_load(const char *backing, struct ekmfs_volume *vol,
 	return rc;
 }
 
-int admin_status(const char *backing)
+int admin_status(const char *backing, const struct ekmfs_config *cfg)
 {
-	struct admin_tally tally = { 0 };
+	struct admin_tally tally = { .cfg = cfg, .now = time(NULL) };
+	struct admin_status_ctx ctx = { 0 };
 	struct ekmfs_keyring kr = { 0 };
 	struct ekmfs_volume vol;
 	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
+	uint64_t misplaced;
 	int status = EXIT_FAIL;
 
 	if (admin_volume_load(backing, &vol, &kr, &tally) < 0)
 		goto out;
+	admin_status_ctx_init(&ctx, cfg, &vol, &kr, &tally);
 
 	ekmfs_hex(vol.volume_id, sizeof(vol.volume_id), id);
 	printf("volume:         %s\n", backing);
@@ -162,7 +217,9 @@ int admin_status(const char *backing)
 			       k->wrapped.cmk_ref, k->wrapped.cmk_version,
 			       (unsigned long long)admin_tally_files(&tally, t->id, k->version));
 		}
+		admin_status_tenant_text(&ctx, t);
 	}
+	admin_status_new_tenants_text(&ctx);
 	/* Headers naming a tenant or KEK the keyring does not know. */
 	for (size_t i = 0; i < tally.ncounts; i++) {
 		struct ekmfs_tenant_record *t =
@@ -176,8 +233,13 @@ int admin_status(const char *backing)
 	       "%llu not readable)\n",
 	       (unsigned long long)tally.files, (unsigned long long)tally.empty,
 	       (unsigned long long)tally.bad_header, (unsigned long long)tally.unreadable);
+	misplaced = admin_tally_misplaced(&tally, &kr, NULL, NULL);
+	printf("misplaced files: %llu%s\n", (unsigned long long)misplaced, misplaced ?
+	       " (wrapped by another tenant than their path routes to: run ekmfs-rotate "
+	       "migrate)" : "");
 	status = EXIT_OK;
 out:
+	admin_status_ctx_free(&ctx);
 	admin_tally_free(&tally);
 	ekmfs_keyring_free(&kr);
 	return status;

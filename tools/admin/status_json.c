@@ -5,7 +5,8 @@
  * The JSON carries what the text form shows (volume, tenants, KEK versions
  * with their file counts, file totals) plus what scripts ask for: the mounts
  * of this volume, and per tenant the files still on a KEK version older than
- * the current one (the progress of a rotation). Needs no key.
+ * the current one (the progress of a rotation), and the per-tenant policy,
+ * misplaced files and key cache of status_tenant.c. Needs no key.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -107,9 +108,10 @@ static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct admi
 	return o;
 }
 
-static int status_json(const char *backing)
+static int status_json(const char *backing, const struct ekmfs_config *cfg)
 {
-	struct admin_tally tally = { 0 };
+	struct admin_tally tally = { .cfg = cfg, .now = time(NULL) };
+	struct admin_status_ctx ctx = { 0 };
 	struct ekmfs_keyring kr = { 0 };
 	struct ekmfs_volume vol;
 	json_object *root = NULL, *tenants, *unknown, *files;
@@ -118,6 +120,7 @@ static int status_json(const char *backing)
 
 	if (admin_volume_load(backing, &vol, &kr, &tally) < 0)
 		goto out;
+	admin_status_ctx_init(&ctx, cfg, &vol, &kr, &tally);
 	ekmfs_hex(vol.volume_id, sizeof(vol.volume_id), id);
 	root = json_object_new_object();
 	json_object_object_add(root, "volume", json_object_new_string(backing));
@@ -129,8 +132,13 @@ static int status_json(const char *backing)
 			       json_object_new_int64((int64_t)kr.generation));
 	json_object_object_add(root, "mounted_at", mounts_of(backing));
 	tenants = json_object_new_array();
-	for (size_t i = 0; i < kr.ntenants; i++)
-		json_object_array_add(tenants, tenant_json(&kr.tenants[i], &tally));
+	for (size_t i = 0; i < kr.ntenants; i++) {
+		json_object *o = tenant_json(&kr.tenants[i], &tally);
+
+		admin_status_tenant_json(&ctx, &kr.tenants[i], o);
+		json_object_array_add(tenants, o);
+	}
+	admin_status_new_tenants_json(&ctx, tenants);
 	json_object_object_add(root, "tenants", tenants);
 	/* Headers naming a tenant or KEK version the keyring does not know. */
 	unknown = json_object_new_array();
@@ -155,10 +163,13 @@ static int status_json(const char *backing)
 	json_object_object_add(files, "unreadable",
 			       json_object_new_int64((int64_t)tally.unreadable));
 	json_object_object_add(root, "files", files);
+	json_object_object_add(root, "misplaced_files", json_object_new_int64(
+				       (int64_t)admin_tally_misplaced(&tally, &kr, NULL, NULL)));
 	printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 						      JSON_C_TO_STRING_NOSLASHESCAPE));
 	status = EXIT_OK;
 out:
+	admin_status_ctx_free(&ctx);
 	json_object_put(root);
 	admin_tally_free(&tally);
 	ekmfs_keyring_free(&kr);
@@ -170,7 +181,7 @@ int admin_status_main(int argc, char **argv, const struct ekmfs_config *cfg)
 	const char *backing = NULL;
 	bool json = false;
 
-	(void)cfg; /* status needs no key; the configuration was checked */
+	/* status needs no key; the configuration gives the tenants' policy */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			json = true;
@@ -188,5 +199,5 @@ int admin_status_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: status needs exactly one argument: BACKING\n");
 		return EXIT_USAGE;
 	}
-	return json ? status_json(backing) : admin_status(backing);
+	return json ? status_json(backing, cfg) : admin_status(backing, cfg);
 }
