@@ -58,20 +58,26 @@ void rot_audit_close(struct rot_ctx *c)
 	c->audit_prov = NULL;
 }
 
-void rot_audit(const struct rot_ctx *c, const char *event, const char *outcome,
-	       uint32_t kek_version, const char *path, const char *reason,
-	       struct json_object *details)
+void rot_audit_tenant(const struct rot_ctx *c, const char *tenant, const char *event,
+		      const char *outcome, uint32_t kek_version, const char *path,
+		      const char *reason, struct json_object *details)
 {
 	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
 	const struct ekmfs_kek_record *k = NULL;
 
 	if (!c->audit)
 		return;
-	if (c->trec && kek_version)
-		k = ekmfs_tenant_kek(c->trec, kek_version);
+	/* The key reference: the CMK that wraps that KEK version of tenant. */
+	for (size_t i = 0; tenant && kek_version && i < c->kr.ntenants; i++) {
+		const struct ekmfs_tenant_record *t = &c->kr.tenants[i];
+
+		for (size_t j = 0; strcmp(t->name, tenant) == 0 && j < t->nkeks; j++)
+			if (t->keks[j].version == kek_version)
+				k = &t->keks[j];
+	}
 	ev.event = event;
 	ev.outcome = outcome;
-	ev.tenant = c->trec ? c->trec->name : NULL;
+	ev.tenant = tenant;
 	ev.key_ref = k ? k->wrapped.cmk_ref : NULL;
 	ev.kek_version = kek_version;
 	ev.path = path;
@@ -84,17 +90,26 @@ void rot_audit(const struct rot_ctx *c, const char *event, const char *outcome,
 			event, ekmfs_lasterr());
 }
 
+void rot_audit(const struct rot_ctx *c, const char *event, const char *outcome,
+	       uint32_t kek_version, const char *path, const char *reason,
+	       struct json_object *details)
+{
+	rot_audit_tenant(c, c->trec ? c->trec->name : NULL, event, outcome, kek_version, path,
+			 reason, details);
+}
+
 /* The record that closes a command, named after what it did. */
 void rot_audit_outcome(const struct rot_ctx *c, const char *outcome, const char *msg)
 {
 	static const char *const done_names[] = {
 		[CMD_STATUS] = NULL, [CMD_KEK] = "kek_rotated", [CMD_REWRAP] = "rewrap_finish",
 		[CMD_RETIRE] = "kek_retired", [CMD_CMK] = "cmk_changed",
+		[CMD_MIGRATE] = "migrate_finish",
 	};
 	static const char *const refused_names[] = {
 		[CMD_STATUS] = NULL, [CMD_KEK] = "kek_rotate_refused",
 		[CMD_REWRAP] = "rewrap_refused", [CMD_RETIRE] = "kek_retire_refused",
-		[CMD_CMK] = "cmk_change_refused",
+		[CMD_CMK] = "cmk_change_refused", [CMD_MIGRATE] = "migrate_refused",
 	};
 	const char *name;
 	bool refused = strcmp(outcome, "refused") == 0;
@@ -105,9 +120,11 @@ void rot_audit_outcome(const struct rot_ctx *c, const char *outcome, const char 
 		name = refused ? refused_names[c->opt.cmd] : done_names[c->opt.cmd];
 	if (!name)
 		return;
-	rot_audit(c, name, refused ? "refused" : strcmp(outcome, "done") == 0 ? "success" :
-		  "failure", c->opt.cmd == CMD_RETIRE ? c->opt.version :
-		  c->trec ? c->trec->current_version : 0, NULL, msg, NULL);
+	rot_audit_tenant(c, c->trec ? c->trec->name : c->opt.tenant, name,
+			 refused ? "refused" : strcmp(outcome, "done") == 0 ? "success" :
+			 "failure", c->opt.cmd == CMD_RETIRE ? c->opt.version :
+			 c->trec && c->opt.cmd != CMD_MIGRATE ? c->trec->current_version : 0,
+			 NULL, msg, NULL);
 }
 
 void rot_audit_rewrap(const struct rot_ctx *c, const struct rot_pass *last,
@@ -137,4 +154,39 @@ void rot_audit_rewrap(const struct rot_ctx *c, const struct rot_pass *last,
 	for (size_t i = 0; i < c->nretired; i++)
 		rot_audit(c, "kek_retired", "success", c->retired[i], NULL,
 			  "no file references it any more", NULL);
+}
+
+/* Counts of a migrate run: per target tenant, and what is left. */
+void rot_audit_migrate(const struct rot_ctx *c, const struct rot_pass *last,
+		       const struct rot_counts *total, uint64_t remaining, unsigned passes)
+{
+	json_object *d = json_object_new_object();
+	json_object *to = json_object_new_object();
+	size_t n = last->nskips < MAX_SKIP_RECORDS ? last->nskips : MAX_SKIP_RECORDS;
+	bool failed = last->nskips || remaining;
+
+	for (size_t i = 0; i < n; i++)
+		rot_audit_tenant(c, c->opt.tenant, "migrate_skipped_file", "failure", 0,
+				 last->skips[i].path, last->skips[i].reason, NULL);
+	for (unsigned i = 0; to && i < c->cfg.ntenants; i++)
+		if (last->moved_to[i])
+			json_object_object_add(to, c->cfg.tenants[i].name,
+					       json_object_new_int64((int64_t)last->moved_to[i]));
+	if (d) {
+		json_object_object_add(d, "files", json_object_new_int64((int64_t)last->counts.files));
+		json_object_object_add(d, "migrated", json_object_new_int64((int64_t)total->rewrapped));
+		json_object_object_add(d, "migrated_to", to);
+		to = NULL;
+		json_object_object_add(d, "stale_slots_cleared",
+				       json_object_new_int64((int64_t)total->cleared));
+		json_object_object_add(d, "skipped", json_object_new_int64((int64_t)last->nskips));
+		json_object_object_add(d, "remaining_misplaced",
+				       json_object_new_int64((int64_t)remaining));
+		json_object_object_add(d, "passes", json_object_new_int((int)passes));
+	}
+	json_object_put(to);
+	rot_audit_tenant(c, c->opt.tenant, "migrate_finish", failed ? "failure" : "success", 0,
+			 NULL, failed ? "finished with files skipped or left misplaced" :
+			 "every file is under the tenant its path routes to", d);
+	json_object_put(d);
 }

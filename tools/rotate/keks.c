@@ -3,9 +3,10 @@
  * makes.
  *
  * Owns: reading the configuration, descriptor and keyring; unwrapping the
- * tenant's KEK versions through its provider into secure memory; and the
- * keyring edits: a new current version, retiring and destroying versions,
- * re-wrapping the KEK records under a new CMK.
+ * tenant's KEK versions (for migrate: every tenant's) through its provider
+ * into secure memory; and the keyring edits: a new current version,
+ * retiring and destroying versions, re-wrapping the KEK records under a new
+ * CMK.
  *
  * Divisions:
  *   1. setup and the KEK table
@@ -20,6 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,21 @@ static int pick_tenant(struct rot_ctx *c)
 {
 	const char *name = c->opt.tenant ? c->opt.tenant : EKMFS_DEFAULT_TENANT;
 
+	if (c->opt.cmd == CMD_MIGRATE) {
+		/* migrate acts on every tenant; --tenant only filters, and names a
+		 * configured tenant the keyring may not have yet (migrate makes it). */
+		c->tc = NULL;
+		c->trec = NULL;
+		if (!c->opt.tenant)
+			return 0;
+		c->tc = ekmfs_config_tenant(&c->cfg, name);
+		if (!c->tc) {
+			ekmfs_seterr("the configuration has no [tenant.%s] section", name);
+			return -ENOENT;
+		}
+		c->trec = ekmfs_keyring_tenant(&c->kr, name);
+		return 0;
+	}
 	c->trec = ekmfs_keyring_tenant(&c->kr, name);
 	if (!c->trec) {
 		ekmfs_seterr("the keyring of %s has no tenant '%s'", c->opt.backing, name);
@@ -87,27 +104,26 @@ int keys_reread(struct rot_ctx *c)
 	return pick_tenant(c);
 }
 
-static int kek_table_add(struct rot_ctx *c, uint32_t version, uint8_t *key)
+static int kek_table_add(struct rot_ctx *c, uint32_t tenant_id, uint32_t version,
+			 uint8_t *key)
 {
 	struct rot_kek *grown = realloc(c->keks, (c->nkeks + 1) * sizeof(*grown));
 
 	if (!grown)
 		return -ENOMEM;
 	c->keks = grown;
-	c->keks[c->nkeks++] = (struct rot_kek){ version, key };
+	c->keks[c->nkeks++] = (struct rot_kek){ tenant_id, version, key };
 	return 0;
 }
 
-int keys_load(struct rot_ctx *c)
+/* Unwrap every KEK of t that is not destroyed through prov. */
+static int load_tenant_keks(struct rot_ctx *c, struct ekmfs_provider *prov,
+			    const struct ekmfs_tenant_record *t)
 {
-	struct ekmfs_tenant_record *t = c->trec;
 	int ret;
 
-	ret = ekmfs_provider_open(c->tc, t, false, &c->prov);
-	if (ret)
-		return ret;
 	for (size_t i = 0; i < t->nkeks; i++) {
-		struct ekmfs_kek_record *r = &t->keks[i];
+		const struct ekmfs_kek_record *r = &t->keks[i];
 		struct ekmfs_wrap_context ctx = { c->vol.volume_id, t->name, r->version };
 		uint8_t *key;
 
@@ -116,9 +132,9 @@ int keys_load(struct rot_ctx *c)
 		key = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
 		if (!key)
 			return -ENOMEM;
-		ret = c->prov->ops->unwrap(c->prov, &ctx, &r->wrapped, key);
+		ret = prov->ops->unwrap(prov, &ctx, &r->wrapped, key);
 		if (!ret)
-			ret = kek_table_add(c, r->version, key);
+			ret = kek_table_add(c, t->id, r->version, key);
 		if (ret) {
 			ekmfs_secure_free(key, EKMFS_KEY_SIZE);
 			return ret;
@@ -127,18 +143,88 @@ int keys_load(struct rot_ctx *c)
 	return 0;
 }
 
-const uint8_t *keys_find(const struct rot_ctx *c, uint32_t version)
+int keys_load(struct rot_ctx *c)
+{
+	int ret;
+
+	ret = ekmfs_provider_open(c->tc, c->trec, false, &c->prov);
+	if (ret)
+		return ret;
+	return load_tenant_keks(c, c->prov, c->trec);
+}
+
+static int load_err_add(struct rot_ctx *c, uint32_t tenant_id, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int load_err_add(struct rot_ctx *c, uint32_t tenant_id, const char *fmt, ...)
+{
+	struct rot_load_err *grown = realloc(c->load_errs,
+					     (c->nload_errs + 1) * sizeof(*grown));
+	va_list ap;
+
+	if (!grown)
+		return -ENOMEM;
+	c->load_errs = grown;
+	grown[c->nload_errs].tenant_id = tenant_id;
+	va_start(ap, fmt);
+	vsnprintf(grown[c->nload_errs].msg, sizeof(grown->msg), fmt, ap);
+	va_end(ap);
+	c->nload_errs++;
+	return 0;
+}
+
+/* A migrate reads files of any tenant and writes them under any other, so
+ * it needs every tenant's KEKs. One tenant's key service being down or
+ * refusing must not stop the others' files from moving: its failure is
+ * recorded and its files are skipped (exit 3), named with the reason. */
+int keys_load_all(struct rot_ctx *c)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < c->kr.ntenants && ret != -ENOMEM; i++) {
+		struct ekmfs_tenant_record *t = &c->kr.tenants[i];
+		const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(&c->cfg, t->name);
+		struct ekmfs_provider *prov = NULL;
+
+		if (!tc) {
+			ret = load_err_add(c, t->id, "tenant '%s' is in the keyring but has no "
+					   "[tenant.%s] section in the configuration, so its "
+					   "KEKs cannot be unwrapped", t->name, t->name);
+			continue;
+		}
+		ekmfs_clearerr();
+		ret = ekmfs_provider_open(tc, t, false, &prov);
+		if (!ret)
+			ret = load_tenant_keks(c, prov, t);
+		ekmfs_provider_close(prov);
+		if (ret && ret != -ENOMEM)
+			ret = load_err_add(c, t->id, "the KEKs of tenant '%s' cannot be "
+					   "unwrapped: %s", t->name, ekmfs_lasterr()[0] ?
+					   ekmfs_lasterr() : strerror(-ret));
+	}
+	return ret == -ENOMEM ? ret : 0;
+}
+
+const char *keys_load_error(const struct rot_ctx *c, uint32_t tenant_id)
+{
+	for (size_t i = 0; i < c->nload_errs; i++)
+		if (c->load_errs[i].tenant_id == tenant_id)
+			return c->load_errs[i].msg;
+	return NULL;
+}
+
+const uint8_t *keys_find(const struct rot_ctx *c, uint32_t tenant_id, uint32_t version)
 {
 	for (size_t i = 0; i < c->nkeks; i++)
-		if (c->keks[i].version == version)
+		if (c->keks[i].tenant_id == tenant_id && c->keks[i].version == version)
 			return c->keks[i].key;
 	return NULL;
 }
 
-static void kek_table_drop(struct rot_ctx *c, uint32_t version)
+static void kek_table_drop(struct rot_ctx *c, uint32_t tenant_id, uint32_t version)
 {
 	for (size_t i = 0; i < c->nkeks; i++) {
-		if (c->keks[i].version == version) {
+		if (c->keks[i].tenant_id == tenant_id && c->keks[i].version == version) {
 			ekmfs_secure_free(c->keks[i].key, EKMFS_KEY_SIZE);
 			c->keks[i] = c->keks[--c->nkeks];
 			return;
@@ -153,6 +239,9 @@ void keys_close(struct rot_ctx *c)
 	free(c->keks);
 	c->keks = NULL;
 	c->nkeks = 0;
+	free(c->load_errs);
+	c->load_errs = NULL;
+	c->nload_errs = 0;
 	ekmfs_provider_close(c->prov);
 	c->prov = NULL;
 	ekmfs_keyring_free(&c->kr);
@@ -253,7 +342,7 @@ int keys_new_version(struct rot_ctx *c)
 		return -ENOMEM;
 	ret = keyring_edit(c, edit_new_version, &a, false);
 	if (!ret)
-		ret = kek_table_add(c, a.version, a.key);
+		ret = kek_table_add(c, c->trec->id, a.version, a.key);
 	if (ret) {
 		ekmfs_secure_free(a.key, EKMFS_KEY_SIZE);
 		return ret;
@@ -328,7 +417,7 @@ int keys_set_state(struct rot_ctx *c, uint32_t version, bool destroy)
 	int ret = keyring_edit(c, edit_state, &a, c->opt.dry_run);
 
 	if (!ret && destroy && !c->opt.dry_run)
-		kek_table_drop(c, version);
+		kek_table_drop(c, c->trec->id, version);
 	return ret;
 }
 

@@ -4,7 +4,7 @@
  * Divisions:
  *   1. --help (the man page text) and option parsing
  *   2. the rotate lock and the descriptor limit
- *   3. the commands: status, kek / rewrap, retire, cmk
+ *   3. the commands: status, kek / rewrap, retire, cmk (migrate: migrate.c)
  *   4. main()
  *
  * Rotation logic lives here and in the other files of tools/rotate/; the
@@ -35,15 +35,20 @@ static const char usage_text[] =
 "\n"
 "Rotate the keys of an ekmfs volume by re-wrapping keys, never content: a\n"
 "KEK rotation rewrites one 96-byte key slot in each file's header, a CMK\n"
-"change rewrites a handful of keyring records. Works while the volume is\n"
-"mounted and in use; safe to interrupt at any moment (rerun to finish).\n"
+"change rewrites a handful of keyring records, a migration moves files\n"
+"between tenants the same way. Works while the volume is mounted and in\n"
+"use; safe to interrupt at any moment (rerun to finish).\n"
 "\n"
 "Commands:\n"
 "  status            Per tenant: the current KEK version and the CMK (and CMK\n"
 "                    version) that wraps it, every KEK version with its state\n"
 "                    (active, retired, destroyed), creation time and how many\n"
 "                    files reference it; the last rotation and when the next\n"
-"                    is due (rotation_days); the last CMK change. Needs no key.\n"
+"                    is due (rotation_days); the last CMK change. Also the\n"
+"                    misplaced files: those whose header belongs to another\n"
+"                    tenant than the one their path routes to now (renamed\n"
+"                    across a tenant boundary, or written before enforce_from):\n"
+"                    their count and up to 20 paths. Needs no key.\n"
 "  kek               Create a new KEK version and make it current (new files,\n"
 "                    also through a running mount, use it at once), re-wrap\n"
 "                    every file still on an older version, then mark the older\n"
@@ -70,10 +75,29 @@ static const char usage_text[] =
 "                    point key_file (key_id) at REF and restart the mounts.\n"
 "                    Refused when the last CMK change is more recent than\n"
 "                    min_cmk_change_interval (default 24h) unless --force.\n"
+"                    Before the tenant's enforce_from the interval does not\n"
+"                    apply: its CMK may be changed freely and re-tested until\n"
+"                    its files start to depend on it (the output says so).\n"
+"  migrate [--tenant T]\n"
+"                    Re-home every file whose header belongs to another tenant\n"
+"                    than the one its path routes to now ([tenant.NAME] paths,\n"
+"                    enforce_from and enabled in the configuration): its DEK is\n"
+"                    re-wrapped under the routed tenant's current KEK, with\n"
+"                    the same crash-safe two-slot protocol as rewrap; content\n"
+"                    is never touched. Moves files to a tenant once its\n"
+"                    enforce_from has passed, and back to the default tenant\n"
+"                    when a tenant is disabled (enabled = false). Tenants the\n"
+"                    keyring lacks are created first (KEK v1 under their CMK).\n"
+"                    With --tenant T only the files that route to T or whose\n"
+"                    header is T's. A tenant whose KEKs cannot be unwrapped\n"
+"                    (its key service down or refusing) does not stop the\n"
+"                    others: its files are skipped and listed. Passes repeat\n"
+"                    until one moves nothing (at most 5).\n"
 "\n"
 "Options:\n"
 "  -c, --config FILE  configuration file (default " EKMFS_DEFAULT_CONFIG ")\n"
-"  -t, --tenant T     the tenant to act on (default: default)\n"
+"  -t, --tenant T     the tenant to act on (default: default; migrate: only\n"
+"                     files that route to T or are T's, default: all)\n"
 "  -n, --dry-run      report what would change; change nothing\n"
 "  -j, --jobs N       worker threads for header re-wraps (default: CPUs, max 64)\n"
 "      --json         print one JSON object (the summary) on stdout\n"
@@ -94,7 +118,7 @@ static const char usage_text[] =
 "  1  error: nothing changed, or the part done is consistent; rerun\n"
 "  2  usage error\n"
 "  3  finished, but some files were skipped (listed on stderr) or remain on\n"
-"     an older KEK version\n"
+"     an older KEK version (migrate: remain misplaced)\n"
 "  4  refused: another ekmfs-rotate holds the volume, the CMK interval has\n"
 "     not passed, or the KEK version to retire is still referenced or current\n"
 "\n"
@@ -104,8 +128,11 @@ static const char usage_text[] =
 "  ekmfs-rotate retire --version 1 --destroy /srv/data.enc\n"
 "  ekmfs-admin keygen > /etc/ekmfs/new.key && chmod 600 /etc/ekmfs/new.key\n"
 "  ekmfs-rotate cmk --to /etc/ekmfs/new.key /srv/data.enc\n"
+"  ekmfs-rotate migrate --dry-run /srv/data.enc\n"
+"  ekmfs-rotate migrate --tenant acme /srv/data.enc\n"
 "\n"
-"See docs/ROTATION.md for the re-wrap protocol and its guarantees.\n";
+"See docs/ROTATION.md for the re-wrap protocol and its guarantees, and\n"
+"docs/TENANTS.md for tenants and routing.\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -150,7 +177,7 @@ static int parse_args(int argc, char **argv, struct rot_opts *o)
 	};
 	static const char *const names[] = {
 		[CMD_STATUS] = "status", [CMD_KEK] = "kek", [CMD_REWRAP] = "rewrap",
-		[CMD_RETIRE] = "retire", [CMD_CMK] = "cmk",
+		[CMD_RETIRE] = "retire", [CMD_CMK] = "cmk", [CMD_MIGRATE] = "migrate",
 	};
 	bool have_version = false, found = false;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -208,7 +235,8 @@ static int parse_args(int argc, char **argv, struct rot_opts *o)
 		}
 	}
 	if (!found)
-		return usage_error("unknown command '%s' (status, kek, rewrap, retire, cmk)",
+		return usage_error("unknown command '%s' (status, kek, rewrap, retire, cmk, "
+				   "migrate)",
 				   argv[optind]);
 	o->backing = argv[optind + 1];
 	if (o->cmd == CMD_RETIRE && !have_version)
@@ -257,7 +285,7 @@ static int take_rotate_lock(struct rot_ctx *c, int *fd_out)
 }
 
 /* Each worker keeps a batch of files open until its slots are durable. */
-static size_t batch_size(unsigned jobs)
+size_t rot_batch_size(unsigned jobs)
 {
 	struct rlimit rl;
 	size_t batch = ROT_BATCH;
@@ -318,7 +346,7 @@ static int one_pass(struct rot_ctx *c, struct rot_pass *p, enum rot_mode mode,
 	p->target = target;
 	p->paths = paths;
 	p->jobs = c->opt.jobs;
-	p->batch = batch_size(c->opt.jobs);
+	p->batch = rot_batch_size(c->opt.jobs);
 	p->label = label;
 	return rot_pass_run(p);
 }
@@ -517,10 +545,23 @@ static int cmd_cmk(struct rot_ctx *c)
 	char last[32], next[32], iv[32], fpr[EKMFS_REF_MAX] = "";
 	time_t now = time(NULL);
 	time_t allowed = c->trec->last_cmk_change + (time_t)c->tc->min_cmk_change_interval;
+	/* Until enforce_from no file depends on the tenant's CMK yet (its paths
+	 * still route to the default tenant): it may be changed and re-tested
+	 * freely (docs/TENANTS.md). */
+	bool before_enforcement = c->tc->enforce_from && now < c->tc->enforce_from;
+	char why_free[384] = "";
 	size_t n = 0;
 	int ret;
 
-	if (now < allowed && !c->opt.force) {
+	if (before_enforcement && now < allowed) {
+		ekmfs_time_rfc3339(c->tc->enforce_from, next, sizeof(next));
+		fmt_interval(c->tc->min_cmk_change_interval, iv, sizeof(iv));
+		snprintf(why_free, sizeof(why_free), "; min_cmk_change_interval (%s) not "
+			 "applied: tenant '%s' is not enforced until %s, and before "
+			 "enforcement its CMK may be changed freely and re-tested", iv,
+			 c->trec->name, next);
+	}
+	if (now < allowed && !c->opt.force && !before_enforcement) {
 		ekmfs_time_rfc3339(c->trec->last_cmk_change, last, sizeof(last));
 		ekmfs_time_rfc3339(allowed, next, sizeof(next));
 		fmt_interval(c->tc->min_cmk_change_interval, iv, sizeof(iv));
@@ -587,23 +628,24 @@ static int cmd_cmk(struct rot_ctx *c)
 		bool local = strcmp(c->tc->provider, "local") == 0;
 
 		report_outcome(c, "done", ROT_OK, "%s%zu KEK versions of tenant '%s' %s under "
-			       "the %s %s (%s %s)%s. Now set '%s = %s' in [tenant.%s] of %s and "
+			       "the %s %s (%s %s)%s%s. Now set '%s = %s' in [tenant.%s] of %s and "
 			       "restart the ekmfs mounts of this volume; keep the old %s while "
 			       "any backup needs it (older keyring copies are wrapped by it)",
 			       c->opt.dry_run ? "dry run: " : "", n, c->trec->name,
 			       c->opt.dry_run ? "would be re-wrapped" : "re-wrapped",
 			       local ? "key file" : "key", c->opt.to,
 			       local ? "fingerprint" : "version", fpr,
-			       c->opt.force ? " (--force)" : "", local ? "key_file" : "key_id",
+			       c->opt.force ? " (--force)" : "", why_free,
+			       local ? "key_file" : "key_id",
 			       c->opt.to, c->trec->name,
 			       c->cfg.path[0] ? c->cfg.path : EKMFS_DEFAULT_CONFIG,
 			       local ? "key file" : "key");
 	} else {
 		report_outcome(c, "done", ROT_OK, "%s%zu KEK versions of tenant '%s' %s under "
-			       "the configured CMK (fingerprint %s)%s", c->opt.dry_run ?
+			       "the configured CMK (fingerprint %s)%s%s", c->opt.dry_run ?
 			       "dry run: " : "", n, c->trec->name, c->opt.dry_run ?
 			       "would be re-wrapped" : "re-wrapped", fpr,
-			       c->opt.force ? " (--force)" : "");
+			       c->opt.force ? " (--force)" : "", why_free);
 	}
 	return ROT_OK;
 }
@@ -660,6 +702,7 @@ int main(int argc, char **argv)
 	case CMD_REWRAP: code = cmd_rewrap(c); break;
 	case CMD_RETIRE: code = cmd_retire(c); break;
 	case CMD_CMK: code = cmd_cmk(c); break;
+	case CMD_MIGRATE: code = cmd_migrate(c); break;
 	}
 out:
 	rot_audit_close(c);

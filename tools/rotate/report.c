@@ -7,17 +7,20 @@
  * else, so scripts can parse it. -q silences the text summary, never an
  * error, a refusal or a skipped file.
  */
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "ekmfs/io.h"
 #include "ekmfs/util.h"
 #include "rotate.h"
 
 static const char *const command_names[] = {
 	[CMD_STATUS] = "status", [CMD_KEK] = "kek", [CMD_REWRAP] = "rewrap",
-	[CMD_RETIRE] = "retire", [CMD_CMK] = "cmk",
+	[CMD_RETIRE] = "retire", [CMD_CMK] = "cmk", [CMD_MIGRATE] = "migrate",
 };
 
 static json_object *jtime(time_t t)
@@ -41,7 +44,10 @@ static json_object *jcommon(const struct rot_ctx *c, const char *outcome, int co
 
 	json_object_object_add(o, "command", json_object_new_string(command_names[c->opt.cmd]));
 	json_object_object_add(o, "backing", json_object_new_string(c->opt.backing));
-	if (c->trec)
+	if (c->opt.cmd == CMD_MIGRATE)
+		json_object_object_add(o, "tenant", c->opt.tenant ?
+				       json_object_new_string(c->opt.tenant) : NULL);
+	else if (c->trec)
 		json_object_object_add(o, "tenant", json_object_new_string(c->trec->name));
 	json_object_object_add(o, "dry_run", json_object_new_boolean(c->opt.dry_run));
 	json_object_object_add(o, "outcome", json_object_new_string(outcome));
@@ -57,8 +63,9 @@ void report_outcome(const struct rot_ctx *c, const char *outcome, int code, cons
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* With --json stdout carries the JSON object only. */
 	if (code != ROT_OK || !c->opt.quiet)
-		fprintf(code == ROT_OK ? stdout : stderr, "ekmfs-rotate: %s%s\n",
+		fprintf(code == ROT_OK && !c->opt.json ? stdout : stderr, "ekmfs-rotate: %s%s\n",
 			code == ROT_REFUSED ? "refused: " : "", msg);
 	rot_audit_outcome(c, outcome, msg);
 	if (c->opt.json) {
@@ -105,6 +112,69 @@ static void fmt_duration(int64_t secs, char *out, size_t len)
 		snprintf(out, len, "%lld seconds", (long long)a);
 }
 
+/* The tenant a misplaced file's path routes to, and the one its header
+ * names (read again: the scan keeps only the paths). */
+static void misplaced_tenants(struct rot_ctx *c, const char *path, const char **route,
+			      const char **header)
+{
+	uint8_t buf[EKMFS_HEADER_SIZE];
+	struct ekmfs_header h;
+	struct ekmfs_tenant_record *t = NULL;
+	int fd, newest, fallback;
+
+	*route = ekmfs_config_route(&c->cfg, path, c->started)->name;
+	*header = "?";
+	fd = openat(c->backing_fd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (ekmfs_read_full(fd, buf, sizeof(buf), 0) == EKMFS_HEADER_SIZE &&
+	    ekmfs_header_parse(buf, &h) == 0) {
+		newest = ekmfs_header_newest_slot(&h, &fallback);
+		if (newest >= 0 && !h.slot[newest].tenant_id)
+			newest = fallback;
+		if (newest >= 0)
+			t = ekmfs_keyring_tenant_by_id(&c->kr, h.slot[newest].tenant_id);
+	}
+	close(fd);
+	if (t)
+		*header = t->name;
+}
+
+static json_object *jmisplaced(struct rot_ctx *c, const struct rot_pass *scan)
+{
+	json_object *a = json_object_new_array();
+
+	for (size_t i = 0; i < scan->nmisplaced; i++) {
+		json_object *o = json_object_new_object();
+		const char *route, *header;
+
+		misplaced_tenants(c, scan->misplaced[i], &route, &header);
+		json_object_object_add(o, "path", json_object_new_string(scan->misplaced[i]));
+		json_object_object_add(o, "tenant", json_object_new_string(header));
+		json_object_object_add(o, "routes_to", json_object_new_string(route));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static void print_misplaced(struct rot_ctx *c, const struct rot_pass *scan)
+{
+	if (!scan->counts.misplaced)
+		return;
+	printf("misplaced files: %llu (their header's tenant is not the one their path "
+	       "routes to now); run 'ekmfs-rotate migrate %s'\n",
+	       (unsigned long long)scan->counts.misplaced, c->opt.backing);
+	for (size_t i = 0; i < scan->nmisplaced; i++) {
+		const char *route, *header;
+
+		misplaced_tenants(c, scan->misplaced[i], &route, &header);
+		printf("  /%s  (tenant %s, routes to %s)\n", scan->misplaced[i], header, route);
+	}
+	if (scan->counts.misplaced > scan->nmisplaced)
+		printf("  ... and %llu more\n",
+		       (unsigned long long)(scan->counts.misplaced - scan->nmisplaced));
+}
+
 int report_status(struct rot_ctx *c, const struct rot_pass *scan)
 {
 	json_object *jo = NULL, *jt = NULL, *jk = NULL;
@@ -125,6 +195,9 @@ int report_status(struct rot_ctx *c, const struct rot_pass *scan)
 		json_object_object_add(jo, "unreadable_headers",
 				       json_object_new_int64((int64_t)scan->counts.unreadable_headers));
 		json_object_object_add(jo, "unreadable", jskips(scan));
+		json_object_object_add(jo, "misplaced_files",
+				       json_object_new_int64((int64_t)scan->counts.misplaced));
+		json_object_object_add(jo, "misplaced", jmisplaced(c, scan));
 		jt = json_object_new_array();
 		json_object_object_add(jo, "tenants", jt);
 	} else {
@@ -212,6 +285,7 @@ int report_status(struct rot_ctx *c, const struct rot_pass *scan)
 		       (unsigned long long)scan->counts.files,
 		       (unsigned long long)scan->counts.empty,
 		       (unsigned long long)scan->counts.unreadable_headers);
+		print_misplaced(c, scan);
 	}
 	report_skips(c, scan);
 	return scan->nskips ? ROT_SKIPPED : ROT_OK;
@@ -284,6 +358,82 @@ int report_rewrap(struct rot_ctx *c, const struct rot_pass *last, const struct r
 	if (code != ROT_OK && !c->opt.dry_run)
 		fprintf(stderr, "ekmfs-rotate: finished with %zu files skipped and %llu left on "
 			"older KEK versions; fix or restore them and run 'ekmfs-rotate rewrap'\n",
+			last->nskips, (unsigned long long)remaining);
+	return code;
+}
+
+int report_migrate(struct rot_ctx *c, const struct rot_pass *last,
+		   const struct rot_counts *total, uint64_t remaining, unsigned passes,
+		   double seconds)
+{
+	int code = (last->nskips || remaining) ? ROT_SKIPPED : ROT_OK;
+	FILE *out = c->opt.json ? stderr : stdout;
+	char to[512] = "";
+	size_t len = 0;
+
+	for (unsigned i = 0; i < c->cfg.ntenants && len < sizeof(to); i++)
+		if (last->moved_to[i])
+			len += (size_t)snprintf(to + len, sizeof(to) - len, "%s%llu to '%s'",
+						len ? ", " : "",
+						(unsigned long long)last->moved_to[i],
+						c->cfg.tenants[i].name);
+	report_skips(c, last);
+	if (c->opt.json) {
+		json_object *o = jcommon(c, code == ROT_OK ? "done" : "skipped", code);
+		json_object *jt = json_object_new_object();
+		json_object *jc = json_object_new_array();
+
+		for (unsigned i = 0; i < c->cfg.ntenants; i++)
+			if (last->moved_to[i])
+				json_object_object_add(jt, c->cfg.tenants[i].name,
+						       json_object_new_int64((int64_t)
+									     last->moved_to[i]));
+		for (size_t i = 0; i < c->ncreated; i++)
+			json_object_array_add(jc, json_object_new_string(c->created[i]));
+		json_object_object_add(o, "passes", json_object_new_int((int)passes));
+		json_object_object_add(o, "files", json_object_new_int64((int64_t)last->counts.files));
+		json_object_object_add(o, "migrated", json_object_new_int64((int64_t)total->rewrapped));
+		json_object_object_add(o, "migrated_to", jt);
+		json_object_object_add(o, "stale_slots_cleared",
+				       json_object_new_int64((int64_t)total->cleared));
+		/* after the run (the last pass): every file at home */
+		json_object_object_add(o, "in_place",
+				       json_object_new_int64((int64_t)last->counts.current));
+		json_object_object_add(o, "not_selected",
+				       json_object_new_int64((int64_t)last->counts.other_tenant));
+		json_object_object_add(o, "empty", json_object_new_int64((int64_t)last->counts.empty));
+		json_object_object_add(o, "remaining_misplaced",
+				       json_object_new_int64((int64_t)remaining));
+		json_object_object_add(o, "tenants_created", jc);
+		json_object_object_add(o, "skipped", jskips(last));
+		json_object_object_add(o, "seconds", json_object_new_double(seconds));
+		jprint(o);
+	}
+	if (!c->opt.quiet) {
+		if (c->opt.dry_run)
+			fprintf(out, "ekmfs-rotate: dry run: %llu files would move to another "
+				"tenant%s%s%s, %llu stale slots cleared; %llu already in place, "
+				"%llu empty, %llu not selected, %zu would be skipped; nothing was "
+				"changed\n", (unsigned long long)total->rewrapped, len ? " (" : "",
+				to, len ? ")" : "", (unsigned long long)total->cleared,
+				(unsigned long long)last->counts.current,
+				(unsigned long long)last->counts.empty,
+				(unsigned long long)last->counts.other_tenant, last->nskips);
+		else
+			fprintf(out, "ekmfs-rotate: migrate%s%s: %llu files moved%s%s%s, %llu stale "
+				"slots cleared; now %llu in place, %llu empty, %llu not "
+				"selected, %zu skipped, %llu left misplaced (%u passes, %.2f s)\n",
+				c->opt.tenant ? " --tenant " : "", c->opt.tenant ? c->opt.tenant : "",
+				(unsigned long long)total->rewrapped, len ? " (" : "", to,
+				len ? ")" : "", (unsigned long long)total->cleared,
+				(unsigned long long)last->counts.current,
+				(unsigned long long)last->counts.empty,
+				(unsigned long long)last->counts.other_tenant, last->nskips,
+				(unsigned long long)remaining, passes, seconds);
+	}
+	if (code != ROT_OK && !c->opt.dry_run)
+		fprintf(stderr, "ekmfs-rotate: finished with %zu files skipped and %llu left "
+			"misplaced; fix the causes above and run 'ekmfs-rotate migrate' again\n",
 			last->nskips, (unsigned long long)remaining);
 	return code;
 }

@@ -2,12 +2,13 @@
  * rewrap.c - re-wrapping file headers, in parallel, crash-safe.
  *
  * Owns: what a pass does to one file (read its header, decide, write a key
- * slot), the batches that make those writes durable with two syncfs() calls
+ * slot; for migrate, decide which tenant it belongs to), the batches that make those writes durable with two syncfs() calls
  * per batch instead of two fsync()s per file, and the worker threads.
  *
  * Divisions:
  *   1. results (counts, skipped files, references) shared by the workers
- *   2. one file: classify its slots, decide, write the new slot
+ *   2. one file: classify its slots, decide, write the new slot (scan,
+ *      re-wrap, migrate)
  *   3. a batch: phase 1 for every file, syncfs, phase 2 (clear), syncfs
  *   4. the workers and rot_pass_run()
  *
@@ -167,11 +168,12 @@ static int clear_slot(int fd, int idx)
 	return ret;
 }
 
-/* Scan: count which (tenant, version) pairs the header's slots name. */
-static enum outcome scan_file(struct rot_pass *p, int fd, const char *path)
+/* Read and parse the header of fd: OUT_SCANNED when h holds it, OUT_EMPTY
+ * for a 0-byte file, else the file is reported (bad) and skipped. */
+static enum outcome read_header(struct rot_pass *p, int fd, const char *path,
+				struct ekmfs_header *h, enum outcome bad)
 {
 	uint8_t buf[EKMFS_HEADER_SIZE];
-	struct ekmfs_header h;
 	ssize_t n;
 	int rc;
 
@@ -180,13 +182,62 @@ static enum outcome scan_file(struct rot_pass *p, int fd, const char *path)
 		return OUT_EMPTY;
 	if (n < 0) {
 		add_skip(p, path, "cannot read the header: %s", strerror((int)-n));
-		return OUT_BADHDR;
+		return bad;
 	}
-	rc = n < EKMFS_HEADER_SIZE ? -EBADMSG : ekmfs_header_parse(buf, &h);
+	rc = n < EKMFS_HEADER_SIZE ? -EBADMSG : ekmfs_header_parse(buf, h);
 	if (rc) {
 		add_skip(p, path, "%s", parse_problem(rc, buf, n));
-		return OUT_BADHDR;
+		return bad;
 	}
+	return OUT_SCANNED;
+}
+
+/* The tenant id of the slot a reader tries first: the newest one, unless
+ * that is a write cut short (tenant id 0). 0 when there is none. */
+static uint32_t header_tenant(const struct ekmfs_header *h)
+{
+	int fallback, newest = ekmfs_header_newest_slot(h, &fallback);
+
+	if (newest >= 0 && !h->slot[newest].tenant_id)
+		newest = fallback;
+	return newest >= 0 ? h->slot[newest].tenant_id : 0;
+}
+
+/* Caller holds p->mu. Keeps the ROT_MISPLACED_LIST smallest paths, sorted,
+ * so the list does not depend on which worker got there first. */
+static void misplaced_add(struct rot_pass *p, const char *path)
+{
+	size_t n = p->nmisplaced, i;
+	char *dup;
+
+	if (n == ROT_MISPLACED_LIST && strcmp(path, p->misplaced[n - 1]) >= 0)
+		return;
+	dup = strdup(path);
+	if (!dup)
+		return;
+	if (n == ROT_MISPLACED_LIST)
+		free(p->misplaced[--n]);
+	for (i = n; i > 0 && strcmp(p->misplaced[i - 1], path) > 0; i--)
+		p->misplaced[i] = p->misplaced[i - 1];
+	p->misplaced[i] = dup;
+	p->nmisplaced = n + 1;
+}
+
+/* Scan: count which (tenant, version) pairs the header's slots name, and
+ * whether the file is misplaced (its header's tenant is not the one its
+ * path routes to now, e.g. renamed across a tenant boundary). */
+static enum outcome scan_file(struct rot_pass *p, int fd, const char *path)
+{
+	struct rot_ctx *c = p->ctx;
+	const struct ekmfs_tenant_config *route;
+	struct ekmfs_tenant_record *t;
+	struct ekmfs_header h;
+	enum outcome o;
+
+	o = read_header(p, fd, path, &h, OUT_BADHDR);
+	if (o != OUT_SCANNED)
+		return o;
+	route = ekmfs_config_route(&c->cfg, path, c->started);
 	pthread_mutex_lock(&p->mu);
 	for (int i = 0; i < EKMFS_SLOT_COUNT; i++) {
 		const struct ekmfs_slot *s = &h.slot[i];
@@ -198,8 +249,97 @@ static enum outcome scan_file(struct rot_pass *p, int fd, const char *path)
 			continue; /* one file, counted once */
 		add_ref(p, s->tenant_id, s->kek_version);
 	}
+	/* A header naming a tenant the keyring lacks cannot be opened at all:
+	 * that is for 'verify' to report, not a question of placement. */
+	t = ekmfs_keyring_tenant_by_id(&c->kr, header_tenant(&h));
+	if (t && strcmp(t->name, route->name) != 0) {
+		p->counts.misplaced++;
+		misplaced_add(p, path);
+	}
 	pthread_mutex_unlock(&p->mu);
 	return OUT_SCANNED;
+}
+
+/* Whether the KEK a slot names is unusable (unknown, destroyed, or not
+ * unwrapped); if so the file is reported. Never "fixed" by guessing. */
+static bool kek_unusable(struct rot_pass *p, const char *path, int idx,
+			 struct ekmfs_tenant_record *t, uint32_t version)
+{
+	struct ekmfs_kek_record *k = ekmfs_tenant_kek(t, version);
+	const char *why;
+
+	if (!k) {
+		add_skip(p, path, "key slot %d names KEK v%u of tenant '%s', which the "
+			 "keyring does not have", idx, version, t->name);
+		return true;
+	}
+	if (k->state == EKMFS_KEK_DESTROYED) {
+		add_skip(p, path, "key slot %d names KEK v%u of tenant '%s', which is "
+			 "destroyed", idx, version, t->name);
+		return true;
+	}
+	if (keys_find(p->ctx, t->id, version))
+		return false;
+	why = keys_load_error(p->ctx, t->id);
+	if (why)
+		add_skip(p, path, "%s", why);
+	else
+		add_skip(p, path, "key slot %d names KEK v%u of tenant '%s', which the "
+			 "keyring does not have", idx, version, t->name);
+	return true;
+}
+
+/* Unwrap the DEK from the newest slot, else from the other one (the state
+ * an interrupted run leaves). The index of the slot that opened, or -1
+ * (reported). */
+static int open_dek(struct rot_pass *p, const struct ekmfs_header *h, const char *path,
+		    uint8_t *dek)
+{
+	int fallback, order[2];
+
+	order[0] = ekmfs_header_newest_slot(h, &fallback);
+	order[1] = fallback;
+	for (int j = 0; j < 2; j++) {
+		int i = order[j];
+		const uint8_t *kek;
+
+		if (i < 0 || !h->slot[i].tenant_id)
+			continue;
+		kek = keys_find(p->ctx, h->slot[i].tenant_id, h->slot[i].kek_version);
+		if (kek && ekmfs_slot_unwrap(h, i, kek, dek) == 0)
+			return i;
+	}
+	add_skip(p, path, "no key slot authenticates (tampered or corrupt header)");
+	return -1;
+}
+
+/* Phase 1 of a move: wrap dek under kek (tenant_id, version) into the slot
+ * that did not open, seq above both, and write it. dek and h are wiped. */
+static enum outcome write_other_slot(struct rot_pass *p, int fd, const char *path,
+				     struct ekmfs_header *h, int opened, uint32_t tenant_id,
+				     uint32_t version, const uint8_t *kek, uint8_t *dek)
+{
+	uint8_t nonce[EKMFS_NONCE_SIZE];
+	uint64_t seq;
+	int rc;
+
+	seq = (h->slot[0].seq > h->slot[1].seq ? h->slot[0].seq : h->slot[1].seq) + 1;
+	rc = ekmfs_random(nonce, sizeof(nonce));
+	if (!rc)
+		rc = ekmfs_slot_wrap(h, 1 - opened, seq, tenant_id, version, kek, dek, nonce);
+	ekmfs_wipe(dek, EKMFS_KEY_SIZE);
+	if (rc) {
+		ekmfs_wipe(h, sizeof(*h));
+		add_skip(p, path, "wrapping the DEK failed");
+		return OUT_SKIPPED;
+	}
+	rc = write_slot(fd, h, 1 - opened);
+	ekmfs_wipe(h, sizeof(*h));
+	if (rc) {
+		add_skip(p, path, "writing the new key slot failed: %s", strerror(-rc));
+		return OUT_SKIPPED;
+	}
+	return OUT_REWRAP;
 }
 
 /*
@@ -210,24 +350,13 @@ static enum outcome rewrap_file(struct rot_pass *p, int fd, const char *path,
 				struct pending *pend, uint8_t *dek)
 {
 	struct rot_ctx *c = p->ctx;
-	uint8_t buf[EKMFS_HEADER_SIZE], nonce[EKMFS_NONCE_SIZE];
 	struct ekmfs_header h;
-	int newest, fallback, opened = -1, order[2], rc;
-	uint64_t seq;
-	ssize_t n;
+	enum outcome o;
+	int opened;
 
-	n = ekmfs_read_full(fd, buf, sizeof(buf), 0);
-	if (n == 0)
-		return OUT_EMPTY;
-	if (n < 0) {
-		add_skip(p, path, "cannot read the header: %s", strerror((int)-n));
-		return OUT_SKIPPED;
-	}
-	rc = n < EKMFS_HEADER_SIZE ? -EBADMSG : ekmfs_header_parse(buf, &h);
-	if (rc) {
-		add_skip(p, path, "%s", parse_problem(rc, buf, n));
-		return OUT_SKIPPED;
-	}
+	o = read_header(p, fd, path, &h, OUT_SKIPPED);
+	if (o != OUT_SCANNED)
+		return o;
 
 	/* Every slot in use must name a KEK the keyring knows: a slot for an
 	 * unknown or destroyed version is reported, never overwritten. A slot
@@ -235,7 +364,6 @@ static enum outcome rewrap_file(struct rot_pass *p, int fd, const char *path,
 	for (int i = 0; i < EKMFS_SLOT_COUNT; i++) {
 		const struct ekmfs_slot *s = &h.slot[i];
 		struct ekmfs_tenant_record *t;
-		struct ekmfs_kek_record *k;
 
 		if (!s->seq || !s->tenant_id)
 			continue;
@@ -247,35 +375,13 @@ static enum outcome rewrap_file(struct rot_pass *p, int fd, const char *path,
 		}
 		if (s->tenant_id != p->tenant_id)
 			return OUT_OTHER;
-		k = ekmfs_tenant_kek(t, s->kek_version);
-		if (!k || (k->state != EKMFS_KEK_DESTROYED && !keys_find(c, s->kek_version))) {
-			add_skip(p, path, "key slot %d names KEK v%u of tenant '%s', which the "
-				 "keyring does not have", i, s->kek_version, t->name);
+		if (kek_unusable(p, path, i, t, s->kek_version))
 			return OUT_SKIPPED;
-		}
-		if (k->state == EKMFS_KEK_DESTROYED) {
-			add_skip(p, path, "key slot %d names KEK v%u of tenant '%s', which is "
-				 "destroyed", i, s->kek_version, t->name);
-			return OUT_SKIPPED;
-		}
 	}
 
-	newest = ekmfs_header_newest_slot(&h, &fallback);
-	order[0] = newest;
-	order[1] = fallback;
-	for (int j = 0; j < 2 && opened < 0; j++) {
-		int i = order[j];
-
-		if (i < 0 || !h.slot[i].tenant_id)
-			continue;
-		if (ekmfs_slot_unwrap(&h, i, keys_find(c, h.slot[i].kek_version), dek) == 0)
-			opened = i;
-	}
-	if (opened < 0) {
-		add_skip(p, path, "no key slot authenticates (tampered or corrupt header)");
+	opened = open_dek(p, &h, path, dek);
+	if (opened < 0)
 		return OUT_SKIPPED;
-	}
-
 	pend->fd = fd;
 	pend->path = path;
 	pend->clear_idx = 1 - opened;
@@ -289,25 +395,111 @@ static enum outcome rewrap_file(struct rot_pass *p, int fd, const char *path,
 		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
 		return OUT_REWRAP;
 	}
-
-	seq = (h.slot[0].seq > h.slot[1].seq ? h.slot[0].seq : h.slot[1].seq) + 1;
-	rc = ekmfs_random(nonce, sizeof(nonce));
-	if (!rc)
-		rc = ekmfs_slot_wrap(&h, 1 - opened, seq, p->tenant_id, p->target,
-				     keys_find(c, p->target), dek, nonce);
-	ekmfs_wipe(dek, EKMFS_KEY_SIZE);
-	if (rc) {
-		add_skip(p, path, "wrapping the DEK failed");
-		return OUT_SKIPPED;
-	}
-	rc = write_slot(fd, &h, 1 - opened);
-	ekmfs_wipe(&h, sizeof(h));
-	if (rc) {
-		add_skip(p, path, "writing the new key slot failed: %s", strerror(-rc));
-		return OUT_SKIPPED;
-	}
+	o = write_other_slot(p, fd, path, &h, opened, p->tenant_id, p->target,
+			     keys_find(c, p->tenant_id, p->target), dek);
 	pend->clear_idx = opened;
-	return OUT_REWRAP;
+	return o;
+}
+
+/*
+ * Migrate one file: re-home its DEK under the current KEK of the tenant its
+ * path routes to now (ekmfs_config_route at the start of the run). The same
+ * two phases as a re-wrap; a file already at home has at most a stale slot
+ * (an interrupted move) to clear. The KEK version of a file at home is
+ * rewrap's business, not ours.
+ */
+static enum outcome migrate_file(struct rot_pass *p, int fd, const char *path,
+				 struct pending *pend, uint8_t *dek)
+{
+	struct rot_ctx *c = p->ctx;
+	const struct ekmfs_tenant_config *route;
+	struct ekmfs_tenant_record *target;
+	const uint8_t *kek = NULL;
+	struct ekmfs_header h;
+	uint32_t target_id;
+	enum outcome o;
+	int opened, used = 0, only = -1;
+	bool selected;
+
+	o = read_header(p, fd, path, &h, OUT_SKIPPED);
+	if (o != OUT_SCANNED)
+		return o;
+	route = ekmfs_config_route(&c->cfg, path, c->started);
+	target = ekmfs_keyring_tenant(&c->kr, route->name);
+	target_id = target ? target->id : 0; /* 0: dry run, tenant not made yet */
+
+	/* --tenant T: the files that route to T, and T's files routed elsewhere. */
+	selected = !p->filter || strcmp(route->name, p->filter) == 0;
+	for (int i = 0; i < EKMFS_SLOT_COUNT; i++) {
+		struct ekmfs_tenant_record *t;
+
+		if (!h.slot[i].seq)
+			continue;
+		used++;
+		only = i;
+		t = ekmfs_keyring_tenant_by_id(&c->kr, h.slot[i].tenant_id);
+		if (t && p->filter && strcmp(t->name, p->filter) == 0)
+			selected = true;
+	}
+	if (!selected)
+		return OUT_OTHER;
+	if (used == 1 && target_id && h.slot[only].tenant_id == target_id)
+		return OUT_CURRENT; /* at home, one slot: no key needed */
+
+	for (int i = 0; i < EKMFS_SLOT_COUNT; i++) {
+		const struct ekmfs_slot *s = &h.slot[i];
+		struct ekmfs_tenant_record *t;
+
+		if (!s->seq || !s->tenant_id)
+			continue;
+		t = ekmfs_keyring_tenant_by_id(&c->kr, s->tenant_id);
+		if (!t) {
+			add_skip(p, path, "key slot %d names tenant id %u, which the keyring "
+				 "does not have", i, s->tenant_id);
+			return OUT_SKIPPED;
+		}
+		if (kek_unusable(p, path, i, t, s->kek_version))
+			return OUT_SKIPPED;
+	}
+	opened = open_dek(p, &h, path, dek);
+	if (opened < 0)
+		return OUT_SKIPPED;
+	pend->fd = fd;
+	pend->path = path;
+	pend->clear_idx = 1 - opened;
+	if (target_id && h.slot[opened].tenant_id == target_id) {
+		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
+		return h.slot[1 - opened].seq ? OUT_CLEAR : OUT_CURRENT;
+	}
+	if (target)
+		kek = keys_find(c, target_id, target->current_version);
+	if (p->mode == MODE_DRYRUN) {
+		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
+		o = OUT_REWRAP;
+	} else if (!kek) {
+		const char *why = target ? keys_load_error(c, target_id) : NULL;
+
+		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
+		if (why)
+			add_skip(p, path, "it routes to tenant '%s', but %s", route->name, why);
+		else if (target)
+			add_skip(p, path, "it routes to tenant '%s', whose current KEK v%u is "
+				 "not available", route->name, target->current_version);
+		else
+			add_skip(p, path, "it routes to tenant '%s', which the keyring does "
+				 "not have", route->name);
+		return OUT_SKIPPED;
+	} else {
+		o = write_other_slot(p, fd, path, &h, opened, target_id,
+				     target->current_version, kek, dek);
+		pend->clear_idx = opened;
+	}
+	if (o == OUT_REWRAP) {
+		pthread_mutex_lock(&p->mu);
+		p->moved_to[route - c->cfg.tenants]++;
+		pthread_mutex_unlock(&p->mu);
+	}
+	return o;
 }
 
 /* ---- 3. a batch ---- */
@@ -363,6 +555,8 @@ static void run_batch(struct rot_pass *p, size_t first, size_t end, struct pendi
 			}
 		} else if (p->mode == MODE_SCAN) {
 			o = scan_file(p, fd, path);
+		} else if (p->migrate) {
+			o = migrate_file(p, fd, path, &pend[npend], dek);
 		} else {
 			o = rewrap_file(p, fd, path, &pend[npend], dek);
 		}
@@ -480,6 +674,9 @@ void rot_pass_free(struct rot_pass *p)
 		free(p->skips[i].path);
 	free(p->skips);
 	free(p->refs);
+	for (size_t i = 0; i < p->nmisplaced; i++)
+		free(p->misplaced[i]);
+	p->nmisplaced = 0;
 	pthread_mutex_destroy(&p->mu);
 	p->skips = NULL;
 	p->refs = NULL;

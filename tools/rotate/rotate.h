@@ -3,12 +3,15 @@
  * functions each file of tools/rotate/ contributes.
  *
  *   main.c      command line, --help, the rotate lock, dispatch, exit codes
- *   keyring.c   the tenant's KEKs: unwrap them, add a version, retire,
- *               destroy, re-wrap them under a new CMK (all keyring writes)
+ *   keks.c      the KEK table (one tenant's, or every tenant's for migrate):
+ *               unwrap them, add a version, retire, destroy, re-wrap them
+ *               under a new CMK (all keyring writes)
  *   walk.c      the list of regular files below BACKING
- *   rewrap.c    the per-file header re-wrap and the worker threads
+ *   rewrap.c    the per-file header re-wrap and migrate, the worker threads
+ *   migrate.c   the migrate command: target tenants, passes, summary
  *   progress.c  the progress bar / periodic lines on stderr
  *   report.c    status output, the summary (text or JSON), skipped files
+ *   audit.c     the records of each command in the volume's audit trail
  *
  * Exit codes are in enum rot_exit and documented in --help and ROTATION.md.
  */
@@ -42,7 +45,7 @@ enum rot_exit {
 #define ROT_MAX_PASSES 5
 #define ROT_BATCH 1024
 
-enum rot_command { CMD_STATUS, CMD_KEK, CMD_REWRAP, CMD_RETIRE, CMD_CMK };
+enum rot_command { CMD_STATUS, CMD_KEK, CMD_REWRAP, CMD_RETIRE, CMD_CMK, CMD_MIGRATE };
 
 struct rot_opts {
 	enum rot_command cmd;
@@ -55,17 +58,30 @@ struct rot_opts {
 	unsigned jobs;
 };
 
-/* One unwrapped KEK of the tenant being rotated (secure memory). */
+/* One unwrapped KEK (secure memory): of the tenant being rotated, or of
+ * any tenant for migrate. */
 struct rot_kek {
-	uint32_t version;
+	uint32_t tenant_id, version;
 	uint8_t *key;
 };
+
+/* migrate: a tenant whose KEKs could not be unwrapped; its files are
+ * skipped with this reason while the other tenants' files move. */
+struct rot_load_err {
+	uint32_t tenant_id;
+	char msg[256];
+};
+
+/* status and migrate: at most this many misplaced paths are listed. */
+#define ROT_MISPLACED_LIST 20
 
 /* Everything a run knows about the volume. */
 struct rot_ctx {
 	struct rot_opts opt;
 	int backing_fd;
 	struct ekmfs_config cfg;
+	/* The tenant acted on. migrate: the --tenant filter (trec NULL until
+	 * the keyring has it), or both NULL without --tenant. */
 	const struct ekmfs_tenant_config *tc;
 	struct ekmfs_volume vol;
 	struct ekmfs_keyring kr;     /* as last read */
@@ -73,13 +89,17 @@ struct rot_ctx {
 	struct ekmfs_provider *prov; /* opened by keys_load */
 	struct rot_kek *keks;
 	size_t nkeks;
-	time_t started;
+	struct rot_load_err *load_errs; /* migrate: tenants that did not load */
+	size_t nload_errs;
+	time_t started;              /* also the time migrate and status route at */
 	struct ekmfs_provider *audit_prov; /* default tenant's, for the audit key */
 	struct ekmfs_audit *audit;   /* NULL for status and --dry-run */
 	/* results for the summary */
 	uint32_t new_version;        /* kek: the version created (0: none) */
 	uint32_t retired[64];
 	size_t nretired;
+	char created[EKMFS_MAX_TENANTS][EKMFS_NAME_MAX]; /* migrate: tenants created */
+	size_t ncreated;
 };
 
 /* ---- walk.c ---- */
@@ -106,18 +126,27 @@ struct rot_ref {
 struct rot_counts {
 	uint64_t files;              /* examined */
 	uint64_t empty;              /* 0 bytes: no header, nothing to wrap */
-	uint64_t current;            /* already only on the target version */
-	uint64_t rewrapped;          /* new slot written, old slot cleared */
+	uint64_t current;            /* already only on the target version (migrate:
+					 already on the tenant it routes to) */
+	uint64_t rewrapped;          /* new slot written, old slot cleared (migrate:
+					 moved to another tenant) */
 	uint64_t cleared;            /* only a stale slot cleared */
-	uint64_t other_tenant;       /* another tenant's file: left alone */
+	uint64_t other_tenant;       /* another tenant's file: left alone (migrate:
+					 not selected by --tenant) */
 	uint64_t vanished;           /* deleted or replaced since the walk */
 	uint64_t unreadable_headers; /* scan: corrupt or foreign */
+	uint64_t misplaced;          /* scan: header tenant != the route of its path */
 };
 
 struct rot_pass {
 	/* input */
 	struct rot_ctx *ctx;
 	enum rot_mode mode;
+	/* rewrap: the tenant and its target version. migrate: the target is
+	 * chosen per file (ekmfs_config_route at ctx->started); filter is the
+	 * --tenant name or NULL. */
+	bool migrate;
+	const char *filter;
 	uint32_t tenant_id, target;
 	const struct rot_paths *paths;
 	unsigned jobs;
@@ -132,6 +161,12 @@ struct rot_pass {
 	size_t nskips, capskips;
 	struct rot_ref *refs;        /* scan: files per (tenant, version) */
 	size_t nrefs, caprefs;
+	/* migrate: files moved (dry run: to move) per target, indexed like
+	 * ctx->cfg.tenants */
+	uint64_t moved_to[EKMFS_MAX_TENANTS];
+	/* scan: the first misplaced paths in sort order (strdup'd) */
+	char *misplaced[ROT_MISPLACED_LIST];
+	size_t nmisplaced;
 	int fatal;                   /* -errno: stop (syncfs failed, ...) */
 	char fatal_msg[256];
 };
@@ -140,24 +175,38 @@ struct rot_pass {
 int rot_pass_run(struct rot_pass *p);
 void rot_pass_free(struct rot_pass *p);
 uint64_t rot_pass_refs(const struct rot_pass *p, uint32_t tenant_id, uint32_t version);
+/* main.c: how many files a worker keeps open at once (RLIMIT_NOFILE). */
+size_t rot_batch_size(unsigned jobs);
 
-/* ---- keyring.c ---- */
-/* Read config, descriptor and keyring; pick the tenant. 0 or exit code. */
-/* audit.c: the command's records in the volume's audit trail */
+/* ---- audit.c: the command's records in the volume's audit trail ---- */
 struct json_object;
 int rot_audit_open(struct rot_ctx *c);
 void rot_audit_close(struct rot_ctx *c);
 void rot_audit(const struct rot_ctx *c, const char *event, const char *outcome,
 	       uint32_t kek_version, const char *path, const char *reason,
 	       struct json_object *details);
+/* The same for a record about tenant (NULL: none) rather than c->trec. */
+void rot_audit_tenant(const struct rot_ctx *c, const char *tenant, const char *event,
+		      const char *outcome, uint32_t kek_version, const char *path,
+		      const char *reason, struct json_object *details);
 void rot_audit_outcome(const struct rot_ctx *c, const char *outcome, const char *msg);
 void rot_audit_rewrap(const struct rot_ctx *c, const struct rot_pass *last,
 		      const struct rot_counts *total, uint64_t remaining, unsigned passes);
+void rot_audit_migrate(const struct rot_ctx *c, const struct rot_pass *last,
+		       const struct rot_counts *total, uint64_t remaining, unsigned passes);
 
+/* ---- keks.c ---- */
+/* Read config, descriptor and keyring; pick the tenant. 0 or -errno. */
 int keys_setup(struct rot_ctx *c);
 /* Open the tenant's provider and unwrap every KEK that is not destroyed. */
 int keys_load(struct rot_ctx *c);
-const uint8_t *keys_find(const struct rot_ctx *c, uint32_t version);
+/* migrate: unwrap every KEK of every tenant in the keyring (each through
+ * its own provider, closed again). A tenant that fails is recorded in
+ * c->load_errs, not fatal. 0 or -ENOMEM. */
+int keys_load_all(struct rot_ctx *c);
+/* Why tenant_id's KEKs are missing (a load error), or NULL. */
+const char *keys_load_error(const struct rot_ctx *c, uint32_t tenant_id);
+const uint8_t *keys_find(const struct rot_ctx *c, uint32_t tenant_id, uint32_t version);
 /* Re-read the keyring into c->kr (after a write, or another writer's). */
 int keys_reread(struct rot_ctx *c);
 /* kek: make a new KEK version current. 0 or -errno. */
@@ -179,8 +228,15 @@ struct rot_progress;
 struct rot_progress *progress_start(const struct rot_pass *p, uint64_t total, bool quiet);
 void progress_stop(struct rot_progress *pr);
 
+/* ---- migrate.c ---- */
+int cmd_migrate(struct rot_ctx *c);
+
 /* ---- report.c ---- */
 int report_status(struct rot_ctx *c, const struct rot_pass *scan);
+/* Summary of a migrate run; returns the exit code it implies. */
+int report_migrate(struct rot_ctx *c, const struct rot_pass *last,
+		   const struct rot_counts *total, uint64_t remaining, unsigned passes,
+		   double seconds);
 /* Summary of a kek / rewrap run; returns the exit code it implies. */
 int report_rewrap(struct rot_ctx *c, const struct rot_pass *last, const struct rot_counts *total,
 		  uint64_t remaining, unsigned passes, double seconds);
