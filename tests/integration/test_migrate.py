@@ -417,6 +417,13 @@ def test_cmk_free_before_enforcement_then_interval(tvol):
     rec = [x for x in audit_records(vol) if x["event"] == "cmk_changed"]
     assert len(rec) == 2 and all("not enforced until" in x["reason"] for x in rec)
     assert all(x["tenant"] == "acme" for x in rec)
+    # old and new CMK on record: the same key re-wrapped, then a new key file
+    # (local CMK versions are key fingerprints)
+    d0, d1 = rec[0]["details"], rec[1]["details"]
+    assert d0["old_cmk_version"] == d0["new_cmk_version"]
+    assert d1["old_cmk_version"] == d0["new_cmk_version"]
+    assert d1["new_cmk_version"] != d1["old_cmk_version"]
+    assert d1["old_cmk_ref"] and d1["new_cmk_ref"]
 
     # enforced from now on: the interval applies again
     vol.write_config(vol.config.read_text().replace(

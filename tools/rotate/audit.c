@@ -98,6 +98,28 @@ void rot_audit(const struct rot_ctx *c, const char *event, const char *outcome,
 			 reason, details);
 }
 
+/* cmk_changed: the CMK before and after (reference and version of the
+ * current KEK's wrap), NULL for any other record. */
+static json_object *cmk_change_details(const struct rot_ctx *c)
+{
+	const struct ekmfs_kek_record *cur;
+	json_object *d;
+
+	if (c->opt.cmd != CMD_CMK || !c->old_cmk_ref[0] || !c->trec)
+		return NULL;
+	cur = ekmfs_tenant_kek(c->trec, c->trec->current_version);
+	d = json_object_new_object();
+	if (!d || !cur)
+		return d;
+	json_object_object_add(d, "old_cmk_ref", json_object_new_string(c->old_cmk_ref));
+	json_object_object_add(d, "old_cmk_version",
+			       json_object_new_string(c->old_cmk_version));
+	json_object_object_add(d, "new_cmk_ref", json_object_new_string(cur->wrapped.cmk_ref));
+	json_object_object_add(d, "new_cmk_version",
+			       json_object_new_string(cur->wrapped.cmk_version));
+	return d;
+}
+
 /* The record that closes a command, named after what it did. */
 void rot_audit_outcome(const struct rot_ctx *c, const char *outcome, const char *msg)
 {
@@ -113,6 +135,7 @@ void rot_audit_outcome(const struct rot_ctx *c, const char *outcome, const char 
 	};
 	const char *name;
 	bool refused = strcmp(outcome, "refused") == 0;
+	json_object *details;
 
 	if (c->opt.cmd == CMD_RETIRE && c->opt.destroy && !refused)
 		name = "kek_destroyed";
@@ -120,11 +143,13 @@ void rot_audit_outcome(const struct rot_ctx *c, const char *outcome, const char 
 		name = refused ? refused_names[c->opt.cmd] : done_names[c->opt.cmd];
 	if (!name)
 		return;
+	details = refused ? NULL : cmk_change_details(c);
 	rot_audit_tenant(c, c->trec ? c->trec->name : c->opt.tenant, name,
 			 refused ? "refused" : strcmp(outcome, "done") == 0 ? "success" :
 			 "failure", c->opt.cmd == CMD_RETIRE ? c->opt.version :
 			 c->trec && c->opt.cmd != CMD_MIGRATE ? c->trec->current_version : 0,
-			 NULL, msg, NULL);
+			 NULL, msg, details);
+	json_object_put(details);
 }
 
 void rot_audit_rewrap(const struct rot_ctx *c, const struct rot_pass *last,

@@ -621,7 +621,19 @@ static int cmd_cmk(struct rot_ctx *c)
 		}
 		snprintf(new_tc.key_file, sizeof(new_tc.key_file), "%s", c->opt.to);
 	}
+	{
+		const struct ekmfs_kek_record *cur = ekmfs_tenant_kek(c->trec,
+								      c->trec->current_version);
+
+		if (cur && !c->opt.dry_run) {
+			snprintf(c->old_cmk_ref, sizeof(c->old_cmk_ref), "%s", cur->wrapped.cmk_ref);
+			snprintf(c->old_cmk_version, sizeof(c->old_cmk_version), "%s",
+				 cur->wrapped.cmk_version);
+		}
+	}
 	ret = keys_rewrap_cmk(c, c->opt.to ? &new_tc : NULL, &n, fpr, sizeof(fpr));
+	if (ret)
+		c->old_cmk_ref[0] = '\0';
 	if (ret)
 		return fail(c, ret, "re-wrapping the KEKs");
 	if (c->opt.to) {

@@ -96,6 +96,9 @@ struct rot_ctx {
 	struct ekmfs_audit *audit;   /* NULL for status and --dry-run */
 	/* results for the summary */
 	uint32_t new_version;        /* kek: the version created (0: none) */
+	/* cmk: the CMK reference and version before the change, for the
+	 * cmk_changed record (old and new). "" when not changed. */
+	char old_cmk_ref[EKMFS_REF_MAX], old_cmk_version[EKMFS_REF_MAX];
 	uint32_t retired[64];
 	size_t nretired;
 	char created[EKMFS_MAX_TENANTS][EKMFS_NAME_MAX]; /* migrate: tenants created */
