@@ -33,10 +33,11 @@ int ekmfs_aead_open(const uint8_t key[EKMFS_AEAD_KEY_SIZE],
 
 /*
  * Keyed sessions, for many blocks under one key: the key schedule is computed
- * once by ekmfs_aead_begin() in the calling thread's session context (a
- * second per-thread context, so the one-shot calls above may still be used
- * meanwhile), each block then only sets its nonce. ekmfs_aead_end() drops
- * the schedule. A session belongs to the thread that began it.
+ * once, with the first block of the session, in the calling thread's session
+ * context (a second per-thread context, so the one-shot calls above may still
+ * be used meanwhile); each further block only sets its nonce. key must stay
+ * valid until ekmfs_aead_end(), which drops the schedule. A session belongs
+ * to the thread that began it.
  */
 struct ekmfs_aead_session;
 
