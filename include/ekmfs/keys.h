@@ -104,10 +104,13 @@ enum ekmfs_key_event {
 	EKMFS_TENANT_ENABLED,     /* enabled = true recorded (BYOK on) */
 	EKMFS_TENANT_DISABLED,    /* enabled = false recorded (BYOK off) */
 };
-/* The audit trail's event name ("cache_fetch", "tenant_created", ...) and
- * outcome ("success", "refused", "failure") of ev (docs/AUDIT.md). */
-const char *ekmfs_key_event_name(enum ekmfs_key_event ev);
-const char *ekmfs_key_event_outcome(enum ekmfs_key_event ev);
+/* The audit record of a key-manager event (docs/AUDIT.md): fills ev's
+ * event name ("cache_fetch", "tenant_created", ...), outcome, tenant,
+ * key_ref, kek_version and reason; the strings are borrowed. */
+struct ekmfs_audit_event;
+void ekmfs_key_event_record(struct ekmfs_audit_event *ev, enum ekmfs_key_event kev,
+			    const char *tenant, const char *cmk_ref, uint32_t kek_version,
+			    const char *reason);
 /* Called with the key manager's lock held: it must not block or call back
  * into the key manager (queue the event and return). */
 typedef void (*ekmfs_key_event_fn)(void *arg, enum ekmfs_key_event ev, const char *tenant,

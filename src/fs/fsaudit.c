@@ -32,12 +32,7 @@ static void key_event_hook(void *arg, enum ekmfs_key_event kev, const char *tena
 	struct efs_data *fs = arg;
 	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
 
-	ev.event = ekmfs_key_event_name(kev);
-	ev.outcome = ekmfs_key_event_outcome(kev);
-	ev.tenant = tenant;
-	ev.key_ref = cmk_ref;
-	ev.kek_version = kek_version;
-	ev.reason = reason;
+	ekmfs_key_event_record(&ev, kev, tenant, cmk_ref, kek_version, reason);
 	ekmfs_audit_post(fs->audit, &ev);
 }
 

@@ -109,16 +109,9 @@ static void reload(void)
 	notify("RELOADING=1");
 	ekmfs_clearerr();
 	ret = ekmfs_config_load(path, &fresh);
-	if (ret < 0) {
-		ekmfs_log(EKMFS_LOG_ERR, "reload refused, the running configuration stays: %s",
-			  ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-ret));
-		efs_metrics_reload(0);
-		notify("READY=1\nSTATUS=reload refused (see the log); serving");
-		return;
-	}
 	/* Tenants first: a reload that cannot apply them changes nothing. */
-	ekmfs_clearerr();
-	ret = ekmfs_keys_apply_config(svc.fs->keys, &fresh);
+	if (!ret)
+		ret = ekmfs_keys_apply_config(svc.fs->keys, &fresh);
 	if (ret < 0) {
 		ekmfs_log(EKMFS_LOG_ERR, "reload refused, the running configuration stays: %s",
 			  ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-ret));

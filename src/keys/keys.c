@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "ekmfs/aead.h"
+#include "ekmfs/audit.h"
 #include "ekmfs/http.h"
 #include "ekmfs/keys.h"
 #include "ekmfs/provider.h"
@@ -305,7 +306,9 @@ static void key_event(struct ekmfs_keys *k, enum ekmfs_key_event ev, uint32_t te
 	k->event_fn(k->event_arg, ev, tenant_name(k, tenant_id), ref, version, reason);
 }
 
-const char *ekmfs_key_event_name(enum ekmfs_key_event ev)
+void ekmfs_key_event_record(struct ekmfs_audit_event *ev, enum ekmfs_key_event kev,
+			    const char *tenant, const char *cmk_ref, uint32_t kek_version,
+			    const char *reason)
 {
 	static const char *const names[] = {
 		[EKMFS_KEY_FETCHED] = "cache_fetch",
@@ -319,13 +322,14 @@ const char *ekmfs_key_event_name(enum ekmfs_key_event ev)
 		[EKMFS_TENANT_DISABLED] = "tenant_disabled",
 	};
 
-	return (size_t)ev < EKMFS_ARRAY_SIZE(names) && names[ev] ? names[ev] : "key_event";
-}
-
-const char *ekmfs_key_event_outcome(enum ekmfs_key_event ev)
-{
-	return ev == EKMFS_KEY_REFUSED ? "refused" : ev == EKMFS_KEY_OUTAGE ? "failure" :
-	       "success";
+	ev->event = (size_t)kev < EKMFS_ARRAY_SIZE(names) && names[kev] ? names[kev] :
+		    "key_event";
+	ev->outcome = kev == EKMFS_KEY_REFUSED ? "refused" :
+		      kev == EKMFS_KEY_OUTAGE ? "failure" : "success";
+	ev->tenant = tenant;
+	ev->key_ref = cmk_ref;
+	ev->kek_version = kek_version;
+	ev->reason = reason;
 }
 
 void ekmfs_keys_set_event_hook(struct ekmfs_keys *k, ekmfs_key_event_fn fn, void *arg)

@@ -14,22 +14,16 @@ Divisions: helpers / migrate both ways / filter, tenant creation, a tenant
 whose key is unavailable / misplaced renames / crash safety / CMK before
 enforcement.
 """
-import hashlib
-import json
 import os
 import random
-import signal
-import struct
-import subprocess
-import time
 
 import pytest
 
-from conftest import BUILD, HEADER_SIZE, SLOW, run_cli, sanitizer_report
+from conftest import BUILD, run_cli
+from ondisk import (ROTATE, SLOT, after_header, audit_records, kill_at_random, rotate, slots,
+                    tenant_ids, tenants_config, tree_hash)
 
-ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
 BENCHGEN = BUILD / "tools" / "rotate" / "ekmfs-rotate-benchgen"
-SLOT = 96
 PAST = "2020-01-01"
 FUTURE = "2099-01-01T00:00:00Z"
 
@@ -42,51 +36,12 @@ def _rotate_binary():
         pytest.skip("ekmfs-rotate not built")
 
 
-def rotate(vol, *args, json_out=False, timeout=120):
-    argv = [ROTATE, "-c", vol.config] + list(args)
-    if json_out:
-        argv.append("--json")
-    argv.append(vol.backing)
-    r = run_cli(argv, timeout=timeout)
-    rep = sanitizer_report(r.stderr)
-    assert not rep, rep
-    if json_out and r.stdout.strip():
-        r.json = json.loads(r.stdout)
-    return r
-
-
 def config(vol, acme=None, beta=None, acme_paths="/bots/acme"):
     """default + acme (acme_paths) + beta (/bots/beta); acme / beta: a dict
     of extra keys, or None to leave the tenant out of the configuration."""
-    text = "[tenant.default]\nkey_file = %s\n" % vol.key_file
-    for name, paths, keys in (("acme", acme_paths, acme), ("beta", "/bots/beta", beta)):
-        if keys is None:
-            continue
-        text += "[tenant.%s]\nprovider = local\nkey_file = %s\npaths = %s\n" % (
-            name, vol.keydir / (name + ".key"), paths)
-        for k, v in keys.items():
-            text += "%s = %s\n" % (k, v)
-    vol.write_config(text)
-
-
-def keyring(vol):
-    return json.loads((vol.backing / ".ekmfs" / "keyring.json").read_text())
-
-
-def tenant_ids(vol):
-    return {t["name"]: t["id"] for t in keyring(vol)["tenants"]}
-
-
-def slots(path):
-    """[(seq, tenant, version, raw96)] of the two key slots of a backing file."""
-    with open(path, "rb") as f:
-        h = f.read(HEADER_SIZE)
-    out = []
-    for i in range(2):
-        raw = h[32 + i * SLOT:32 + (i + 1) * SLOT]
-        seq, tenant, version = struct.unpack_from("<QII", raw)
-        out.append((seq, tenant, version, raw))
-    return out
+    tenants_config(vol, [(name, paths, keys) for name, paths, keys in
+                         (("acme", acme_paths, acme), ("beta", "/bots/beta", beta))
+                         if keys is not None])
 
 
 def placed(path):
@@ -98,29 +53,10 @@ def placed(path):
     return used[0][1]
 
 
-def after_header(vol, rels):
-    out = {}
-    for rel in rels:
-        with open(vol.bpath(rel), "rb") as f:
-            f.seek(HEADER_SIZE)
-            out[rel] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
-
-def tree_hash(root):
-    """Every byte, name, mode and mtime below root (including .ekmfs)."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in sorted(os.walk(root)):
-        dirnames.sort()
-        for n in sorted(filenames + dirnames):
-            p = os.path.join(dirpath, n)
-            st = os.lstat(p)
-            h.update(("%s %o %d %d\n" % (os.path.relpath(p, root), st.st_mode,
-                                         st.st_size, st.st_mtime_ns)).encode())
-            if os.path.isfile(p):
-                with open(p, "rb") as f:
-                    h.update(f.read())
-    return h.hexdigest()
+def content_of(vol, rels):
+    """sha256 of the bytes after the header of each rel (a dict by rel)."""
+    by_path = after_header([vol.bpath(rel) for rel in rels])
+    return {rel: by_path[vol.bpath(rel)] for rel in rels}
 
 
 def read_all(vol, expect):
@@ -131,11 +67,6 @@ def read_all(vol, expect):
             assert (vol.mnt / rel).read_bytes() == data, rel
     finally:
         m.unmount()
-
-
-def audit_records(vol):
-    return [json.loads(l) for l in (vol.root / "audit.log").read_text().splitlines()
-            if l.strip()]
 
 
 ACME = ["bots/acme/a", "bots/acme/deep/b", "bots/acme/c", "bots/acme/empty"]
@@ -172,7 +103,7 @@ def test_migrate_to_tenant_then_back_when_disabled(tvol):
     assert all(placed(vol.bpath(r)) == ids["default"] for r in ACME + BETA + OTHER)
     st = rotate(vol, "status", json_out=True)
     assert st.returncode == 0 and st.json["misplaced_files"] == 0, st.stderr
-    content = after_header(vol, ACME + BETA + OTHER)
+    content = content_of(vol, ACME + BETA + OTHER)
 
     # enforcement date passed: the files made before it are misplaced now
     config(vol, acme={"enforce_from": PAST}, beta={"enforce_from": FUTURE})
@@ -199,7 +130,7 @@ def test_migrate_to_tenant_then_back_when_disabled(tvol):
     assert r.json["in_place"] == len(ACME + BETA + OTHER)      # after the run
     assert all(placed(vol.bpath(rel)) == ids["acme"] for rel in ACME)
     assert all(placed(vol.bpath(rel)) == ids["default"] for rel in BETA + OTHER)
-    assert after_header(vol, ACME + BETA + OTHER) == content   # content untouched
+    assert content_of(vol, ACME + BETA + OTHER) == content   # content untouched
     assert os.path.getsize(vol.bpath("bots/acme/zero")) == 0
     read_all(vol, vol.expect)
     assert rotate(vol, "status", json_out=True).json["misplaced_files"] == 0
@@ -215,7 +146,7 @@ def test_migrate_to_tenant_then_back_when_disabled(tvol):
     r = rotate(vol, "migrate", "-q")
     assert r.returncode == 0 and r.stdout == "", r.stderr
     assert all(placed(vol.bpath(rel)) == ids["default"] for rel in ACME)
-    assert after_header(vol, ACME + BETA + OTHER) == content
+    assert content_of(vol, ACME + BETA + OTHER) == content
     read_all(vol, vol.expect)
 
     # the audit trail has both runs with their counts, and still verifies
@@ -243,7 +174,7 @@ def test_tenant_filter_and_creation_by_migrate(volume):
     for rel, data in expect.items():
         (vol.mnt / rel).write_bytes(data)
     m.unmount()
-    content = after_header(vol, expect)
+    content = content_of(vol, expect)
     config(vol, acme={"enforce_from": PAST}, beta={"enforce_from": PAST})
     assert set(tenant_ids(vol)) == {"default"}     # no daemon ran since
 
@@ -272,7 +203,7 @@ def test_tenant_filter_and_creation_by_migrate(volume):
     assert r.json["tenants_created"] == ["acme"] and r.json["migrated_to"] == {"acme": 4}
     ids = tenant_ids(vol)
     assert all(placed(vol.bpath(rel)) == ids["acme"] for rel in ACME)
-    assert after_header(vol, expect) == content
+    assert content_of(vol, expect) == content
     read_all(vol, expect)
     recs = audit_records(vol)
     created = [x for x in recs if x["event"] == "tenant_created"]
@@ -327,7 +258,7 @@ def test_renamed_file_reported_and_rehomed(tvol):
     os.rename(vol.mnt / "bots/acme/doc", vol.mnt / "other/doc")
     assert (vol.mnt / "other/doc").read_bytes() == data       # still readable
     m.unmount()
-    content = after_header(vol, ["other/doc"])
+    content = content_of(vol, ["other/doc"])
 
     st = rotate(vol, "status", json_out=True)
     assert st.returncode == 0, st.stderr
@@ -343,7 +274,7 @@ def test_renamed_file_reported_and_rehomed(tvol):
     assert r.returncode == 0, r.stderr
     assert r.json["migrated_to"] == {"default": 1}
     assert placed(vol.bpath("other/doc")) == ids["default"]
-    assert after_header(vol, ["other/doc"]) == content
+    assert content_of(vol, ["other/doc"]) == content
     assert rotate(vol, "status", json_out=True).json["misplaced_files"] == 0
     read_all(vol, dict(vol.expect, **{"other/doc": data}))
 
@@ -359,7 +290,7 @@ def test_kill9_during_migrate_then_rerun(volume):
     rels = sorted(os.path.relpath(os.path.join(d, f), vol.backing)
                   for d, _, fs in os.walk(vol.backing) if ".ekmfs" not in d for f in fs)
     assert len(rels) == n
-    content = after_header(vol, rels)
+    content = content_of(vol, rels)
     # bench0000 and bench0001 belong to acme: the enforced config moves them
     # there, the disabled one moves them back; runs of both are cut short
     rng = random.Random(4321)
@@ -367,19 +298,10 @@ def test_kill9_during_migrate_then_rerun(volume):
     for run in range(10):
         config(vol, acme={"enforce_from": PAST, "enabled": "true" if run % 2 == 0
                           else "false"}, acme_paths="/bench0000, /bench0001")
-        p = subprocess.Popen([str(ROTATE), "-c", str(vol.config), "migrate", "-q",
-                              "--jobs", str(1 + run % 2), str(vol.backing)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.0, 0.15) * SLOW)
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            killed += 1
-        p.wait()
-        err = p.stderr.read().decode(errors="replace")
-        p.stderr.close()
-        assert not sanitizer_report(err), err
+        killed += kill_at_random([ROTATE, "-c", vol.config, "migrate", "-q", "--jobs",
+                                  1 + run % 2, vol.backing], rng, 0.15)
     assert killed >= 3, "the runs finished too fast to be interrupted"
-    assert after_header(vol, rels) == content
+    assert content_of(vol, rels) == content
     # every file reads in its interrupted state, then a rerun completes
     config(vol, acme={"enforce_from": PAST}, acme_paths="/bench0000, /bench0001")
     want = bytes((k * 7 + 1) & 0xff for k in range(size))
@@ -392,7 +314,7 @@ def test_kill9_during_migrate_then_rerun(volume):
         want_id = ids["acme"] if rel.split("/")[0] in ("bench0000", "bench0001") \
             else ids["default"]
         assert placed(vol.bpath(rel)) == want_id, rel
-    assert after_header(vol, rels) == content
+    assert content_of(vol, rels) == content
     read_all(vol, {rel: want for rel in rels})
     v = vol.admin("verify", vol.backing)
     assert v.returncode == 0, v.stdout[-2000:] + v.stderr

@@ -10,7 +10,6 @@ Divisions: helpers / basic rotation / crash safety / online / keyring
 commands / bad input and refusals.
 """
 import fcntl
-import hashlib
 import json
 import os
 import random
@@ -23,11 +22,11 @@ import time
 
 import pytest
 
-from conftest import BUILD, HEADER_SIZE, SLOW, Volume, run_cli, sanitizer_report
+from conftest import BUILD, HEADER_SIZE, SLOW, Volume, run_cli
+from ondisk import (ROTATE, SLOT, after_header, audit_records, backing_files, kill_at_random,
+                    rotate, slots, tree_hash)
 
-ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
 BENCHGEN = BUILD / "tools" / "rotate" / "ekmfs-rotate-benchgen"
-SLOT = 96
 
 # ---- helpers ---------------------------------------------------------------
 
@@ -38,67 +37,12 @@ def _rotate_binary():
         pytest.skip("ekmfs-rotate not built")
 
 
-def rotate(vol, *args, json_out=False, timeout=120):
-    argv = [ROTATE, "-c", vol.config] + list(args)
-    if json_out:
-        argv.append("--json")
-    argv.append(vol.backing)
-    r = run_cli(argv, timeout=timeout)
-    rep = sanitizer_report(r.stderr)
-    assert not rep, rep
-    if json_out and r.stdout.strip():
-        r.json = json.loads(r.stdout)
-    return r
-
-
-def slots(path):
-    """[(seq, tenant, version, raw96)] of the two key slots of a backing file."""
-    with open(path, "rb") as f:
-        h = f.read(HEADER_SIZE)
-    out = []
-    for i in range(2):
-        raw = h[32 + i * SLOT:32 + (i + 1) * SLOT]
-        seq, tenant, version = struct.unpack_from("<QII", raw)
-        out.append((seq, tenant, version, raw))
-    return out
-
-
 def versions_in_use(path):
     return sorted(v for seq, _, v, _ in slots(path) if seq)
 
 
-def backing_files(vol):
-    out = []
-    for dirpath, dirnames, filenames in os.walk(vol.backing):
-        if dirpath == str(vol.backing) and ".ekmfs" in dirnames:
-            dirnames.remove(".ekmfs")
-        out += [os.path.join(dirpath, n) for n in filenames]
-    return sorted(out)
-
-
 def content_after_header(vol):
-    res = {}
-    for p in backing_files(vol):
-        with open(p, "rb") as f:
-            f.seek(HEADER_SIZE)
-            res[p] = hashlib.sha256(f.read()).hexdigest()
-    return res
-
-
-def tree_hash(root):
-    """Every byte, name, mode and mtime below root (including .ekmfs)."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in sorted(os.walk(root)):
-        dirnames.sort()
-        for n in sorted(filenames + dirnames):
-            p = os.path.join(dirpath, n)
-            st = os.lstat(p)
-            h.update(("%s %o %d %d\n" % (os.path.relpath(p, root), st.st_mode,
-                                         st.st_size, st.st_mtime_ns)).encode())
-            if os.path.isfile(p):
-                with open(p, "rb") as f:
-                    h.update(f.read())
-    return h.hexdigest()
+    return after_header(backing_files(vol))
 
 
 def assert_done(vol, version):
@@ -219,17 +163,8 @@ def test_kill9_at_random_points_then_rerun(volume):
     killed = 0
     for run in range(20):
         cmd = "kek" if run % 2 == 0 else "rewrap"
-        p = subprocess.Popen([str(ROTATE), "-c", str(vol.config), cmd, "-q",
-                              "--jobs", str(1 + run % 3), str(vol.backing)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.0, 0.25) * SLOW)
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            killed += 1
-        p.wait()
-        err = p.stderr.read().decode(errors="replace")
-        p.stderr.close()
-        assert not sanitizer_report(err), err
+        killed += kill_at_random([ROTATE, "-c", vol.config, cmd, "-q", "--jobs", 1 + run % 3,
+                                  vol.backing], rng, 0.25)
     assert killed >= 5, "the runs finished too fast to be interrupted"
     # every file is readable through a fresh mount, and verify is clean
     assert content_after_header(vol) == before
@@ -530,11 +465,6 @@ def test_second_rotate_refused(volume):
 
 
 # ---- audit trail -----------------------------------------------------------
-
-def audit_records(vol):
-    return [json.loads(l) for l in (vol.root / "audit.log").read_text().splitlines()
-            if l.strip()]
-
 
 def test_rotation_is_audited(volume):
     """Every key-changing command leaves records; the chain still verifies."""

@@ -8,68 +8,26 @@ with the default tenant. The tenant of a file is read from the plaintext slot
 fields of its backing header (docs/FORMAT.md)."""
 
 import errno
-import json
 import os
 import signal
-import struct
-import time
 
 import pytest
 
-from conftest import HEADER_SIZE, errno_of
+from conftest import Mount, errno_of
+from ondisk import audit_records as records
+from ondisk import header_tenant, keyring, tenant_ids, tenants_config, wait_for
 
-SLOT = 96
 PAST = "2020-01-01"
 FUTURE = "2099-01-01T00:00:00Z"
 
 
-def header_tenant(path):
-    """Tenant id of the newest key slot of a backing file."""
-    with open(path, "rb") as f:
-        h = f.read(HEADER_SIZE)
-    best = (0, 0)
-    for i in range(2):
-        seq, tenant = struct.unpack_from("<QI", h, 32 + i * SLOT)
-        if seq > best[0]:
-            best = (seq, tenant)
-    return best[1]
-
-
-def keyring(vol):
-    return json.loads((vol.backing / ".ekmfs" / "keyring.json").read_text())
-
-
-def tenant_ids(vol):
-    return {t["name"]: t["id"] for t in keyring(vol)["tenants"]}
-
-
-def records(vol):
-    return [json.loads(l) for l in (vol.root / "audit.log").read_text().splitlines()]
-
-
-def wait_for(pred, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def config(vol, acme=None, beta=None, extra=""):
+def config(vol, acme=None, beta=None):
     """default + acme (/bots/acme, /apps/acme) + beta (/bots/beta); each of
     acme / beta is a dict of extra keys, or None to leave the tenant out."""
-    text = "[daemon]\ncontrol_dir = %s\n[tenant.default]\nkey_file = %s\n" % (
-        vol.root / "run", vol.key_file)
-    for name, paths, keys in (("acme", "/bots/acme, /apps/acme", acme),
-                              ("beta", "/bots/beta", beta)):
-        if keys is None:
-            continue
-        text += "[tenant.%s]\nprovider = local\nkey_file = %s\npaths = %s\n" % (
-            name, vol.keydir / (name + ".key"), paths)
-        for k, v in keys.items():
-            text += "%s = %s\n" % (k, v)
-    vol.write_config(text + extra)
+    tenants_config(vol, [(name, paths, keys) for name, paths, keys in
+                         (("acme", "/bots/acme, /apps/acme", acme),
+                          ("beta", "/bots/beta", beta)) if keys is not None],
+                   head="[daemon]\ncontrol_dir = %s\n" % (vol.root / "run"))
 
 
 def reload(vol, m, expect="configuration reloaded"):
@@ -241,7 +199,6 @@ def test_missing_path_refuses_mount(volume):
     m = volume.mounts
     r = volume.admin("status", volume.backing)      # offline tools still work
     assert r.returncode == 0, r.stderr
-    from conftest import Mount
     mnt = Mount(volume, "", (), len(m))
     m.append(mnt)
     mnt.start(expect_ok=False)
@@ -284,7 +241,6 @@ def test_wrong_tenant_key_refuses_mount(tvol):
     m.unmount()
     (tvol.keydir / "acme.key").write_text(
         __import__("base64").b64encode(os.urandom(32)).decode() + "\n")
-    from conftest import Mount
     mnt = Mount(tvol, "", (), len(tvol.mounts))
     tvol.mounts.append(mnt)
     mnt.start(expect_ok=False)

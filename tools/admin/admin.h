@@ -89,6 +89,9 @@ void admin_status_new_tenants_text(const struct admin_status_ctx *c);
 void admin_status_new_tenants_json(const struct admin_status_ctx *c, struct json_object *arr);
 /* status_json.c: `status [--json] BACKING` (argv[0] is "status") */
 int admin_status_main(int argc, char **argv, const struct ekmfs_config *cfg);
+/* An RFC 3339 UTC string for t, or NULL (JSON null) when t is unset. */
+struct json_object;
+struct json_object *admin_json_time(time_t t);
 /* manifest.c: `backup-manifest ...` (argv[0] is "backup-manifest"); no key */
 int admin_backup_manifest(int argc, char **argv);
 /* test.c: `test [--tenant T] [--json] BACKING`, argv[0] is "test" */

@@ -37,12 +37,7 @@ static void key_event_hook(void *arg, enum ekmfs_key_event kev, const char *tena
 {
 	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
 
-	ev.event = ekmfs_key_event_name(kev);
-	ev.outcome = ekmfs_key_event_outcome(kev);
-	ev.tenant = tenant;
-	ev.key_ref = cmk_ref;
-	ev.kek_version = kek_version;
-	ev.reason = reason;
+	ekmfs_key_event_record(&ev, kev, tenant, cmk_ref, kek_version, reason);
 	if (admin_audit_record(arg, &ev) < 0)
 		fprintf(stderr, "ekmfs-admin: audit log: %s\n", ekmfs_lasterr());
 }

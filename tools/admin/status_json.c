@@ -22,7 +22,7 @@
 #include "ekmfs/keyring.h"
 #include "ekmfs/util.h"
 
-static json_object *json_time(time_t t)
+json_object *admin_json_time(time_t t)
 {
 	char text[32];
 
@@ -84,8 +84,8 @@ static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct admi
 	json_object_object_add(o, "id", json_object_new_int64(t->id));
 	json_object_object_add(o, "provider", json_object_new_string(t->provider));
 	json_object_object_add(o, "current_kek_version", json_object_new_int64(t->current_version));
-	json_object_object_add(o, "last_rotation", json_time(t->last_rotation));
-	json_object_object_add(o, "last_cmk_change", json_time(t->last_cmk_change));
+	json_object_object_add(o, "last_rotation", admin_json_time(t->last_rotation));
+	json_object_object_add(o, "last_cmk_change", admin_json_time(t->last_cmk_change));
 	for (size_t j = 0; j < t->nkeks; j++) {
 		struct ekmfs_kek_record *k = &t->keks[j];
 		json_object *ko = json_object_new_object();
@@ -96,7 +96,7 @@ static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct admi
 		json_object_object_add(ko, "version", json_object_new_int64(k->version));
 		json_object_object_add(ko, "state",
 				       json_object_new_string(ekmfs_kek_state_name(k->state)));
-		json_object_object_add(ko, "created", json_time(k->created));
+		json_object_object_add(ko, "created", admin_json_time(k->created));
 		json_object_object_add(ko, "cmk_ref", json_object_new_string(k->wrapped.cmk_ref));
 		json_object_object_add(ko, "cmk_version",
 				       json_object_new_string(k->wrapped.cmk_version));
@@ -127,7 +127,7 @@ static int status_json(const char *backing, const struct ekmfs_config *cfg)
 	json_object_object_add(root, "volume_id", json_object_new_string(id));
 	json_object_object_add(root, "format_version", json_object_new_int64(vol.format_version));
 	json_object_object_add(root, "block_size", json_object_new_int64(vol.block_size));
-	json_object_object_add(root, "created", json_time(vol.created));
+	json_object_object_add(root, "created", admin_json_time(vol.created));
 	json_object_object_add(root, "keyring_generation",
 			       json_object_new_int64((int64_t)kr.generation));
 	json_object_object_add(root, "mounted_at", mounts_of(backing));

@@ -124,16 +124,6 @@ static void time_text(time_t t, char *out, size_t len)
 		ekmfs_time_rfc3339(t, out, len);
 }
 
-static json_object *time_json(time_t t)
-{
-	char text[32];
-
-	if (t <= 0)
-		return NULL;
-	ekmfs_time_rfc3339(t, text, sizeof(text));
-	return json_object_new_string(text);
-}
-
 /* ---- text ---- */
 
 static void policy_text(const struct admin_status_ctx *c, const struct ekmfs_tenant_config *tc,
@@ -233,7 +223,7 @@ static void policy_json(const struct admin_status_ctx *c, const struct ekmfs_ten
 	json_object_object_add(o, "enabled",
 			       json_object_new_boolean(tc->enabled || is_default(tc->name)));
 	json_object_object_add(o, "enforce_from", tc->enforce_from > 0 ?
-			       time_json(tc->enforce_from) : json_object_new_string("always"));
+			       admin_json_time(tc->enforce_from) : json_object_new_string("always"));
 	json_object_object_add(o, "enforced",
 			       json_object_new_boolean(ekmfs_tenant_enforced(tc, c->now)));
 	for (unsigned i = 0; i < tc->npaths; i++)
@@ -263,7 +253,7 @@ void admin_status_tenant_json(const struct admin_status_ctx *c, struct ekmfs_ten
 	json_object_object_add(o, "keyring_enabled", json_object_new_boolean(!t->disabled));
 	json_object_object_add(o, "rotation_days", json_object_new_int64(days));
 	json_object_object_add(o, "next_rotation",
-			       days ? time_json(t->last_rotation + (time_t)days * 86400) : NULL);
+			       days ? admin_json_time(t->last_rotation + (time_t)days * 86400) : NULL);
 	json_object_object_add(o, "misplaced_files", json_object_new_int64(
 				       (int64_t)admin_tally_misplaced(c->tally, c->kr, t->name, NULL)));
 	json_object_object_add(o, "misplaced_away", json_object_new_int64(

@@ -305,50 +305,13 @@ size_t rot_batch_size(unsigned jobs)
 
 /* ---- 3. commands ---- */
 
-static int fail_code(int err)
-{
-	return err == -EWOULDBLOCK || err == -EBUSY ? ROT_REFUSED : ROT_ERROR;
-}
-
-static int fail(struct rot_ctx *c, int err, const char *what)
-{
-	const char *msg = ekmfs_lasterr();
-	int code = fail_code(err);
-
-	if (msg[0])
-		report_outcome(c, code == ROT_REFUSED ? "refused" : "error", code, "%s", msg);
-	else
-		report_outcome(c, "error", code, "%s: %s", what, strerror(-err));
-	return code;
-}
-
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Walk and run one pass in mode over the tenant's files. */
+/* One pass in mode over the files, for the tenant being rotated. */
 static int one_pass(struct rot_ctx *c, struct rot_pass *p, enum rot_mode mode,
 		    uint32_t target, const char *label, struct rot_paths *paths)
 {
-	int ret;
+	struct rot_pass goal = { .tenant_id = c->trec->id, .target = target };
 
-	memset(p, 0, sizeof(*p));
-	ret = rot_walk(c->backing_fd, paths);
-	if (ret)
-		return ret;
-	p->ctx = c;
-	p->mode = mode;
-	p->tenant_id = c->trec->id;
-	p->target = target;
-	p->paths = paths;
-	p->jobs = c->opt.jobs;
-	p->batch = rot_batch_size(c->opt.jobs);
-	p->label = label;
-	return rot_pass_run(p);
+	return rot_one_pass(c, &goal, mode, label, p, paths);
 }
 
 static int cmd_status(struct rot_ctx *c)
@@ -361,7 +324,7 @@ static int cmd_status(struct rot_ctx *c)
 	if (ret) {
 		rot_paths_free(&paths);
 		rot_pass_free(&p);
-		return fail(c, ret, "scan");
+		return report_failure(c, ret, "scan");
 	}
 	code = report_status(c, &p);
 	rot_paths_free(&paths);
@@ -374,64 +337,30 @@ static int cmd_status(struct rot_ctx *c)
  * older versions. */
 static int rewrap_all(struct rot_ctx *c)
 {
-	struct rot_counts total = { 0 };
-	struct rot_paths paths = { 0 };
-	struct rot_pass p = { 0 };
-	uint64_t remaining = 0;
-	unsigned passes = 0;
-	double t0 = now_seconds();
-	char label[64];
-	int ret = 0, code;
-	uint32_t target = c->trec->current_version;
-	bool clean = false;
+	struct rot_pass goal = { .tenant_id = c->trec->id, .target = c->trec->current_version };
+	struct rot_run run;
+	int ret, code;
 
 	if (c->opt.dry_run && c->opt.cmd == CMD_KEK) {
 		/* The version kek would create: nothing has it, so every file counts. */
 		for (size_t i = 0; i < c->trec->nkeks; i++)
-			if (c->trec->keks[i].version >= target)
-				target = c->trec->keks[i].version;
-		c->new_version = ++target;
+			if (c->trec->keks[i].version >= goal.target)
+				goal.target = c->trec->keks[i].version;
+		c->new_version = ++goal.target;
 	}
-	rot_audit(c, "rewrap_start", "success", target, NULL,
+	rot_audit(c, "rewrap_start", "success", goal.target, NULL,
 		  "re-wrapping the tenant's file headers to its current KEK version", NULL);
-	while (!clean && passes < (c->opt.dry_run ? 1u : ROT_MAX_PASSES)) {
-		if (passes) {
-			rot_paths_free(&paths);
-			rot_pass_free(&p);
-		}
-		passes++;
-		snprintf(label, sizeof(label), "%s pass %u", c->opt.dry_run ? "dry run" :
-			 "re-wrap", passes);
-		ret = one_pass(c, &p, c->opt.dry_run ? MODE_DRYRUN : MODE_REWRAP, target, label,
-			       &paths);
-		total.rewrapped += p.counts.rewrapped;
-		total.cleared += p.counts.cleared;
-		total.files += p.counts.files;
-		if (ret)
-			break;
-		clean = p.counts.rewrapped == 0 && p.counts.cleared == 0;
-	}
-	if (!ret && !clean && !c->opt.dry_run) {
-		/* Still busy after the last pass: count what is left, change nothing. */
-		struct rot_pass q;
-		struct rot_paths qp;
-
-		ret = one_pass(c, &q, MODE_DRYRUN, target, "counting what remains", &qp);
-		remaining = q.counts.rewrapped + q.counts.cleared;
-		rot_paths_free(&qp);
-		rot_pass_free(&q);
-	}
+	ret = rot_run_passes(c, &goal, "re-wrap", &run);
 	if (!ret && !c->opt.dry_run)
 		ret = keys_retire_old(c);
 	if (ret) {
-		code = fail(c, ret, "re-wrap");
+		code = report_failure(c, ret, "re-wrap");
 		goto out;
 	}
-	code = report_rewrap(c, &p, &total, remaining, passes, now_seconds() - t0);
-	rot_audit_rewrap(c, &p, &total, remaining, passes);
+	code = report_rewrap(c, &run.last, &run.total, run.remaining, run.passes, run.seconds);
+	rot_audit_rewrap(c, &run.last, &run.total, run.remaining, run.passes);
 out:
-	rot_paths_free(&paths);
-	rot_pass_free(&p);
+	rot_run_free(&run);
 	return code;
 }
 
@@ -440,11 +369,11 @@ static int cmd_kek(struct rot_ctx *c)
 	int ret = keys_load(c);
 
 	if (ret)
-		return fail(c, ret, "loading the KEKs");
+		return report_failure(c, ret, "loading the KEKs");
 	if (!c->opt.dry_run) {
 		ret = keys_new_version(c);
 		if (ret)
-			return fail(c, ret, "creating a KEK version");
+			return report_failure(c, ret, "creating a KEK version");
 		rot_audit(c, "kek_created", "success", c->new_version, NULL,
 			  "new KEK version, current for new files", NULL);
 		if (!c->opt.quiet)
@@ -461,7 +390,7 @@ static int cmd_rewrap(struct rot_ctx *c)
 	int ret = keys_load(c);
 
 	if (ret)
-		return fail(c, ret, "loading the KEKs");
+		return report_failure(c, ret, "loading the KEKs");
 	return rewrap_all(c);
 }
 
@@ -502,7 +431,7 @@ static int cmd_retire(struct rot_ctx *c)
 	rot_paths_free(&paths);
 	rot_pass_free(&p);
 	if (ret < 0)
-		return fail(c, ret, "scan");
+		return report_failure(c, ret, "scan");
 	if (ret > 0)
 		return ROT_REFUSED;
 	if (refs) {
@@ -514,7 +443,7 @@ static int cmd_retire(struct rot_ctx *c)
 	}
 	ret = keys_set_state(c, c->opt.version, c->opt.destroy);
 	if (ret)
-		return fail(c, ret, "retire");
+		return report_failure(c, ret, "retire");
 	if (c->opt.destroy)
 		report_outcome(c, "done", ROT_OK, "%sKEK v%u of tenant '%s' destroyed: its "
 			       "wrapped key is wiped from the keyring. Backups taken before "
@@ -573,7 +502,7 @@ static int cmd_cmk(struct rot_ctx *c)
 	}
 	ret = keys_load(c);
 	if (ret)
-		return fail(c, ret, "loading the KEKs");
+		return report_failure(c, ret, "loading the KEKs");
 	if (c->opt.to && (strcmp(c->tc->provider, "aws-kms") == 0 ||
 			  strcmp(c->tc->provider, "azure-keyvault") == 0)) {
 		/* A cloud CMK: REF is the new key's id (AWS: key id, ARN or
@@ -613,7 +542,7 @@ static int cmd_cmk(struct rot_ctx *c)
 		}
 		ret = ekmfs_check_secret_outside(c->backing_fd, c->opt.to, "key file");
 		if (ret)
-			return fail(c, ret, "--to");
+			return report_failure(c, ret, "--to");
 		new_tc = *c->tc;
 		if (strlen(c->opt.to) >= sizeof(new_tc.key_file)) {
 			report_outcome(c, "error", ROT_ERROR, "--to: path too long");
@@ -635,7 +564,7 @@ static int cmd_cmk(struct rot_ctx *c)
 	if (ret)
 		c->old_cmk_ref[0] = '\0';
 	if (ret)
-		return fail(c, ret, "re-wrapping the KEKs");
+		return report_failure(c, ret, "re-wrapping the KEKs");
 	if (c->opt.to) {
 		bool local = strcmp(c->tc->provider, "local") == 0;
 
@@ -686,25 +615,25 @@ int main(int argc, char **argv)
 	}
 	ret = keys_setup(c);
 	if (ret) {
-		code = fail(c, ret, c->opt.backing);
+		code = report_failure(c, ret, c->opt.backing);
 		goto out;
 	}
 	if (c->opt.cmd != CMD_STATUS) {
 		ret = take_rotate_lock(c, &lock_fd);
 		if (ret) {
-			code = fail(c, ret, "lock");
+			code = report_failure(c, ret, "lock");
 			goto out;
 		}
 		/* The keyring may have changed while we waited for nothing: re-read
 		 * it under our lock, so every decision uses what is on disk. */
 		ret = keys_reread(c);
 		if (ret) {
-			code = fail(c, ret, "keyring");
+			code = report_failure(c, ret, "keyring");
 			goto out;
 		}
 		ret = rot_audit_open(c);
 		if (ret) {
-			code = fail(c, ret, "audit log");
+			code = report_failure(c, ret, "audit log");
 			goto out;
 		}
 	}

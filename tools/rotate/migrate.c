@@ -9,7 +9,7 @@
  *
  * Divisions:
  *   1. target tenants missing from the keyring
- *   2. the passes
+ *   2. the command (its passes run in passes.c)
  *
  * Every file routes by ekmfs_config_route(cfg, path, started): one instant
  * for the whole run, so a tenant whose enforce_from falls during the run
@@ -66,74 +66,27 @@ static int create_targets(struct rot_ctx *c)
 	return 0;
 }
 
-/* ---- 2. the passes ---- */
-
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int migrate_pass(struct rot_ctx *c, struct rot_pass *p, enum rot_mode mode,
-			const char *label, struct rot_paths *paths)
-{
-	int ret;
-
-	memset(p, 0, sizeof(*p));
-	ret = rot_walk(c->backing_fd, paths);
-	if (ret)
-		return ret;
-	p->ctx = c;
-	p->mode = mode;
-	p->migrate = true;
-	p->filter = c->opt.tenant;
-	p->paths = paths;
-	p->jobs = c->opt.jobs;
-	p->batch = rot_batch_size(c->opt.jobs);
-	p->label = label;
-	return rot_pass_run(p);
-}
-
-static int migrate_fail(struct rot_ctx *c, int err, const char *what)
-{
-	const char *msg = ekmfs_lasterr();
-	int code = err == -EWOULDBLOCK || err == -EBUSY ? ROT_REFUSED : ROT_ERROR;
-
-	if (msg[0])
-		report_outcome(c, code == ROT_REFUSED ? "refused" : "error", code, "%s", msg);
-	else
-		report_outcome(c, "error", code, "%s: %s", what, strerror(-err));
-	return code;
-}
+/* ---- 2. the command ---- */
 
 int cmd_migrate(struct rot_ctx *c)
 {
-	struct rot_counts total = { 0 };
-	struct rot_paths paths = { 0 };
-	struct rot_pass p = { 0 };
-	uint64_t moved_to[EKMFS_MAX_TENANTS] = { 0 };
-	uint64_t remaining = 0;
-	unsigned passes = 0;
-	double t0 = now_seconds();
-	char label[64];
-	bool clean = false;
+	struct rot_pass goal = { .migrate = true, .filter = c->opt.tenant };
+	struct rot_run run;
 	int ret, code;
 
 	/* A typo in paths would leave files silently on the wrong tenant: the
 	 * same check that refuses a mount (docs/TENANTS.md). */
 	ret = ekmfs_config_check_paths(&c->cfg, c->backing_fd);
 	if (ret)
-		return migrate_fail(c, ret, "tenant paths");
+		return report_failure(c, ret, "tenant paths");
 	if (!c->opt.dry_run) {
 		ret = create_targets(c);
 		if (ret)
-			return migrate_fail(c, ret, "creating a tenant");
+			return report_failure(c, ret, "creating a tenant");
 	}
 	ret = keys_load_all(c);
 	if (ret)
-		return migrate_fail(c, ret, "loading the KEKs");
+		return report_failure(c, ret, "loading the KEKs");
 	for (size_t i = 0; i < c->nload_errs; i++)
 		fprintf(stderr, "ekmfs-rotate: warning: %s; its files are skipped\n",
 			c->load_errs[i].msg);
@@ -141,45 +94,16 @@ int cmd_migrate(struct rot_ctx *c)
 			 c->opt.tenant ? "re-homing the files that route to this tenant or are "
 			 "its own" : "re-homing every file to the tenant its path routes to",
 			 NULL);
-	while (!clean && passes < (c->opt.dry_run ? 1u : ROT_MAX_PASSES)) {
-		if (passes) {
-			rot_paths_free(&paths);
-			rot_pass_free(&p);
-		}
-		passes++;
-		snprintf(label, sizeof(label), "%s pass %u", c->opt.dry_run ? "dry run" :
-			 "migrate", passes);
-		ret = migrate_pass(c, &p, c->opt.dry_run ? MODE_DRYRUN : MODE_REWRAP, label,
-				   &paths);
-		total.rewrapped += p.counts.rewrapped;
-		total.cleared += p.counts.cleared;
-		for (unsigned i = 0; i < c->cfg.ntenants; i++)
-			moved_to[i] += p.moved_to[i];
-		if (ret)
-			break;
-		/* Files renamed across a boundary while we ran are caught by the
-		 * next pass. */
-		clean = p.counts.rewrapped == 0 && p.counts.cleared == 0;
-	}
-	if (!ret && !clean && !c->opt.dry_run) {
-		struct rot_pass q;
-		struct rot_paths qp;
-
-		ret = migrate_pass(c, &q, MODE_DRYRUN, "counting what remains", &qp);
-		remaining = q.counts.rewrapped + q.counts.cleared;
-		rot_paths_free(&qp);
-		rot_pass_free(&q);
-	}
+	/* Files renamed across a boundary while we run are caught by the next
+	 * pass. */
+	ret = rot_run_passes(c, &goal, "migrate", &run);
 	if (ret) {
-		code = migrate_fail(c, ret, "migrate");
+		code = report_failure(c, ret, "migrate");
 		goto out;
 	}
-	/* The summary counts moves over every pass, per target. */
-	memcpy(p.moved_to, moved_to, sizeof(moved_to));
-	code = report_migrate(c, &p, &total, remaining, passes, now_seconds() - t0);
-	rot_audit_migrate(c, &p, &total, remaining, passes);
+	code = report_migrate(c, &run.last, &run.total, run.remaining, run.passes, run.seconds);
+	rot_audit_migrate(c, &run.last, &run.total, run.remaining, run.passes);
 out:
-	rot_paths_free(&paths);
-	rot_pass_free(&p);
+	rot_run_free(&run);
 	return code;
 }

@@ -7,6 +7,7 @@
  * else, so scripts can parse it. -q silences the text summary, never an
  * error, a refusal or a skipped file.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <stdarg.h>
@@ -74,6 +75,18 @@ void report_outcome(const struct rot_ctx *c, const char *outcome, int code, cons
 		json_object_object_add(o, "message", json_object_new_string(msg));
 		jprint(o);
 	}
+}
+
+int report_failure(struct rot_ctx *c, int err, const char *what)
+{
+	const char *msg = ekmfs_lasterr();
+	int code = err == -EWOULDBLOCK || err == -EBUSY ? ROT_REFUSED : ROT_ERROR;
+
+	if (msg[0])
+		report_outcome(c, code == ROT_REFUSED ? "refused" : "error", code, "%s", msg);
+	else
+		report_outcome(c, "error", code, "%s: %s", what, strerror(-err));
+	return code;
 }
 
 void report_skips(const struct rot_ctx *c, const struct rot_pass *p)

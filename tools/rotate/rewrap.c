@@ -342,6 +342,34 @@ static enum outcome write_other_slot(struct rot_pass *p, int fd, const char *pat
 	return OUT_REWRAP;
 }
 
+/* Every slot in use must name a KEK the keyring knows and we hold: a slot
+ * for an unknown or destroyed version is reported, never overwritten. A
+ * slot with tenant id 0 is one of our own writes cut short (see the top).
+ * With only_tenant, a slot of another tenant makes the file OUT_OTHER.
+ * OUT_SCANNED when the file may be re-wrapped. */
+static enum outcome check_slots(struct rot_pass *p, const struct ekmfs_header *h,
+				const char *path, uint32_t only_tenant)
+{
+	for (int i = 0; i < EKMFS_SLOT_COUNT; i++) {
+		const struct ekmfs_slot *s = &h->slot[i];
+		struct ekmfs_tenant_record *t;
+
+		if (!s->seq || !s->tenant_id)
+			continue;
+		t = ekmfs_keyring_tenant_by_id(&p->ctx->kr, s->tenant_id);
+		if (!t) {
+			add_skip(p, path, "key slot %d names tenant id %u, which the keyring "
+				 "does not have", i, s->tenant_id);
+			return OUT_SKIPPED;
+		}
+		if (only_tenant && s->tenant_id != only_tenant)
+			return OUT_OTHER;
+		if (kek_unusable(p, path, i, t, s->kek_version))
+			return OUT_SKIPPED;
+	}
+	return OUT_SCANNED;
+}
+
 /*
  * Decide and do phase 1 for one file. On OUT_REWRAP / OUT_CLEAR the file is
  * left open in *pend for phase 2; otherwise fd is closed by the caller.
@@ -358,27 +386,9 @@ static enum outcome rewrap_file(struct rot_pass *p, int fd, const char *path,
 	if (o != OUT_SCANNED)
 		return o;
 
-	/* Every slot in use must name a KEK the keyring knows: a slot for an
-	 * unknown or destroyed version is reported, never overwritten. A slot
-	 * with tenant id 0 is one of our own writes cut short (see the top). */
-	for (int i = 0; i < EKMFS_SLOT_COUNT; i++) {
-		const struct ekmfs_slot *s = &h.slot[i];
-		struct ekmfs_tenant_record *t;
-
-		if (!s->seq || !s->tenant_id)
-			continue;
-		t = ekmfs_keyring_tenant_by_id(&c->kr, s->tenant_id);
-		if (!t) {
-			add_skip(p, path, "key slot %d names tenant id %u, which the keyring "
-				 "does not have", i, s->tenant_id);
-			return OUT_SKIPPED;
-		}
-		if (s->tenant_id != p->tenant_id)
-			return OUT_OTHER;
-		if (kek_unusable(p, path, i, t, s->kek_version))
-			return OUT_SKIPPED;
-	}
-
+	o = check_slots(p, &h, path, p->tenant_id);
+	if (o != OUT_SCANNED)
+		return o;
 	opened = open_dek(p, &h, path, dek);
 	if (opened < 0)
 		return OUT_SKIPPED;
@@ -446,21 +456,9 @@ static enum outcome migrate_file(struct rot_pass *p, int fd, const char *path,
 	if (used == 1 && target_id && h.slot[only].tenant_id == target_id)
 		return OUT_CURRENT; /* at home, one slot: no key needed */
 
-	for (int i = 0; i < EKMFS_SLOT_COUNT; i++) {
-		const struct ekmfs_slot *s = &h.slot[i];
-		struct ekmfs_tenant_record *t;
-
-		if (!s->seq || !s->tenant_id)
-			continue;
-		t = ekmfs_keyring_tenant_by_id(&c->kr, s->tenant_id);
-		if (!t) {
-			add_skip(p, path, "key slot %d names tenant id %u, which the keyring "
-				 "does not have", i, s->tenant_id);
-			return OUT_SKIPPED;
-		}
-		if (kek_unusable(p, path, i, t, s->kek_version))
-			return OUT_SKIPPED;
-	}
+	o = check_slots(p, &h, path, 0);
+	if (o != OUT_SCANNED)
+		return o;
 	opened = open_dek(p, &h, path, dek);
 	if (opened < 0)
 		return OUT_SKIPPED;

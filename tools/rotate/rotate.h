@@ -8,9 +8,11 @@
  *               under a new CMK (all keyring writes)
  *   walk.c      the list of regular files below BACKING
  *   rewrap.c    the per-file header re-wrap and migrate, the worker threads
- *   migrate.c   the migrate command: target tenants, passes, summary
+ *   passes.c    one pass over every file; passes until one changes nothing
+ *   migrate.c   the migrate command: target tenants, its passes
  *   progress.c  the progress bar / periodic lines on stderr
- *   report.c    status output, the summary (text or JSON), skipped files
+ *   report.c    status output, the summary (text or JSON), skipped files,
+ *               failures and their exit codes
  *   audit.c     the records of each command in the volume's audit trail
  *
  * Exit codes are in enum rot_exit and documented in --help and ROTATION.md.
@@ -181,6 +183,28 @@ uint64_t rot_pass_refs(const struct rot_pass *p, uint32_t tenant_id, uint32_t ve
 /* main.c: how many files a worker keeps open at once (RLIMIT_NOFILE). */
 size_t rot_batch_size(unsigned jobs);
 
+/* ---- passes.c ---- */
+/* One pass of mode over every file of BACKING with goal's tenant_id,
+ * target, migrate and filter (its other fields are not read). The caller
+ * frees p and paths, also on error. 0 or -errno. */
+int rot_one_pass(struct rot_ctx *c, const struct rot_pass *goal, enum rot_mode mode,
+		 const char *label, struct rot_pass *p, struct rot_paths *paths);
+/* Passes until one changes nothing (at most ROT_MAX_PASSES; one for a dry
+ * run), then, if the last still had work, a counting pass. */
+struct rot_run {
+	struct rot_pass last;        /* the last pass; its moved_to sums every pass */
+	struct rot_paths paths;
+	struct rot_counts total;     /* rewrapped, cleared and files over the passes */
+	uint64_t moved_to[EKMFS_MAX_TENANTS];
+	uint64_t remaining;          /* files still to do after the last pass */
+	unsigned passes;
+	double seconds;
+};
+int rot_run_passes(struct rot_ctx *c, const struct rot_pass *goal, const char *verb,
+		   struct rot_run *run);
+void rot_run_free(struct rot_run *run);
+double rot_now(void);               /* CLOCK_MONOTONIC seconds */
+
 /* ---- audit.c: the command's records in the volume's audit trail ---- */
 struct json_object;
 int rot_audit_open(struct rot_ctx *c);
@@ -245,6 +269,10 @@ int report_rewrap(struct rot_ctx *c, const struct rot_pass *last, const struct r
 		  uint64_t remaining, unsigned passes, double seconds);
 void report_skips(const struct rot_ctx *c, const struct rot_pass *p);
 /* Print msg (text) or {"outcome": ..} (json) for a refusal or failure. */
+/* Report a failure (err -errno; what names the step when ekmfs_lasterr() is
+ * empty) and return its exit code: ROT_REFUSED for a held lock, else
+ * ROT_ERROR. */
+int report_failure(struct rot_ctx *c, int err, const char *what);
 void report_outcome(const struct rot_ctx *c, const char *outcome, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
