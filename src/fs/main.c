@@ -512,6 +512,10 @@ int main(int argc, char **argv)
 	}
 	handlers = true;
 	fs.se = se;
+	/* The control socket before the mount, so that once the mount is
+	 * visible, ekmfs-admin lock and status can reach the daemon at once.
+	 * Without it lock is unavailable: logged, serving anyway. */
+	(void)efs_control_start(&fs);
 	if (fuse_session_mount(se, mnt) != 0)
 		goto out;        /* libfuse has printed why */
 	mounted = true;
@@ -524,7 +528,6 @@ int main(int argc, char **argv)
 	}
 	ekmfs_log(EKMFS_LOG_INFO, "mounted %s at %s", fs.backing, mnt);
 	efs_audit_event(&fs, "mount", mnt);
-	(void)efs_control_start(&fs);   /* without it lock is unavailable: logged */
 	if (efs_service_start(&fs, &cfg, cl.debug) < 0)
 		goto out;
 
