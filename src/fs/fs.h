@@ -169,6 +169,16 @@ void efs_mtime_restore(struct efs_inode *inode, int fd, const struct timespec *s
 int efs_mtime_set(struct efs_inode *inode, int fd, const char *path,
 		  const struct timespec tv[2], bool writeback);
 
+/* wire.c: /dev/fuse I/O through libfuse's custom I/O, to negotiate
+ * FUSE_HANDLE_KILLPRIV_V2 (see there). attach after fuse_session_mount;
+ * 0 or -errno (then libfuse does the I/O and nothing changes). */
+int efs_wire_attach(struct fuse_session *se);
+/* Whether the request this thread is handling asks to kill S_ISUID/S_ISGID
+ * (a write, truncate or O_TRUNC open by a caller without CAP_FSETID). */
+bool efs_wire_kill_suidgid(void);
+/* Clear S_ISUID, and S_ISGID if group-executable, of the file behind fd. */
+void efs_drop_suidgid(int fd);
+
 /* ops.c */
 extern const struct fuse_lowlevel_ops efs_ops;
 

@@ -519,6 +519,7 @@ int main(int argc, char **argv)
 	if (fuse_session_mount(se, mnt) != 0)
 		goto out;        /* libfuse has printed why */
 	mounted = true;
+	(void)efs_wire_attach(se);      /* logged; libfuse's own I/O otherwise */
 	set_read_ahead(mnt, cfg.read_ahead_kb);
 
 	if (!cl.foreground) {

@@ -343,6 +343,8 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		err = do_truncate(fs, inode, fi, attr->st_size);
 		if (err)
 			return err;
+		if (efs_wire_kill_suidgid())
+			efs_drop_suidgid(inode->fd);
 	}
 	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
 		struct timespec tv[2] = {
@@ -746,6 +748,8 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		ret = ekmfs_content_truncate(&c, 0, &bad);
 		err = content_errno(fs, inode, fd, ret, bad);
 		ret = -err;
+		if (!err && efs_wire_kill_suidgid())
+			efs_drop_suidgid(fd);
 		efs_cache_stamp(inode, fd);
 	}
 	if (ret == 0)
@@ -948,6 +952,8 @@ static void efs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 	if (efs_data(req)->writeback && fstat(f->fd, &st) == 0)
 		mtime = st.st_mtim;
 	err = do_write(req, buf, size, off, fi, &written);
+	if (!err && efs_wire_kill_suidgid())
+		efs_drop_suidgid(f->fd);
 	if (mtime.tv_nsec != UTIME_OMIT)
 		efs_mtime_restore(f->inode, f->fd, &mtime);
 	efs_metrics_write(err, written);

@@ -1,5 +1,7 @@
 """Mount-level kernel tuning the daemon does itself: the mount's read-ahead
-(`[daemon] read_ahead_kb`, docs/PERFORMANCE.md)."""
+(`[daemon] read_ahead_kb`) and FUSE_HANDLE_KILLPRIV_V2 (docs/PERFORMANCE.md)."""
+
+import os
 
 
 def bdi_read_ahead(mnt):
@@ -25,4 +27,21 @@ def test_read_ahead_raised(volume):
     assert bdi_read_ahead(volume.mnt) == 4096
     (volume.mnt / "f").write_bytes(b"z" * 300000)
     assert (volume.mnt / "f").read_bytes() == b"z" * 300000
+    m.unmount()
+
+
+def test_no_capability_lookup_per_write(volume):
+    """The daemon negotiates FUSE_HANDLE_KILLPRIV_V2 (src/fs/wire.c), so the
+    kernel stops asking for security.capability before every write(2)."""
+    m = volume.mount(args=("-d",))
+    fd = os.open(volume.mnt / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for i in range(20):
+            os.write(fd, b"line %d\n" % i)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    asked = m.log().count("opcode: GETXATTR")
+    assert asked <= 2, "%d GETXATTR requests for 20 writes" % asked
+    assert (volume.mnt / "log").read_bytes() == b"".join(b"line %d\n" % i for i in range(20))
     m.unmount()

@@ -1103,6 +1103,45 @@ def test_write_by_non_owner_clears_setuid(mnt):
     assert rd(d / "f") == b"Exe"
 
 
+def test_truncate_by_non_owner_clears_setuid(mnt):
+    d = shared_dir(mnt)
+    run_as(U1, U1, lambda: wr(d / "f", b"exe" * 100, 0o777), umask=0)
+    os.chmod(d / "f", 0o6777)
+    run_as(U2, U2, lambda: os.truncate(d / "f", 5))
+    mode = stat.S_IMODE(os.stat(d / "f").st_mode)
+    assert mode & (stat.S_ISUID | stat.S_ISGID) == 0, oct(mode)
+    assert rd(d / "f") == b"exeex"
+
+
+def test_open_trunc_by_non_owner_clears_setuid(mnt):
+    d = shared_dir(mnt)
+    run_as(U1, U1, lambda: wr(d / "f", b"exe" * 100, 0o777), umask=0)
+    os.chmod(d / "f", 0o6777)
+
+    def reopen():
+        os.close(os.open(d / "f", os.O_WRONLY | os.O_TRUNC))
+    run_as(U2, U2, reopen)
+    st = os.stat(d / "f")
+    assert st.st_size == 0
+    assert stat.S_IMODE(st.st_mode) & (stat.S_ISUID | stat.S_ISGID) == 0, oct(st.st_mode)
+
+
+def test_setgid_without_group_exec_survives_write(mnt):
+    """Only a group-executable file loses set-group-ID on write (without
+    group execute the bit means mandatory locking), as on a local file
+    system; set-user-ID always goes."""
+    d = shared_dir(mnt)
+    run_as(U1, U1, lambda: wr(d / "f", b"data", 0o666), umask=0)
+    os.chmod(d / "f", 0o6666)
+    run_as(U2, U2, lambda: wr_at(d / "f", b"D", 0))
+    mode = stat.S_IMODE(os.stat(d / "f").st_mode)
+    assert mode == 0o2666, oct(mode)
+    # the owner's own writes by root keep the bits (CAP_FSETID)
+    os.chmod(d / "f", 0o6777)
+    wr_at(d / "f", b"d", 0)
+    assert stat.S_IMODE(os.stat(d / "f").st_mode) == 0o6777
+
+
 def test_chown_clears_setuid(mnt):
     p = mnt / "f"
     wr(p, b"x")
