@@ -1041,8 +1041,16 @@ out:
 static void efs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 			  off_t len, struct fuse_file_info *fi)
 {
+	int err = do_fallocate(req, mode, off, len, fi);
+
 	(void)ino;
-	fuse_reply_err(req, do_fallocate(req, mode, off, len, fi));
+	/* Under FUSE_HANDLE_KILLPRIV_V2 (wire.c) the kernel leaves the
+	 * set-user/group-ID bits of a modified file to us, and fallocate
+	 * carries no kill flag: clear them as for a write by a caller without
+	 * CAP_FSETID, which for us is anyone but root. */
+	if (!err && fuse_req_ctx(req)->uid != 0)
+		efs_drop_suidgid(efs_file(fi)->fd);
+	fuse_reply_err(req, err);
 }
 
 /* ---- 5. directories ---- */

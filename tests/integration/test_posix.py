@@ -1126,6 +1126,24 @@ def test_open_trunc_by_non_owner_clears_setuid(mnt):
     assert stat.S_IMODE(st.st_mode) & (stat.S_ISUID | stat.S_ISGID) == 0, oct(st.st_mode)
 
 
+def test_fallocate_by_non_owner_clears_setuid(mnt):
+    d = shared_dir(mnt)
+    run_as(U1, U1, lambda: wr(d / "f", b"exe", 0o777), umask=0)
+    os.chmod(d / "f", 0o6777)
+
+    def grow():
+        fd = os.open(d / "f", os.O_WRONLY)
+        try:
+            os.posix_fallocate(fd, 0, 10000)
+        finally:
+            os.close(fd)
+    run_as(U2, U2, grow)
+    st = os.stat(d / "f")
+    assert st.st_size == 10000
+    assert stat.S_IMODE(st.st_mode) & (stat.S_ISUID | stat.S_ISGID) == 0, oct(st.st_mode)
+    assert rd(d / "f") == b"exe" + bytes(10000 - 3)
+
+
 def test_setgid_without_group_exec_survives_write(mnt):
     """Only a group-executable file loses set-group-ID on write (without
     group execute the bit means mandatory locking), as on a local file
