@@ -7,6 +7,7 @@
  * allocator's minimum), so it is sized for tens of thousands of open files.
  */
 #include <errno.h>
+#include <string.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -62,4 +63,9 @@ void ekmfs_secure_free(void *p, size_t len)
 void ekmfs_wipe(void *p, size_t len)
 {
 	OPENSSL_cleanse(p, len);
+}
+
+void ekmfs_wipe_bulk(void *p, size_t len)
+{
+	explicit_bzero(p, len);
 }

@@ -850,7 +850,7 @@ static void efs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else
 		fuse_reply_buf(req, buf, len);
 	if (buf) {
-		ekmfs_wipe(buf, len);
+		ekmfs_wipe_bulk(buf, len);
 		free(buf);
 	}
 }
