@@ -1092,72 +1092,66 @@ def wr_at(p, data, off):
         os.close(fd)
 
 
-def test_write_by_non_owner_clears_setuid(mnt):
+def special_file(mnt, data, mode=0o6777, file_mode=0o777):
+    """A file of U1 in a shared directory with its set-user/group-ID bits."""
     d = shared_dir(mnt)
-    run_as(U1, U1, lambda: wr(d / "f", b"exe", 0o777), umask=0)
-    os.chmod(d / "f", 0o6777)
-    assert stat.S_IMODE(os.stat(d / "f").st_mode) == 0o6777
-    run_as(U2, U2, lambda: wr_at(d / "f", b"E", 0))
-    mode = stat.S_IMODE(os.stat(d / "f").st_mode)
-    assert mode & (stat.S_ISUID | stat.S_ISGID) == 0, oct(mode)
-    assert rd(d / "f") == b"Exe"
+    run_as(U1, U1, lambda: wr(d / "f", data, file_mode), umask=0)
+    os.chmod(d / "f", mode)
+    assert stat.S_IMODE(os.stat(d / "f").st_mode) == mode
+    return d / "f"
+
+
+def special_bits(p):
+    return stat.S_IMODE(os.stat(p).st_mode) & (stat.S_ISUID | stat.S_ISGID)
+
+
+def test_write_by_non_owner_clears_setuid(mnt):
+    f = special_file(mnt, b"exe")
+    run_as(U2, U2, lambda: wr_at(f, b"E", 0))
+    assert special_bits(f) == 0, oct(os.stat(f).st_mode)
+    assert rd(f) == b"Exe"
 
 
 def test_truncate_by_non_owner_clears_setuid(mnt):
-    d = shared_dir(mnt)
-    run_as(U1, U1, lambda: wr(d / "f", b"exe" * 100, 0o777), umask=0)
-    os.chmod(d / "f", 0o6777)
-    run_as(U2, U2, lambda: os.truncate(d / "f", 5))
-    mode = stat.S_IMODE(os.stat(d / "f").st_mode)
-    assert mode & (stat.S_ISUID | stat.S_ISGID) == 0, oct(mode)
-    assert rd(d / "f") == b"exeex"
+    f = special_file(mnt, b"exe" * 100)
+    run_as(U2, U2, lambda: os.truncate(f, 5))
+    assert special_bits(f) == 0, oct(os.stat(f).st_mode)
+    assert rd(f) == b"exeex"
 
 
 def test_open_trunc_by_non_owner_clears_setuid(mnt):
-    d = shared_dir(mnt)
-    run_as(U1, U1, lambda: wr(d / "f", b"exe" * 100, 0o777), umask=0)
-    os.chmod(d / "f", 0o6777)
-
-    def reopen():
-        os.close(os.open(d / "f", os.O_WRONLY | os.O_TRUNC))
-    run_as(U2, U2, reopen)
-    st = os.stat(d / "f")
-    assert st.st_size == 0
-    assert stat.S_IMODE(st.st_mode) & (stat.S_ISUID | stat.S_ISGID) == 0, oct(st.st_mode)
+    f = special_file(mnt, b"exe" * 100)
+    run_as(U2, U2, lambda: os.close(os.open(f, os.O_WRONLY | os.O_TRUNC)))
+    assert os.stat(f).st_size == 0
+    assert special_bits(f) == 0, oct(os.stat(f).st_mode)
 
 
 def test_fallocate_by_non_owner_clears_setuid(mnt):
-    d = shared_dir(mnt)
-    run_as(U1, U1, lambda: wr(d / "f", b"exe", 0o777), umask=0)
-    os.chmod(d / "f", 0o6777)
+    f = special_file(mnt, b"exe")
 
     def grow():
-        fd = os.open(d / "f", os.O_WRONLY)
+        fd = os.open(f, os.O_WRONLY)
         try:
             os.posix_fallocate(fd, 0, 10000)
         finally:
             os.close(fd)
     run_as(U2, U2, grow)
-    st = os.stat(d / "f")
-    assert st.st_size == 10000
-    assert stat.S_IMODE(st.st_mode) & (stat.S_ISUID | stat.S_ISGID) == 0, oct(st.st_mode)
-    assert rd(d / "f") == b"exe" + bytes(10000 - 3)
+    assert os.stat(f).st_size == 10000
+    assert special_bits(f) == 0, oct(os.stat(f).st_mode)
+    assert rd(f) == b"exe" + bytes(10000 - 3)
 
 
 def test_setgid_without_group_exec_survives_write(mnt):
     """Only a group-executable file loses set-group-ID on write (without
     group execute the bit means mandatory locking), as on a local file
     system; set-user-ID always goes."""
-    d = shared_dir(mnt)
-    run_as(U1, U1, lambda: wr(d / "f", b"data", 0o666), umask=0)
-    os.chmod(d / "f", 0o6666)
-    run_as(U2, U2, lambda: wr_at(d / "f", b"D", 0))
-    mode = stat.S_IMODE(os.stat(d / "f").st_mode)
-    assert mode == 0o2666, oct(mode)
-    # the owner's own writes by root keep the bits (CAP_FSETID)
-    os.chmod(d / "f", 0o6777)
-    wr_at(d / "f", b"d", 0)
-    assert stat.S_IMODE(os.stat(d / "f").st_mode) == 0o6777
+    f = special_file(mnt, b"data", mode=0o6666, file_mode=0o666)
+    run_as(U2, U2, lambda: wr_at(f, b"D", 0))
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o2666, oct(os.stat(f).st_mode)
+    # root's own writes keep the bits (CAP_FSETID)
+    os.chmod(f, 0o6777)
+    wr_at(f, b"d", 0)
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o6777
 
 
 def test_chown_clears_setuid(mnt):
