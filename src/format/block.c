@@ -68,20 +68,22 @@ static void block_aad(const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
 		aad[EKMFS_FILE_ID_SIZE + i] = (uint8_t)(index >> (8 * i));
 }
 
-int ekmfs_block_seal(const uint8_t dek[EKMFS_KEY_SIZE],
-		     const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
-		     const uint8_t nonce[EKMFS_NONCE_SIZE],
-		     const uint8_t *pt, size_t len, uint8_t *out)
+/* Seal or open one block under dek (one-shot) or in session s (a keyed
+ * session); exactly one of the two is given. */
+static int block_seal(const uint8_t *dek, struct ekmfs_aead_session *s,
+		      const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
+		      const uint8_t nonce[EKMFS_NONCE_SIZE],
+		      const uint8_t *pt, size_t len, uint8_t *out)
 {
-	uint8_t aad[BLOCK_AAD_SIZE];
+	uint8_t aad[BLOCK_AAD_SIZE], *ct = out + EKMFS_NONCE_SIZE, *tag = ct + len;
 	int rc;
 
 	if (len == 0 || len > EKMFS_BLOCK_SIZE)
 		return -EINVAL;
 	block_aad(file_id, index, aad);
 	memmove(out, nonce, EKMFS_NONCE_SIZE); /* nonce may already sit in out */
-	rc = ekmfs_aead_seal(dek, nonce, aad, sizeof(aad), pt, len,
-			     out + EKMFS_NONCE_SIZE, out + EKMFS_NONCE_SIZE + len);
+	rc = s ? ekmfs_aead_session_seal(s, nonce, aad, sizeof(aad), pt, len, ct, tag)
+	       : ekmfs_aead_seal(dek, nonce, aad, sizeof(aad), pt, len, ct, tag);
 	if (rc < 0) {
 		ekmfs_wipe(out, len + EKMFS_BLOCK_OVERHEAD);
 		return -EIO;
@@ -89,10 +91,11 @@ int ekmfs_block_seal(const uint8_t dek[EKMFS_KEY_SIZE],
 	return 0;
 }
 
-int ekmfs_block_open(const uint8_t dek[EKMFS_KEY_SIZE],
-		     const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
-		     const uint8_t *in, size_t in_len, uint8_t *pt)
+static int block_open(const uint8_t *dek, struct ekmfs_aead_session *s,
+		      const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
+		      const uint8_t *in, size_t in_len, uint8_t *pt)
 {
+	const uint8_t *ct = in + EKMFS_NONCE_SIZE;
 	uint8_t aad[BLOCK_AAD_SIZE];
 	size_t len;
 	int rc;
@@ -101,8 +104,8 @@ int ekmfs_block_open(const uint8_t dek[EKMFS_KEY_SIZE],
 		return -EINVAL;
 	len = in_len - EKMFS_BLOCK_OVERHEAD;
 	block_aad(file_id, index, aad);
-	rc = ekmfs_aead_open(dek, in, aad, sizeof(aad), in + EKMFS_NONCE_SIZE, len,
-			     in + EKMFS_NONCE_SIZE + len, pt);
+	rc = s ? ekmfs_aead_session_open(s, in, aad, sizeof(aad), ct, len, ct + len, pt)
+	       : ekmfs_aead_open(dek, in, aad, sizeof(aad), ct, len, ct + len, pt);
 	if (rc < 0) {
 		ekmfs_wipe(pt, len); /* the AEAD wipes too; never rely on it alone */
 		return rc == -EBADMSG ? -EBADMSG : -EIO;
@@ -110,44 +113,32 @@ int ekmfs_block_open(const uint8_t dek[EKMFS_KEY_SIZE],
 	return 0;
 }
 
+int ekmfs_block_seal(const uint8_t dek[EKMFS_KEY_SIZE],
+		     const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
+		     const uint8_t nonce[EKMFS_NONCE_SIZE],
+		     const uint8_t *pt, size_t len, uint8_t *out)
+{
+	return block_seal(dek, NULL, file_id, index, nonce, pt, len, out);
+}
+
+int ekmfs_block_open(const uint8_t dek[EKMFS_KEY_SIZE],
+		     const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
+		     const uint8_t *in, size_t in_len, uint8_t *pt)
+{
+	return block_open(dek, NULL, file_id, index, in, in_len, pt);
+}
+
 int ekmfs_block_seal_s(struct ekmfs_aead_session *s,
 		       const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
 		       const uint8_t nonce[EKMFS_NONCE_SIZE],
 		       const uint8_t *pt, size_t len, uint8_t *out)
 {
-	uint8_t aad[BLOCK_AAD_SIZE];
-	int rc;
-
-	if (len == 0 || len > EKMFS_BLOCK_SIZE)
-		return -EINVAL;
-	block_aad(file_id, index, aad);
-	memmove(out, nonce, EKMFS_NONCE_SIZE);
-	rc = ekmfs_aead_session_seal(s, nonce, aad, sizeof(aad), pt, len,
-				     out + EKMFS_NONCE_SIZE, out + EKMFS_NONCE_SIZE + len);
-	if (rc < 0) {
-		ekmfs_wipe(out, len + EKMFS_BLOCK_OVERHEAD);
-		return -EIO;
-	}
-	return 0;
+	return block_seal(NULL, s, file_id, index, nonce, pt, len, out);
 }
 
 int ekmfs_block_open_s(struct ekmfs_aead_session *s,
 		       const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,
 		       const uint8_t *in, size_t in_len, uint8_t *pt)
 {
-	uint8_t aad[BLOCK_AAD_SIZE];
-	size_t len;
-	int rc;
-
-	if (in_len <= EKMFS_BLOCK_OVERHEAD || in_len > EKMFS_CBLOCK_SIZE)
-		return -EINVAL;
-	len = in_len - EKMFS_BLOCK_OVERHEAD;
-	block_aad(file_id, index, aad);
-	rc = ekmfs_aead_session_open(s, in, aad, sizeof(aad), in + EKMFS_NONCE_SIZE, len,
-				     in + EKMFS_NONCE_SIZE + len, pt);
-	if (rc < 0) {
-		ekmfs_wipe(pt, len);
-		return rc == -EBADMSG ? -EBADMSG : -EIO;
-	}
-	return 0;
+	return block_open(NULL, s, file_id, index, in, in_len, pt);
 }

@@ -314,10 +314,12 @@ static int open_dek(struct rot_pass *p, const struct ekmfs_header *h, const char
 }
 
 /* Phase 1 of a move: wrap dek under kek (tenant_id, version) into the slot
- * that did not open, seq above both, and write it. dek and h are wiped. */
+ * that did not open, seq above both, and write it; phase 2 then clears the
+ * slot that opened. dek and h are wiped. */
 static enum outcome write_other_slot(struct rot_pass *p, int fd, const char *path,
 				     struct ekmfs_header *h, int opened, uint32_t tenant_id,
-				     uint32_t version, const uint8_t *kek, uint8_t *dek)
+				     uint32_t version, const uint8_t *kek, uint8_t *dek,
+				     struct pending *pend)
 {
 	uint8_t nonce[EKMFS_NONCE_SIZE];
 	uint64_t seq;
@@ -335,6 +337,7 @@ static enum outcome write_other_slot(struct rot_pass *p, int fd, const char *pat
 	}
 	rc = write_slot(fd, h, 1 - opened);
 	ekmfs_wipe(h, sizeof(*h));
+	pend->clear_idx = opened;
 	if (rc) {
 		add_skip(p, path, "writing the new key slot failed: %s", strerror(-rc));
 		return OUT_SKIPPED;
@@ -370,6 +373,37 @@ static enum outcome check_slots(struct rot_pass *p, const struct ekmfs_header *h
 	return OUT_SCANNED;
 }
 
+/* Everything before the decision: the slots check out (check_slots with
+ * only_tenant), the DEK is unwrapped into dek, and the file is recorded in
+ * pend with its stale slot (the one that did not open) to clear. The index
+ * of the slot that opened, or -1 with *o saying why not. */
+static int open_for_rewrap(struct rot_pass *p, int fd, const char *path,
+			   const struct ekmfs_header *h, uint32_t only_tenant,
+			   struct pending *pend, uint8_t *dek, enum outcome *o)
+{
+	int opened;
+
+	*o = check_slots(p, h, path, only_tenant);
+	if (*o != OUT_SCANNED)
+		return -1;
+	opened = open_dek(p, h, path, dek);
+	if (opened < 0) {
+		*o = OUT_SKIPPED;
+		return -1;
+	}
+	pend->fd = fd;
+	pend->path = path;
+	pend->clear_idx = 1 - opened;
+	return opened;
+}
+
+/* The file is where it belongs: only a stale slot, if any, to clear. */
+static enum outcome at_home(const struct ekmfs_header *h, int opened, uint8_t *dek)
+{
+	ekmfs_wipe(dek, EKMFS_KEY_SIZE);
+	return h->slot[1 - opened].seq ? OUT_CLEAR : OUT_CURRENT;
+}
+
 /*
  * Decide and do phase 1 for one file. On OUT_REWRAP / OUT_CLEAR the file is
  * left open in *pend for phase 2; otherwise fd is closed by the caller.
@@ -386,29 +420,17 @@ static enum outcome rewrap_file(struct rot_pass *p, int fd, const char *path,
 	if (o != OUT_SCANNED)
 		return o;
 
-	o = check_slots(p, &h, path, p->tenant_id);
-	if (o != OUT_SCANNED)
-		return o;
-	opened = open_dek(p, &h, path, dek);
+	opened = open_for_rewrap(p, fd, path, &h, p->tenant_id, pend, dek, &o);
 	if (opened < 0)
-		return OUT_SKIPPED;
-	pend->fd = fd;
-	pend->path = path;
-	pend->clear_idx = 1 - opened;
-	if (h.slot[opened].kek_version == p->target) {
-		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
-		if (!h.slot[1 - opened].seq)
-			return OUT_CURRENT;
-		return OUT_CLEAR; /* a stale slot from an interrupted run */
-	}
+		return o;
+	if (h.slot[opened].kek_version == p->target)
+		return at_home(&h, opened, dek);
 	if (p->mode == MODE_DRYRUN) {
 		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
 		return OUT_REWRAP;
 	}
-	o = write_other_slot(p, fd, path, &h, opened, p->tenant_id, p->target,
-			     keys_find(c, p->tenant_id, p->target), dek);
-	pend->clear_idx = opened;
-	return o;
+	return write_other_slot(p, fd, path, &h, opened, p->tenant_id, p->target,
+				keys_find(c, p->tenant_id, p->target), dek, pend);
 }
 
 /*
@@ -456,19 +478,11 @@ static enum outcome migrate_file(struct rot_pass *p, int fd, const char *path,
 	if (used == 1 && target_id && h.slot[only].tenant_id == target_id)
 		return OUT_CURRENT; /* at home, one slot: no key needed */
 
-	o = check_slots(p, &h, path, 0);
-	if (o != OUT_SCANNED)
-		return o;
-	opened = open_dek(p, &h, path, dek);
+	opened = open_for_rewrap(p, fd, path, &h, 0, pend, dek, &o);
 	if (opened < 0)
-		return OUT_SKIPPED;
-	pend->fd = fd;
-	pend->path = path;
-	pend->clear_idx = 1 - opened;
-	if (target_id && h.slot[opened].tenant_id == target_id) {
-		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
-		return h.slot[1 - opened].seq ? OUT_CLEAR : OUT_CURRENT;
-	}
+		return o;
+	if (target_id && h.slot[opened].tenant_id == target_id)
+		return at_home(&h, opened, dek);
 	if (target)
 		kek = keys_find(c, target_id, target->current_version);
 	if (p->mode == MODE_DRYRUN) {
@@ -489,8 +503,7 @@ static enum outcome migrate_file(struct rot_pass *p, int fd, const char *path,
 		return OUT_SKIPPED;
 	} else {
 		o = write_other_slot(p, fd, path, &h, opened, target_id,
-				     target->current_version, kek, dek);
-		pend->clear_idx = opened;
+				     target->current_version, kek, dek, pend);
 	}
 	if (o == OUT_REWRAP) {
 		pthread_mutex_lock(&p->mu);
