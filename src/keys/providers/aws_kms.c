@@ -85,54 +85,50 @@ static int append(char *out, size_t outlen, const char *s)
 	return 0;
 }
 
-int ekmfs_aws_kms_encrypt_body(const char *key_id, const struct ekmfs_wrap_context *ctx,
-			       const uint8_t kek[32], char *out, size_t outlen)
+/* {"KeyId":"<key_id>","<field>":"<b64>","EncryptionContext":{...}}: the
+ * body of Encrypt (Plaintext) and Decrypt (CiphertextBlob). out is wiped on
+ * failure (it may hold a plaintext key). */
+static int key_call_body(const char *key_id, const struct ekmfs_wrap_context *ctx,
+			 const char *field, const char *b64, char *out, size_t outlen)
 {
-	char ec[1024], pt[4 * ((KEK_SIZE + 2) / 3) + 1];
+	char ec[1024];
 	int ret;
 
 	ret = ekmfs_aws_kms_context_json(ctx, ec, sizeof(ec));
 	if (!ret)
 		ret = start_body("KeyId", key_id, out, outlen);
-	ekmfs_b64_encode(kek, KEK_SIZE, pt);
 	if (!ret)
-		ret = append(out, outlen, "\",\"Plaintext\":\"");
-	if (!ret)
-		ret = append(out, outlen, pt);
-	if (!ret)
-		ret = append(out, outlen, "\",\"EncryptionContext\":");
-	if (!ret)
-		ret = append(out, outlen, ec);
-	if (!ret)
-		ret = append(out, outlen, "}");
-	ekmfs_wipe(pt, sizeof(pt));
+		ret = append(out, outlen, "\",\"") || append(out, outlen, field) ||
+		      append(out, outlen, "\":\"") || append(out, outlen, b64) ||
+		      append(out, outlen, "\",\"EncryptionContext\":") ||
+		      append(out, outlen, ec) || append(out, outlen, "}") ? -ENOSPC : 0;
 	if (ret)
 		ekmfs_wipe(out, outlen);
+	return ret;
+}
+
+int ekmfs_aws_kms_encrypt_body(const char *key_id, const struct ekmfs_wrap_context *ctx,
+			       const uint8_t kek[32], char *out, size_t outlen)
+{
+	char pt[4 * ((KEK_SIZE + 2) / 3) + 1];
+	int ret;
+
+	ekmfs_b64_encode(kek, KEK_SIZE, pt);
+	ret = key_call_body(key_id, ctx, "Plaintext", pt, out, outlen);
+	ekmfs_wipe(pt, sizeof(pt));
 	return ret;
 }
 
 int ekmfs_aws_kms_decrypt_body(const char *key_id, const struct ekmfs_wrap_context *ctx,
 			       const struct ekmfs_wrapped_kek *in, char *out, size_t outlen)
 {
-	char ec[1024], *blob = malloc(B64_MAX);
+	char *blob = malloc(B64_MAX);
 	int ret;
 
 	if (!blob)
 		return -ENOMEM;
 	ekmfs_b64_encode(in->blob, in->len, blob);
-	ret = ekmfs_aws_kms_context_json(ctx, ec, sizeof(ec));
-	if (!ret)
-		ret = start_body("KeyId", key_id, out, outlen);
-	if (!ret)
-		ret = append(out, outlen, "\",\"CiphertextBlob\":\"");
-	if (!ret)
-		ret = append(out, outlen, blob);
-	if (!ret)
-		ret = append(out, outlen, "\",\"EncryptionContext\":");
-	if (!ret)
-		ret = append(out, outlen, ec);
-	if (!ret)
-		ret = append(out, outlen, "}");
+	ret = key_call_body(key_id, ctx, "CiphertextBlob", blob, out, outlen);
 	free(blob);
 	return ret;
 }
