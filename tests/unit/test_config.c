@@ -234,6 +234,65 @@ static void test_paths(void)
 }
 
 /* provider = aws-kms / azure-keyvault and their keys (issue 4). */
+/* min_cmk_change_interval (ekmfs-rotate cmk): default, every accepted
+ * duration form, every refusal with its exact FILE:LINE message. */
+static uint64_t interval_of(const char *value)
+{
+	char text[256];
+
+	snprintf(text, sizeof(text), "[tenant.default]\nmin_cmk_change_interval = %s\n",
+		 value);
+	if (load_text(text) != 0) {
+		fprintf(stderr, "  '%s' refused: %s\n", value, ekmfs_lasterr());
+		return UINT64_MAX;
+	}
+	return cfg.tenants[0].min_cmk_change_interval;
+}
+
+static void expect_interval_refused(const char *value, const char *reason)
+{
+	char text[256], msg[512];
+
+	snprintf(text, sizeof(text), "[tenant.default]\nmin_cmk_change_interval = %s\n",
+		 value);
+	snprintf(msg, sizeof(msg), "bad value '%s' for key 'min_cmk_change_interval' in "
+		 "[tenant.default]: %s", value, reason);
+	expect_error(text, 2, msg);
+	/* A refused file leaves the defaults, not half its values. */
+	CHECK(cfg.tenants[0].min_cmk_change_interval == 24 * 3600);
+}
+
+static void test_cmk_change_interval(void)
+{
+	const char *dur = "not a duration (seconds, or a number with suffix s, m, h or d)";
+
+	ekmfs_config_defaults(&cfg);
+	CHECK(cfg.tenants[0].min_cmk_change_interval == 24 * 3600);
+	CHECK_EQ_INT(load_text("[tenant.default]\nrotation_days = 30\n"), 0);
+	CHECK(cfg.tenants[0].min_cmk_change_interval == 24 * 3600);
+
+	CHECK(interval_of("0") == 0);
+	CHECK(interval_of("90") == 90);
+	CHECK(interval_of("90s") == 90);
+	CHECK(interval_of("15m") == 900);
+	CHECK(interval_of("36h") == 36 * 3600);
+	CHECK(interval_of("2d") == 2 * 86400);
+	CHECK(interval_of("3650d") == 3650ULL * 86400);
+	CHECK(interval_of("315360000") == 315360000ULL);
+
+	expect_interval_refused("-1", dur);
+	expect_interval_refused("1w", dur);
+	expect_interval_refused("h", dur);
+	expect_interval_refused("12hh", dur);
+	expect_interval_refused("1.5h", dur);
+	expect_interval_refused("3651d", "must be at most 3650 days");
+	expect_interval_refused("315360001", "must be at most 3650 days");
+	expect_interval_refused("99999999999999999999999", dur);
+	/* The key belongs to a tenant, not to the daemon. */
+	CHECK_EQ_INT(load_text("[daemon]\nmin_cmk_change_interval = 1h\n"), -EINVAL);
+	CHECK(strstr(ekmfs_lasterr(), "unknown key 'min_cmk_change_interval' in [daemon]"));
+}
+
 /* [tenant.NAME]: paths, enforce_from, enabled, key_cache_uses, routing. */
 static void test_tenants(void)
 {
@@ -394,6 +453,7 @@ int main(void)
 	RUN(test_every_key);
 	RUN(test_errors);
 	RUN(test_tenants);
+	RUN(test_cmk_change_interval);
 	RUN(test_paths);
 	RUN(test_cloud_providers);
 	unlink(ini);
