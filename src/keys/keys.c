@@ -1122,6 +1122,22 @@ out:
 	return ret;
 }
 
+/* Whether the keyring in memory (re-read if the file changed) already has
+ * tc, with its `enabled`: then neither creating nor recording is needed,
+ * and the keyring file is not locked and parsed again for it. */
+static bool tenant_up_to_date(struct ekmfs_keys *k, const struct ekmfs_tenant_config *tc)
+{
+	struct ekmfs_tenant_record *rec;
+	bool same;
+
+	pthread_rwlock_wrlock(&k->lock);
+	keyring_refresh(k);
+	rec = ekmfs_keyring_tenant(&k->kr, tc->name);
+	same = rec && rec->disabled == !tc->enabled;
+	pthread_rwlock_unlock(&k->lock);
+	return same;
+}
+
 int ekmfs_keys_apply_config(struct ekmfs_keys *k, const struct ekmfs_config *cfg)
 {
 	struct ekmfs_config *policy = malloc(sizeof(*policy));
@@ -1139,6 +1155,8 @@ int ekmfs_keys_apply_config(struct ekmfs_keys *k, const struct ekmfs_config *cfg
 		const struct ekmfs_tenant_config *tc = &cfg->tenants[i];
 		uint32_t id = 0;
 
+		if (tenant_up_to_date(k, tc))
+			continue;
 		ret = ekmfs_keys_create_tenant(k->backing_fd, &k->vol, tc, &id);
 		if (ret == -EEXIST) {
 			ret = record_enabled(k, tc);
