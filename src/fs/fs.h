@@ -165,9 +165,10 @@ bool efs_cache_still_valid(struct efs_inode *inode, int fd);
 /* Writeback cache: a write must not move the mtime the kernel owns. saved
  * is the backing mtime taken before the write. */
 void efs_mtime_restore(struct efs_inode *inode, int fd, const struct timespec *saved);
-/* setattr of times: fd >= 0, or path; records the kernel's mtime. 0/-1. */
+/* setattr of times: fd >= 0, or path; records the kernel's mtime. 0/-1.
+ * *changed: false when the time flush of an unlinked file was skipped. */
 int efs_mtime_set(struct efs_inode *inode, int fd, const char *path,
-		  const struct timespec tv[2], bool writeback);
+		  const struct timespec tv[2], bool writeback, bool *changed);
 
 /* wire.c: /dev/fuse I/O through libfuse's custom I/O, to negotiate
  * FUSE_HANDLE_KILLPRIV_V2 (see there). attach after fuse_session_mount;

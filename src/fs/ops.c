@@ -215,15 +215,23 @@ static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	inode = efs_inode_find_or_add(fs, &st, &fd);
 	saverr = errno;
-	if (fd != -1)
+	if (!inode) {
 		close(fd);
-	if (!inode)
 		return saverr;
-
-	saverr = stat_inode(inode, &e->attr);
-	if (saverr) {
-		efs_inode_unref(fs, inode, 1);
-		return saverr;
+	}
+	if (fd == -1) {
+		/* A new inode took the descriptor: nothing of ours can be
+		 * changing the file, so the stat just taken is its attributes. */
+		e->attr = st;
+		to_plain_size(&e->attr);
+	} else {
+		/* Known already: its size is read under its content lock. */
+		close(fd);
+		saverr = stat_inode(inode, &e->attr);
+		if (saverr) {
+			efs_inode_unref(fs, inode, 1);
+			return saverr;
+		}
 	}
 	e->ino = efs_inode_id(fs, inode);
 	return 0;
@@ -320,6 +328,9 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	struct efs_data *fs = efs_data(req);
 	struct efs_inode *inode = efs_inode(req, ino);
 	char proc[64];
+	bool changed = valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
+				FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE);
+	bool times_changed;
 	int res, err;
 
 	proc_path(inode->fd, proc, sizeof(proc));
@@ -361,12 +372,16 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
 		res = efs_mtime_set(inode, fi ? efs_file(fi)->fd : -1, proc, tv,
-				    fs->writeback && S_ISREG(inode->type));
+				    fs->writeback && S_ISREG(inode->type),
+				    &times_changed);
 		if (res == -1)
 			return errno;
+		changed |= times_changed;
 	}
-	/* A change made through the mount: the kernel's cache stays valid. */
-	if (S_ISREG(inode->type))
+	/* A change made through the mount: the kernel's cache stays valid.
+	 * (Nothing changed: the stamp stays as it was, so a change made behind
+	 * the mount since is still noticed at the next open.) */
+	if (changed && S_ISREG(inode->type))
 		efs_cache_stamp(inode, inode->fd);
 	return stat_inode(inode, attr);
 }

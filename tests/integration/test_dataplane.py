@@ -250,6 +250,36 @@ def test_mtime_stable_across_flush_and_remount(mounted):
     assert os.stat(q).st_mtime_ns >= before - 1_000_000_000
 
 
+def test_unlink_time_flush(mounted):
+    """Each unlink of a cached file makes the kernel flush its times to the
+    daemon. An open, unlinked file keeps its mtime, size and content; a file
+    that keeps another name has its ctime moved, as POSIX asks of unlink."""
+    mnt = mounted.mnt
+    p = mnt / "gone"
+    data = os.urandom(2 * BLOCK + 7)
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+        mtime = os.fstat(fd).st_mtime_ns
+        time.sleep(0.02)
+        os.unlink(p)
+        st = os.fstat(fd)
+        assert (st.st_nlink, st.st_mtime_ns, st.st_size) == (0, mtime, len(data))
+        assert os.pread(fd, len(data) + 10, 0) == data
+    finally:
+        os.close(fd)
+    a = mnt / "a"
+    a.write_bytes(b"x" * 100)
+    os.link(a, mnt / "b")
+    before = os.stat(a)
+    time.sleep(0.02)
+    os.unlink(mnt / "b")
+    after = os.stat(a)
+    assert after.st_nlink == 1 and after.st_mtime_ns == before.st_mtime_ns
+    assert after.st_ctime_ns > before.st_ctime_ns
+
+
 def test_append_interleaved_descriptors(mnt):
     """Two O_APPEND descriptors and a positional writer on one file: every
     append lands at the end as the kernel saw it."""
