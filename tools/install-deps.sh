@@ -8,7 +8,7 @@ set -u -o pipefail
 
 EKMFS_PACKAGES="build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev
 libjson-c-dev libinih-dev liburing-dev libcurl4-openssl-dev python3 python3-pytest
-python3-cryptography attr
+python3-cryptography attr strace
 libsystemd-dev rsync bash-completion man-db groff-base
 python3-botocore awscli python3-azure"
 

@@ -4,7 +4,7 @@
  * Owns: which attributes pass through to the backing files. Only the
  * "user." namespace does: the others carry meaning (ACLs, capabilities,
  * security labels) that the daemon, running as root, must not let a user set
- * on the backing files. Values are stored in plaintext (docs/DESIGN.md).
+ * on the backing files, so every call on them fails with EOPNOTSUPP. Values are stored in plaintext (docs/DESIGN.md).
  * Every operation goes through /proc/self/fd/N of the inode's O_PATH fd, as
  * in libfuse's passthrough_ll.
  */
@@ -55,8 +55,12 @@ static int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	ssize_t n;
 
 	*out = NULL;
+	/* "Not supported" rather than "no such attribute": that is what the
+	 * namespace is here, and tools take it as such - ls -l stops asking
+	 * every file of the mount for its SELinux label and POSIX ACL after
+	 * the first answer (two round trips per file of an ls -lR). */
 	if (!is_user_xattr(name))
-		return ENODATA;
+		return EOPNOTSUPP;
 	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
 	if (size == 0) {
 		n = getxattr(proc, name, NULL, 0);

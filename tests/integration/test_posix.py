@@ -17,6 +17,7 @@ import mmap
 import os
 import random
 import stat
+import subprocess
 import threading
 import time
 
@@ -801,7 +802,26 @@ def test_non_user_xattr_namespace_refused(mnt):
         e = errno_of(os.setxattr, p, name, b"v")
         assert e in (errno.EOPNOTSUPP, errno.EPERM), (name, e)
         assert name not in os.listxattr(p)
-    assert errno_of(os.getxattr, p, "trusted.ekmfs-test") in (errno.ENODATA, errno.EOPNOTSUPP)
+    for name in ("trusted.ekmfs-test", "security.selinux", "system.posix_acl_access"):
+        assert errno_of(os.getxattr, p, name) == errno.EOPNOTSUPP, name
+
+
+def test_ls_asks_unsupported_xattrs_once(mounted):
+    """ls -l asks each file for its SELinux label and POSIX ACL; told "not
+    supported", it stops asking for the rest of the mount, so a listing
+    costs no extra round trips per file (strace counts the calls ls makes)."""
+    mnt = mounted.mnt
+    os.mkdir(mnt / "many")
+    for i in range(50):
+        wr(mnt / "many" / ("f%d" % i), b"x")
+    os.setxattr(mnt / "many" / "f7", "user.k", b"v")
+    r = subprocess.run(["strace", "-f", "-e", "trace=getxattr,lgetxattr", "-o", "/dev/stdout",
+                        "ls", "-l", str(mnt / "many")], capture_output=True, text=True,
+                       check=True)
+    calls = [l for l in r.stdout.splitlines() if "xattr(" in l]
+    assert 1 <= len(calls) <= 6, calls
+    assert all("EOPNOTSUPP" in l or "ENOTSUP" in l for l in calls), calls
+    assert os.getxattr(mnt / "many" / "f7", "user.k") == b"v"
 
 
 def test_xattr_permissions(mnt):
