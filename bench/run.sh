@@ -228,23 +228,29 @@ for key, name, unit, sign in rows:
 # ---- codec -----------------------------------------------------------------------------
 echo
 echo "# codec, one core (MB/s): ekmfs block seal/open per request size vs openssl speed"
-"$W/build/bench/codec_bench" 1 | python3 -c '
-import subprocess, sys
-ours = {}
-for line in sys.stdin:
-    mode, size, mbs = line.split()
-    ours[mode, int(size)] = float(mbs)
+echo "# (best of 3 alternating rounds of each: the VM's neighbours come and go)"
+CODEC="$W/build/bench/codec_bench" python3 -c '
+import os, subprocess
 def openssl(size):
-    out = subprocess.run(["openssl", "speed", "-seconds", "2", "-evp", "aes-256-gcm",
+    out = subprocess.run(["openssl", "speed", "-seconds", "1", "-evp", "aes-256-gcm",
                           "-bytes", str(size)], capture_output=True, text=True).stdout
     for l in out.splitlines():
         if l.startswith("AES-256-GCM"):
             return float(l.split()[-1].rstrip("k")) * 1000 / 1e6
     return float("nan")
+ours, theirs = {}, {}
+for _ in range(3):
+    out = subprocess.run([os.environ["CODEC"], "0.6"], capture_output=True, text=True,
+                         check=True).stdout
+    for line in out.splitlines():
+        mode, size, mbs = line.split()
+        ours[mode, int(size)] = max(ours.get((mode, int(size)), 0.0), float(mbs))
+    for size in {s for _, s in ours}:
+        theirs[size] = max(theirs.get(size, 0.0), openssl(size))
 print("| request | openssl speed | seal | open | seal % | open % | one-shot seal | one-shot open |")
 print("|---|---|---|---|---|---|---|---|")
-for size in sorted({s for _, s in ours}):
-    o = openssl(size)
+for size in sorted(theirs):
+    o = theirs[size]
     s, p = ours["seal", size], ours["open", size]
     print("| %d KiB | %.0f | %.0f | %.0f | %.0f%% | %.0f%% | %.0f | %.0f |" % (
         size // 1024, o, s, p, 100 * s / o, 100 * p / o,
