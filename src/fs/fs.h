@@ -165,6 +165,9 @@ bool efs_cache_still_valid(struct efs_inode *inode, int fd);
 /* Writeback cache: a write must not move the mtime the kernel owns. saved
  * is the backing mtime taken before the write. */
 void efs_mtime_restore(struct efs_inode *inode, int fd, const struct timespec *saved);
+/* The kernel has set this file's mtime since it was loaded: a write need
+ * not save the backing mtime first. */
+bool efs_mtime_known(struct efs_inode *inode);
 /* setattr of times: fd >= 0, or path; records the kernel's mtime. 0/-1.
  * *changed: false when the time flush of an unlinked file was skipped. */
 int efs_mtime_set(struct efs_inode *inode, int fd, const char *path,

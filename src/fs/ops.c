@@ -897,7 +897,8 @@ static int write_in_place(struct efs_data *fs, struct efs_file *f, const char *b
 		efs_range_unlock(inode, &range);
 		if (!err)
 			*written = (size_t)n;
-		efs_cache_stamp(inode, f->fd);
+		if (!fs->writeback)    /* else efs_mtime_restore stamps */
+			efs_cache_stamp(inode, f->fd);
 	}
 	pthread_rwlock_unlock(&inode->ci_lock);
 	return err;
@@ -948,7 +949,8 @@ static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
 	err = content_errno(fs, inode, f->fd, n, bad);
 	if (!err)
 		*written = (size_t)n;
-	efs_cache_stamp(inode, f->fd);
+	if (!fs->writeback)            /* else efs_mtime_restore stamps */
+		efs_cache_stamp(inode, f->fd);
 out:
 	pthread_rwlock_unlock(&inode->ci_lock);
 	return err;
@@ -959,17 +961,20 @@ static void efs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 {
 	struct efs_file *f = efs_file(fi);
 	struct timespec mtime = { .tv_nsec = UTIME_OMIT };
+	bool writeback = efs_data(req)->writeback;
 	struct stat st;
 	size_t written;
 	int err;
 
 	(void)ino;
-	if (efs_data(req)->writeback && fstat(f->fd, &st) == 0)
+	/* The mtime to put back: the kernel's, once it has sent one, else the
+	 * one the backing file has before this write. */
+	if (writeback && !efs_mtime_known(f->inode) && fstat(f->fd, &st) == 0)
 		mtime = st.st_mtim;
 	err = do_write(req, buf, size, off, fi, &written);
 	if (!err && efs_wire_kill_suidgid())
 		efs_drop_suidgid(f->fd);
-	if (mtime.tv_nsec != UTIME_OMIT)
+	if (writeback)
 		efs_mtime_restore(f->inode, f->fd, &mtime);
 	efs_metrics_write(err, written);
 	if (err)

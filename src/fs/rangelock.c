@@ -111,6 +111,13 @@ bool efs_cache_still_valid(struct efs_inode *inode, int fd)
 	return same;
 }
 
+bool efs_mtime_known(struct efs_inode *inode)
+{
+	/* Set once under rl_mu and never cleared, so a true read here is
+	 * still true when efs_mtime_restore takes the lock. */
+	return __atomic_load_n(&inode->km_valid, __ATOMIC_ACQUIRE);
+}
+
 void efs_mtime_restore(struct efs_inode *inode, int fd, const struct timespec *saved)
 {
 	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, *saved };
@@ -157,8 +164,8 @@ int efs_mtime_set(struct efs_inode *inode, int fd, const char *path,
 		res = fd >= 0 ? futimens(fd, tv) : utimensat(AT_FDCWD, path, tv, 0);
 	if (res == 0 && writeback && tv[1].tv_nsec != UTIME_OMIT &&
 	    (!*changed || fstatat(inode->fd, "", &st, AT_EMPTY_PATH) == 0)) {
-		inode->km_valid = true;
 		inode->km_mtime = st.st_mtim;
+		__atomic_store_n(&inode->km_valid, true, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&inode->rl_mu);
 	return res;
