@@ -4,7 +4,8 @@
  * Owns: which attributes pass through to the backing files. Only the
  * "user." namespace does: the others carry meaning (ACLs, capabilities,
  * security labels) that the daemon, running as root, must not let a user set
- * on the backing files, so every call on them fails with EOPNOTSUPP. Values are stored in plaintext (docs/DESIGN.md).
+ * on the backing files, so every call on them fails with EOPNOTSUPP. Values
+ * are stored in plaintext (docs/DESIGN.md).
  * Every operation goes through /proc/self/fd/N of the inode's O_PATH fd, as
  * in libfuse's passthrough_ll.
  */
