@@ -14,7 +14,7 @@
  *   2. session: init, destroy
  *   3. names: lookup, forget, getattr, setattr, readlink, mknod, mkdir,
  *      symlink, link, unlink, rmdir, rename
- *   4. files: create, open, read, write, flush, release, fsync, fallocate
+ *   4. files: create, open, read, write, release, fsync, fallocate
  *   5. directories: opendir, readdir(plus), releasedir, fsyncdir
  *   6. volume: statfs (extended attributes are in xattr.c)
  *
@@ -983,14 +983,12 @@ static void efs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_write(req, written);
 }
 
-static void efs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)fi;
-	/* Writes are synchronous: nothing is buffered in the daemon. */
-	fuse_reply_err(req, 0);
-}
-
+/* No flush handler. Every close(2) would cost a FLUSH round trip, and the
+ * daemon has nothing to do then: writes are synchronous here, the kernel
+ * writes its dirty pages back and reports their errors before it would
+ * send FLUSH, and locks are the kernel's (no lock handlers), so FLUSH's
+ * lock owner is not needed. libfuse answers the first FLUSH with ENOSYS
+ * and the kernel sends no more. */
 static void efs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
@@ -1272,7 +1270,6 @@ const struct fuse_lowlevel_ops efs_ops = {
 	.open = efs_open,
 	.read = efs_read,
 	.write = efs_write,
-	.flush = efs_flush,
 	.release = efs_release,
 	.fsync = efs_fsync,
 	.opendir = efs_opendir,

@@ -126,6 +126,24 @@ def test_buffered_write_error_surfaces_at_fsync(faulty):
     still_serving(faulty)
 
 
+def test_buffered_write_error_surfaces_at_close(faulty):
+    """close() without fsync: the kernel writes its dirty pages back itself
+    before the file goes (the daemon has no flush handler, so no FLUSH round
+    trip follows) and close reports their failure."""
+    p = faulty.mnt / "g"
+    p.write_bytes(b"a" * BLOCK)
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, os.urandom(10 * BLOCK))         # cached by the kernel
+    faulty.fault("write ENOSPC")
+    try:
+        assert errno_of(os.close, fd) in (errno.ENOSPC, errno.EIO)
+    finally:
+        faulty.fault("")
+    drop_caches()
+    assert read_file(p)[:BLOCK] == b"a" * BLOCK  # every block authenticates
+    still_serving(faulty)
+
+
 def test_read_eio_then_recovers(faulty):
     p = faulty.mnt / "f"
     data = os.urandom(6 * BLOCK)
