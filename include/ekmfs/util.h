@@ -3,7 +3,7 @@
  *
  * Owns: the process-wide log sink (stderr or syslog), the thread-local "last
  * error" text that library calls fill in when they return -errno, time and
- * hex/base64 helpers shared by every module.
+ * hex/base64 helpers and growing arrays shared by every module.
  *
  * Convention: a library function that fails returns -errno and, where a human
  * needs to know more than strerror() says, sets the last error with
@@ -44,6 +44,12 @@ void ekmfs_b64_encode(const uint8_t *in, size_t len, char *out);
 /* Decode into out (capacity cap); whitespace around the text is ignored.
  * Returns the decoded length or -EINVAL. */
 long ekmfs_b64_decode(const char *in, uint8_t *out, size_t cap);
+
+/* Room for one more item in an array of n items of size bytes, capacity
+ * *cap: items itself while n < *cap, else the array grown to twice its
+ * capacity (first when it has none) with *cap updated; NULL when that
+ * fails, and items is then unchanged and still valid. */
+void *ekmfs_grow(void *items, size_t *cap, size_t n, size_t size, size_t first);
 
 /* RFC 3339 UTC ("2026-11-22T23:01:11Z") of t into out (>= 21 bytes). */
 void ekmfs_time_rfc3339(time_t t, char *out, size_t outlen);

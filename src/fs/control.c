@@ -65,7 +65,7 @@ static struct {
 /* Wipe the DEK of every regular file that has one loaded. */
 static void drop_all_deks(struct efs_data *fs)
 {
-	struct efs_inode **list = NULL;
+	struct efs_inode **list = NULL, **grown;
 	size_t n = 0, cap = 0;
 
 	pthread_mutex_lock(&fs->mutex);
@@ -73,15 +73,10 @@ static void drop_all_deks(struct efs_data *fs)
 		for (struct efs_inode *p = fs->table[b]; p; p = p->hnext) {
 			if (!S_ISREG(p->type) || p == &fs->root)
 				continue;
-			if (n == cap) {
-				struct efs_inode **grown;
-
-				cap = cap ? 2 * cap : 64;
-				grown = realloc(list, cap * sizeof(*list));
-				if (!grown)
-					break;
-				list = grown;
-			}
+			grown = ekmfs_grow(list, &cap, n, sizeof(*list), 64);
+			if (!grown)
+				break;
+			list = grown;
 			p->refcount++;          /* kept alive until we are done */
 			list[n++] = p;
 		}

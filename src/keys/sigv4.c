@@ -190,7 +190,7 @@ static int cmp_qparam(const void *a, const void *b)
  * UTF-8 agree), and sort by name, then value. */
 static int canonical_query(struct sbuf *b, const char *query)
 {
-	struct qparam *qp = NULL;
+	struct qparam *qp = NULL, *g;
 	size_t n = 0, cap = 0;
 	const char *p = query;
 	int ret = 0;
@@ -206,15 +206,12 @@ static int canonical_query(struct sbuf *b, const char *query)
 			p++;
 			continue;
 		}
-		if (n == cap) {
-			struct qparam *g = realloc(qp, (cap ? 2 * cap : 8) * sizeof(*g));
-			if (!g) {
-				ret = -ENOMEM;
-				goto out;
-			}
-			qp = g;
-			cap = cap ? 2 * cap : 8;
+		g = ekmfs_grow(qp, &cap, n, sizeof(*g), 8);
+		if (!g) {
+			ret = -ENOMEM;
+			goto out;
 		}
+		qp = g;
 		dk = uri_decode(p, klen);
 		dv = eq ? uri_decode(eq + 1, len - klen - 1) : strdup("");
 		if (dk && dv) {

@@ -59,15 +59,11 @@ struct entries {
 
 static int entries_add(struct entries *es, const struct entry *e)
 {
-	if (es->n == es->cap) {
-		size_t cap = es->cap ? 2 * es->cap : 64;
-		struct entry *grown = realloc(es->e, cap * sizeof(*grown));
+	struct entry *grown = ekmfs_grow(es->e, &es->cap, es->n, sizeof(*grown), 64);
 
-		if (!grown)
-			return -ENOMEM;
-		es->e = grown;
-		es->cap = cap;
-	}
+	if (!grown)
+		return -ENOMEM;
+	es->e = grown;
 	es->e[es->n++] = *e;
 	return 0;
 }

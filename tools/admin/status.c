@@ -22,21 +22,18 @@
 
 static int tally_add(struct admin_tally *t, uint32_t tenant_id, uint32_t version)
 {
+	struct admin_kek_count *grown;
+
 	for (size_t i = 0; i < t->ncounts; i++) {
 		if (t->counts[i].tenant_id == tenant_id && t->counts[i].version == version) {
 			t->counts[i].files++;
 			return 0;
 		}
 	}
-	if (t->ncounts == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 16;
-		struct admin_kek_count *n = realloc(t->counts, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		t->counts = n;
-		t->cap = cap;
-	}
+	grown = ekmfs_grow(t->counts, &t->cap, t->ncounts, sizeof(*grown), 16);
+	if (!grown)
+		return -ENOMEM;
+	t->counts = grown;
 	t->counts[t->ncounts++] = (struct admin_kek_count){ tenant_id, version, 1 };
 	return 0;
 }
@@ -44,21 +41,18 @@ static int tally_add(struct admin_tally *t, uint32_t tenant_id, uint32_t version
 static int route_add(struct admin_tally *t, const struct ekmfs_tenant_config *route,
 		     uint32_t tenant_id)
 {
+	struct admin_route_count *grown;
+
 	for (size_t i = 0; i < t->nroutes; i++) {
 		if (t->routes[i].route == route && t->routes[i].tenant_id == tenant_id) {
 			t->routes[i].files++;
 			return 0;
 		}
 	}
-	if (t->nroutes == t->routes_cap) {
-		size_t cap = t->routes_cap ? 2 * t->routes_cap : 16;
-		struct admin_route_count *n = realloc(t->routes, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		t->routes = n;
-		t->routes_cap = cap;
-	}
+	grown = ekmfs_grow(t->routes, &t->routes_cap, t->nroutes, sizeof(*grown), 16);
+	if (!grown)
+		return -ENOMEM;
+	t->routes = grown;
 	t->routes[t->nroutes++] = (struct admin_route_count){ route, tenant_id, 1 };
 	return 0;
 }

@@ -23,17 +23,12 @@
 static int add_path(struct rot_paths *p, const char *dir, const char *name)
 {
 	size_t dlen = strlen(dir), nlen = strlen(name);
+	char **grown = ekmfs_grow(p->path, &p->cap, p->n, sizeof(*grown), 4096);
 	char *s;
 
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? 2 * p->cap : 4096;
-		char **grown = realloc(p->path, cap * sizeof(*grown));
-
-		if (!grown)
-			return -ENOMEM;
-		p->path = grown;
-		p->cap = cap;
-	}
+	if (!grown)
+		return -ENOMEM;
+	p->path = grown;
 	s = malloc(dlen + nlen + 2);
 	if (!s)
 		return -ENOMEM;
