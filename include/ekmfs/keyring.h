@@ -86,6 +86,16 @@ int ekmfs_volume_write_new(int backing_fd, const struct ekmfs_volume *v);
 int ekmfs_keyring_read(int backing_fd, struct ekmfs_keyring *kr);
 int ekmfs_keyring_write(int backing_fd, const struct ekmfs_keyring *kr);
 void ekmfs_keyring_free(struct ekmfs_keyring *kr);
+/* An edit of a fresh keyring: 1 when it changed kr and kr is to be written,
+ * 0 when there is nothing to write, or -errno. */
+typedef int (*ekmfs_keyring_edit_fn)(struct ekmfs_keyring *kr, void *arg);
+/* The keyring's read-modify-write, under the exclusive meta lock the caller
+ * holds: read the file, let edit change it, and when edit returns 1 and
+ * write is true, bump the generation and write it. With keep, a written
+ * keyring is handed over there (the caller frees it); otherwise it is
+ * freed. Returns edit's 1 or 0, or -errno. */
+int ekmfs_keyring_update(int backing_fd, ekmfs_keyring_edit_fn edit, void *arg, bool write,
+			 struct ekmfs_keyring *keep);
 /* Identity of the keyring file (inode, mtime, size) for cheap change checks. */
 int ekmfs_keyring_stamp(int backing_fd, uint64_t stamp[3]);
 

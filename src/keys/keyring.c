@@ -9,14 +9,15 @@
  *   1. paths, bounded file reading, atomic replacement
  *   2. strict JSON field access (every failure names the file and field)
  *   3. the volume descriptor
- *   4. the keyring: parse, serialize, read, write, stamp
+ *   4. the keyring: parse, serialize, read, write, update, stamp
  *   5. in-memory keyring helpers
  *   6. the meta lock
  *
  * Generation: ekmfs_keyring_write() stores kr->generation exactly as given.
- * The caller, holding the exclusive meta lock, reads the keyring, changes it,
- * increments generation and writes it, so every successful write carries a
- * generation one above the one it replaced (1 for a new volume).
+ * ekmfs_keyring_update(), under the exclusive meta lock, reads the keyring,
+ * lets the caller change it, increments generation and writes it, so every
+ * successful write carries a generation one above the one it replaced (1
+ * for a new volume).
  *
  * Nothing here knows about providers: a wrapped KEK is an opaque blob.
  */
@@ -878,6 +879,32 @@ int ekmfs_keyring_stamp(int backing_fd, uint64_t stamp[3])
 	stamp[1] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
 	stamp[2] = (uint64_t)st.st_size;
 	return 0;
+}
+
+int ekmfs_keyring_update(int backing_fd, ekmfs_keyring_edit_fn edit, void *arg, bool write,
+			 struct ekmfs_keyring *keep)
+{
+	struct ekmfs_keyring fresh = { 0 };
+	int ret, edited;
+
+	ret = ekmfs_keyring_read(backing_fd, &fresh);
+	if (ret)
+		goto out;
+	ret = edited = edit(&fresh, arg);
+	if (edited <= 0 || !write)
+		goto out;
+	fresh.generation++;
+	ret = ekmfs_keyring_write(backing_fd, &fresh);
+	if (ret)
+		goto out;
+	ret = edited;
+	if (keep) {
+		*keep = fresh;
+		memset(&fresh, 0, sizeof(fresh));
+	}
+out:
+	ekmfs_keyring_free(&fresh);
+	return ret;
 }
 
 /* ---- 5. in-memory helpers ---- */

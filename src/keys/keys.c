@@ -710,57 +710,72 @@ int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 	return 0;
 }
 
+struct new_tenant {
+	const struct ekmfs_volume *vol;
+	const struct ekmfs_tenant_config *tc;
+	const char *path;                        /* of the volume, for messages */
+	struct ekmfs_kek_record krec;
+	uint32_t id;
+};
+
+static int add_new_tenant(struct ekmfs_keyring *kr, void *arg)
+{
+	struct new_tenant *nt = arg;
+	struct ekmfs_tenant_record rec = { .current_version = 1 }, *have;
+	int ret;
+
+	have = ekmfs_keyring_tenant(kr, nt->tc->name);
+	if (have) {
+		nt->id = have->id;
+		return -EEXIST;
+	}
+	ret = check_tenant_secrets(nt->tc, nt->path);
+	if (ret)
+		return ret;
+	/* Ids are never reused: a header naming a removed tenant's id must not
+	 * open under a newcomer's key. Records are never removed, so max + 1. */
+	for (size_t i = 0; i < kr->ntenants; i++)
+		if (kr->tenants[i].id > rec.id)
+			rec.id = kr->tenants[i].id;
+	rec.id++;
+	snprintf(rec.name, sizeof(rec.name), "%s", nt->tc->name);
+	snprintf(rec.provider, sizeof(rec.provider), "%s", nt->tc->provider);
+	rec.last_rotation = rec.last_cmk_change = nt->krec.created = time(NULL);
+	rec.disabled = !nt->tc->enabled;
+	ret = first_kek(nt->tc, nt->vol->volume_id, &rec, &nt->krec);
+	if (ret)
+		return ret;
+	ret = ekmfs_keyring_add_tenant(kr, &rec);
+	if (ret)
+		return ret;
+	nt->id = rec.id;
+	return 1;
+}
+
 int ekmfs_keys_create_tenant(int backing_fd, const struct ekmfs_volume *vol,
 			     const struct ekmfs_tenant_config *tc, uint32_t *id_out)
 {
-	struct ekmfs_tenant_record rec = { .current_version = 1 }, *have;
-	struct ekmfs_kek_record krec = { .version = 1, .state = EKMFS_KEK_ACTIVE };
-	struct ekmfs_keyring kr = { 0 };
+	struct new_tenant nt = {
+		.vol = vol, .tc = tc,
+		.krec = { .version = 1, .state = EKMFS_KEK_ACTIVE },
+	};
 	char path[PATH_MAX];
 	int lock_fd = -1, ret;
 
 	backing_path(backing_fd, path, sizeof(path));
+	nt.path = path;
 	ret = ekmfs_meta_lock(backing_fd, true, true, &lock_fd);
 	if (ret) {
 		ekmfs_seterr("cannot lock the keyring of %s: %s", path, strerror(-ret));
 		return ret;
 	}
-	ret = ekmfs_keyring_read(backing_fd, &kr);
-	if (ret)
-		goto out;
-	have = ekmfs_keyring_tenant(&kr, tc->name);
-	if (have) {
-		if (id_out)
-			*id_out = have->id;
-		ret = -EEXIST;
-		goto out;
-	}
-	ret = check_tenant_secrets(tc, path);
-	if (ret)
-		goto out;
-	/* Ids are never reused: a header naming a removed tenant's id must not
-	 * open under a newcomer's key. Records are never removed, so max + 1. */
-	for (size_t i = 0; i < kr.ntenants; i++)
-		if (kr.tenants[i].id > rec.id)
-			rec.id = kr.tenants[i].id;
-	rec.id++;
-	snprintf(rec.name, sizeof(rec.name), "%s", tc->name);
-	snprintf(rec.provider, sizeof(rec.provider), "%s", tc->provider);
-	rec.last_rotation = rec.last_cmk_change = krec.created = time(NULL);
-	rec.disabled = !tc->enabled;
-	ret = first_kek(tc, vol->volume_id, &rec, &krec);
-	if (ret)
-		goto out;
-	ret = ekmfs_keyring_add_tenant(&kr, &rec);
-	if (ret)
-		goto out;
-	kr.generation++;
-	ret = ekmfs_keyring_write(backing_fd, &kr);
-	if (!ret && id_out)
-		*id_out = rec.id;
-out:
-	ekmfs_wipe(&krec, sizeof(krec));
-	ekmfs_keyring_free(&kr);
+	ret = ekmfs_keyring_update(backing_fd, add_new_tenant, &nt, true, NULL);
+	/* The id: of the tenant made, or of the one already there (-EEXIST). */
+	if ((ret == 1 || ret == -EEXIST) && id_out)
+		*id_out = nt.id;
+	if (ret == 1)
+		ret = 0;
+	ekmfs_wipe(&nt.krec, sizeof(nt.krec));
 	ekmfs_meta_unlock(lock_fd);
 	return ret;
 }
@@ -1093,31 +1108,28 @@ static bool provider_settings_differ(const struct ekmfs_tenant_config *a,
 	return memcmp(&x, b, sizeof(x)) != 0;
 }
 
+static int set_enabled(struct ekmfs_keyring *kr, void *arg)
+{
+	const struct ekmfs_tenant_config *tc = arg;
+	struct ekmfs_tenant_record *rec = ekmfs_keyring_tenant(kr, tc->name);
+
+	if (!rec || rec->disabled == !tc->enabled)
+		return 0;
+	rec->disabled = !tc->enabled;
+	return 1;
+}
+
 /* Record tc's `enabled` in the keyring when it differs (under the meta
  * lock, on a fresh copy), so the change is audited once, whichever process
  * sees it first. 1 if changed, 0 if not, -errno. */
 static int record_enabled(struct ekmfs_keys *k, const struct ekmfs_tenant_config *tc)
 {
-	struct ekmfs_keyring kr = { 0 };
-	struct ekmfs_tenant_record *rec;
 	int lock_fd = -1, ret;
 
 	ret = ekmfs_meta_lock(k->backing_fd, true, true, &lock_fd);
 	if (ret)
 		return ret;
-	ret = ekmfs_keyring_read(k->backing_fd, &kr);
-	if (ret)
-		goto out;
-	rec = ekmfs_keyring_tenant(&kr, tc->name);
-	if (!rec || rec->disabled == !tc->enabled)
-		goto out;
-	rec->disabled = !tc->enabled;
-	kr.generation++;
-	ret = ekmfs_keyring_write(k->backing_fd, &kr);
-	if (!ret)
-		ret = 1;
-out:
-	ekmfs_keyring_free(&kr);
+	ret = ekmfs_keyring_update(k->backing_fd, set_enabled, (void *)tc, true, NULL);
 	ekmfs_meta_unlock(lock_fd);
 	return ret;
 }

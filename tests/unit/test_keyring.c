@@ -346,6 +346,66 @@ static void test_keyring_malformed(void)
 	}
 }
 
+/* The test edit: renames tenant 1 to arg, or returns what arg says. */
+static int rename_edit(struct ekmfs_keyring *kr, void *arg)
+{
+	const char *name = arg;
+
+	if (strcmp(name, "nothing") == 0)
+		return 0;
+	if (strcmp(name, "fail") == 0)
+		return -EPERM;
+	snprintf(kr->tenants[0].name, sizeof(kr->tenants[0].name), "%s", name);
+	return 1;
+}
+
+static void test_keyring_update(void)
+{
+	struct ekmfs_keyring kr = { .generation = 7 }, back = { 0 }, kept = { 0 };
+	struct ekmfs_tenant_record t = { .id = 1, .current_version = 1 };
+	struct ekmfs_kek_record k = { .version = 1, .state = EKMFS_KEK_ACTIVE,
+				      .created = 1790000000 };
+	char path[256];
+	int bfd = new_backing(path, sizeof(path)), lock_fd;
+
+	CHECK(bfd >= 0);
+	CHECK_EQ_INT(mkdirat(bfd, EKMFS_META_DIR, 0700), 0);
+	snprintf(t.name, sizeof(t.name), "default");
+	snprintf(t.provider, sizeof(t.provider), "local");
+	snprintf(t.kdf, sizeof(t.kdf), "scrypt:n=16384,r=8,p=1,salt=AAAAAAAAAAAAAAAAAAAAAA==");
+	k.wrapped.len = 60;
+	snprintf(k.wrapped.cmk_ref, sizeof(k.wrapped.cmk_ref), "local:passphrase");
+	snprintf(k.wrapped.cmk_version, sizeof(k.wrapped.cmk_version), "00112233aabbccdd");
+	CHECK_EQ_INT(ekmfs_tenant_add_kek(&t, &k), 0);
+	CHECK_EQ_INT(ekmfs_keyring_add_tenant(&kr, &t), 0);
+	free(t.keks);
+	CHECK_EQ_INT(ekmfs_meta_lock(bfd, true, false, &lock_fd), 0);
+	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr), 0);
+
+	/* A change is written with the next generation and handed back. */
+	CHECK_EQ_INT(ekmfs_keyring_update(bfd, rename_edit, "one", true, &kept), 1);
+	CHECK_EQ_INT(kept.generation, 8);
+	CHECK(strcmp(kept.tenants[0].name, "one") == 0);
+	CHECK_EQ_INT(ekmfs_keyring_read(bfd, &back), 0);
+	CHECK_EQ_INT(back.generation, 8);
+	CHECK(strcmp(back.tenants[0].name, "one") == 0);
+	ekmfs_keyring_free(&back);
+	ekmfs_keyring_free(&kept);
+	/* Nothing to write, a failing edit, a dry run: the file stays. */
+	CHECK_EQ_INT(ekmfs_keyring_update(bfd, rename_edit, "nothing", true, NULL), 0);
+	CHECK_EQ_INT(ekmfs_keyring_update(bfd, rename_edit, "fail", true, NULL), -EPERM);
+	CHECK_EQ_INT(ekmfs_keyring_update(bfd, rename_edit, "two", false, &kept), 1);
+	CHECK_EQ_INT(kept.ntenants, 0);
+	CHECK_EQ_INT(ekmfs_keyring_read(bfd, &back), 0);
+	CHECK_EQ_INT(back.generation, 8);
+	CHECK(strcmp(back.tenants[0].name, "one") == 0);
+	ekmfs_keyring_free(&back);
+	ekmfs_meta_unlock(lock_fd);
+	ekmfs_keyring_free(&kr);
+	close(bfd);
+	rm_tree(path);
+}
+
 static void test_lock(void)
 {
 	char path[256];
@@ -383,6 +443,7 @@ int main(void)
 	RUN(test_volume_malformed);
 	RUN(test_keyring_round_trip);
 	RUN(test_keyring_malformed);
+	RUN(test_keyring_update);
 	RUN(test_lock);
 	rm_tree(root);
 	return CHECK_DONE();

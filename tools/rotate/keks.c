@@ -15,7 +15,7 @@
  *
  * Every edit re-reads the keyring under the exclusive meta lock, changes
  * that fresh copy, bumps the generation and writes it atomically
- * (ekmfs_keyring_write), so an edit by ekmfs-admin or the daemon in between
+ * (ekmfs_keyring_update), so an edit by ekmfs-admin or the daemon in between
  * is never lost. All key material an edit needs is produced before the
  * write, so a failure leaves the keyring as it was.
  */
@@ -257,38 +257,41 @@ void keys_close(struct rot_ctx *c)
 typedef int (*edit_fn)(struct rot_ctx *c, struct ekmfs_keyring *kr,
 		       struct ekmfs_tenant_record *t, void *arg);
 
+struct tenant_edit {
+	struct rot_ctx *c;
+	edit_fn fn;
+	void *arg;
+};
+
+static int edit_tenant(struct ekmfs_keyring *kr, void *arg)
+{
+	struct tenant_edit *e = arg;
+	struct ekmfs_tenant_record *t = ekmfs_keyring_tenant(kr, e->c->trec->name);
+
+	if (!t) {
+		ekmfs_seterr("tenant '%s' disappeared from the keyring", e->c->trec->name);
+		return -ENOENT;
+	}
+	return e->fn(e->c, kr, t, e->arg);
+}
+
 static int keyring_edit(struct rot_ctx *c, edit_fn fn, void *arg, bool dry_run)
 {
+	struct tenant_edit e = { c, fn, arg };
 	struct ekmfs_keyring fresh = { 0 };
-	struct ekmfs_tenant_record *t;
 	int lock_fd = -1, ret;
 
 	ret = ekmfs_meta_lock(c->backing_fd, true, true, &lock_fd);
 	if (ret)
 		return ret;
-	ret = ekmfs_keyring_read(c->backing_fd, &fresh);
-	if (ret)
-		goto out;
-	t = ekmfs_keyring_tenant(&fresh, c->trec->name);
-	if (!t) {
-		ekmfs_seterr("tenant '%s' disappeared from the keyring", c->trec->name);
-		ret = -ENOENT;
-		goto out;
+	ret = ekmfs_keyring_update(c->backing_fd, edit_tenant, &e, !dry_run, &fresh);
+	if (ret > 0 && !dry_run) {
+		/* The keyring written is the one we go on with. */
+		ekmfs_keyring_free(&c->kr);
+		c->kr = fresh;
+		ret = pick_tenant(c);
 	}
-	ret = fn(c, &fresh, t, arg);
-	if (ret <= 0 || dry_run)
-		goto out;
-	fresh.generation++;
-	ret = ekmfs_keyring_write(c->backing_fd, &fresh);
-	if (ret)
-		goto out;
-	ekmfs_keyring_free(&c->kr);
-	c->kr = fresh;
-	memset(&fresh, 0, sizeof(fresh));
-	ret = pick_tenant(c);
-out:
 	ekmfs_meta_unlock(lock_fd);
-	ekmfs_keyring_free(&fresh);
 	return ret < 0 ? ret : 0;
 }
 
