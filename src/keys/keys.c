@@ -1088,23 +1088,29 @@ struct ekmfs_provider *ekmfs_keys_provider(struct ekmfs_keys *k, const char *ten
 
 /* ---- 7. tenants: applying the configuration, routing, cache states ---- */
 
-/* Whether a and b differ in what the provider uses (anything but the
- * policy and cache limits, which apply at once). */
+/* The policy and cache limits of a tenant: what a reload applies at once.
+ * The rest belongs to its provider and waits for the next mount. */
+static void copy_policy(struct ekmfs_tenant_config *dst, const struct ekmfs_tenant_config *src)
+{
+	dst->key_cache_ttl = src->key_cache_ttl;
+	dst->key_cache_uses = src->key_cache_uses;
+	dst->outage_grace = src->outage_grace;
+	dst->rotation_days = src->rotation_days;
+	dst->min_cmk_change_interval = src->min_cmk_change_interval;
+	dst->npaths = src->npaths;
+	memcpy(dst->paths, src->paths, sizeof(dst->paths));
+	dst->paths_line = src->paths_line;
+	dst->enforce_from = src->enforce_from;
+	dst->enabled = src->enabled;
+}
+
+/* Whether a and b differ in what the provider uses. */
 static bool provider_settings_differ(const struct ekmfs_tenant_config *a,
 				     const struct ekmfs_tenant_config *b)
 {
 	struct ekmfs_tenant_config x = *a;
 
-	x.key_cache_ttl = b->key_cache_ttl;
-	x.key_cache_uses = b->key_cache_uses;
-	x.outage_grace = b->outage_grace;
-	x.rotation_days = b->rotation_days;
-	x.min_cmk_change_interval = b->min_cmk_change_interval;
-	x.npaths = b->npaths;
-	memcpy(x.paths, b->paths, sizeof(x.paths));
-	x.paths_line = b->paths_line;
-	x.enforce_from = b->enforce_from;
-	x.enabled = b->enabled;
+	copy_policy(&x, b);
 	return memcmp(&x, b, sizeof(x)) != 0;
 }
 
@@ -1225,15 +1231,7 @@ int ekmfs_keys_apply_config(struct ekmfs_keys *k, const struct ekmfs_config *cfg
 		if (provider_settings_differ(&kt->tc, tc))
 			ekmfs_log(EKMFS_LOG_WARN, "tenant '%s': provider settings changed; they take "
 				  "effect at the next mount (the keys in use stay)", rec->name);
-		kt->tc.key_cache_ttl = tc->key_cache_ttl;
-		kt->tc.key_cache_uses = tc->key_cache_uses;
-		kt->tc.outage_grace = tc->outage_grace;
-		kt->tc.rotation_days = tc->rotation_days;
-		kt->tc.min_cmk_change_interval = tc->min_cmk_change_interval;
-		kt->tc.npaths = tc->npaths;
-		memcpy(kt->tc.paths, tc->paths, sizeof(kt->tc.paths));
-		kt->tc.enforce_from = tc->enforce_from;
-		kt->tc.enabled = tc->enabled;
+		copy_policy(&kt->tc, tc);
 	}
 	if (!ret) {
 		free(k->policy);
