@@ -80,6 +80,10 @@ struct ekmfs_keyring {
  * (mode 0700) and the descriptor; -EEXIST if a volume is already there. */
 int ekmfs_volume_read(int backing_fd, struct ekmfs_volume *v);
 int ekmfs_volume_write_new(int backing_fd, const struct ekmfs_volume *v);
+/* Where the daemon serving the volume listens, and ekmfs-admin calls it:
+ * CONTROL_DIR/<volume id in hex>.sock. 0 or -ENAMETOOLONG. */
+int ekmfs_volume_control_path(const char *control_dir, const struct ekmfs_volume *v,
+			      char *out, size_t len);
 
 /* Keyring. read fills kr (free with ekmfs_keyring_free); write replaces the
  * file atomically and durably. The caller holds the exclusive meta lock. */

@@ -199,12 +199,9 @@ static int listen_socket(struct efs_data *fs)
 {
 	const struct ekmfs_volume *vol = ekmfs_keys_volume(fs->keys);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
 	int fd, probe;
 
-	ekmfs_hex(vol->volume_id, EKMFS_VOLUME_ID_SIZE, id);
-	if ((size_t)snprintf(ctl.path, sizeof(ctl.path), "%s/%s.sock", fs->cfg->control_dir, id) >=
-	    sizeof(ctl.path)) {
+	if (ekmfs_volume_control_path(fs->cfg->control_dir, vol, ctl.path, sizeof(ctl.path))) {
 		ekmfs_log(EKMFS_LOG_ERR, "control socket: directory %s: path too long",
 			  fs->cfg->control_dir);
 		return -ENAMETOOLONG;

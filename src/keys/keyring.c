@@ -421,6 +421,17 @@ static int write_json(int backing_fd, const char *name, json_object *doc)
 
 /* ---- 3. the volume descriptor ---- */
 
+int ekmfs_volume_control_path(const char *control_dir, const struct ekmfs_volume *v,
+			      char *out, size_t len)
+{
+	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
+
+	ekmfs_hex(v->volume_id, EKMFS_VOLUME_ID_SIZE, id);
+	if ((size_t)snprintf(out, len, "%s/%s.sock", control_dir, id) >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
 static const char *const volume_keys[] = {
 	"format", "version", "volume_id", "block_size", "created", NULL
 };

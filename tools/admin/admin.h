@@ -117,12 +117,10 @@ int admin_audit_preflight(const struct ekmfs_config *cfg);
 int admin_audit_init_record(const char *backing, const struct ekmfs_config *cfg);
 /* `audit verify|show ...` (argv[0] is "audit") */
 int admin_audit_main(int argc, char **argv, const struct ekmfs_config *cfg);
-/* control_client.c: the daemon's control socket CONTROL_DIR/<volume id>.sock.
+/* control_client.c: the daemon's control socket (ekmfs_volume_control_path).
  * request: send req (one line), *reply = the answer's first line (malloc'd).
  * timeout_s 0: wait as long as the daemon takes. 0 or -errno (-ENOENT or
  * -ECONNREFUSED: no daemon listens). */
-int admin_control_path(const struct ekmfs_config *cfg, const struct ekmfs_volume *vol,
-		       char *out, size_t len);
 int admin_control_request(const char *sock_path, const char *req, int timeout_s,
 			  char **reply);
 /* The daemon's per-tenant cache states (a JSON array, caller puts it), or

@@ -2,12 +2,12 @@
  * control_client.c - the client side of the daemon's control socket
  * (src/fs/control.c owns the protocol).
  *
- * Owns: where a volume's socket is (CONTROL_DIR/<volume id>.sock), sending
- * one request line and reading the one-line answer, and the `tenants`
- * request that status uses to show each tenant's key cache. lock.c and the
- * status commands share it.
+ * Owns: sending one request line to a volume's socket (its path, shared
+ * with the daemon: ekmfs_volume_control_path) and reading the one-line
+ * answer, and the `tenants` request that status uses to show each tenant's
+ * key cache. lock.c and the status commands share it.
  *
- * Divisions: the socket path and the request; the tenants request.
+ * Divisions: the request; the tenants request.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -27,18 +27,7 @@
 /* A reply longer than this is not from our daemon (64 tenants fit in 20 KiB). */
 #define REPLY_MAX (1024 * 1024)
 
-/* ---- the socket path and the request ---- */
-
-int admin_control_path(const struct ekmfs_config *cfg, const struct ekmfs_volume *vol,
-		       char *out, size_t len)
-{
-	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
-
-	ekmfs_hex(vol->volume_id, EKMFS_VOLUME_ID_SIZE, id);
-	if ((size_t)snprintf(out, len, "%s/%s.sock", cfg->control_dir, id) >= len)
-		return -ENAMETOOLONG;
-	return 0;
-}
+/* ---- the request ---- */
 
 int admin_control_request(const char *sock_path, const char *req, int timeout_s,
 			  char **reply)
@@ -119,7 +108,7 @@ json_object *admin_daemon_tenants(const struct ekmfs_config *cfg,
 	char *reply = NULL;
 	int ret;
 
-	ret = admin_control_path(cfg, vol, sock, sizeof(sock));
+	ret = ekmfs_volume_control_path(cfg->control_dir, vol, sock, sizeof(sock));
 	if (ret == 0)
 		ret = admin_control_request(sock, "tenants\n", 5, &reply);
 	/* No socket, or a stale one nobody listens on: no daemon serves the

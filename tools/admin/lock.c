@@ -129,7 +129,7 @@ int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		return EXIT_FAIL;
 	}
 	snprintf(req, sizeof(req), "%s%s%s\n", cmd, tenant ? " " : "", tenant ? tenant : "");
-	ret = admin_control_path(cfg, &vol, sock, sizeof(sock));
+	ret = ekmfs_volume_control_path(cfg->control_dir, &vol, sock, sizeof(sock));
 	/* No timeout: unlock waits for the key service, with its own limits. */
 	if (ret == 0)
 		ret = admin_control_request(sock, req, 0, &reply);
