@@ -63,6 +63,10 @@ void ekmfs_header_init(struct ekmfs_header *h, const uint8_t file_id[EKMFS_FILE_
 /* Index of the non-empty slot with the highest seq, the other non-empty one
  * as *fallback (-1 if none). Returns -ENOKEY when both slots are empty. */
 int ekmfs_header_newest_slot(const struct ekmfs_header *h, int *fallback);
+/* The slot whose tenant owns the file: the newest, unless that is a slot
+ * write cut short (a seq but tenant id 0, docs/ROTATION.md), then the
+ * other one. -1 when there is none. */
+int ekmfs_header_owner_slot(const struct ekmfs_header *h);
 
 /* Fill slot idx: wrap dek under kek with AAD = header prefix ‖ seq ‖ tenant ‖
  * version (see FORMAT.md). 0 or -EIO. */

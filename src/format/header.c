@@ -229,6 +229,15 @@ int ekmfs_header_newest_slot(const struct ekmfs_header *h, int *fallback)
 	return s0 > s1 ? 0 : 1;
 }
 
+int ekmfs_header_owner_slot(const struct ekmfs_header *h)
+{
+	int fallback, newest = ekmfs_header_newest_slot(h, &fallback);
+
+	if (newest >= 0 && !h->slot[newest].tenant_id)
+		newest = fallback;
+	return newest >= 0 ? newest : -1;
+}
+
 /* AAD = header bytes 0..31 ‖ slot bytes 0..15: the slot is bound to this
  * file (id), this format (magic, version, sizes, flags) and its own seq,
  * tenant and KEK version, so no field can be edited or the slot moved to

@@ -395,6 +395,29 @@ static void test_newest_slot(void)
 	CHECK_EQ_INT(ekmfs_header_newest_slot(&h, NULL), 1);
 }
 
+/* The owner: the newest slot, passing over a write cut short (tenant 0). */
+static void test_owner_slot(void)
+{
+	static const struct { uint64_t s0, s1; uint32_t t0, t1; int owner; } cases[] = {
+		{ 0, 0, 0, 0, -1 },     /* no slot */
+		{ 5, 0, 3, 0, 0 },      /* one slot */
+		{ 5, 6, 3, 4, 1 },      /* newest */
+		{ 5, 6, 3, 0, 0 },      /* newest cut short: the other */
+		{ 6, 5, 0, 3, 1 },
+		{ 0, 6, 0, 0, -1 },     /* only a cut-short slot: none */
+	};
+	struct ekmfs_header h;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ekmfs_header_init(&h, id1);
+		h.slot[0].seq = cases[i].s0;
+		h.slot[1].seq = cases[i].s1;
+		h.slot[0].tenant_id = cases[i].t0;
+		h.slot[1].tenant_id = cases[i].t1;
+		CHECK_EQ_INT(ekmfs_header_owner_slot(&h), cases[i].owner);
+	}
+}
+
 /* ---- 4. size arithmetic ---- */
 
 static void test_sizes(void)
@@ -509,6 +532,7 @@ int main(void)
 	RUN(test_every_byte_bound);
 	RUN(test_slot_binding);
 	RUN(test_newest_slot);
+	RUN(test_owner_slot);
 	RUN(test_sizes);
 	RUN(test_block_failures);
 	for (int i = 0; i < nvecs; i++)

@@ -133,7 +133,7 @@ static void misplaced_tenants(struct rot_ctx *c, const char *path, const char **
 	uint8_t buf[EKMFS_HEADER_SIZE];
 	struct ekmfs_header h;
 	struct ekmfs_tenant_record *t = NULL;
-	int fd, newest, fallback;
+	int fd, owner;
 
 	*route = ekmfs_config_route(&c->cfg, path, c->started)->name;
 	*header = "?";
@@ -142,11 +142,9 @@ static void misplaced_tenants(struct rot_ctx *c, const char *path, const char **
 		return;
 	if (ekmfs_read_full(fd, buf, sizeof(buf), 0) == EKMFS_HEADER_SIZE &&
 	    ekmfs_header_parse(buf, &h) == 0) {
-		newest = ekmfs_header_newest_slot(&h, &fallback);
-		if (newest >= 0 && !h.slot[newest].tenant_id)
-			newest = fallback;
-		if (newest >= 0)
-			t = ekmfs_keyring_tenant_by_id(&c->kr, h.slot[newest].tenant_id);
+		owner = ekmfs_header_owner_slot(&h);
+		if (owner >= 0)
+			t = ekmfs_keyring_tenant_by_id(&c->kr, h.slot[owner].tenant_id);
 	}
 	close(fd);
 	if (t)

@@ -196,11 +196,9 @@ static enum outcome read_header(struct rot_pass *p, int fd, const char *path,
  * that is a write cut short (tenant id 0). 0 when there is none. */
 static uint32_t header_tenant(const struct ekmfs_header *h)
 {
-	int fallback, newest = ekmfs_header_newest_slot(h, &fallback);
+	int owner = ekmfs_header_owner_slot(h);
 
-	if (newest >= 0 && !h->slot[newest].tenant_id)
-		newest = fallback;
-	return newest >= 0 ? h->slot[newest].tenant_id : 0;
+	return owner >= 0 ? h->slot[owner].tenant_id : 0;
 }
 
 /* Caller holds p->mu. Keeps the ROT_MISPLACED_LIST smallest paths, sorted,
