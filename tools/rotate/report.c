@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ekmfs/io.h"
+#include "ekmfs/content.h"
 #include "ekmfs/util.h"
 #include "rotate.h"
 
@@ -130,7 +130,6 @@ static void fmt_duration(int64_t secs, char *out, size_t len)
 static void misplaced_tenants(struct rot_ctx *c, const char *path, const char **route,
 			      const char **header)
 {
-	uint8_t buf[EKMFS_HEADER_SIZE];
 	struct ekmfs_header h;
 	struct ekmfs_tenant_record *t = NULL;
 	int fd, owner;
@@ -140,8 +139,7 @@ static void misplaced_tenants(struct rot_ctx *c, const char *path, const char **
 	fd = openat(c->backing_fd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return;
-	if (ekmfs_read_full(fd, buf, sizeof(buf), 0) == EKMFS_HEADER_SIZE &&
-	    ekmfs_header_parse(buf, &h) == 0) {
+	if (ekmfs_content_read_header(fd, &h) == 0) {
 		owner = ekmfs_header_owner_slot(&h);
 		if (owner >= 0)
 			t = ekmfs_keyring_tenant_by_id(&c->kr, h.slot[owner].tenant_id);
