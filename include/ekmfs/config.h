@@ -25,6 +25,7 @@
 #define EKMFS_TENANT_PATHS_MAX 16
 #define EKMFS_TENANT_PATH_LEN 256
 #define EKMFS_DEFAULT_KEY_CACHE_USES 1000000
+#define EKMFS_DEFAULT_ROTATION_DAYS 60
 
 /* How the local provider obtains its CMK. */
 enum ekmfs_local_source {
@@ -128,6 +129,9 @@ void ekmfs_config_defaults(struct ekmfs_config *cfg);
 int ekmfs_config_load(const char *path, struct ekmfs_config *cfg);
 const struct ekmfs_tenant_config *ekmfs_config_tenant(const struct ekmfs_config *cfg,
 						       const char *name);
+/* The KEK rotation period of the keyring's tenant name: its rotation_days,
+ * or the default for a tenant the configuration no longer names. */
+uint32_t ekmfs_config_rotation_days(const struct ekmfs_config *cfg, const char *name);
 
 /* Tenant routing (docs/TENANTS.md). path is relative to the volume root,
  * with or without a leading '/' ("bots/acme/a.txt").

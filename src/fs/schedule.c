@@ -155,8 +155,7 @@ void efs_schedule_tick(struct efs_data *fs, const struct ekmfs_config *cfg,
 	}
 	for (size_t i = 0; i < kr.ntenants && sched.child <= 0; i++) {
 		const struct ekmfs_tenant_record *t = &kr.tenants[i];
-		const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(cfg, t->name);
-		uint32_t days = tc ? tc->rotation_days : 60;
+		uint32_t days = ekmfs_config_rotation_days(cfg, t->name);
 		time_t due = t->last_rotation + (time_t)days * 86400;
 		char when[32];
 

@@ -46,7 +46,7 @@ static void tenant_defaults(struct ekmfs_tenant_config *tc, const char *name)
 	tc->local_source = EKMFS_LOCAL_KEY_FILE;
 	snprintf(tc->key_file, sizeof(tc->key_file), "%s", EKMFS_DEFAULT_KEY_FILE);
 	tc->scrypt_n = 65536;
-	tc->rotation_days = 60;
+	tc->rotation_days = EKMFS_DEFAULT_ROTATION_DAYS;
 	tc->min_cmk_change_interval = EKMFS_DEFAULT_MIN_CMK_CHANGE_INTERVAL;
 	tc->key_cache_ttl = EKMFS_DEFAULT_KEY_CACHE_TTL;
 	tc->outage_grace = EKMFS_DEFAULT_OUTAGE_GRACE;
@@ -87,6 +87,13 @@ const struct ekmfs_tenant_config *ekmfs_config_tenant(const struct ekmfs_config 
 		if (strcmp(cfg->tenants[i].name, name) == 0)
 			return &cfg->tenants[i];
 	return NULL;
+}
+
+uint32_t ekmfs_config_rotation_days(const struct ekmfs_config *cfg, const char *name)
+{
+	const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(cfg, name);
+
+	return tc ? tc->rotation_days : EKMFS_DEFAULT_ROTATION_DAYS;
 }
 
 /* Whether path (canonical, no leading '/') lies in subtree (canonical, with

@@ -20,10 +20,6 @@
 #include "ekmfs/keyring.h"
 #include "ekmfs/util.h"
 
-/* What the daemon uses for a tenant the configuration does not name
- * (src/fs/schedule.c). */
-#define UNCONFIGURED_ROTATION_DAYS 60
-
 /* ---- the context ---- */
 
 void admin_status_ctx_init(struct admin_status_ctx *c, const struct ekmfs_config *cfg,
@@ -169,7 +165,7 @@ void admin_status_tenant_text(const struct admin_status_ctx *c, struct ekmfs_ten
 {
 	const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(c->cfg, t->name);
 	struct ekmfs_kek_record *cur = ekmfs_tenant_kek(t, t->current_version);
-	uint32_t days = tc ? tc->rotation_days : UNCONFIGURED_ROTATION_DAYS;
+	uint32_t days = ekmfs_config_rotation_days(c->cfg, t->name);
 	char text[PATH_MAX + 160];
 
 	printf("  cmk:            %s version %s (current KEK v%u)\n",
@@ -236,7 +232,7 @@ void admin_status_tenant_json(const struct admin_status_ctx *c, struct ekmfs_ten
 {
 	const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(c->cfg, t->name);
 	struct ekmfs_kek_record *cur = ekmfs_tenant_kek(t, t->current_version);
-	uint32_t days = tc ? tc->rotation_days : UNCONFIGURED_ROTATION_DAYS;
+	uint32_t days = ekmfs_config_rotation_days(c->cfg, t->name);
 
 	json_object_object_add(o, "in_keyring", json_object_new_boolean(true));
 	json_object_object_add(o, "cmk_ref", cur ? json_object_new_string(cur->wrapped.cmk_ref) :

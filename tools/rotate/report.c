@@ -217,8 +217,9 @@ int report_status(struct rot_ctx *c, const struct rot_pass *scan)
 		struct ekmfs_tenant_record *t = &c->kr.tenants[i];
 		const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(&c->cfg, t->name);
 		struct ekmfs_kek_record *cur = ekmfs_tenant_kek(t, t->current_version);
-		uint32_t days = tc ? tc->rotation_days : 60;
-		uint64_t interval = tc ? tc->min_cmk_change_interval : 86400;
+		uint32_t days = ekmfs_config_rotation_days(&c->cfg, t->name);
+		uint64_t interval = tc ? tc->min_cmk_change_interval :
+				    EKMFS_DEFAULT_MIN_CMK_CHANGE_INTERVAL;
 		time_t due = t->last_rotation + (time_t)days * 86400;
 		time_t cmk_next = t->last_cmk_change + (time_t)interval;
 
