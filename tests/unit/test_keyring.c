@@ -172,6 +172,18 @@ static void test_volume_malformed(void)
 	expect_volume("", -EBADMSG, "not valid JSON");
 }
 
+/* The default tenant of a local-provider volume, and its KEK's wrapping
+ * (60 bytes under "local:passphrase"; the blob is the caller's). */
+static void sample_records(struct ekmfs_tenant_record *t, struct ekmfs_kek_record *k)
+{
+	snprintf(t->name, sizeof(t->name), "default");
+	snprintf(t->provider, sizeof(t->provider), "local");
+	snprintf(t->kdf, sizeof(t->kdf), "scrypt:n=16384,r=8,p=1,salt=AAAAAAAAAAAAAAAAAAAAAA==");
+	k->wrapped.len = 60;
+	snprintf(k->wrapped.cmk_ref, sizeof(k->wrapped.cmk_ref), "local:passphrase");
+	snprintf(k->wrapped.cmk_version, sizeof(k->wrapped.cmk_version), "00112233aabbccdd");
+}
+
 static void test_keyring_round_trip(void)
 {
 	struct ekmfs_keyring kr = { .generation = 41 }, back;
@@ -189,14 +201,9 @@ static void test_keyring_round_trip(void)
 
 	CHECK(bfd >= 0);
 	CHECK_EQ_INT(mkdirat(bfd, EKMFS_META_DIR, 0700), 0);
-	snprintf(t.name, sizeof(t.name), "default");
-	snprintf(t.provider, sizeof(t.provider), "local");
-	snprintf(t.kdf, sizeof(t.kdf), "scrypt:n=16384,r=8,p=1,salt=AAAAAAAAAAAAAAAAAAAAAA==");
-	k.wrapped.len = 60;
+	sample_records(&t, &k);
 	for (int i = 0; i < 60; i++)
 		k.wrapped.blob[i] = (uint8_t)(i * 7);
-	snprintf(k.wrapped.cmk_ref, sizeof(k.wrapped.cmk_ref), "local:passphrase");
-	snprintf(k.wrapped.cmk_version, sizeof(k.wrapped.cmk_version), "00112233aabbccdd");
 	CHECK_EQ_INT(ekmfs_tenant_add_kek(&t, &k), 0);
 	k.version = 2;
 	k.state = EKMFS_KEK_ACTIVE;
@@ -370,12 +377,7 @@ static void test_keyring_update(void)
 
 	CHECK(bfd >= 0);
 	CHECK_EQ_INT(mkdirat(bfd, EKMFS_META_DIR, 0700), 0);
-	snprintf(t.name, sizeof(t.name), "default");
-	snprintf(t.provider, sizeof(t.provider), "local");
-	snprintf(t.kdf, sizeof(t.kdf), "scrypt:n=16384,r=8,p=1,salt=AAAAAAAAAAAAAAAAAAAAAA==");
-	k.wrapped.len = 60;
-	snprintf(k.wrapped.cmk_ref, sizeof(k.wrapped.cmk_ref), "local:passphrase");
-	snprintf(k.wrapped.cmk_version, sizeof(k.wrapped.cmk_version), "00112233aabbccdd");
+	sample_records(&t, &k);
 	CHECK_EQ_INT(ekmfs_tenant_add_kek(&t, &k), 0);
 	CHECK_EQ_INT(ekmfs_keyring_add_tenant(&kr, &t), 0);
 	free(t.keks);
