@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ekmfs/io.h"
 #include "rotate.h"
 
 struct rot_progress {
@@ -86,13 +87,13 @@ static void publish(struct rot_progress *pr)
 	n = snprintf(line, sizeof(line), "%ld %llu %llu %s\n", (long)getpid(),
 		     (unsigned long long)atomic_load(&pr->pass->done),
 		     (unsigned long long)pr->total, pr->pass->label);
-	fd = openat(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp",
-		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = ekmfs_io->openat(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp",
+			      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
-	if (write(fd, line, (size_t)n) == n)
-		(void)renameat(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp", dirfd,
-			       EKMFS_META_DIR "/" ROT_PROGRESS_FILE);
+	if (ekmfs_write_full(fd, line, (size_t)n, 0) == 0)
+		(void)ekmfs_io->renameat2(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp",
+					  dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE, 0);
 	close(fd);
 }
 
@@ -161,7 +162,7 @@ void progress_stop(struct rot_progress *pr)
 	pthread_mutex_unlock(&pr->mu);
 	pthread_join(pr->thread, NULL);
 	if (pr->publish)
-		(void)unlinkat(pr->pass->ctx->backing_fd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE, 0);
+		(void)ekmfs_io->unlinkat(pr->pass->ctx->backing_fd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE, 0);
 	if (pr->drawn)
 		draw(pr, true); /* a run that showed progress also shows its end */
 	pthread_mutex_destroy(&pr->mu);
