@@ -1,67 +1,115 @@
 /*
- * content.c - plaintext reads, writes and truncation of one backing file.
+ * content.c - the lifecycle of an open backing file: create, load (strict,
+ * or settling a file a crash left), rekey, durability points and close.
  *
- * Owns: turning a plaintext byte range into header and block I/O on the
- * backing file (docs/FORMAT.md gives the layout). All data I/O goes through
- * the ekmfs_io seam (ekmfs_read_full / ekmfs_write_full / ekmfs_io->ftruncate)
- * so the tests can inject short transfers and errors.
+ * Owns: the header I/O (sector 0 and its key slots, the state records of
+ * sector 1), the keys of one file (DEK, state key, XAES write key), which
+ * blocks are protected (private.h states the rules), and bringing the
+ * backing file's length and holes in line once a state is durable.
  *
  * Divisions:
- *   1. header and size
- *   2. parallel block crypto (splitting a request over the crypto pool)
- *   3. read
- *   4. rewriting a range of blocks (shared by write and growing truncate)
- *   5. write
- *   6. truncate
- *
- * Invariants kept by every successful call: the backing size is a valid
- * ekmfs_backing_size() of the plaintext size, and every block up to it is
- * sealed. A file is never extended with holes: gaps become sealed zero
- * blocks, because a hole (or an attacker's run of zeros) must read back as
- * an authentication failure, never as plaintext zeros.
- *
- * Memory is bounded per call: reads and writes move at most CHUNK_BLOCKS
- * blocks per submission, however large the request or the gap.
- *
- * Speed: the blocks of a chunk are sealed or opened by the crypto pool
- * (parallel.h) in a few contiguous parts, each under one keyed AEAD session
- * (one key schedule per part, no allocation per block); the I/O goes
- * through the io_uring batch interface (io.h).
+ *   1. keys, the write key, errors
+ *   2. header and key-slot I/O
+ *   3. state records
+ *   4. create, load, settle
+ *   5. rekey, sync, close
+ *   6. sizes
  */
 #include <errno.h>
-#include <limits.h>
-#include <stdbool.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <linux/falloc.h>
 
 #include "ekmfs/aead.h"
-#include "ekmfs/content.h"
 #include "ekmfs/io.h"
-#include "ekmfs/parallel.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
+#include "private.h"
 
-/* 1 MiB of plaintext (a full FUSE request, plus one block for misalignment)
- * per system call. */
-#define CHUNK_BLOCKS 257
+/* ---- 1. keys, the write key, errors ---- */
 
-/* Largest plaintext size whose backing size still fits in off_t. */
-#define MAX_PLAIN \
-	((uint64_t)((INT64_MAX - EKMFS_HEADER_SIZE) / EKMFS_CBLOCK_SIZE) * EKMFS_BLOCK_SIZE)
-
-static uint64_t min_u64(uint64_t a, uint64_t b)
+static int keys_set(struct ekmfs_content *c, const uint8_t dek[EKMFS_KEY_SIZE])
 {
-	return a < b ? a : b;
+	if (!c->k) {
+		c->k = ekmfs_secure_alloc(sizeof(*c->k));
+		if (!c->k)
+			return -ENOMEM;
+	}
+	memcpy(c->k->dek, dek, EKMFS_KEY_SIZE);
+	c->wcount = UINT64_MAX;          /* no write key yet */
+	c->salts_reset = true;
+	if (c->l->version == EKMFS_FORMAT_V1)
+		return 0;
+	if (ekmfs_state_key(dek, c->k->state) < 0) {
+		ekmfs_seterr("deriving the state key failed");
+		return -EIO;
+	}
+	return 0;
 }
 
-static uint64_t max_u64(uint64_t a, uint64_t b)
+int content_write_key(struct ekmfs_content *c, uint64_t n, bool may_rotate,
+		      uint8_t key[EKMFS_KEY_SIZE], uint8_t salt[EKMFS_XAES_SALT_SIZE])
 {
-	return a > b ? a : b;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->wcount == UINT64_MAX || c->wcount + n > CONTENT_SALT_BLOCKS) {
+		if (!may_rotate) {
+			pthread_mutex_unlock(&c->mu);
+			return -EAGAIN;
+		}
+		rc = ekmfs_random(c->wsalt, sizeof(c->wsalt));
+		if (rc == 0)
+			rc = ekmfs_xaes_derive(c->k->dek, c->wsalt, c->k->write);
+		c->wcount = rc == 0 ? 0 : UINT64_MAX;
+	}
+	if (rc == 0) {
+		c->wcount += n;
+		memcpy(key, c->k->write, EKMFS_KEY_SIZE);
+		memcpy(salt, c->wsalt, EKMFS_XAES_SALT_SIZE);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (rc < 0)
+		ekmfs_seterr("no random salt or derived key for sealing blocks");
+	return rc;
 }
 
-static void report_bad_block(const struct ekmfs_content *c, uint64_t index,
-			     uint64_t *bad_block, const char *what)
+bool content_salt_ready(struct ekmfs_content *c, uint64_t n)
+{
+	bool ready;
+
+	pthread_mutex_lock(&c->mu);
+	ready = c->wcount != UINT64_MAX && c->wcount + n <= CONTENT_SALT_BLOCKS &&
+		ekmfs_state_has_salt(&c->cur, c->wsalt);
+	pthread_mutex_unlock(&c->mu);
+	return ready;
+}
+
+void content_salts_fresh(struct ekmfs_content *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->wcount = UINT64_MAX;
+	pthread_mutex_unlock(&c->mu);
+	c->salts_reset = true;
+}
+
+int content_block_key(const struct ekmfs_content *c, const uint8_t *stored,
+		      uint8_t key[EKMFS_KEY_SIZE])
+{
+	if (c->l->version == EKMFS_FORMAT_V1) {
+		memcpy(key, c->k->dek, EKMFS_KEY_SIZE);
+		return 0;
+	}
+	return ekmfs_xaes_derive(c->k->dek, stored, key);
+}
+
+void content_report_bad(const struct ekmfs_content *c, uint64_t index, uint64_t *bad_block,
+			const char *what)
 {
 	char id[2 * EKMFS_FILE_ID_SIZE + 1];
 
@@ -71,11 +119,18 @@ static void report_bad_block(const struct ekmfs_content *c, uint64_t index,
 		*bad_block = index;
 }
 
-/* ---- 1. header and size ---- */
+bool content_protected(const struct ekmfs_content *c, uint64_t index)
+{
+	if (c->j && journal_find(c->j, index))
+		return true;
+	return index < ekmfs_nblocks(c->dur.size) && !ekmfs_state_is_hole(&c->dur, index);
+}
+
+/* ---- 2. header and key-slot I/O ---- */
 
 int ekmfs_content_read_header(int fd, struct ekmfs_header *h)
 {
-	uint8_t buf[EKMFS_HEADER_SIZE];
+	uint8_t buf[EKMFS_HEADER_PARSE_SIZE];
 	ssize_t n;
 
 	n = ekmfs_read_full(fd, buf, sizeof(buf), 0);
@@ -85,671 +140,688 @@ int ekmfs_content_read_header(int fd, struct ekmfs_header *h)
 	}
 	if (n == 0)
 		return -ENODATA;
-	if (n < EKMFS_HEADER_SIZE) {
-		ekmfs_seterr("file header truncated to %zd bytes", n);
-		return -EBADMSG;
-	}
-	return ekmfs_header_parse(buf, h);
+	return ekmfs_header_parse(buf, (size_t)n, h);
 }
 
-int ekmfs_content_write_header(int fd, const struct ekmfs_header *h)
+int ekmfs_content_settle_header(int fd)
 {
-	uint8_t buf[EKMFS_HEADER_SIZE];
-	int rc;
+	uint8_t buf[EKMFS_SECTOR_SIZE];
+	ssize_t n = ekmfs_read_full(fd, buf, sizeof(buf), 0);
 
-	ekmfs_header_serialize(h, buf);
-	rc = ekmfs_write_full(fd, buf, sizeof(buf), 0);
-	if (rc < 0)
-		ekmfs_seterr("writing the file header: %s", strerror(-rc));
-	return rc;
-}
-
-static int backing_sizes(int fd, uint64_t *backing, uint64_t *plain)
-{
-	struct stat st;
-	int rc;
-
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		ekmfs_seterr("fstat of backing file: %s", strerror(errno));
-		return rc;
-	}
-	*backing = (uint64_t)st.st_size;
-	rc = ekmfs_plain_size(*backing, plain);
-	if (rc < 0)
-		ekmfs_seterr("backing file has an impossible size %llu (cut short)",
-			     (unsigned long long)*backing);
-	return rc;
-}
-
-int ekmfs_content_size(int fd, uint64_t *size)
-{
-	uint64_t backing;
-
-	return backing_sizes(fd, &backing, size);
-}
-
-/* Sizes for a write or truncate: the file must have its header, and a file
- * cut short is refused (its damaged last block is reported as bad). */
-static int sizes_for_update(const struct ekmfs_content *c, uint64_t *backing,
-			    uint64_t *plain, uint64_t *bad_block)
-{
-	int rc = backing_sizes(c->fd, backing, plain);
-
-	if (rc == -EBADMSG) {
-		report_bad_block(c, *plain / EKMFS_BLOCK_SIZE, bad_block,
-				 "is cut short (impossible backing size)");
-		return -EIO;
-	}
-	if (rc < 0)
-		return rc;
-	if (*backing == 0) {
-		ekmfs_seterr("backing file has no header yet");
-		return -ENODATA;
-	}
+	if (n < 0)
+		return (int)n;
+	for (ssize_t i = 0; i < n; i++)
+		if (buf[i])
+			return -EBADMSG;
+	if (ekmfs_io->ftruncate(fd, 0) < 0)
+		return -errno;
 	return 0;
 }
 
-/* ---- 2. parallel block crypto ---- */
-
-/* Requests of at least this many blocks are split over the crypto pool; a
- * part below half of it costs more in hand-over than it saves. */
-#define PARALLEL_MIN_BLOCKS 16
-
-static const uint8_t zero_block[EKMFS_BLOCK_SIZE];
-
-static unsigned parts_for(uint64_t nblocks)
+/* The slot protocol of docs/ROTATION.md: every state a concurrent reader
+ * or a crash can observe parses. write: seq (bytes 0..7) first, then
+ * 8..95; clear: 8..95 first, then seq. An in-between slot has a seq and
+ * tenant id 0: it parses, cannot open, and readers use the other slot. */
+int ekmfs_content_write_slot(int fd, const struct ekmfs_header *h, int idx)
 {
-	uint64_t most = nblocks / (PARALLEL_MIN_BLOCKS / 2);
-	unsigned width;
+	uint8_t buf[EKMFS_HEADER_PARSE_SIZE];
+	off_t off = (off_t)ekmfs_slot_offset(idx);
+	int ret;
 
-	if (nblocks < PARALLEL_MIN_BLOCKS)
-		return 1;
-	width = ekmfs_parallel_width();
-	return most < width ? (unsigned)most : width;
-}
-
-/* Blocks [*lo, *hi) of count are part p of n. */
-static void part_range(uint64_t count, unsigned n, unsigned p, uint64_t *lo, uint64_t *hi)
-{
-	*lo = count * p / n;
-	*hi = count * (p + 1) / n;
-}
-
-/* ---- 3. read ---- */
-
-/* Opening the blocks of one chunk, split into parts. */
-struct open_job {
-	const struct ekmfs_content *c;
-	const uint8_t *cbuf;    /* the stored blocks, cbuf block 0 = block first */
-	uint64_t first, count;  /* blocks to open (all overlap the request) */
-	uint64_t last_stored;   /* stored bytes of block first+count-1 */
-	uint8_t *buf;           /* receives plaintext [off, off+len) */
-	uint64_t off, len;
-	unsigned nparts;
-	uint64_t bad[EKMFS_PARALLEL_MAX];   /* per part: first bad block */
-	int rc[EKMFS_PARALLEL_MAX];
-};
-
-static void open_part(void *arg, unsigned p)
-{
-	struct open_job *j = arg;
-	struct ekmfs_aead_session *s = ekmfs_aead_begin(j->c->dek);
-	uint8_t blockbuf[EKMFS_BLOCK_SIZE];
-	uint64_t lo, hi;
-
-	part_range(j->count, j->nparts, p, &lo, &hi);
-	j->rc[p] = 0;
-	j->bad[p] = UINT64_MAX;
-	if (!s) {
-		j->rc[p] = -EIO;
-		return;
-	}
-	for (uint64_t i = lo; i < hi; i++) {
-		uint64_t index = j->first + i, bstart = index * EKMFS_BLOCK_SIZE;
-		uint64_t stored = i + 1 == j->count ? j->last_stored : EKMFS_CBLOCK_SIZE;
-		uint64_t pt_len = stored - EKMFS_BLOCK_OVERHEAD;
-		uint64_t from = max_u64(j->off, bstart), to = min_u64(j->off + j->len, bstart + pt_len);
-		/* Open straight into the caller's buffer when the block is wanted
-		 * whole; otherwise through blockbuf, to copy out a slice. */
-		uint8_t *pt = (from == bstart && to == bstart + pt_len) ? j->buf + (from - j->off)
-									: blockbuf;
-
-		if (ekmfs_block_open_s(s, j->c->file_id, index, j->cbuf + i * EKMFS_CBLOCK_SIZE,
-				       stored, pt) < 0) {
-			j->rc[p] = -EIO;
-			j->bad[p] = index;
-			break;
-		}
-		if (pt == blockbuf) {
-			memcpy(j->buf + (from - j->off), blockbuf + (from - bstart), to - from);
-			ekmfs_wipe(blockbuf, pt_len);
-		}
-	}
-	ekmfs_aead_end(s);
-}
-
-/* Read and open the blocks first..first+count-1 (fewer at end of file) and
- * copy the part of [off, off+len) they hold into buf. Returns the plaintext
- * bytes copied, or -EIO / -errno. *at_eof is set when the file ended inside
- * this chunk. */
-static ssize_t read_chunk(const struct ekmfs_content *c, uint8_t *cbuf,
-			  uint64_t first, uint64_t count, uint8_t *buf, uint64_t off,
-			  uint64_t len, int *at_eof, uint64_t *bad_block)
-{
-	uint64_t want = count * EKMFS_CBLOCK_SIZE, copied = 0, n = 0, last_stored = 0;
-	struct open_job *j;
-	ssize_t got;
-	int rc = 0;
-
-	got = ekmfs_read_full(c->fd, cbuf, want, (off_t)ekmfs_block_offset(first));
-	if (got < 0) {
-		ekmfs_seterr("reading backing file: %s", strerror((int)-got));
-		return got;
-	}
-	*at_eof = (uint64_t)got < want;
-	/* Which blocks hold wanted bytes, and is any cut short? */
-	for (uint64_t i = 0; i < count && i * EKMFS_CBLOCK_SIZE < (uint64_t)got; i++) {
-		uint64_t index = first + i, stored, pt_len, bstart, from, to;
-
-		stored = min_u64((uint64_t)got - i * EKMFS_CBLOCK_SIZE, EKMFS_CBLOCK_SIZE);
-		if (stored <= EKMFS_BLOCK_OVERHEAD) {
-			report_bad_block(c, index, bad_block, "is cut short");
-			return -EIO;
-		}
-		pt_len = stored - EKMFS_BLOCK_OVERHEAD;
-		bstart = index * EKMFS_BLOCK_SIZE;
-		from = max_u64(off, bstart);
-		to = min_u64(off + len, bstart + pt_len);
-		if (from >= to)
-			break; /* the request starts beyond the last byte */
-		n++;
-		last_stored = stored;
-		copied += to - from;
-		if (pt_len < EKMFS_BLOCK_SIZE) {
-			*at_eof = 1;
-			break;
-		}
-	}
-	if (n == 0)
-		return 0;
-	j = malloc(sizeof(*j));
-	if (!j)
-		return -ENOMEM;
-	*j = (struct open_job){ .c = c, .cbuf = cbuf, .first = first, .count = n,
-				.last_stored = last_stored, .buf = buf, .off = off,
-				.len = len, .nparts = parts_for(n) };
-	ekmfs_parallel_run(open_part, j, j->nparts);
-	for (unsigned p = 0; p < j->nparts && rc == 0; p++) {
-		rc = j->rc[p];
-		if (rc < 0 && j->bad[p] != UINT64_MAX)
-			report_bad_block(c, j->bad[p], bad_block, "fails authentication");
-		else if (rc < 0)
-			ekmfs_seterr("no AES-GCM context available");
-	}
-	free(j);
-	return rc < 0 ? rc : (ssize_t)copied;
-}
-
-ssize_t ekmfs_content_read(const struct ekmfs_content *c, void *buf, size_t len,
-			   uint64_t off, uint64_t *bad_block)
-{
-	uint8_t *cbuf = NULL;
-	uint64_t first, last, done = 0;
-	ssize_t ret = 0;
-	int at_eof = 0;
-
-	if (len == 0 || off >= MAX_PLAIN)
-		return 0;
-	if (len > SSIZE_MAX)
-		len = SSIZE_MAX;
-	len = (size_t)min_u64(len, MAX_PLAIN - off);
-	first = off / EKMFS_BLOCK_SIZE;
-	last = (off + len - 1) / EKMFS_BLOCK_SIZE;
-	cbuf = malloc((size_t)min_u64(last - first + 1, CHUNK_BLOCKS) * EKMFS_CBLOCK_SIZE);
-	if (!cbuf)
-		return -ENOMEM;
-	for (uint64_t b = first; b <= last && !at_eof; b += CHUNK_BLOCKS) {
-		uint64_t count = min_u64(last - b + 1, CHUNK_BLOCKS);
-		uint64_t coff = max_u64(off, b * EKMFS_BLOCK_SIZE);
-		uint64_t cend = min_u64(off + len, (b + count) * EKMFS_BLOCK_SIZE);
-		ssize_t n = read_chunk(c, cbuf, b, count, (uint8_t *)buf + (coff - off),
-				       coff, cend - coff, &at_eof, bad_block);
-
-		if (n < 0) {
-			ret = n;
-			goto out;
-		}
-		done += (uint64_t)n;
-	}
-	ret = (ssize_t)done;
-out:
-	free(cbuf);
+	ekmfs_header_serialize(h, buf);
+	ret = ekmfs_write_full(fd, buf + off, 8, off);
+	if (!ret)
+		ret = ekmfs_write_full(fd, buf + off + 8, EKMFS_SLOT_SIZE - 8, off + 8);
+	ekmfs_wipe(buf, sizeof(buf));
 	return ret;
 }
 
-/* ---- 4. rewriting a range of blocks ---- */
-
-/* One rewrite of the plaintext range [start, new_size ∩ blocks): the bytes
- * in [off, end) come from data, those below old_size outside it keep their
- * old value, everything else is zero. */
-struct rewrite {
-	const struct ekmfs_content *c;
-	uint64_t old_size, new_size;
-	const uint8_t *data;  /* NULL when [off, end) is empty */
-	uint64_t off, end;
-	uint64_t *bad_block;
-	uint8_t *cbuf;        /* CHUNK_BLOCKS sealed blocks */
-	uint8_t *stored;      /* one old block as stored, being merged */
-	uint8_t *pt;          /* one plaintext block being merged */
-	uint8_t nonces[CHUNK_BLOCKS * EKMFS_NONCE_SIZE];
-};
-
-static int write_vecs(int fd, struct ekmfs_io_vec *v, unsigned n)
+int ekmfs_content_clear_slot(int fd, int idx)
 {
-	int rc = ekmfs_io_batch_full(fd, true, v, n);
+	static const uint8_t zero[EKMFS_SLOT_SIZE];
+	off_t off = (off_t)ekmfs_slot_offset(idx);
+	int ret;
 
-	if (rc < 0)
-		ekmfs_seterr("writing backing file: %s", strerror(-rc));
-	return rc;
+	ret = ekmfs_write_full(fd, zero, EKMFS_SLOT_SIZE - 8, off + 8);
+	if (!ret)
+		ret = ekmfs_write_full(fd, zero, 8, off);
+	return ret;
 }
 
-/* Read and open block index as it is now (old_size) into rw->pt. */
-static int load_old_block(struct rewrite *rw, struct ekmfs_aead_session *s, uint64_t index)
-{
-	uint64_t pt_len = min_u64(rw->old_size - index * EKMFS_BLOCK_SIZE, EKMFS_BLOCK_SIZE);
-	uint8_t *stored = rw->stored;
-	ssize_t got;
-	int rc;
+/* ---- 3. state records ---- */
 
-	got = ekmfs_read_full(rw->c->fd, stored, pt_len + EKMFS_BLOCK_OVERHEAD,
-			      (off_t)ekmfs_block_offset(index));
-	if (got < 0) {
-		ekmfs_seterr("reading backing file: %s", strerror((int)-got));
-		return (int)got;
+/* Write cur as a new record: into the working slot (1 - dur_slot), or into
+ * both (at rest: then dur becomes cur). */
+int content_write_state(struct ekmfs_content *c, bool both)
+{
+	uint8_t rec[2 * EKMFS_STATE_SIZE];
+	int slot = 1 - c->dur_slot, rc;
+
+	c->cur.seq = ++c->seq;
+	rc = ekmfs_state_serialize(&c->cur, c->k->state, c->file_id, rec);
+	if (rc == 0 && both) {
+		memcpy(rec + EKMFS_STATE_SIZE, rec, EKMFS_STATE_SIZE);
+		rc = ekmfs_write_full(c->fd, rec, sizeof(rec), (off_t)ekmfs_state_offset(0));
+	} else if (rc == 0) {
+		rc = ekmfs_write_full(c->fd, rec, EKMFS_STATE_SIZE,
+				      (off_t)ekmfs_state_offset(slot));
 	}
-	if ((uint64_t)got != pt_len + EKMFS_BLOCK_OVERHEAD) {
-		report_bad_block(rw->c, index, rw->bad_block, "is cut short");
-		return -EIO;
-	}
-	rc = ekmfs_block_open_s(s, rw->c->file_id, index, stored, (size_t)got, rw->pt);
+	ekmfs_wipe(rec, sizeof(rec));
 	if (rc < 0) {
-		report_bad_block(rw->c, index, rw->bad_block, "fails authentication");
-		return -EIO;
+		ekmfs_seterr("writing a state record: %s", strerror(-rc));
+		return rc;
+	}
+	if (both) {
+		c->dur = c->cur;
+		c->dur_slot = 0;
+		c->unequal = false;
+	} else {
+		c->unequal = true;
 	}
 	return 0;
 }
 
-/* The plaintext of block index when it needs no merging: the caller's data
- * (the block is wholly new) or zeros (a gap); NULL when old bytes or a part
- * of the data must be merged into it first. */
-static const uint8_t *plain_source(const struct rewrite *rw, uint64_t index, uint64_t pt_len)
+static int read_records(int fd, uint8_t rec[2 * EKMFS_STATE_SIZE])
 {
-	uint64_t bstart = index * EKMFS_BLOCK_SIZE, bend = bstart + pt_len;
-	uint64_t old_end = min_u64(rw->old_size, bend);
-	bool old_needed, has_data;
+	ssize_t n = ekmfs_read_full(fd, rec, 2 * EKMFS_STATE_SIZE, EKMFS_STATE_OFFSET);
 
-	if (rw->data && rw->off <= bstart && rw->end >= bend)
-		return rw->data + (bstart - rw->off);
-	old_needed = bstart < rw->old_size && !(rw->off <= bstart && rw->end >= old_end);
-	has_data = rw->data && rw->off < bend && rw->end > bstart;
-	return !old_needed && !has_data ? zero_block : NULL;
+	if (n < 0)
+		return (int)n;
+	if (n < 2 * EKMFS_STATE_SIZE)
+		memset(rec + n, 0, (size_t)(2 * EKMFS_STATE_SIZE - n));
+	return 0;
 }
 
-/* Seal block index (its plaintext length is pt_len) into out, merging old
- * bytes, new data and zeros as the rewrite says. */
-static int seal_block(struct rewrite *rw, uint64_t index, uint64_t pt_len,
-		      const uint8_t *nonce, uint8_t *out)
+void content_physical(struct ekmfs_content *c)
 {
-	uint64_t bstart = index * EKMFS_BLOCK_SIZE, bend = bstart + pt_len;
-	uint64_t old_end = min_u64(rw->old_size, bend);
-	const uint8_t *src = plain_source(rw, index, pt_len);
-	struct ekmfs_aead_session *s = ekmfs_aead_begin(rw->c->dek);
+	uint64_t want = ekmfs_backing_size(c->l, c->cur.size);
+
+	if (c->phys > want && ekmfs_io->ftruncate(c->fd, (off_t)want) == 0)
+		c->phys = want;
+	if (!c->punch_pending)
+		return;
+	for (unsigned i = 0; i < c->cur.nholes; i++) {
+		uint64_t from = ekmfs_block_offset(c->l, c->cur.holes[i].first);
+		uint64_t to = ekmfs_block_offset(c->l, c->cur.holes[i].first + c->cur.holes[i].count);
+
+		if (to > c->phys)
+			to = c->phys;
+		/* Best effort: a file system without punch keeps the old
+		 * bytes, which nothing reads (the record says hole). */
+		if (from < to)
+			(void)ekmfs_io->fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						  (off_t)from, (off_t)(to - from));
+	}
+	c->punch_pending = false;
+}
+
+/* ---- 4. create, load, settle ---- */
+
+static struct ekmfs_content *content_new(int fd, const struct ekmfs_header *h,
+					 const struct ekmfs_content_env *env)
+{
+	struct ekmfs_content *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->l = ekmfs_header_layout(h);
+	memcpy(c->file_id, h->file_id, EKMFS_FILE_ID_SIZE);
+	if (env)
+		c->env = *env;
+	else
+		c->env.journal_dir = -1;
+	pthread_mutex_init(&c->mu, NULL);
+	return c;
+}
+
+void ekmfs_content_free(struct ekmfs_content *c)
+{
+	if (!c)
+		return;
+	if (c->j)
+		journal_close(c, false);
+	if (c->k)
+		ekmfs_secure_free(c->k, sizeof(*c->k));
+	pthread_mutex_destroy(&c->mu);
+	ekmfs_wipe(c, sizeof(*c));
+	free(c);
+}
+
+/* Write header h and two records of an empty file at offset 0 (one write
+ * of both sectors). */
+static int write_fresh(struct ekmfs_content *c, const struct ekmfs_header *h)
+{
+	uint8_t buf[EKMFS_HEADER_SIZE_V2];
+	int rc;
+
+	memset(&c->cur, 0, sizeof(c->cur));
+	c->cur.seq = ++c->seq;
+	ekmfs_header_serialize(h, buf);
+	rc = ekmfs_state_serialize(&c->cur, c->k->state, c->file_id,
+				   buf + ekmfs_state_offset(0));
+	if (rc == 0) {
+		memcpy(buf + ekmfs_state_offset(1), buf + ekmfs_state_offset(0),
+		       EKMFS_STATE_SIZE);
+		rc = ekmfs_write_full(c->fd, buf, sizeof(buf), 0);
+		if (rc < 0)
+			ekmfs_seterr("writing the file header: %s", strerror(-rc));
+	}
+	ekmfs_wipe(buf, sizeof(buf));
+	if (rc < 0)
+		return rc;
+	c->dur = c->cur;
+	c->dur_slot = 0;
+	c->unequal = false;
+	c->phys = sizeof(buf);
+	return 0;
+}
+
+int ekmfs_content_create(struct ekmfs_content **out, int fd, const struct ekmfs_header *h,
+			 const uint8_t dek[EKMFS_KEY_SIZE], const struct ekmfs_content_env *env)
+{
+	struct ekmfs_content *c;
+	int rc;
+
+	*out = NULL;
+	if (h->version != EKMFS_FORMAT_V2) {
+		ekmfs_seterr("new files are format version %u", EKMFS_FORMAT_V2);
+		return -EINVAL;
+	}
+	c = content_new(fd, h, env);
+	if (!c)
+		return -ENOMEM;
+	rc = keys_set(c, dek);
+	if (rc == 0)
+		rc = write_fresh(c, h);
+	if (rc < 0) {
+		ekmfs_content_free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+/* Open block index of candidate state st from wherever it may be: the
+ * newest journal record that fits st, else in place. salts: the block must
+ * have been sealed since the state before st (its salt is one of st's),
+ * else it may be an older version that also authenticates; NULL: any. */
+static bool block_verifies(struct ekmfs_content *c, const struct ekmfs_state *st,
+			   const struct ekmfs_state *salts, uint64_t index, uint8_t *stored,
+			   uint8_t *pt)
+{
+	uint64_t len = ekmfs_block_len(st->size, index) + c->l->overhead;
+	const struct jentry *e = journal_fit(c->j, index, (uint32_t)len, salts);
+	bool ok = false;
+
+	for (int pass = 0; pass < 2 && !ok; pass++) {
+		int fd = pass == 0 ? (e ? c->j->fd : -1) : c->fd;
+		off_t off = pass == 0 ? (off_t)(e ? e->off : 0)
+				      : (off_t)ekmfs_block_offset(c->l, index);
+
+		if (fd < 0 || ekmfs_read_full(fd, stored, len, off) != (ssize_t)len)
+			continue;
+		if (salts && !ekmfs_state_has_salt(salts, stored))
+			continue;
+		if (ekmfs_block_open(c->l, c->k->dek, c->file_id, index, stored, len, pt) == 0)
+			ok = true;
+	}
+	ekmfs_wipe(pt, EKMFS_BLOCK_SIZE);
+	return ok;
+}
+
+/* Whether candidate st holds together: the backing file is long enough,
+ * and every block that may have been written since other (the older valid
+ * record; NULL: none) opens. A block other did not have as data, or had
+ * at another length, must be one written since (its salt is st's); a
+ * journaled block other also had may be any version that fits. Blocks
+ * other had as data and nothing journaled were protected while it was
+ * durable and are not read. */
+static bool state_verifies(struct ekmfs_content *c, const struct ekmfs_state *st,
+			   const struct ekmfs_state *other, uint8_t *stored, uint8_t *pt)
+{
+	uint64_t n = ekmfs_nblocks(st->size);
+
+	if (c->phys < ekmfs_backing_size(c->l, st->size))
+		return false;
+	for (uint64_t i = 0; i < n; i++) {
+		bool structural, journaled;
+
+		if (ekmfs_state_is_hole(st, i))
+			continue;
+		structural = other && (i >= ekmfs_nblocks(other->size) ||
+				       ekmfs_state_is_hole(other, i) ||
+				       ekmfs_block_len(other->size, i) !=
+					       ekmfs_block_len(st->size, i));
+		journaled = c->j && journal_find(c->j, i);
+		if ((structural || journaled) &&
+		    !block_verifies(c, st, structural ? st : NULL, i, stored, pt))
+			return false;
+	}
+	return true;
+}
+
+static void settled(struct ekmfs_content *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void settled(struct ekmfs_content *c, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	if (!c->env.settled)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	c->env.settled(c->env.settled_arg, msg);
+}
+
+/*
+ * A file a crash may have left between states (docs/DESIGN.md, "Format v2:
+ * crash atomicity"): keep the newest state record that fully verifies,
+ * fold in the journal records that fit it, cut off what lies beyond it,
+ * and write it to both records. No valid record at all means the file was
+ * being created or emptied under a new key: it is empty.
+ */
+static int settle(struct ekmfs_content *c, struct ekmfs_state p[2], bool valid[2])
+{
+	struct ekmfs_state *cand[2] = { NULL, NULL }, *chosen = NULL;
+	uint8_t *stored = NULL, *pt = NULL;
+	uint64_t gen, trimmed = 0;
+	int rc = 0, n = 0;
+
+	for (int i = 0; i < 2; i++)
+		if (valid[i] && p[i].seq)
+			cand[n++] = &p[i];
+	if (n == 2 && cand[1]->seq > cand[0]->seq) {
+		struct ekmfs_state *t = cand[0];
+
+		cand[0] = cand[1];
+		cand[1] = t;
+	}
+	if (n == 2 && cand[0]->seq == cand[1]->seq)
+		n = 1;
+	if (n == 0) {
+		/* Created or re-keyed, and the records never made it. */
+		memset(&c->cur, 0, sizeof(c->cur));
+		c->dur = c->cur;
+		rc = content_write_state(c, true);
+		if (rc == 0 && ekmfs_io->ftruncate(c->fd, EKMFS_HEADER_SIZE_V2) == 0)
+			c->phys = EKMFS_HEADER_SIZE_V2;
+		journal_remove_stale(&c->env, c->file_id, UINT64_MAX);
+		settled(c, "no state record was complete (the file was being created or "
+			"emptied): it is empty now");
+		return rc;
+	}
+	stored = malloc(EKMFS_CBLOCK_SIZE_MAX);
+	pt = ekmfs_secure_alloc(EKMFS_BLOCK_SIZE);
+	if (!stored || !pt) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Both candidates name the same folded generation (a fold writes both
+	 * records); only a newer journal can hold blocks they lack. */
+	gen = journal_newest(&c->env, c->file_id, cand[0]->journal);
+	if (gen) {
+		rc = journal_load(c, gen);
+		if (rc == -EBADMSG)     /* its header never made it: no journal */
+			rc = 0;
+		if (rc < 0)
+			goto out;
+	}
+	for (int i = 0; i < n && !chosen; i++)
+		if (state_verifies(c, cand[i], i + 1 < n ? cand[i + 1] : NULL, stored, pt))
+			chosen = cand[i];
+	if (!chosen) {
+		ekmfs_seterr("no state record of the file verifies (blocks missing or not "
+			     "authentic): damaged, not a crash");
+		rc = -EBADMSG;
+		goto out;
+	}
+	c->seq = cand[0]->seq;
+	c->cur = *chosen;
+	c->dur = *chosen;
+	if (c->j) {
+		rc = journal_copy_in(c);
+		if (rc == 0 && ekmfs_io->fsync(c->fd) < 0)
+			rc = -errno;
+		if (rc < 0)
+			goto out;
+		c->cur.journal = c->j->gen;
+	}
+	rc = content_write_state(c, true);
+	if (rc < 0)
+		goto out;
+	if (c->phys > ekmfs_backing_size(c->l, c->cur.size))
+		trimmed = c->phys - ekmfs_backing_size(c->l, c->cur.size);
+	c->punch_pending = c->cur.nholes > 0;
+	content_physical(c);
+	if (ekmfs_io->fsync(c->fd) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	settled(c, "kept state %llu (%llu bytes)%s%s, cut %llu bytes after it",
+		(unsigned long long)chosen->seq, (unsigned long long)chosen->size,
+		chosen != cand[0] ? ", dropped an unsynced newer one" : "",
+		c->j ? ", folded in the journal" : "", (unsigned long long)trimmed);
+	if (c->j)
+		journal_close(c, true);
+	journal_remove_stale(&c->env, c->file_id, UINT64_MAX);
+out:
+	free(stored);
+	ekmfs_secure_free(pt, EKMFS_BLOCK_SIZE);
+	return rc;
+}
+
+/* The strict checks of a file at rest: both records valid and equal, the
+ * backing file exactly as long as the size says. A file this process
+ * closed unsealed (env->expect_seq) may have two records, the newer with
+ * that seq: it is the working one, the older is durable. */
+static int load_strict(struct ekmfs_content *c, struct ekmfs_state p[2], bool valid[2])
+{
+	uint64_t want, expect = c->env.expect_seq;
+	int newest = p[1].seq > p[0].seq;
+
+	for (int i = 0; i < 2; i++) {
+		if (!valid[i] || !p[i].seq) {
+			ekmfs_seterr("state record %d %s", i,
+				     valid[i] ? "is empty" : "does not authenticate (tampered)");
+			return -EBADMSG;
+		}
+	}
+	if (expect && p[newest].seq != expect) {
+		ekmfs_seterr("the newer state record has seq %llu, not the %llu written last: "
+			     "the file was changed or rolled back behind ekmfs",
+			     (unsigned long long)p[newest].seq, (unsigned long long)expect);
+		return -EBADMSG;
+	}
+	if (!expect && (p[0].seq != p[1].seq || !ekmfs_state_same(&p[0], &p[1]))) {
+		ekmfs_seterr("the two state records differ (seq %llu and %llu): the file was "
+			     "left mid-write by a crash, or was edited",
+			     (unsigned long long)p[0].seq, (unsigned long long)p[1].seq);
+		return -EBADMSG;
+	}
+	want = ekmfs_backing_size(c->l, p[newest].size);
+	if (c->phys < want || (!expect && c->phys != want)) {
+		ekmfs_seterr("backing file is %llu bytes, but its authenticated size %llu needs "
+			     "%llu (%s)", (unsigned long long)c->phys,
+			     (unsigned long long)p[newest].size, (unsigned long long)want,
+			     c->phys < want ? "cut short" : "bytes appended");
+		return -EBADMSG;
+	}
+	c->cur = p[newest];
+	c->dur = p[1 - newest];
+	c->dur_slot = 1 - newest;
+	c->unequal = p[0].seq != p[1].seq;
+	if (!c->unequal)
+		c->dur_slot = 0;
+	/* A working record not yet durable goes on listing its salts. */
+	c->salts_reset = !c->unequal;
+	c->seq = p[newest].seq;
+	return 0;
+}
+
+int ekmfs_content_load(struct ekmfs_content **out, int fd, const struct ekmfs_header *h,
+		       const uint8_t dek[EKMFS_KEY_SIZE], const struct ekmfs_content_env *env)
+{
+	uint8_t rec[2 * EKMFS_STATE_SIZE];
+	struct ekmfs_state p[2];
+	bool valid[2];
+	struct ekmfs_content *c;
+	struct stat st;
+	int rc;
+
+	*out = NULL;
+	c = content_new(fd, h, env);
+	if (!c)
+		return -ENOMEM;
+	if (!c->l) {
+		rc = -EPROTO;
+		goto fail;
+	}
+	rc = keys_set(c, dek);
+	if (rc < 0)
+		goto fail;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		ekmfs_seterr("fstat of backing file: %s", strerror(errno));
+		goto fail;
+	}
+	c->phys = (uint64_t)st.st_size;
+	if (c->l->version == EKMFS_FORMAT_V1) {
+		/* v1: the size is the backing size; no records, no journal. */
+		rc = ekmfs_plain_size(c->l, c->phys, &c->cur.size);
+		if (rc < 0)
+			ekmfs_seterr("backing file has an impossible size %llu (cut short)",
+				     (unsigned long long)c->phys);
+		c->dur = c->cur;
+		if (rc < 0)
+			goto fail;
+		*out = c;
+		return 0;
+	}
+	rc = read_records(fd, rec);
+	if (rc < 0) {
+		ekmfs_seterr("reading the state records: %s", strerror(-rc));
+		goto fail;
+	}
+	for (int i = 0; i < 2; i++)
+		valid[i] = ekmfs_state_parse(rec + i * EKMFS_STATE_SIZE, c->k->state, c->file_id,
+					     &p[i]) == 0;
+	ekmfs_clearerr();
+	rc = c->env.settle ? settle(c, p, valid) : load_strict(c, p, valid);
+	if (rc < 0)
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	ekmfs_content_free(c);
+	return rc;
+}
+
+/* ---- 5. rekey, sync, close ---- */
+
+int ekmfs_content_rekey(struct ekmfs_content *c, const struct ekmfs_header *h,
+			const uint8_t dek[EKMFS_KEY_SIZE])
+{
+	int rc;
+
+	if (h->version != EKMFS_FORMAT_V2)
+		return -EINVAL;
+	if (c->j)
+		journal_close(c, true);
+	journal_remove_stale(&c->env, c->file_id, UINT64_MAX);
+	c->l = &ekmfs_layout_v2;
+	memcpy(c->file_id, h->file_id, EKMFS_FILE_ID_SIZE);
+	rc = keys_set(c, dek);
+	if (rc < 0)
+		return rc;
+	c->seq = 0;
+	rc = write_fresh(c, h);
+	if (rc < 0)
+		return rc;
+	if (ekmfs_io->ftruncate(c->fd, EKMFS_HEADER_SIZE_V2) < 0) {
+		rc = -errno;
+		ekmfs_seterr("cutting the backing file to its new header: %s", strerror(errno));
+		return rc;
+	}
+	c->phys = EKMFS_HEADER_SIZE_V2;
+	c->punch_pending = false;
+	return 0;
+}
+
+/* A durability point: the journal (and its directory entry), then the
+ * file. The working state becomes the durable one. */
+static int make_durable(struct ekmfs_content *c, bool datasync)
+{
 	int rc = 0;
 
-	if (!s) {
-		ekmfs_seterr("no AES-GCM context available");
-		return -EIO;
+	if (c->j && c->j->dirty) {
+		if (ekmfs_io->fdatasync(c->j->fd) < 0 ||
+		    (c->j->new_entry && ekmfs_io->fsync(c->env.journal_dir) < 0))
+			rc = -errno;
+		else
+			c->j->dirty = c->j->new_entry = false;
 	}
-	if (!src) {
-		int old_needed = bstart < rw->old_size &&
-				 !(rw->off <= bstart && rw->end >= old_end);
-
-		if (old_needed) {
-			rc = load_old_block(rw, s, index);
-			if (rc < 0)
-				goto out;
-		}
-		/* Old bytes beyond old_size (none) and the gap stay zero. */
-		if (!old_needed)
-			memset(rw->pt, 0, pt_len);
-		else if (old_end - bstart < pt_len)
-			memset(rw->pt + (old_end - bstart), 0, pt_len - (old_end - bstart));
-		if (rw->data && rw->off < bend && rw->end > bstart) {
-			uint64_t from = max_u64(rw->off, bstart), to = min_u64(rw->end, bend);
-
-			memcpy(rw->pt + (from - bstart), rw->data + (from - rw->off), to - from);
-		}
-		src = rw->pt;
-	}
-	rc = ekmfs_block_seal_s(s, rw->c->file_id, index, nonce, src, pt_len, out);
-	if (src == rw->pt)
-		ekmfs_wipe(rw->pt, pt_len);
-	if (rc < 0)
-		ekmfs_seterr("sealing a content block failed");
-out:
-	ekmfs_aead_end(s);
-	return rc;
-}
-
-/* Sealing the blocks of one chunk that need no merge, split into parts. */
-struct seal_job {
-	struct rewrite *rw;
-	uint64_t first, count;
-	unsigned nparts;
-	int rc[EKMFS_PARALLEL_MAX];
-};
-
-static uint64_t block_len(const struct rewrite *rw, uint64_t index)
-{
-	return min_u64(rw->new_size - index * EKMFS_BLOCK_SIZE, EKMFS_BLOCK_SIZE);
-}
-
-static void seal_part(void *arg, unsigned p)
-{
-	struct seal_job *j = arg;
-	struct rewrite *rw = j->rw;
-	struct ekmfs_aead_session *s = ekmfs_aead_begin(rw->c->dek);
-	uint64_t lo, hi;
-
-	part_range(j->count, j->nparts, p, &lo, &hi);
-	j->rc[p] = s ? 0 : -EIO;
-	for (uint64_t k = lo; k < hi && j->rc[p] == 0; k++) {
-		uint64_t index = j->first + k, pt_len = block_len(rw, index);
-		const uint8_t *src = plain_source(rw, index, pt_len);
-
-		if (src) /* merged blocks were sealed before */
-			j->rc[p] = ekmfs_block_seal_s(s, rw->c->file_id, index,
-						      rw->nonces + k * EKMFS_NONCE_SIZE, src,
-						      pt_len, rw->cbuf + k * EKMFS_CBLOCK_SIZE);
-	}
-	ekmfs_aead_end(s);
-}
-
-/* Seal blocks first..first+count-1 into rw->cbuf; *bytes = their size. The
- * blocks that need a merge (at most the two edges of the data and the old
- * last block) are done here one by one, the others in parallel. */
-static int seal_chunk(struct rewrite *rw, uint64_t first, uint64_t count, uint64_t *bytes)
-{
-	struct seal_job j = { .rw = rw, .first = first, .count = count,
-			      .nparts = parts_for(count) };
-	int rc;
-
-	*bytes = 0;
-	rc = ekmfs_random(rw->nonces, count * EKMFS_NONCE_SIZE);
+	if (rc == 0 && (datasync ? ekmfs_io->fdatasync(c->fd) : ekmfs_io->fsync(c->fd)) < 0)
+		rc = -errno;
 	if (rc < 0) {
-		ekmfs_seterr("no random nonce available");
+		ekmfs_seterr("sync of the backing file: %s", strerror(-rc));
 		return rc;
 	}
-	for (uint64_t k = 0; k < count; k++) {
-		uint64_t index = first + k, pt_len = block_len(rw, index);
-
-		if (!plain_source(rw, index, pt_len)) {
-			rc = seal_block(rw, index, pt_len, rw->nonces + k * EKMFS_NONCE_SIZE,
-					rw->cbuf + k * EKMFS_CBLOCK_SIZE);
-			if (rc < 0)
-				return rc;
-		}
-		*bytes += pt_len + EKMFS_BLOCK_OVERHEAD;
+	if (c->l->version == EKMFS_FORMAT_V1)
+		return 0;
+	if (c->cur.seq != c->dur.seq) {
+		/* The working record is durable now: it is the state a power
+		 * cut falls back to, and the old one's slot takes the next. */
+		c->dur = c->cur;
+		c->dur_slot = 1 - c->dur_slot;
 	}
-	ekmfs_parallel_run(seal_part, &j, j.nparts);
-	for (unsigned p = 0; p < j.nparts; p++) {
-		if (j.rc[p] < 0) {
-			ekmfs_seterr("sealing a content block failed");
-			return -EIO;
-		}
-	}
+	/* Blocks written from now on must be told from those before. */
+	content_salts_fresh(c);
+	content_physical(c);
 	return 0;
 }
 
-/* Seal and write blocks from..to (inclusive), CHUNK_BLOCKS per write; extra
- * (may be NULL) is submitted together with the last chunk's write. */
-static int rewrite_blocks(struct rewrite *rw, uint64_t from, uint64_t to,
-			  const struct ekmfs_io_vec *extra)
+/*
+ * Fold the journal into the file. The current state is made durable first
+ * (its journal records too): the copies overwrite in place the versions
+ * the durable state had until then. The copies are made durable before the
+ * records say the journal is folded in.
+ */
+static int checkpoint(struct ekmfs_content *c)
 {
-	for (uint64_t b = from; b <= to; b += CHUNK_BLOCKS) {
-		uint64_t count = min_u64(to - b + 1, CHUNK_BLOCKS), bytes;
-		struct ekmfs_io_vec v[2];
-		unsigned nv = 1;
-		int rc;
+	int rc = make_durable(c, true);
 
-		rc = seal_chunk(rw, b, count, &bytes);
-		if (rc < 0)
-			return rc;
-		v[0] = (struct ekmfs_io_vec){ .buf = rw->cbuf, .len = bytes,
-					      .off = (off_t)ekmfs_block_offset(b) };
-		if (extra && b + count > to)
-			v[nv++] = *extra;
-		rc = write_vecs(rw->c->fd, v, nv);
+	if (rc == 0)
+		rc = journal_copy_in(c);
+	if (rc == 0 && ekmfs_io->fsync(c->fd) < 0)
+		rc = -errno;
+	if (rc == 0) {
+		c->cur.journal = c->j->gen;
+		rc = content_write_state(c, true);
+	}
+	if (rc < 0) {
+		ekmfs_seterr("folding the journal into the file: %s", strerror(-rc));
+		return rc;
+	}
+	content_physical(c);
+	journal_close(c, true);
+	return 0;
+}
+
+int ekmfs_content_sync(struct ekmfs_content *c, bool datasync)
+{
+	int rc = make_durable(c, datasync);
+
+	if (rc == 0 && c->j && c->j->end > CONTENT_JOURNAL_FOLD)
+		rc = checkpoint(c);
+	return rc;
+}
+
+/*
+ * At rest both records are equal. A state that is durable (nothing written
+ * since the last sync, or just folded in with the journal) is written to
+ * both now. One that is not must not overwrite the durable record before
+ * it is durable itself: the caller seals it after its next sync.
+ */
+int ekmfs_content_close(struct ekmfs_content *c, uint64_t *seal_seq)
+{
+	struct stat st;
+	int rc = 0;
+
+	*seal_seq = 0;
+	if (!c)
+		return 0;
+	if (c->l->version == EKMFS_FORMAT_V2 && (c->j || c->unequal || c->cur.seq != c->dur.seq)) {
+		if (fstat(c->fd, &st) == 0 && st.st_nlink == 0) {
+			/* Gone: nothing to keep consistent. */
+			if (c->j)
+				journal_close(c, true);
+		} else if (c->j) {
+			rc = checkpoint(c);
+		} else if (c->cur.seq == c->dur.seq) {
+			rc = content_write_state(c, true);
+			if (rc == 0)
+				content_physical(c);
+		} else {
+			*seal_seq = c->cur.seq;
+		}
+	}
+	ekmfs_content_free(c);
+	return rc;
+}
+
+int ekmfs_content_seal(int fd, uint64_t seq)
+{
+	const struct ekmfs_layout *l = &ekmfs_layout_v2;
+	uint8_t rec[2 * EKMFS_STATE_SIZE];
+	struct ekmfs_state p[2];
+	uint64_t want, nb;
+	struct stat st;
+	int newest, rc;
+
+	rc = read_records(fd, rec);
+	if (rc < 0)
+		return rc;
+	for (int i = 0; i < 2; i++)
+		ekmfs_state_peek(rec + i * EKMFS_STATE_SIZE, &p[i]);
+	newest = p[1].seq > p[0].seq;
+	if (p[newest].seq != seq) {
+		ekmfs_seterr("state record seq %llu, expected %llu",
+			     (unsigned long long)p[newest].seq, (unsigned long long)seq);
+		return -ESTALE;
+	}
+	if (p[0].seq != p[1].seq) {
+		memcpy(rec + (1 - newest) * EKMFS_STATE_SIZE, rec + newest * EKMFS_STATE_SIZE,
+		       EKMFS_STATE_SIZE);
+		rc = ekmfs_write_full(fd, rec, sizeof(rec), EKMFS_STATE_OFFSET);
 		if (rc < 0)
 			return rc;
 	}
-	return 0;
-}
+	/* The durable state no longer needs what lies beyond this one, nor
+	 * what its holes cover (content_physical, without the key: the fields
+	 * are read as written; the MAC is checked when the file is loaded). */
+	want = ekmfs_backing_size(l, p[newest].size);
+	nb = ekmfs_nblocks(p[newest].size);
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > want)
+		(void)ekmfs_io->ftruncate(fd, (off_t)want);
+	for (unsigned i = 0; i < p[newest].nholes; i++) {
+		const struct ekmfs_hole *h = &p[newest].holes[i];
 
-/* Rewrite every block that [min(off, old_size), max(end, old_size)) touches.
- *
- * A growing rewrite first writes everything at or beyond the old end of the
- * backing file (the extension, and the new tail of a re-sealed old last
- * block: one submission), and only then overwrites bytes below it; any
- * failure cuts the file back to its old size. A failure while the file needs
- * new space (ENOSPC, EDQUOT) therefore leaves the old content intact: the
- * old last block is not replaced before its successor and the extension are
- * safely on disk. */
-static int rewrite_range(const struct ekmfs_content *c, uint64_t old_size,
-			 uint64_t old_backing, const uint8_t *data, uint64_t off,
-			 uint64_t end, uint64_t *bad_block)
-{
-	struct rewrite *rw;
-	uint64_t start = min_u64(off, old_size), new_size = max_u64(end, old_size);
-	uint64_t first = start / EKMFS_BLOCK_SIZE, last = (new_size - 1) / EKMFS_BLOCK_SIZE;
-	uint64_t old_blocks = (old_size + EKMFS_BLOCK_SIZE - 1) / EKMFS_BLOCK_SIZE;
-	uint64_t in_place_end; /* blocks first..in_place_end-1 are overwritten */
-	uint64_t tail = 0, tail_len = 0, old_len = 0;
-	int grows = new_size > old_size;
-	int resealed_tail = grows && old_size % EKMFS_BLOCK_SIZE != 0;
-	uint8_t *tail_block = NULL, nonce[EKMFS_NONCE_SIZE];
-	struct ekmfs_io_vec tail_new = { 0 }, tail_old = { 0 };
-	int rc = -ENOMEM;
-
-	if (!grows) /* blocks after the data's last one are untouched */
-		last = (end - 1) / EKMFS_BLOCK_SIZE;
-	in_place_end = min_u64(last + 1, old_blocks);
-	rw = calloc(1, sizeof(*rw));
-	if (!rw)
-		return -ENOMEM;
-	rw->c = c;
-	rw->old_size = old_size;
-	rw->new_size = new_size;
-	rw->data = off < end ? data : NULL;
-	rw->off = off;
-	rw->end = end;
-	rw->bad_block = bad_block;
-	rw->cbuf = malloc((size_t)min_u64(last - first + 1, CHUNK_BLOCKS) * EKMFS_CBLOCK_SIZE);
-	rw->stored = malloc(EKMFS_CBLOCK_SIZE);
-	rw->pt = malloc(EKMFS_BLOCK_SIZE);
-	tail_block = malloc(EKMFS_CBLOCK_SIZE);
-	if (!rw->cbuf || !rw->stored || !rw->pt || !tail_block)
-		goto out;
-	if (resealed_tail) {
-		/* The old last block (partial, and always in range when the
-		 * file grows) is sealed once and written in two pieces: the
-		 * new tail with the extension, the head after the in-place
-		 * blocks. */
-		tail = old_blocks - 1;
-		in_place_end = tail;
-		old_len = old_size - tail * EKMFS_BLOCK_SIZE + EKMFS_BLOCK_OVERHEAD;
-		tail_len = min_u64(new_size - tail * EKMFS_BLOCK_SIZE, EKMFS_BLOCK_SIZE) +
-			   EKMFS_BLOCK_OVERHEAD;
-		rc = ekmfs_random(nonce, sizeof(nonce));
-		if (rc == 0)
-			rc = seal_block(rw, tail, tail_len - EKMFS_BLOCK_OVERHEAD, nonce, tail_block);
-		if (rc < 0)
-			goto undo;
-		tail_new = (struct ekmfs_io_vec){
-			.buf = tail_block + old_len, .len = tail_len - old_len,
-			.off = (off_t)(ekmfs_block_offset(tail) + old_len) };
-		tail_old = (struct ekmfs_io_vec){
-			.buf = tail_block, .len = old_len, .off = (off_t)ekmfs_block_offset(tail) };
-	}
-	if (last >= old_blocks)
-		rc = rewrite_blocks(rw, max_u64(first, old_blocks), last,
-				    resealed_tail ? &tail_new : NULL);
-	else if (resealed_tail)
-		rc = write_vecs(c->fd, &tail_new, 1);
-	else
-		rc = 0;
-	if (rc < 0)
-		goto undo;
-	if (first < in_place_end)
-		rc = rewrite_blocks(rw, first, in_place_end - 1, NULL);
-	if (rc == 0 && resealed_tail)
-		rc = write_vecs(c->fd, &tail_old, 1);
-undo:
-	if (rc < 0 && grows && ekmfs_io->ftruncate(c->fd, (off_t)old_backing) < 0)
-		ekmfs_log(EKMFS_LOG_WARN, "could not cut a failed extension back: %s",
-			  strerror(errno));
-out:
-	if (rw->pt)
-		ekmfs_wipe(rw->pt, EKMFS_BLOCK_SIZE);
-	free(tail_block);
-	free(rw->pt);
-	free(rw->stored);
-	free(rw->cbuf);
-	free(rw);
-	return rc;
-}
-
-/* ---- 5. write ---- */
-
-ssize_t ekmfs_content_write(const struct ekmfs_content *c, const void *buf,
-			    size_t len, uint64_t off, uint64_t *bad_block)
-{
-	uint64_t backing, size;
-	int rc;
-
-	if (len == 0)
-		return 0;
-	if (len > SSIZE_MAX || off >= MAX_PLAIN || len > MAX_PLAIN - off) {
-		ekmfs_seterr("write beyond the largest possible file");
-		return -EFBIG;
-	}
-	rc = sizes_for_update(c, &backing, &size, bad_block);
-	if (rc < 0)
-		return rc;
-	rc = rewrite_range(c, size, backing, buf, off, off + len, bad_block);
-	return rc < 0 ? rc : (ssize_t)len;
-}
-
-/* ---- 6. truncate ---- */
-
-static int cut_backing(const struct ekmfs_content *c, uint64_t size)
-{
-	uint64_t backing = ekmfs_backing_size(size);
-
-	if (ekmfs_io->ftruncate(c->fd, (off_t)backing) < 0) {
-		int rc = -errno;
-
-		ekmfs_seterr("truncating backing file to %llu bytes: %s",
-			     (unsigned long long)backing, strerror(errno));
-		return rc;
+		if (h->count && h->first < nb && h->count <= nb - h->first)
+			(void)ekmfs_io->fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						  (off_t)ekmfs_block_offset(l, h->first),
+						  (off_t)(h->count * l->cblock_size));
 	}
 	return 0;
 }
 
-/* Shrink to size, which ends inside block index: that block is re-sealed at
- * its new length before the rest is cut off. */
-static int shrink_mid_block(const struct ekmfs_content *c, uint64_t old_size, uint64_t size,
-			    uint64_t *bad_block)
-{
-	uint64_t index = size / EKMFS_BLOCK_SIZE, bstart = index * EKMFS_BLOCK_SIZE;
-	uint64_t old_len = min_u64(old_size - bstart, EKMFS_BLOCK_SIZE), new_len = size - bstart;
-	uint8_t cblock[EKMFS_CBLOCK_SIZE], pt[EKMFS_BLOCK_SIZE], nonce[EKMFS_NONCE_SIZE];
-	ssize_t got;
-	int rc;
+/* ---- 6. sizes ---- */
 
-	got = ekmfs_read_full(c->fd, cblock, old_len + EKMFS_BLOCK_OVERHEAD,
-			      (off_t)ekmfs_block_offset(index));
-	if (got < 0) {
-		rc = (int)got;
-		ekmfs_seterr("reading backing file: %s", strerror(-rc));
-		goto out;
-	}
-	if ((uint64_t)got != old_len + EKMFS_BLOCK_OVERHEAD) {
-		report_bad_block(c, index, bad_block, "is cut short");
-		rc = -EIO;
-		goto out;
-	}
-	rc = ekmfs_block_open(c->dek, c->file_id, index, cblock, (size_t)got, pt);
-	if (rc < 0) {
-		report_bad_block(c, index, bad_block, "fails authentication");
-		rc = -EIO;
-		goto out;
-	}
-	rc = ekmfs_random(nonce, sizeof(nonce));
-	if (rc < 0)
-		goto out;
-	rc = ekmfs_block_seal(c->dek, c->file_id, index, nonce, pt, new_len, cblock);
-	if (rc < 0)
-		goto out;
-	rc = ekmfs_write_full(c->fd, cblock, new_len + EKMFS_BLOCK_OVERHEAD,
-			      (off_t)ekmfs_block_offset(index));
-	if (rc < 0) {
-		ekmfs_seterr("writing backing file: %s", strerror(-rc));
-		goto out;
-	}
-	rc = cut_backing(c, size);
-out:
-	ekmfs_wipe(pt, sizeof(pt));
-	return rc;
+uint64_t ekmfs_content_size(const struct ekmfs_content *c)
+{
+	return c->cur.size;
 }
 
-int ekmfs_content_truncate(const struct ekmfs_content *c, uint64_t size,
-			   uint64_t *bad_block)
+uint16_t ekmfs_content_version(const struct ekmfs_content *c)
 {
-	uint64_t backing, old_size;
-	int rc;
+	return c->l->version;
+}
 
-	if (size > MAX_PLAIN) {
-		ekmfs_seterr("truncate beyond the largest possible file");
-		return -EFBIG;
+const uint8_t *ekmfs_content_file_id(const struct ekmfs_content *c)
+{
+	return c->file_id;
+}
+
+int ekmfs_content_plain_size(uint16_t version, uint64_t backing, uint64_t *plain)
+{
+	const struct ekmfs_layout *l = ekmfs_layout_of(version);
+
+	if (!l) {
+		*plain = 0;
+		return -EPROTO;
 	}
-	rc = backing_sizes(c->fd, &backing, &old_size);
-	if (rc == -EBADMSG && backing >= EKMFS_HEADER_SIZE && size <= old_size) {
-		/* A file cut short mid-block can be repaired by cutting it to
-		 * (at most) its intact prefix; anything else would need the
-		 * damaged block. */
-		rc = 0;
-		if (size % EKMFS_BLOCK_SIZE == 0)
-			return cut_backing(c, size);
-	} else if (rc == -EBADMSG) {
-		report_bad_block(c, old_size / EKMFS_BLOCK_SIZE, bad_block,
-				 "is cut short (impossible backing size)");
-		return -EIO;
-	}
-	if (rc < 0)
-		return rc;
-	if (backing == 0) {
-		if (size == 0)
-			return 0;
-		ekmfs_seterr("backing file has no header yet");
-		return -ENODATA;
-	}
-	if (size == old_size)
-		return 0;
-	if (size > old_size)
-		return rewrite_range(c, old_size, backing, NULL, size, size, bad_block);
-	if (size % EKMFS_BLOCK_SIZE == 0)
-		return cut_backing(c, size);
-	return shrink_mid_block(c, old_size, size, bad_block);
+	return ekmfs_plain_size(l, backing, plain);
 }

@@ -1,8 +1,10 @@
 /*
- * header.c - the 256-byte file header and its two key slots.
+ * header.c - the file header (v1: 256 bytes; v2: its sector 0, 512 bytes)
+ * and its two key slots.
  *
  * Owns: parsing and serialising the header (docs/FORMAT.md, "File header"),
  * choosing the newest slot, and wrapping/unwrapping the file's DEK in a slot.
+ * The v2 state records that follow in sector 1 are state.c's.
  *
  * Divisions:
  *   1. little-endian helpers
@@ -30,6 +32,9 @@
 #define HDR_FLAGS 12
 #define HDR_FILE_ID 16
 #define HDR_RESERVED (EKMFS_HEADER_PREFIX_SIZE + EKMFS_SLOT_COUNT * EKMFS_SLOT_SIZE)
+/* End of the reserved bytes: the v1 header, or v2 sector 0. */
+#define HDR_END_V1 EKMFS_HEADER_SIZE_V1
+#define HDR_END_V2 EKMFS_SECTOR_SIZE
 
 /* Slot layout, relative to the slot's start. */
 #define SLOT_SEQ 0
@@ -43,6 +48,9 @@
 #define SLOT_AAD_SIZE (EKMFS_HEADER_PREFIX_SIZE + SLOT_AAD_FIELDS)
 
 _Static_assert(HDR_RESERVED == 224, "slots end at byte 224");
+_Static_assert(HDR_END_V2 == EKMFS_STATE_OFFSET, "v2 state records follow sector 0");
+_Static_assert(EKMFS_HEADER_PARSE_SIZE >= HDR_END_V1 && EKMFS_HEADER_PARSE_SIZE >= HDR_END_V2,
+	       "a parse buffer holds either header");
 _Static_assert(SLOT_RESERVED + 20 == EKMFS_SLOT_SIZE, "slot is 96 bytes");
 _Static_assert(SLOT_TAG == SLOT_WRAPPED + EKMFS_KEY_SIZE, "tag follows the wrapped DEK");
 _Static_assert(EKMFS_NONCE_SIZE == EKMFS_AEAD_NONCE_SIZE && EKMFS_TAG_SIZE == EKMFS_AEAD_TAG_SIZE &&
@@ -94,11 +102,18 @@ static int all_zero(const uint8_t *p, size_t len)
 
 /* ---- 2. parse / serialise / init ---- */
 
+static uint16_t header_size_of(uint16_t version)
+{
+	const struct ekmfs_layout *l = ekmfs_layout_of(version);
+
+	return l ? (uint16_t)l->header_size : 0;
+}
+
 static void prefix_serialize(const struct ekmfs_header *h, uint8_t out[EKMFS_HEADER_PREFIX_SIZE])
 {
 	memcpy(out + HDR_MAGIC, EKMFS_MAGIC, 4);
 	put16(out + HDR_VERSION, h->version);
-	put16(out + HDR_SIZE, EKMFS_HEADER_SIZE);
+	put16(out + HDR_SIZE, header_size_of(h->version));
 	put32(out + HDR_BLOCK_SIZE, h->block_size);
 	put32(out + HDR_FLAGS, h->flags);
 	memcpy(out + HDR_FILE_ID, h->file_id, EKMFS_FILE_ID_SIZE);
@@ -140,24 +155,35 @@ static int slot_parse(const uint8_t in[EKMFS_SLOT_SIZE], int idx, struct ekmfs_s
 	return 0;
 }
 
-int ekmfs_header_parse(const uint8_t buf[EKMFS_HEADER_SIZE], struct ekmfs_header *h)
+int ekmfs_header_parse(const uint8_t *buf, size_t len, struct ekmfs_header *h)
 {
+	size_t end;
 	int rc;
 
 	memset(h, 0, sizeof(*h));
+	if (len < 8) {
+		ekmfs_seterr("file header truncated to %zu bytes", len);
+		return -EBADMSG;
+	}
 	if (memcmp(buf + HDR_MAGIC, EKMFS_MAGIC, 4) != 0) {
 		ekmfs_seterr("file header: bad magic (not an ekmfs file)");
 		return -EPROTO;
 	}
 	h->version = get16(buf + HDR_VERSION);
-	if (h->version != EKMFS_FORMAT_VERSION) {
-		ekmfs_seterr("file header: unsupported format version %u (expected %u)",
-			     h->version, EKMFS_FORMAT_VERSION);
+	if (!ekmfs_layout_of(h->version)) {
+		ekmfs_seterr("file header: unsupported format version %u (this release reads "
+			     "%u and %u)", h->version, EKMFS_FORMAT_V1, EKMFS_FORMAT_V2);
 		return -EPROTO;
 	}
-	if (get16(buf + HDR_SIZE) != EKMFS_HEADER_SIZE) {
+	end = h->version == EKMFS_FORMAT_V1 ? HDR_END_V1 : HDR_END_V2;
+	if (len < end) {
+		ekmfs_seterr("file header truncated to %zu bytes (format version %u has %u)",
+			     len, h->version, header_size_of(h->version));
+		return -EBADMSG;
+	}
+	if (get16(buf + HDR_SIZE) != header_size_of(h->version)) {
 		ekmfs_seterr("file header: header size %u, expected %u",
-			     get16(buf + HDR_SIZE), EKMFS_HEADER_SIZE);
+			     get16(buf + HDR_SIZE), header_size_of(h->version));
 		return -EBADMSG;
 	}
 	h->block_size = get32(buf + HDR_BLOCK_SIZE);
@@ -172,8 +198,9 @@ int ekmfs_header_parse(const uint8_t buf[EKMFS_HEADER_SIZE], struct ekmfs_header
 		return -EBADMSG;
 	}
 	memcpy(h->file_id, buf + HDR_FILE_ID, EKMFS_FILE_ID_SIZE);
-	if (!all_zero(buf + HDR_RESERVED, EKMFS_HEADER_SIZE - HDR_RESERVED)) {
-		ekmfs_seterr("file header: reserved bytes 224..255 are not zero");
+	if (!all_zero(buf + HDR_RESERVED, end - HDR_RESERVED)) {
+		ekmfs_seterr("file header: reserved bytes %u..%zu are not zero", HDR_RESERVED,
+			     end - 1);
 		return -EBADMSG;
 	}
 	for (int i = 0; i < EKMFS_SLOT_COUNT; i++) {
@@ -193,12 +220,15 @@ int ekmfs_header_parse(const uint8_t buf[EKMFS_HEADER_SIZE], struct ekmfs_header
 	return 0;
 }
 
-void ekmfs_header_serialize(const struct ekmfs_header *h, uint8_t buf[EKMFS_HEADER_SIZE])
+size_t ekmfs_header_serialize(const struct ekmfs_header *h, uint8_t *buf)
 {
-	memset(buf, 0, EKMFS_HEADER_SIZE);
+	size_t end = h->version == EKMFS_FORMAT_V1 ? HDR_END_V1 : HDR_END_V2;
+
+	memset(buf, 0, end);
 	prefix_serialize(h, buf);
 	for (int i = 0; i < EKMFS_SLOT_COUNT; i++)
 		slot_serialize(&h->slot[i], buf + ekmfs_slot_offset(i));
+	return end;
 }
 
 void ekmfs_header_init(struct ekmfs_header *h, const uint8_t file_id[EKMFS_FILE_ID_SIZE])
