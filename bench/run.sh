@@ -267,12 +267,14 @@ for _ in range(3):
         ours[mode, int(size)] = max(ours.get((mode, int(size)), 0.0), float(mbs))
     for size in {s for _, s in ours}:
         theirs[size] = max(theirs.get(size, 0.0), openssl(size))
-print("| request | openssl speed | seal | open | seal % | open % | one-shot seal | one-shot open |")
-print("|---|---|---|---|---|---|---|---|")
+print("| request | openssl speed | seal | open | seal % | open % | one-shot seal | one-shot open | v1 seal | v1 open | v2/v1 seal | v2/v1 open |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for size in sorted(theirs):
     o = theirs[size]
     s, p = ours["seal", size], ours["open", size]
-    print("| %d KiB | %.0f | %.0f | %.0f | %.0f%% | %.0f%% | %.0f | %.0f |" % (
+    s1, p1 = ours["seal-v1", size], ours["open-v1", size]
+    print("| %d KiB | %.0f | %.0f | %.0f | %.0f%% | %.0f%% | %.0f | %.0f | %.0f | %.0f | %.0f%% | %.0f%% |" % (
         size // 1024, o, s, p, 100 * s / o, 100 * p / o,
-        ours["seal-oneshot", size], ours["open-oneshot", size]))
+        ours["seal-oneshot", size], ours["open-oneshot", size], s1, p1,
+        100 * s / s1, 100 * p / p1))
 '

@@ -43,6 +43,14 @@ struct ekmfs_content_env {
 	 * of this seq not yet sealed (ekmfs_content_close); its two records
 	 * may differ, the newer must carry this seq. */
 	uint64_t expect_seq;
+	/* The volume may hold version 1 files: an upgrade of this file that a
+	 * crash interrupted is finished first (ekmfs_content_upgrade). */
+	bool upgrading;
+	/* Checking a volume that is mounted, or awaits recovery, without
+	 * changing it (ekmfs-admin verify): the records may differ and the file
+	 * be longer than its newest record says (writes in flight); the newest
+	 * valid record is checked. Nothing is written. */
+	bool in_use;
 };
 
 struct ekmfs_content;
@@ -64,7 +72,8 @@ int ekmfs_content_clear_slot(int fd, int idx);
 /* ---- lifecycle ---- */
 
 /* A new file: fd is empty (0 bytes); write header h (v2, slots filled)
- * and two empty-file state records. */
+ * and two empty-file state records. c keeps a duplicate of fd (here and
+ * in load): the caller's may be closed while c lives. */
 int ekmfs_content_create(struct ekmfs_content **out, int fd, const struct ekmfs_header *h,
 			 const uint8_t dek[EKMFS_KEY_SIZE], const struct ekmfs_content_env *env);
 /* An existing file whose header h was read from fd and whose DEK is known.
@@ -102,6 +111,9 @@ int ekmfs_content_upgrade(struct ekmfs_content *c, const struct ekmfs_header *h)
 uint64_t ekmfs_content_size(const struct ekmfs_content *c);
 uint16_t ekmfs_content_version(const struct ekmfs_content *c);
 const uint8_t *ekmfs_content_file_id(const struct ekmfs_content *c);
+/* The backing file, as c holds it (its own descriptor, O_RDWR when the
+ * file was opened so). */
+int ekmfs_content_fd(const struct ekmfs_content *c);
 /* Plaintext size from a backing size alone (stat of a file nobody has
  * loaded; at rest the backing size is the layout size exactly). */
 int ekmfs_content_plain_size(uint16_t version, uint64_t backing, uint64_t *plain);

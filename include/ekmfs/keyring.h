@@ -27,8 +27,12 @@
 #define EKMFS_REF_MAX 256
 #define EKMFS_WRAP_MAC_SIZE 32
 
+/* volume.json versions: 1 (files of format 1, or a mix being upgraded),
+ * 2 (every file is format 2: ekmfs-admin init, or a finished upgrade). */
+#define EKMFS_VOLUME_VERSION 2
+
 struct ekmfs_volume {
-	uint32_t format_version;
+	uint32_t format_version;        /* volume.json "version" */
 	uint8_t volume_id[EKMFS_VOLUME_ID_SIZE];
 	uint32_t block_size;
 	time_t created;
@@ -110,6 +114,13 @@ struct ekmfs_kek_record *ekmfs_tenant_kek(struct ekmfs_tenant_record *t, uint32_
 int ekmfs_keyring_add_tenant(struct ekmfs_keyring *kr, const struct ekmfs_tenant_record *rec);
 int ekmfs_tenant_add_kek(struct ekmfs_tenant_record *t, const struct ekmfs_kek_record *rec);
 const char *ekmfs_kek_state_name(enum ekmfs_kek_state s);
+
+/* The .ekmfs/ store: read .ekmfs/name whole (16 MiB at most; a
+ * NUL-terminated malloc'd buffer), and replace it atomically and durably
+ * (name.tmp, fsync, rename, fsync of the directory). 0 or -errno (-ENOENT
+ * when absent, without a message). */
+int ekmfs_meta_read(int backing_fd, const char *name, char **text, size_t *len);
+int ekmfs_meta_replace(int backing_fd, const char *name, const char *text);
 
 /* flock() on .ekmfs/lock. wait=false returns -EWOULDBLOCK when held. */
 int ekmfs_meta_lock(int backing_fd, bool exclusive, bool wait, int *lock_fd);

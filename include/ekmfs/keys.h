@@ -59,11 +59,23 @@ void ekmfs_keys_stats(struct ekmfs_keys *k, struct ekmfs_keys_stats *out);
 int ekmfs_keys_new_header(struct ekmfs_keys *k, const char *path,
 			  struct ekmfs_header *h, uint8_t *dek);
 
+/* A version 2 header for the file of old (a v1 header whose DEK is dek):
+ * the same file id and DEK, wrapped under the KEK old's owner slot names.
+ * 0, -ENOKEY or -errno. */
+int ekmfs_keys_rewrap_header(struct ekmfs_keys *k, const struct ekmfs_header *old,
+			      const uint8_t *dek, struct ekmfs_header *h);
+
 /* Unwrap the DEK of h from its newest slot that authenticates. 0, -ENOKEY
  * (its KEK version is unknown or destroyed, or the CMK is unavailable) or
  * -EBADMSG (no slot authenticates: tampered header). */
 int ekmfs_keys_open_header(struct ekmfs_keys *k, const struct ekmfs_header *h,
 			   uint8_t *dek);
+
+/* Every header byte checked: whether each key slot in use whose KEK is at
+ * hand authenticates, the one that did not open the file too (room where
+ * data could be hidden, or a tampered re-wrap). 0, or -EBADMSG naming the
+ * slot. A slot whose KEK is unavailable is not judged. */
+int ekmfs_keys_check_slots(struct ekmfs_keys *k, const struct ekmfs_header *h);
 
 /* The rule ekmfs_volume_init applies to secrets files, for tools that name a
  * new one later (ekmfs-rotate cmk --to): secret (a key or passphrase file,

@@ -232,18 +232,43 @@ static int read_records(int fd, uint8_t rec[2 * EKMFS_STATE_SIZE])
 	return 0;
 }
 
+/* Whether dur has no data in blocks [first, end): they are beyond its size
+ * or inside one of its holes. */
+static bool dur_lacks(const struct ekmfs_content *c, uint64_t first, uint64_t end)
+{
+	if (first >= ekmfs_nblocks(c->dur.size))
+		return true;
+	for (unsigned i = 0; i < c->dur.nholes; i++)
+		if (c->dur.holes[i].first <= first &&
+		    c->dur.holes[i].first + c->dur.holes[i].count >= end)
+			return true;
+	return false;
+}
+
+/* Free what neither the current state nor the durable one needs: bytes
+ * beyond both their ends, and holes of the current state where the
+ * durable one has no data. What the durable state still needs waits for
+ * the next durability point (then dur is cur). */
 void content_physical(struct ekmfs_content *c)
 {
 	uint64_t want = ekmfs_backing_size(c->l, c->cur.size);
+	uint64_t dwant = ekmfs_backing_size(c->l, c->dur.size);
+	bool left = false;
 
+	if (dwant > want)
+		want = dwant;
 	if (c->phys > want && ekmfs_io->ftruncate(c->fd, (off_t)want) == 0)
 		c->phys = want;
 	if (!c->punch_pending)
 		return;
 	for (unsigned i = 0; i < c->cur.nholes; i++) {
-		uint64_t from = ekmfs_block_offset(c->l, c->cur.holes[i].first);
-		uint64_t to = ekmfs_block_offset(c->l, c->cur.holes[i].first + c->cur.holes[i].count);
+		uint64_t first = c->cur.holes[i].first, end = first + c->cur.holes[i].count;
+		uint64_t from = ekmfs_block_offset(c->l, first), to = ekmfs_block_offset(c->l, end);
 
+		if (!dur_lacks(c, first, end)) {
+			left = true;
+			continue;
+		}
 		if (to > c->phys)
 			to = c->phys;
 		/* Best effort: a file system without punch keeps the old
@@ -252,7 +277,27 @@ void content_physical(struct ekmfs_content *c)
 			(void)ekmfs_io->fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 						  (off_t)from, (off_t)(to - from));
 	}
-	c->punch_pending = false;
+	c->punch_pending = left;
+}
+
+/* What ekmfs writes to keep a file consistent (records, trims, punches,
+ * folding the journal) is not a change of the file as its users see it:
+ * its mtime is put back as it was before. */
+static struct timespec mtime_save(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return (struct timespec){ .tv_nsec = UTIME_OMIT };
+	return st.st_mtim;
+}
+
+static void mtime_put_back(int fd, struct timespec saved)
+{
+	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, saved };
+
+	if (saved.tv_nsec != UTIME_OMIT)
+		(void)ekmfs_io->futimens(fd, tv);
 }
 
 /* ---- 4. create, load, settle ---- */
@@ -264,7 +309,12 @@ static struct ekmfs_content *content_new(int fd, const struct ekmfs_header *h,
 
 	if (!c)
 		return NULL;
-	c->fd = fd;
+	/* Its own descriptor: the handle it came through may close first. */
+	c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (c->fd < 0) {
+		free(c);
+		return NULL;
+	}
 	c->l = ekmfs_header_layout(h);
 	memcpy(c->file_id, h->file_id, EKMFS_FILE_ID_SIZE);
 	if (env)
@@ -283,6 +333,7 @@ void ekmfs_content_free(struct ekmfs_content *c)
 		journal_close(c, false);
 	if (c->k)
 		ekmfs_secure_free(c->k, sizeof(*c->k));
+	close(c->fd);
 	pthread_mutex_destroy(&c->mu);
 	ekmfs_wipe(c, sizeof(*c));
 	free(c);
@@ -427,6 +478,7 @@ static void settled(struct ekmfs_content *c, const char *fmt, ...)
 static int settle(struct ekmfs_content *c, struct ekmfs_state p[2], bool valid[2])
 {
 	struct ekmfs_state *cand[2] = { NULL, NULL }, *chosen = NULL;
+	struct timespec mtime = mtime_save(c->fd);
 	uint8_t *stored = NULL, *pt = NULL;
 	uint64_t gen, trimmed = 0;
 	int rc = 0, n = 0;
@@ -450,6 +502,7 @@ static int settle(struct ekmfs_content *c, struct ekmfs_state p[2], bool valid[2
 		if (rc == 0 && ekmfs_io->ftruncate(c->fd, EKMFS_HEADER_SIZE_V2) == 0)
 			c->phys = EKMFS_HEADER_SIZE_V2;
 		journal_remove_stale(&c->env, c->file_id, UINT64_MAX);
+		mtime_put_back(c->fd, mtime);
 		settled(c, "no state record was complete (the file was being created or "
 			"emptied): it is empty now");
 		return rc;
@@ -509,6 +562,7 @@ static int settle(struct ekmfs_content *c, struct ekmfs_state p[2], bool valid[2
 		journal_close(c, true);
 	journal_remove_stale(&c->env, c->file_id, UINT64_MAX);
 out:
+	mtime_put_back(c->fd, mtime);
 	free(stored);
 	ekmfs_secure_free(pt, EKMFS_BLOCK_SIZE);
 	return rc;
@@ -523,6 +577,24 @@ static int load_strict(struct ekmfs_content *c, struct ekmfs_state p[2], bool va
 	uint64_t want, expect = c->env.expect_seq;
 	int newest = p[1].seq > p[0].seq;
 
+	if (c->env.in_use) {
+		/* In use elsewhere: the newest valid record, read-only. */
+		newest = valid[1] && (!valid[0] || p[1].seq > p[0].seq);
+		if (!valid[newest] || !p[newest].seq) {
+			ekmfs_seterr("no state record authenticates (tampered)");
+			return -EBADMSG;
+		}
+		want = ekmfs_backing_size(c->l, p[newest].size);
+		if (c->phys < want) {
+			ekmfs_seterr("backing file is %llu bytes, but its authenticated size %llu "
+				     "needs %llu (cut short)", (unsigned long long)c->phys,
+				     (unsigned long long)p[newest].size, (unsigned long long)want);
+			return -EBADMSG;
+		}
+		c->cur = c->dur = p[newest];
+		c->seq = p[newest].seq;
+		return 0;
+	}
 	for (int i = 0; i < 2; i++) {
 		if (!valid[i] || !p[i].seq) {
 			ekmfs_seterr("state record %d %s", i,
@@ -589,6 +661,15 @@ int ekmfs_content_load(struct ekmfs_content **out, int fd, const struct ekmfs_he
 		goto fail;
 	}
 	c->phys = (uint64_t)st.st_size;
+	if (c->env.upgrading) {
+		rc = content_upgrade_resume(c);
+		if (rc < 0)
+			goto fail;
+		if (rc == 1) {
+			*out = c;
+			return 0;
+		}
+	}
 	if (c->l->version == EKMFS_FORMAT_V1) {
 		/* v1: the size is the backing size; no records, no journal. */
 		rc = ekmfs_plain_size(c->l, c->phys, &c->cur.size);
@@ -713,10 +794,12 @@ static int checkpoint(struct ekmfs_content *c)
 
 int ekmfs_content_sync(struct ekmfs_content *c, bool datasync)
 {
+	struct timespec mtime = mtime_save(c->fd);
 	int rc = make_durable(c, datasync);
 
 	if (rc == 0 && c->j && c->j->end > CONTENT_JOURNAL_FOLD)
 		rc = checkpoint(c);
+	mtime_put_back(c->fd, mtime);
 	return rc;
 }
 
@@ -728,6 +811,7 @@ int ekmfs_content_sync(struct ekmfs_content *c, bool datasync)
  */
 int ekmfs_content_close(struct ekmfs_content *c, uint64_t *seal_seq)
 {
+	struct timespec mtime;
 	struct stat st;
 	int rc = 0;
 
@@ -735,6 +819,7 @@ int ekmfs_content_close(struct ekmfs_content *c, uint64_t *seal_seq)
 	if (!c)
 		return 0;
 	if (c->l->version == EKMFS_FORMAT_V2 && (c->j || c->unequal || c->cur.seq != c->dur.seq)) {
+		mtime = mtime_save(c->fd);
 		if (fstat(c->fd, &st) == 0 && st.st_nlink == 0) {
 			/* Gone: nothing to keep consistent. */
 			if (c->j)
@@ -746,8 +831,11 @@ int ekmfs_content_close(struct ekmfs_content *c, uint64_t *seal_seq)
 			if (rc == 0)
 				content_physical(c);
 		} else {
+			/* What the durable state does not need goes now. */
+			content_physical(c);
 			*seal_seq = c->cur.seq;
 		}
+		mtime_put_back(c->fd, mtime);
 	}
 	ekmfs_content_free(c);
 	return rc;
@@ -759,6 +847,7 @@ int ekmfs_content_seal(int fd, uint64_t seq)
 	uint8_t rec[2 * EKMFS_STATE_SIZE];
 	struct ekmfs_state p[2];
 	uint64_t want, nb;
+	struct timespec mtime;
 	struct stat st;
 	int newest, rc;
 
@@ -773,6 +862,7 @@ int ekmfs_content_seal(int fd, uint64_t seq)
 			     (unsigned long long)p[newest].seq, (unsigned long long)seq);
 		return -ESTALE;
 	}
+	mtime = mtime_save(fd);
 	if (p[0].seq != p[1].seq) {
 		memcpy(rec + (1 - newest) * EKMFS_STATE_SIZE, rec + newest * EKMFS_STATE_SIZE,
 		       EKMFS_STATE_SIZE);
@@ -795,6 +885,7 @@ int ekmfs_content_seal(int fd, uint64_t seq)
 						  (off_t)ekmfs_block_offset(l, h->first),
 						  (off_t)(h->count * l->cblock_size));
 	}
+	mtime_put_back(fd, mtime);
 	return 0;
 }
 
@@ -813,6 +904,11 @@ uint16_t ekmfs_content_version(const struct ekmfs_content *c)
 const uint8_t *ekmfs_content_file_id(const struct ekmfs_content *c)
 {
 	return c->file_id;
+}
+
+int ekmfs_content_fd(const struct ekmfs_content *c)
+{
+	return c->fd;
 }
 
 int ekmfs_content_plain_size(uint16_t version, uint64_t backing, uint64_t *plain)

@@ -12,7 +12,8 @@
  *              them, where they go (journal or in place), the new state
  *   journal.c  the journal file: create, append, scan, the overlay map of
  *              journaled blocks, folding it into the file
- *   upgrade.c  converting a v1 file to v2 in place, crash-safe
+ *   upgrade.c  converting a v1 file to v2 in place, crash-safe, and
+ *              finishing a conversion a crash interrupted
  *
  * The rules every file keeps (docs/DESIGN.md, "Format v2: crash
  * atomicity", argues them):
@@ -133,6 +134,10 @@ void content_physical(struct ekmfs_content *c);
  * into pt. 0, -EIO (bad; reported) or -errno. */
 int content_load_block(struct ekmfs_content *c, uint64_t index, uint64_t len, uint8_t *pt,
 		       uint64_t *bad_block);
+
+/* upgrade.c: finish an upgrade a crash interrupted (its backup exists):
+ * 1 when c is now the converted v2 file at rest, 0 when there is none. */
+int content_upgrade_resume(struct ekmfs_content *c);
 
 /* journal.c */
 int journal_open_new(struct ekmfs_content *c);

@@ -88,11 +88,10 @@ static void drop_all_deks(struct efs_data *fs)
 		bool had = false;
 
 		pthread_rwlock_wrlock(&inode->ci_lock);
-		if (inode->ci_loaded) {
-			if (inode->ci_dek)
-				ekmfs_wipe(inode->ci_dek, EKMFS_KEY_SIZE);
-			ekmfs_wipe(inode->ci_file_id, sizeof(inode->ci_file_id));
-			inode->ci_loaded = false;
+		if (inode->ci_content) {
+			/* Closed as at a last release (its journal folded in
+			 * with the keys still at hand), then gone. */
+			efs_crypto_close(fs, inode);
 			had = true;
 		}
 		pthread_rwlock_unlock(&inode->ci_lock);

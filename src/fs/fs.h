@@ -7,7 +7,10 @@
  * together. The map of the module, grouped by file:
  *   main.c   command line, start-up order, mount, session loop, shutdown
  *   inode.c  inode table keyed by (st_dev, st_ino), lookup counts, and the
- *            per-inode crypto state (file id + DEK) shared by names and opens
+ *            per-inode content state (src/content: keys, states, journal)
+ *            shared by names and opens
+ *   seal.c   files closed with an unsynced state: sealed after a syncfs
+ *   recover.c  settling the files a crashed daemon left, at mount
  *   metrics.c  counters and the Prometheus metrics file (metrics.h)
  *   service.c  sd_notify, SIGHUP reload, housekeeping thread (service.h)
  *   ops.c    every FUSE low-level operation: do_x() returns an errno, the
@@ -33,6 +36,7 @@
 #include <sys/types.h>
 
 #include "ekmfs/config.h"
+#include "ekmfs/content.h"
 #include "ekmfs/format.h"
 #include "ekmfs/keys.h"
 
@@ -51,16 +55,15 @@ struct efs_inode {
 	uint64_t refcount;
 
 	/*
-	 * Crypto state of a regular file, shared by all its names and opens.
+	 * Content state of a regular file, shared by all its names and opens.
 	 * ci_lock: reads take it shared; writes, truncates and loading or
 	 * dropping the state take it exclusive. Every ci_ field below is
 	 * protected by ci_lock.
 	 */
 	pthread_rwlock_t ci_lock;
-	bool ci_loaded;               /* ci_file_id and ci_dek are valid */
-	unsigned ci_nopen;            /* open handles; DEK wiped at 0 */
-	uint8_t ci_file_id[EKMFS_FILE_ID_SIZE];
-	uint8_t *ci_dek;              /* EKMFS_KEY_SIZE bytes of secure memory */
+	struct ekmfs_content *ci_content; /* loaded: file id, DEK, states (NULL: not) */
+	unsigned ci_nopen;            /* open handles; the state is closed at 0 */
+	uint8_t ci_format;            /* format version of the file; 0: not known yet */
 	/* 1 + the last damaged block logged while the state was loaded, so the
 	 * kernel's retries (read-ahead, then page by page) log it once.
 	 * Atomic: readers update it under the shared lock. */
@@ -96,6 +99,8 @@ struct efs_range {
 	struct efs_range *next;
 };
 
+struct efs_seal_list;
+
 struct efs_data {
 	pthread_mutex_t mutex;        /* the inode table */
 	/* Every open handle, so a daemon stopped by a signal (the kernel then
@@ -109,6 +114,14 @@ struct efs_data {
 
 	struct ekmfs_keys *keys;
 	const struct ekmfs_config *cfg;
+	int backing_fd;               /* BACKING, O_RDONLY|O_DIRECTORY */
+	int journal_fd;               /* BACKING/.ekmfs/journal */
+	uint32_t volume_version;      /* volume.json "version": 2 = every file v2 */
+	struct efs_seal_list *seals;  /* seal.c */
+	/* Recovering from a crash: files changed since then are settled
+	 * when loaded (recover.c). Atomic: cleared once all are. */
+	bool recovering;
+	struct timespec recover_since;
 	char backing[PATH_MAX];       /* realpath of BACKING, for log paths */
 	size_t backing_len;
 	/* Atomic: a SIGHUP reload (service.c) changes them while workers read. */
@@ -143,12 +156,18 @@ struct efs_inode *efs_inode_find_or_add(struct efs_data *fs, const struct stat *
 					int *fd);
 void efs_inode_ref(struct efs_data *fs, struct efs_inode *inode);
 void efs_inode_unref(struct efs_data *fs, struct efs_inode *inode, uint64_t n);
-/* Crypto state; the caller holds ci_lock exclusively. */
+/* Content state; the caller holds ci_lock exclusively. load: 0 when
+ * loaded, -ENODATA for a 0-byte file (with create: it gets its header). */
 int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd,
 		    bool create);
-void efs_crypto_install(struct efs_inode *inode, const uint8_t *file_id,
-			const uint8_t *dek);
-void efs_crypto_drop_if_unused(struct efs_inode *inode);
+/* Close the state (folding, sealing). */
+void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode);
+void efs_crypto_drop_if_unused(struct efs_data *fs, struct efs_inode *inode);
+/* The environment content loads use (journal directory, settling). */
+void efs_content_env(struct efs_data *fs, const struct stat *st,
+		     struct ekmfs_content_env *env);
+/* The plaintext size of a backing file nobody has loaded (stat). */
+void efs_plain_stat(struct efs_data *fs, struct efs_inode *inode, struct stat *st);
 /* Path of fd relative to BACKING, for log lines and tenant selection. */
 void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len);
 
@@ -182,6 +201,27 @@ int efs_wire_attach(struct fuse_session *se);
 bool efs_wire_kill_suidgid(void);
 /* Clear S_ISUID, and S_ISGID if group-executable, of the file behind fd. */
 void efs_drop_suidgid(int fd);
+
+/* seal.c */
+int efs_seal_init(struct efs_data *fs);
+/* inode's state was closed with its working record seq (of plaintext size
+ * size) unsynced. */
+void efs_seal_add(struct efs_data *fs, struct efs_inode *inode, int fd, uint64_t seq,
+		  uint64_t size);
+/* The size of a file waiting to be sealed (its backing file may still be
+ * longer: the trim waits for the seal). */
+bool efs_seal_size(struct efs_data *fs, struct efs_inode *inode, uint64_t *size);
+/* The seq a load of inode must expect (the entry is taken); 0: none. */
+uint64_t efs_seal_take(struct efs_data *fs, struct efs_inode *inode);
+/* syncfs BACKING, then seal every file closed before it. */
+void efs_seal_run(struct efs_data *fs);
+/* Files waiting (for the housekeeping thread's decision and metrics). */
+size_t efs_seal_pending(struct efs_data *fs);
+void efs_seal_destroy(struct efs_data *fs);
+
+/* recover.c: settle what a crashed daemon left (before mounting). 0, or
+ * -errno when files could not be settled (recovery continues lazily). */
+int efs_recover(struct efs_data *fs);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops efs_ops;

@@ -9,8 +9,8 @@
  *
  * Divisions:
  *   1. the table (hash of (dev, ino), find / add / reference counting)
- *   2. crypto state: loading a file's header and DEK, dropping it on the
- *      last release
+ *   2. content state: loading a file's header, DEK and states (settling it
+ *      after a crash), closing it on the last release, plaintext sizes
  *   3. paths relative to BACKING for log lines
  */
 #include <errno.h>
@@ -112,10 +112,10 @@ int efs_table_init(struct efs_data *fs, int root_fd)
 
 static void inode_free(struct efs_inode *inode)
 {
-	if (inode->ci_dek)
-		ekmfs_secure_free(inode->ci_dek, EKMFS_KEY_SIZE);
-	inode->ci_dek = NULL;
-	ekmfs_wipe(inode->ci_file_id, sizeof(inode->ci_file_id));
+	/* The last handle's release closed the state; a daemon stopped by a
+	 * signal closed it in efs_table_destroy. */
+	ekmfs_content_free(inode->ci_content);
+	inode->ci_content = NULL;
 	pthread_rwlock_destroy(&inode->ci_lock);
 	efs_range_destroy(inode);
 	close(inode->fd);
@@ -128,11 +128,16 @@ void efs_table_destroy(struct efs_data *fs)
 
 	if (!fs->table)
 		return;
-	/* Handles the kernel never released (stopped by a signal). */
+	/* Handles the kernel never released (stopped by a signal): their
+	 * states are closed properly, as a release would. */
 	while (fs->files) {
 		struct efs_file *f = fs->files;
 
 		fs->files = f->next;
+		if (f->inode->ci_content) {
+			f->inode->ci_nopen = 0;
+			efs_crypto_close(fs, f->inode);
+		}
 		close(f->fd);
 		free(f);
 	}
@@ -148,8 +153,6 @@ void efs_table_destroy(struct efs_data *fs)
 	}
 	free(fs->table);
 	fs->table = NULL;
-	if (fs->root.ci_dek)
-		ekmfs_secure_free(fs->root.ci_dek, EKMFS_KEY_SIZE);
 	pthread_rwlock_destroy(&fs->root.ci_lock);
 	efs_range_destroy(&fs->root);
 	close(fs->root.fd);
@@ -234,14 +237,31 @@ void efs_inode_unref(struct efs_data *fs, struct efs_inode *inode, uint64_t n)
 	inode_free(inode);
 }
 
-/* ---- 2. crypto state ---- */
+/* ---- 2. content state ---- */
 
-void efs_crypto_install(struct efs_inode *inode, const uint8_t *file_id,
-			const uint8_t *dek)
+static bool ctime_since(const struct stat *st, const struct timespec *since)
 {
-	memcpy(inode->ci_file_id, file_id, EKMFS_FILE_ID_SIZE);
-	memcpy(inode->ci_dek, dek, EKMFS_KEY_SIZE);
-	inode->ci_loaded = true;
+	return st->st_ctim.tv_sec > since->tv_sec ||
+	       (st->st_ctim.tv_sec == since->tv_sec && st->st_ctim.tv_nsec >= since->tv_nsec);
+}
+
+static void log_settled(void *arg, const char *what)
+{
+	const char *rel = arg;
+
+	ekmfs_log(EKMFS_LOG_WARN, "%s: recovered after a crash: %s", rel, what);
+}
+
+void efs_content_env(struct efs_data *fs, const struct stat *st,
+		     struct ekmfs_content_env *env)
+{
+	memset(env, 0, sizeof(*env));
+	env->journal_dir = fs->journal_fd;
+	env->settled = log_settled;
+	env->upgrading = fs->volume_version < 2;
+	if (st && __atomic_load_n(&fs->recovering, __ATOMIC_ACQUIRE) &&
+	    ctime_since(st, &fs->recover_since))
+		env->settle = true;
 }
 
 static void log_header_problem(struct efs_data *fs, int fd, int err)
@@ -269,114 +289,202 @@ static void log_header_problem(struct efs_data *fs, int fd, int err)
 /* Give a 0-byte file its header now (it is being written to). */
 static int write_fresh_header(struct efs_data *fs, struct efs_inode *inode, int fd)
 {
+	struct ekmfs_content_env env;
 	struct ekmfs_header h;
+	uint8_t *dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
 	char rel[PATH_MAX];
-	int ret;
+	int ret = -ENOMEM;
 
 	efs_relpath(fs, fd, rel, sizeof(rel));
-	ret = ekmfs_keys_new_header(fs->keys, rel, &h, inode->ci_dek);
+	if (!dek)
+		goto out;
+	ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
 	if (ret < 0)
 		goto out;
-	ret = ekmfs_content_write_header(fd, &h);
-	if (ret < 0)
-		goto out;
-	memcpy(inode->ci_file_id, h.file_id, EKMFS_FILE_ID_SIZE);
-	inode->ci_loaded = true;
+	efs_content_env(fs, NULL, &env);
+	ret = ekmfs_content_create(&inode->ci_content, fd, &h, dek, &env);
+	if (ret == 0)
+		inode->ci_format = EKMFS_FORMAT_V2;
 out:
-	if (ret < 0) {
+	if (ret < 0)
 		ekmfs_log(EKMFS_LOG_ERR, "%s: cannot create header: %s", rel,
 			  *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(-ret));
-		ekmfs_wipe(inode->ci_dek, EKMFS_KEY_SIZE);
-	}
 	ekmfs_wipe(&h, sizeof(h));
+	ekmfs_secure_free(dek, EKMFS_KEY_SIZE);
 	return ret;
+}
+
+/* A header or state that does not hold together: logged and audited. */
+static int report_damage(struct efs_data *fs, int fd, const uint8_t *file_id, int err)
+{
+	efs_metrics_auth_failure();
+	log_header_problem(fs, fd, err);
+	efs_audit_tamper(fs, fd, file_id, UINT64_MAX);
+	return -EIO;
 }
 
 /*
- * Make the inode's file id and DEK usable. Returns 0 when loaded, -ENODATA
- * for a 0-byte file with no header (when create is false: an empty file),
- * -EIO for a damaged header (logged), -ENOKEY when the key is unavailable.
+ * Load the inode's content state. Returns 0 when loaded, -ENODATA for a
+ * 0-byte file with no header (when create is false: an empty file), -EIO
+ * for a damaged header or state (logged, audited), -ENOKEY when the key is
+ * unavailable.
  */
 int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool create)
 {
+	struct ekmfs_content_env env;
 	struct ekmfs_header h;
 	uint64_t gen = __atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST);
+	uint8_t *dek = NULL;
+	char rel[PATH_MAX];
+	struct stat st;
 	int ret;
 
-	if (inode->ci_loaded)
+	if (inode->ci_content)
 		return 0;
-	if (!inode->ci_dek) {
-		inode->ci_dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
-		if (!inode->ci_dek)
-			return -ENOMEM;
-	}
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	efs_content_env(fs, &st, &env);
 	ekmfs_clearerr();
 	ret = ekmfs_content_read_header(fd, &h);
-	if (ret == -ENODATA) {
-		if (create)
-			ret = write_fresh_header(fs, inode, fd);
-		goto out;
+	if ((ret == -EPROTO || ret == -EBADMSG) && env.settle &&
+	    ekmfs_content_settle_header(fd) == 0) {
+		efs_relpath(fs, fd, rel, sizeof(rel));
+		log_settled(rel, "its header never reached the disk: it is empty now");
+		ret = -ENODATA;
 	}
-	if (ret == -EPROTO || ret == -EBADMSG) {
-		efs_metrics_auth_failure();
-		log_header_problem(fs, fd, ret);
-		efs_audit_tamper(fs, fd, NULL, UINT64_MAX);
-		ret = -EIO;
-		goto out;
-	}
+	if (ret == -ENODATA)
+		return create ? write_fresh_header(fs, inode, fd) : -ENODATA;
+	if (ret == -EPROTO || ret == -EBADMSG)
+		return report_damage(fs, fd, NULL, ret);
 	if (ret < 0)
-		goto out;
+		return ret;
 
-	ret = ekmfs_keys_open_header(fs->keys, &h, inode->ci_dek);
+	dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	if (!dek)
+		return -ENOMEM;
+	ret = ekmfs_keys_open_header(fs->keys, &h, dek);
 	if (ret == -EBADMSG) {
-		char rel[PATH_MAX];
-
 		efs_metrics_auth_failure();
 		efs_relpath(fs, fd, rel, sizeof(rel));
 		ekmfs_log(EKMFS_LOG_ERR,
-			  "%s: header: no key slot authenticates (tampered or corrupt)",
-			  rel);
+			  "%s: header: no key slot authenticates (tampered or corrupt)", rel);
 		efs_audit_tamper(fs, fd, h.file_id, UINT64_MAX);
 		ret = -EIO;
-	} else if (ret == -ENOKEY) {
-		char rel[PATH_MAX];
-
+		goto out;
+	}
+	if (ret == -ENOKEY) {
 		efs_relpath(fs, fd, rel, sizeof(rel));
 		ekmfs_log(EKMFS_LOG_WARN, "%s: header: key unavailable: %s", rel,
 			  *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(ENOKEY));
-	} else if (ret < 0) {
+		goto out;
+	}
+	if (ret < 0) {
 		ret = -EIO;
+		goto out;
 	}
-	if (ret == 0) {
-		memcpy(inode->ci_file_id, h.file_id, EKMFS_FILE_ID_SIZE);
-		inode->ci_loaded = true;
+	efs_relpath(fs, fd, rel, sizeof(rel));
+	/* The slot that did not open the file must authenticate too. */
+	if (h.slot[0].seq && h.slot[1].seq && ekmfs_keys_check_slots(fs->keys, &h) < 0) {
+		efs_metrics_auth_failure();
+		ekmfs_log(EKMFS_LOG_ERR, "%s: header: %s", rel, ekmfs_lasterr());
+		efs_audit_tamper(fs, fd, h.file_id, UINT64_MAX);
 	}
-out:
+	env.settled_arg = rel;
+	env.expect_seq = efs_seal_take(fs, inode);
+	ekmfs_clearerr();
+	ret = ekmfs_content_load(&inode->ci_content, fd, &h, dek, &env);
+	if (ret == -EBADMSG || ret == -EPROTO)
+		ret = report_damage(fs, fd, h.file_id, ret);
+	if (ret == 0)
+		inode->ci_format = (uint8_t)h.version;
 	/* ekmfs-admin lock ran while we unwrapped: this DEK must not stay. */
-	if (ret == 0 && inode->ci_loaded &&
-	    __atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST) != gen) {
-		inode->ci_loaded = false;
+	if (ret == 0 && __atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST) != gen) {
+		efs_crypto_close(fs, inode);
 		ekmfs_seterr("the volume was locked (ekmfs-admin lock)");
 		ret = -ENOKEY;
 	}
+out:
 	ekmfs_wipe(&h, sizeof(h));
-	if (ret < 0 && inode->ci_dek)
-		ekmfs_wipe(inode->ci_dek, EKMFS_KEY_SIZE);
+	ekmfs_secure_free(dek, EKMFS_KEY_SIZE);
 	return ret;
 }
 
-/* On the last release the DEK leaves memory; the next open unwraps again,
- * which also picks up a header re-wrapped by ekmfs-rotate meanwhile. */
-void efs_crypto_drop_if_unused(struct efs_inode *inode)
+/* The state leaves memory; a state not yet durable is sealed later. */
+void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode)
 {
-	if (inode->ci_nopen)
+	uint64_t seal = 0, size;
+	char rel[PATH_MAX];
+	int fd;
+
+	if (!inode->ci_content)
 		return;
-	if (inode->ci_dek)
-		ekmfs_secure_free(inode->ci_dek, EKMFS_KEY_SIZE);
-	inode->ci_dek = NULL;
-	ekmfs_wipe(inode->ci_file_id, sizeof(inode->ci_file_id));
-	inode->ci_loaded = false;
+	size = ekmfs_content_size(inode->ci_content);
+	/* Kept open past the close, for the seal list and the log. */
+	fd = fcntl(ekmfs_content_fd(inode->ci_content), F_DUPFD_CLOEXEC, 0);
+	ekmfs_clearerr();
+	if (ekmfs_content_close(inode->ci_content, &seal) < 0) {
+		efs_relpath(fs, fd, rel, sizeof(rel));
+		ekmfs_log(EKMFS_LOG_ERR, "%s: closing: %s", rel, ekmfs_lasterr());
+	}
+	inode->ci_content = NULL;
 	__atomic_store_n(&inode->ci_bad_logged, 0, __ATOMIC_RELAXED);
+	if (seal)
+		efs_seal_add(fs, inode, fd, seal, size);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* On the last release the keys leave memory; the next open unwraps again,
+ * which also picks up a header re-wrapped by ekmfs-rotate meanwhile. */
+void efs_crypto_drop_if_unused(struct efs_data *fs, struct efs_inode *inode)
+{
+	if (!inode->ci_nopen)
+		efs_crypto_close(fs, inode);
+}
+
+/* The format version of a file on a volume that may still hold v1 files
+ * (volume.json version 1): from its header, once. */
+static uint16_t format_of(struct efs_data *fs, struct efs_inode *inode)
+{
+	uint8_t hdr[8];
+	char proc[64];
+	int fd;
+
+	if (fs->volume_version >= 2)
+		return EKMFS_FORMAT_V2;
+	if (inode->ci_format)
+		return inode->ci_format;
+	proc_path(inode->fd, proc, sizeof(proc));
+	fd = open(proc, O_RDONLY | O_CLOEXEC | O_NOATIME);
+	if (fd < 0)
+		fd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr) &&
+	    memcmp(hdr, EKMFS_MAGIC, 4) == 0 && ekmfs_layout_of((uint16_t)(hdr[4] | hdr[5] << 8)))
+		__atomic_store_n(&inode->ci_format, hdr[4], __ATOMIC_RELAXED);
+	if (fd >= 0)
+		close(fd);
+	return inode->ci_format ? inode->ci_format : EKMFS_FORMAT_V2;
+}
+
+void efs_plain_stat(struct efs_data *fs, struct efs_inode *inode, struct stat *st)
+{
+	uint64_t plain = 0;
+
+	if (!S_ISREG(st->st_mode))
+		return;
+	if (inode && inode->ci_content) {
+		st->st_size = (off_t)ekmfs_content_size(inode->ci_content);
+		return;
+	}
+	if (inode && efs_seal_size(fs, inode, &plain)) {
+		st->st_size = (off_t)plain;
+		return;
+	}
+	/* At rest the backing size is the layout of the plaintext size; an
+	 * impossible one yields its intact prefix (opening it says why). */
+	(void)ekmfs_content_plain_size(inode ? format_of(fs, inode) : EKMFS_FORMAT_V2,
+				       (uint64_t)st->st_size, &plain);
+	st->st_size = (off_t)plain;
 }
 
 /* ---- 3. paths relative to BACKING ---- */

@@ -22,7 +22,9 @@
 #include <unistd.h>
 
 #include "ekmfs/config.h"
+#include "ekmfs/holder.h"
 #include "ekmfs/io.h"
+#include "ekmfs/keyring.h"
 #include "ekmfs/keys.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
@@ -403,6 +405,18 @@ static void detach_report(int status)
 	detach_fd = -1;
 }
 
+/* BACKING/.ekmfs/journal (0700), made when missing (a volume of the
+ * previous release has none). */
+static int open_journal_dir(int backing_fd, int *out)
+{
+	const char *rel = EKMFS_META_DIR "/journal";
+
+	if (ekmfs_io->mkdirat(backing_fd, rel, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	*out = openat(backing_fd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return *out < 0 ? -errno : 0;
+}
+
 /* ---- main ---- */
 
 /* Large (one entry per possible tenant): not on the stack. */
@@ -411,13 +425,15 @@ static struct ekmfs_config cfg;
 int main(int argc, char **argv)
 {
 	struct cmdline cl = { 0 };
-	struct efs_data fs = { 0 };
+	struct efs_data fs = { .backing_fd = -1, .journal_fd = -1 };
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *loop_cfg = NULL;
+	struct ekmfs_mount_lock *mount_lock = NULL;
+	struct ekmfs_holder other;
 	char mnt[PATH_MAX], *fsname = NULL, *opts = NULL;
 	int backing_fd = -1, root_fd = -1, status = EXIT_RUNTIME, ret;
-	bool done, mounted = false, handlers = false;
+	bool done, mounted = false, handlers = false, recover = false;
 
 	ret = parse_cmdline(argc, argv, &cl, &done);
 	if (done) {
@@ -461,6 +477,24 @@ int main(int argc, char **argv)
 		report_failure(ret);
 		goto out;
 	}
+	fs.backing_fd = backing_fd;
+	fs.volume_version = ekmfs_keys_volume(fs.keys)->format_version;
+	/* One daemon per volume: the lock on the backing store itself, so a
+	 * second mount on this or another host is refused, nothing mounted. */
+	ekmfs_clearerr();
+	ret = ekmfs_volume_take(backing_fd, mnt, &mount_lock, &recover, &fs.recover_since,
+				&other);
+	if (ret < 0) {
+		report_failure(ret);
+		goto out;
+	}
+	ret = open_journal_dir(backing_fd, &fs.journal_fd);
+	if (ret == 0)
+		ret = efs_seal_init(&fs);
+	if (ret < 0) {
+		fprintf(stderr, "ekmfs: %s/.ekmfs/journal: %s\n", cl.backing, strerror(-ret));
+		goto out;
+	}
 
 	root_fd = open(fs.backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd == -1) {
@@ -478,6 +512,11 @@ int main(int argc, char **argv)
 	fs.entry_timeout = cfg.entry_timeout;
 	fs.debug = cl.debug;
 	efs_audit_open(&fs, backing_fd);        /* logs and carries on if it fails */
+	/* A daemon died with the volume mounted: settle what it left before
+	 * anyone sees it. Files whose key is not at hand now are settled when
+	 * first loaded (logged). */
+	if (recover)
+		(void)efs_recover(&fs);
 	/* Tenants: create the keys of new ones, adopt paths and dates. A path
 	 * that is not in the volume, or a tenant whose CMK cannot be used,
 	 * refuses the mount: its customer's files must not land elsewhere. */
@@ -566,6 +605,17 @@ out:
 	if (se)
 		fuse_session_destroy(se);       /* calls .destroy if initialised */
 	efs_table_destroy(&fs);                 /* no-op after .destroy */
+	/* Every state closed: one syncfs, then both records of each file
+	 * closed unsynced are made equal. A clean end only after that. */
+	efs_seal_run(&fs);
+	efs_seal_destroy(&fs);
+	if (mount_lock && ekmfs_io->syncfs(backing_fd) == 0)
+		ekmfs_volume_release(backing_fd, mount_lock);
+	else if (mount_lock)
+		ekmfs_log(EKMFS_LOG_ERR, "syncfs of %s failed: the next mount will recover",
+			  fs.backing);
+	if (fs.journal_fd > 0)
+		close(fs.journal_fd);
 	if (fs.keys)
 		ekmfs_keys_close(fs.keys);      /* wipes the KEKs */
 	if (root_fd != -1)

@@ -40,6 +40,7 @@
 #include "ekmfs/io.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/secmem.h"
+#include "ekmfs/upgrade.h"
 #include "ekmfs/util.h"
 #include "fs.h"
 #include "metrics.h"
@@ -54,19 +55,9 @@ static bool is_meta_name(fuse_ino_t parent, const char *name)
 	return parent == FUSE_ROOT_ID && strcmp(name, EKMFS_META_DIR) == 0;
 }
 
-static void to_plain_size(struct stat *st)
-{
-	uint64_t plain = 0;
-
-	if (!S_ISREG(st->st_mode))
-		return;
-	/* An impossible backing size yields its intact prefix. */
-	(void)ekmfs_plain_size((uint64_t)st->st_size, &plain);
-	st->st_size = (off_t)plain;
-}
-
-/* stat of the inode with the plaintext size; errno or 0. */
-static int stat_inode(struct efs_inode *inode, struct stat *st)
+/* stat of the inode with the plaintext size (a loaded file's from its
+ * state, whatever the backing file says); errno or 0. */
+static int stat_inode(struct efs_data *fs, struct efs_inode *inode, struct stat *st)
 {
 	int res, saverr;
 	bool reg = S_ISREG(inode->type);
@@ -75,19 +66,11 @@ static int stat_inode(struct efs_inode *inode, struct stat *st)
 		pthread_rwlock_rdlock(&inode->ci_lock);
 	res = fstatat(inode->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 	saverr = errno;
+	if (res == 0)
+		efs_plain_stat(fs, inode, st);
 	if (reg)
 		pthread_rwlock_unlock(&inode->ci_lock);
-	if (res == -1)
-		return saverr;
-	to_plain_size(st);
-	return 0;
-}
-
-static void content_of(struct ekmfs_content *c, const struct efs_inode *inode, int fd)
-{
-	c->fd = fd;
-	memcpy(c->file_id, inode->ci_file_id, EKMFS_FILE_ID_SIZE);
-	c->dek = inode->ci_dek;
+	return res == -1 ? saverr : 0;
 }
 
 static void log_bad_block(struct efs_data *fs, struct efs_inode *inode, int fd,
@@ -100,10 +83,10 @@ static void log_bad_block(struct efs_data *fs, struct efs_inode *inode, int fd,
 	    block + 1)
 		return;
 	efs_relpath(fs, fd, rel, sizeof(rel));
-	ekmfs_log(EKMFS_LOG_ERR,
-		  "%s: block %" PRIu64 ": authentication failed (tampered or corrupt)",
-		  rel, block);
-	efs_audit_tamper(fs, fd, inode->ci_file_id, block);
+	ekmfs_log(EKMFS_LOG_ERR, "%s: block %" PRIu64 ": %s", rel, block,
+		  *ekmfs_lasterr() ? ekmfs_lasterr() : "authentication failed (tampered or corrupt)");
+	efs_audit_tamper(fs, fd, inode->ci_content ? ekmfs_content_file_id(inode->ci_content)
+						   : NULL, block);
 }
 
 /* Result of an ekmfs_content_* call that may have met a damaged block. */
@@ -223,11 +206,11 @@ static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
 		/* A new inode took the descriptor: nothing of ours can be
 		 * changing the file, so the stat just taken is its attributes. */
 		e->attr = st;
-		to_plain_size(&e->attr);
+		efs_plain_stat(fs, inode, &e->attr);
 	} else {
 		/* Known already: its size is read under its content lock. */
 		close(fd);
-		saverr = stat_inode(inode, &e->attr);
+		saverr = stat_inode(fs, inode, &e->attr);
 		if (saverr) {
 			efs_inode_unref(fs, inode, 1);
 			return saverr;
@@ -271,20 +254,68 @@ static void efs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	int err;
 
 	(void)fi;
-	err = stat_inode(efs_inode(req, ino), &st);
+	err = stat_inode(efs_data(req), efs_inode(req, ino), &st);
 	if (err)
 		fuse_reply_err(req, err);
 	else
 		fuse_reply_attr(req, &st, efs_data(req)->attr_timeout);
 }
 
+/* Empty the file under a fresh DEK and file id (O_TRUNC, truncate to 0):
+ * a new key starts a new nonce budget, and the old key opens nothing new.
+ * Caller holds ci_lock exclusively; the state is loaded. */
+static int rekey(struct efs_data *fs, struct efs_inode *inode, int fd)
+{
+	uint8_t *dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	struct ekmfs_header h;
+	char rel[PATH_MAX];
+	int ret = -ENOMEM;
+
+	if (!dek)
+		return -ENOMEM;
+	efs_relpath(fs, fd, rel, sizeof(rel));
+	ekmfs_clearerr();
+	ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
+	if (ret == 0)
+		ret = ekmfs_content_rekey(inode->ci_content, &h, dek);
+	if (ret < 0)
+		ekmfs_log(EKMFS_LOG_ERR, "%s: emptying it under a new key: %s", rel,
+			  *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(-ret));
+	else
+		inode->ci_format = EKMFS_FORMAT_V2;
+	ekmfs_wipe(&h, sizeof(h));
+	ekmfs_secure_free(dek, EKMFS_KEY_SIZE);
+	return ret;
+}
+
+/* A version 1 file is converted before it is changed (docs/FORMAT.md,
+ * "Upgrading from version 1"). Caller holds ci_lock exclusively. */
+static int writable_state(struct efs_data *fs, struct efs_inode *inode, int fd)
+{
+	char rel[PATH_MAX];
+	int ret;
+
+	if (ekmfs_content_version(inode->ci_content) == EKMFS_FORMAT_V2)
+		return 0;
+	efs_relpath(fs, fd, rel, sizeof(rel));
+	ekmfs_clearerr();
+	ret = ekmfs_upgrade_file(fs->keys, fd, inode->ci_content);
+	if (ret < 0) {
+		ekmfs_log(EKMFS_LOG_ERR, "%s: converting it to format 2 before the change: %s",
+			  rel, *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(-ret));
+		return ret == -ENOKEY ? ret : -EIO;
+	}
+	inode->ci_format = EKMFS_FORMAT_V2;
+	ekmfs_log(EKMFS_LOG_INFO, "%s: converted to format 2", rel);
+	return 0;
+}
+
 /* Set the plaintext size; without a handle the backing file is opened here
- * and the crypto state loaded only for the duration of the call. */
+ * and the content state loaded only for the duration of the call. */
 static int do_truncate(struct efs_data *fs, struct efs_inode *inode,
 		       struct fuse_file_info *fi, off_t size)
 {
 	char proc[64];
-	struct ekmfs_content c;
 	uint64_t bad = UINT64_MAX;
 	int fd, ret, err = 0;
 
@@ -305,16 +336,21 @@ static int do_truncate(struct efs_data *fs, struct efs_inode *inode,
 	ret = efs_crypto_load(fs, inode, fd, size > 0);
 	if (ret == -ENODATA) {
 		ret = 0;         /* empty without a header, and staying empty */
+	} else if (ret == 0 && size == 0) {
+		ret = rekey(fs, inode, fd);
+		efs_cache_stamp(inode, fd);
 	} else if (ret == 0) {
-		content_of(&c, inode, fd);
-		ret = ekmfs_content_truncate(&c, (uint64_t)size, &bad);
-		err = content_errno(fs, inode, fd, ret, bad);
-		ret = 0;
+		ret = writable_state(fs, inode, fd);
+		if (ret == 0) {
+			ret = ekmfs_content_truncate(inode->ci_content, (uint64_t)size, &bad);
+			err = content_errno(fs, inode, fd, ret, bad);
+			ret = 0;
+		}
 		efs_cache_stamp(inode, fd);
 	}
 	if (ret < 0)
 		err = -ret;
-	efs_crypto_drop_if_unused(inode);
+	efs_crypto_drop_if_unused(fs, inode);
 	pthread_rwlock_unlock(&inode->ci_lock);
 
 	if (!fi)
@@ -383,7 +419,7 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	 * the mount since is still noticed at the next open.) */
 	if (changed && S_ISREG(inode->type))
 		efs_cache_stamp(inode, inode->fd);
-	return stat_inode(inode, attr);
+	return stat_inode(fs, inode, attr);
 }
 
 static void efs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -485,7 +521,7 @@ static int do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
 	if (ekmfs_io->linkat(AT_FDCWD, proc, efs_inode(req, parent)->fd, name,
 		   AT_SYMLINK_FOLLOW) == -1)
 		return errno;
-	err = stat_inode(inode, &e->attr);
+	err = stat_inode(fs, inode, &e->attr);
 	if (err)
 		return err;
 	efs_inode_ref(fs, inode);
@@ -602,7 +638,7 @@ static void file_close(struct efs_data *fs, struct efs_file *f)
 	pthread_rwlock_wrlock(&inode->ci_lock);
 	if (inode->ci_nopen)
 		inode->ci_nopen--;
-	efs_crypto_drop_if_unused(inode);
+	efs_crypto_drop_if_unused(fs, inode);
 	pthread_rwlock_unlock(&inode->ci_lock);
 	close(f->fd);
 	file_discard(fs, f);
@@ -625,6 +661,8 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct efs_data *fs = efs_data(req);
 	struct efs_inode *dir = efs_inode(req, parent), *inode = NULL;
 	struct efs_file *f = NULL;
+	struct ekmfs_content *c = NULL;
+	struct ekmfs_content_env env;
 	struct ekmfs_header h;
 	uint8_t *dek = NULL;
 	char rel[PATH_MAX];
@@ -650,8 +688,9 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	efs_relpath(fs, fd, rel, sizeof(rel));
 	ekmfs_clearerr();
 	ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
+	efs_content_env(fs, NULL, &env);
 	if (ret == 0)
-		ret = ekmfs_content_write_header(fd, &h);
+		ret = ekmfs_content_create(&c, fd, &h, dek, &env);
 	if (ret < 0) {
 		ekmfs_log(EKMFS_LOG_ERR, "%s: cannot create header: %s", rel,
 			  *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(-ret));
@@ -669,18 +708,14 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (!f)
 		goto out_unlink;
 	pthread_rwlock_wrlock(&inode->ci_lock);
-	if (!inode->ci_dek)
-		inode->ci_dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
-	if (!inode->ci_dek) {
-		pthread_rwlock_unlock(&inode->ci_lock);
-		goto out_unlink;
+	if (!inode->ci_content) {
+		inode->ci_content = c;
+		inode->ci_format = EKMFS_FORMAT_V2;
+		c = NULL;
 	}
-	efs_crypto_install(inode, h.file_id, dek);
 	/* A lock during the create: the next use unwraps again (and fails). */
-	if (__atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST) != gen) {
-		ekmfs_wipe(inode->ci_dek, EKMFS_KEY_SIZE);
-		inode->ci_loaded = false;
-	}
+	if (__atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST) != gen)
+		efs_crypto_close(fs, inode);
 	inode->ci_nopen++;
 	efs_cache_stamp(inode, fd);
 	pthread_rwlock_unlock(&inode->ci_lock);
@@ -698,6 +733,7 @@ out_unlink:
 	if (inode)
 		efs_inode_unref(fs, inode, 1);
 out:
+	ekmfs_content_free(c);
 	ekmfs_wipe(&h, sizeof(h));
 	ekmfs_secure_free(dek, EKMFS_KEY_SIZE);
 	return err;
@@ -727,11 +763,9 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct efs_inode *inode = efs_inode(req, ino);
 	bool want_write = (fi->flags & O_ACCMODE) != O_RDONLY;
 	bool fd_rw = true;
-	struct ekmfs_content c;
 	struct efs_file *f;
-	uint64_t bad = UINT64_MAX;
 	char proc[64];
-	int fd, ret, err = 0;
+	int fd, ret;
 	bool keep;
 
 	if (!S_ISREG(inode->type))
@@ -758,19 +792,16 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* Decided before O_TRUNC: a truncate through the mount reaches the
 	 * page cache, a change behind the mount must empty it. */
 	keep = ret == 0 && efs_cache_still_valid(inode, fd);
-	if (ret == 0 && (fi->flags & O_TRUNC) && inode->ci_loaded && fd_rw) {
-		content_of(&c, inode, fd);
-		ret = ekmfs_content_truncate(&c, 0, &bad);
-		err = content_errno(fs, inode, fd, ret, bad);
-		ret = -err;
-		if (!err && efs_wire_kill_suidgid())
+	if (ret == 0 && (fi->flags & O_TRUNC) && inode->ci_content && fd_rw) {
+		ret = rekey(fs, inode, fd);
+		if (ret == 0 && efs_wire_kill_suidgid())
 			efs_drop_suidgid(fd);
 		efs_cache_stamp(inode, fd);
 	}
 	if (ret == 0)
 		inode->ci_nopen++;
 	else
-		efs_crypto_drop_if_unused(inode);
+		efs_crypto_drop_if_unused(fs, inode);
 	pthread_rwlock_unlock(&inode->ci_lock);
 
 	if (ret < 0) {
@@ -802,7 +833,6 @@ static int do_read(fuse_req_t req, size_t size, off_t off,
 	struct efs_data *fs = efs_data(req);
 	struct efs_file *f = efs_file(fi);
 	struct efs_inode *inode = f->inode;
-	struct ekmfs_content c;
 	uint64_t bad = UINT64_MAX;
 	struct efs_range range;
 	bool shared = true;
@@ -815,7 +845,7 @@ static int do_read(fuse_req_t req, size_t size, off_t off,
 	if (off < 0)
 		return EINVAL;
 	pthread_rwlock_rdlock(&inode->ci_lock);
-	if (!inode->ci_loaded) {
+	if (!inode->ci_content) {
 		pthread_rwlock_unlock(&inode->ci_lock);
 		pthread_rwlock_wrlock(&inode->ci_lock);
 		shared = false;
@@ -835,13 +865,14 @@ static int do_read(fuse_req_t req, size_t size, off_t off,
 	if (shared && size)
 		efs_range_lock(inode, &range, (uint64_t)off / EKMFS_BLOCK_SIZE,
 			       ((uint64_t)off + size - 1) / EKMFS_BLOCK_SIZE, false);
-	content_of(&c, inode, f->fd);
-	n = ekmfs_content_read(&c, buf, size, (uint64_t)off, &bad);
+	n = ekmfs_content_read(inode->ci_content, buf, size, (uint64_t)off, &bad);
 	err = content_errno(fs, inode, f->fd, n, bad);
 	if (shared && size)
 		efs_range_unlock(inode, &range);
 	pthread_rwlock_unlock(&inode->ci_lock);
 	if (err) {
+		/* Blocks before the bad one were opened into buf. */
+		ekmfs_wipe_bulk(buf, size);
 		free(buf);
 		return err;
 	}
@@ -870,38 +901,39 @@ static void efs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 }
 
-/* A write that neither grows nor shrinks the file: under the shared lock,
- * with its blocks locked exclusively, so writers of different blocks run at
- * once. -EAGAIN when it must take the exclusive path (size change, state not
- * loaded yet, damaged size), else 0 or an errno. */
-static int write_in_place(struct efs_data *fs, struct efs_file *f, const char *buf,
-			  size_t size, uint64_t pos, size_t *written)
+/* A write that changes no state of the file (no size, hole or salt change,
+ * ekmfs_content_write_in_place_ok): under the shared lock, with its blocks
+ * locked exclusively, so writers of different blocks run at once. false
+ * when it must take the exclusive path; true when done (*err: 0 or an
+ * errno). */
+static bool write_in_place(struct efs_data *fs, struct efs_file *f, const char *buf,
+			   size_t size, uint64_t pos, size_t *written, int *err)
 {
 	struct efs_inode *inode = f->inode;
-	struct ekmfs_content c;
 	struct efs_range range;
-	uint64_t plain = 0, bad = UINT64_MAX;
+	uint64_t bad = UINT64_MAX;
+	bool done = false;
 	ssize_t n;
-	int err = -EAGAIN;
 
 	if (size == 0)
-		return -EAGAIN;
+		return false;
 	pthread_rwlock_rdlock(&inode->ci_lock);
-	if (inode->ci_loaded && ekmfs_content_size(f->fd, &plain) == 0 &&
-	    pos < plain && size <= plain - pos) {
+	if (inode->ci_content && ekmfs_content_write_in_place_ok(inode->ci_content, pos, size)) {
 		efs_range_lock(inode, &range, pos / EKMFS_BLOCK_SIZE,
 			       (pos + size - 1) / EKMFS_BLOCK_SIZE, true);
-		content_of(&c, inode, f->fd);
-		n = ekmfs_content_write(&c, buf, size, pos, &bad);
-		err = content_errno(fs, inode, f->fd, n, bad);
+		n = ekmfs_content_write(inode->ci_content, buf, size, pos, &bad);
 		efs_range_unlock(inode, &range);
-		if (!err)
-			*written = (size_t)n;
-		if (!fs->writeback)    /* else efs_mtime_restore stamps */
-			efs_cache_stamp(inode, f->fd);
+		done = n != -EAGAIN;   /* -EAGAIN: its salt ran out meanwhile */
+		if (done) {
+			*err = content_errno(fs, inode, f->fd, n, bad);
+			if (!*err)
+				*written = (size_t)n;
+			if (!fs->writeback)    /* else efs_mtime_restore stamps */
+				efs_cache_stamp(inode, f->fd);
+		}
 	}
 	pthread_rwlock_unlock(&inode->ci_lock);
-	return err;
+	return done;
 }
 
 static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
@@ -910,7 +942,6 @@ static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
 	struct efs_data *fs = efs_data(req);
 	struct efs_file *f = efs_file(fi);
 	struct efs_inode *inode = f->inode;
-	struct ekmfs_content c;
 	uint64_t bad = UINT64_MAX, pos = (uint64_t)off;
 	ssize_t n = 0;
 	int ret, err = 0;
@@ -923,29 +954,21 @@ static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
 		return EBADF;
 	/* Under the writeback cache the kernel resolves O_APPEND itself. */
 	append = f->append && !fs->writeback;
-	if (!append) {
-		err = write_in_place(fs, f, buf, size, pos, written);
-		if (err != -EAGAIN)
-			return err;
-		err = 0;
-	}
+	if (!append && write_in_place(fs, f, buf, size, pos, written, &err))
+		return err;
 	pthread_rwlock_wrlock(&inode->ci_lock);
 	ret = efs_crypto_load(fs, inode, f->fd, true);
+	if (ret == 0)
+		ret = writable_state(fs, inode, f->fd);
 	if (ret < 0) {
 		err = -ret;
 		goto out;
 	}
-	if (append) {
-		/* The end is computed under the exclusive lock, so two
-		 * appenders never write to the same place. */
-		ret = ekmfs_content_size(f->fd, &pos);
-		if (ret < 0) {
-			err = ret == -EBADMSG ? EIO : -ret;
-			goto out;
-		}
-	}
-	content_of(&c, inode, f->fd);
-	n = ekmfs_content_write(&c, buf, size, pos, &bad);
+	/* O_APPEND: the end is taken under the exclusive lock, so two
+	 * appenders never write to the same place. */
+	if (append)
+		pos = ekmfs_content_size(inode->ci_content);
+	n = ekmfs_content_write(inode->ci_content, buf, size, pos, &bad);
 	err = content_errno(fs, inode, f->fd, n, bad);
 	if (!err)
 		*written = (size_t)n;
@@ -996,43 +1019,71 @@ static void efs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	fuse_reply_err(req, 0);
 }
 
-static int sync_result(int res)
+/* A durability point of the file: its journal and blocks, then the state
+ * that describes them becomes the one a power cut falls back to. */
+static int do_fsync(struct efs_data *fs, struct efs_file *f, int datasync)
 {
-	/* The I/O seam's entries behave like the system calls. */
-	if (res == 0)
-		return 0;
-	return res == -1 ? errno : -res;
+	struct efs_inode *inode = f->inode;
+	int ret;
+
+	pthread_rwlock_wrlock(&inode->ci_lock);
+	if (inode->ci_content)
+		ret = ekmfs_content_sync(inode->ci_content, datasync);
+	else
+		ret = (datasync ? ekmfs_io->fdatasync(f->fd) : ekmfs_io->fsync(f->fd)) < 0 ? -errno
+											: 0;
+	if (ret < 0 && *ekmfs_lasterr()) {
+		char rel[PATH_MAX];
+
+		efs_relpath(fs, f->fd, rel, sizeof(rel));
+		ekmfs_log(EKMFS_LOG_ERR, "%s: fsync: %s", rel, ekmfs_lasterr());
+	}
+	pthread_rwlock_unlock(&inode->ci_lock);
+	return -ret;
 }
 
 static void efs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		      struct fuse_file_info *fi)
 {
-	int fd = efs_file(fi)->fd;
-	int res;
-
 	(void)ino;
-	res = datasync ? ekmfs_io->fdatasync(fd) : ekmfs_io->fsync(fd);
-	fuse_reply_err(req, sync_result(res));
+	ekmfs_clearerr();
+	fuse_reply_err(req, do_fsync(efs_data(req), efs_file(fi), datasync));
 }
 
+/*
+ * fallocate: mode 0 grows the file (a hole: ekmfs stores no zeros, so the
+ * space is not reserved); KEEP_SIZE alone has nothing to do; PUNCH_HOLE
+ * (always with KEEP_SIZE) and ZERO_RANGE zero a range, whole blocks
+ * becoming holes; ZERO_RANGE without KEEP_SIZE grows the file to its end.
+ */
 static int do_fallocate(fuse_req_t req, int mode, off_t off, off_t len,
 			struct fuse_file_info *fi)
 {
 	struct efs_data *fs = efs_data(req);
 	struct efs_file *f = efs_file(fi);
 	struct efs_inode *inode = f->inode;
-	struct ekmfs_content c;
-	uint64_t size = 0, bad = UINT64_MAX, end;
+	uint64_t bad = UINT64_MAX, end;
+	bool keep = mode & FALLOC_FL_KEEP_SIZE;
 	int ret, err = 0;
 
-	if (mode == FALLOC_FL_KEEP_SIZE)
-		return 0;        /* blocks are allocated when written */
-	if (mode != 0)
-		return EOPNOTSUPP;
 	if (off < 0 || len <= 0)
 		return EINVAL;
 	if ((uint64_t)off > (uint64_t)INT64_MAX - (uint64_t)len)
 		return EFBIG;
+	switch (mode & ~FALLOC_FL_KEEP_SIZE) {
+	case 0:
+		if (keep)
+			return 0;        /* blocks are allocated when written */
+		break;
+	case FALLOC_FL_PUNCH_HOLE:
+		if (!keep)
+			return EOPNOTSUPP;   /* Linux: punching needs KEEP_SIZE */
+		break;
+	case FALLOC_FL_ZERO_RANGE:
+		break;
+	default:
+		return EOPNOTSUPP;
+	}
 	if (!f->writable)
 		return EBADF;
 	end = (uint64_t)off + (uint64_t)len;
@@ -1040,17 +1091,20 @@ static int do_fallocate(fuse_req_t req, int mode, off_t off, off_t len,
 	pthread_rwlock_wrlock(&inode->ci_lock);
 	ret = efs_crypto_load(fs, inode, f->fd, true);
 	if (ret == 0)
-		ret = ekmfs_content_size(f->fd, &size);
+		ret = writable_state(fs, inode, f->fd);
 	if (ret < 0) {
-		err = ret == -EBADMSG ? EIO : -ret;
+		err = -ret;
 		goto out;
 	}
-	if (end > size) {
-		content_of(&c, inode, f->fd);
-		ret = ekmfs_content_truncate(&c, end, &bad);
-		err = content_errno(fs, inode, f->fd, ret, bad);
-		efs_cache_stamp(inode, f->fd);
+	if ((mode & ~FALLOC_FL_KEEP_SIZE) == 0) {
+		if (end > ekmfs_content_size(inode->ci_content))
+			ret = ekmfs_content_truncate(inode->ci_content, end, &bad);
+	} else {
+		ret = ekmfs_content_punch(inode->ci_content, (uint64_t)off, (uint64_t)len, !keep,
+					  &bad);
 	}
+	err = content_errno(fs, inode, f->fd, ret, bad);
+	efs_cache_stamp(inode, f->fd);
 out:
 	pthread_rwlock_unlock(&inode->ci_lock);
 	return err;

@@ -144,12 +144,19 @@ static void reload(void)
 
 /* ---- housekeeping thread ---- */
 
-static void write_metrics(void)
+static void write_metrics(bool due_only)
 {
+	static struct timespec last;
+	struct timespec now;
 	int ret;
 
 	if (!svc.cfg->metrics_file[0])
 		return;
+	/* The loop wakes more often than metrics_interval (sealing). */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (due_only && last.tv_sec && now.tv_sec - last.tv_sec < (time_t)svc.cfg->metrics_interval)
+		return;
+	last = now;
 	ekmfs_clearerr();
 	ret = efs_metrics_write_file(svc.fs, svc.cfg->metrics_file);
 	if (ret < 0 && ret != svc.last_metrics_err)
@@ -160,25 +167,32 @@ static void write_metrics(void)
 	svc.last_metrics_err = ret;
 }
 
+/* Files closed with an unsynced state are sealed this often (seal.c). */
+#define SEAL_INTERVAL 2
+
 static void *housekeeping(void *arg)
 {
 	struct pollfd pfd = { .fd = svc.pipe_rd, .events = POLLIN };
 
 	(void)arg;
 	for (;;) {
-		/* Wake for the metrics file and for the rotation check. */
+		/* Wake for the metrics file, the rotation check and sealing. */
 		unsigned secs = svc.cfg->rotation_check_interval;
 		char c;
 		int n;
 
 		if (svc.cfg->metrics_file[0] && svc.cfg->metrics_interval < secs)
 			secs = svc.cfg->metrics_interval;
+		if (efs_seal_pending(svc.fs))
+			efs_seal_run(svc.fs);
+		if (secs > SEAL_INTERVAL)
+			secs = SEAL_INTERVAL;
 		efs_schedule_tick(svc.fs, svc.cfg, svc.config_path);
 		n = poll(&pfd, 1, (int)secs * 1000);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n <= 0) {
-			write_metrics();
+			write_metrics(true);
 			continue;
 		}
 		if (read(svc.pipe_rd, &c, 1) != 1)
@@ -186,7 +200,7 @@ static void *housekeeping(void *arg)
 		if (c == WAKE_QUIT)
 			break;
 		reload();
-		write_metrics();
+		write_metrics(false);
 	}
 	return NULL;
 }
@@ -224,7 +238,7 @@ int efs_service_start(struct efs_data *fs, struct ekmfs_config *cfg, bool keep_d
 	svc.fs = fs;
 	svc.cfg = cfg;
 	svc.keep_debug = keep_debug;
-	write_metrics();
+	write_metrics(false);
 	/* After fuse_set_signal_handlers(), whose SIGHUP would end the session. */
 	ret = set_sighup(on_sighup);
 	if (ret < 0) {
@@ -257,7 +271,7 @@ void efs_service_stop(void)
 		pthread_join(svc.thread, NULL);
 		svc.running = false;
 		efs_schedule_stop();
-		write_metrics();
+		write_metrics(false);
 	}
 	if (svc.pipe_rd >= 0)
 		close(svc.pipe_rd);

@@ -65,6 +65,17 @@ static void meta_path(int backing_fd, const char *name, char *out, size_t outlen
 
 /* Read .ekmfs/name whole into a NUL-terminated malloc'd buffer. */
 static int read_meta(int backing_fd, const char *name, const char *path,
+		     char **out, size_t *out_len);
+
+int ekmfs_meta_read(int backing_fd, const char *name, char **text, size_t *len)
+{
+	char path[PATH_MAX + 64];
+
+	meta_path(backing_fd, name, path, sizeof(path));
+	return read_meta(backing_fd, name, path, text, len);
+}
+
+static int read_meta(int backing_fd, const char *name, const char *path,
 		     char **out, size_t *out_len)
 {
 	char rel[64];
@@ -190,6 +201,11 @@ out_unlink:
 		close(fd);
 	ekmfs_io->unlinkat(backing_fd, tmp, 0);
 	return ret;
+}
+
+int ekmfs_meta_replace(int backing_fd, const char *name, const char *text)
+{
+	return replace_meta(backing_fd, name, text);
 }
 
 /* ---- 2. strict JSON access ---- */
@@ -354,8 +370,10 @@ static int get_time(struct jctx *c, json_object *obj, const char *where, const c
 	return 0;
 }
 
-/* "format" and "version" say whose document this is: a mismatch is -EPROTO. */
-static int check_format(struct jctx *c, json_object *obj, const char *format)
+/* "format" and "version" say whose document this is: a mismatch is -EPROTO.
+ * Versions 1..max are read; *version (may be NULL) receives it. */
+static int check_format(struct jctx *c, json_object *obj, const char *format, uint64_t max,
+			uint64_t *version)
 {
 	char s[64];
 	uint64_t v;
@@ -366,10 +384,12 @@ static int check_format(struct jctx *c, json_object *obj, const char *format)
 		return jfail(c, -EPROTO, "format", "'%s' is not '%s'", s, format);
 	if (get_uint(c, obj, "", "version", 0, UINT32_MAX, &v))
 		return c->err;
-	if (v != 1)
+	if (v < 1 || v > max)
 		return jfail(c, -EPROTO, "version",
-			     "version %llu is not supported (this ekmfs reads version 1)",
-			     (unsigned long long)v);
+			     "version %llu is not supported (this ekmfs reads 1 to %llu)",
+			     (unsigned long long)v, (unsigned long long)max);
+	if (version)
+		*version = v;
 	return 0;
 }
 
@@ -456,9 +476,11 @@ int ekmfs_volume_read(int backing_fd, struct ekmfs_volume *v)
 	ret = parse_json(&c, text, len, &doc);
 	if (ret)
 		goto out;
-	if (check_format(&c, doc, VOLUME_FORMAT) || check_keys(&c, doc, "", volume_keys) ||
+	if (check_format(&c, doc, VOLUME_FORMAT, EKMFS_VOLUME_VERSION, &n) ||
+	    check_keys(&c, doc, "", volume_keys) ||
 	    get_str(&c, doc, "", "volume_id", false, hex, sizeof(hex)))
 		goto out_err;
+	v->format_version = (uint32_t)n;
 	if (strlen(hex) != 2 * EKMFS_VOLUME_ID_SIZE ||
 	    ekmfs_unhex(hex, v->volume_id, EKMFS_VOLUME_ID_SIZE) < 0) {
 		jfail(&c, -EBADMSG, "volume_id", "must be %d hex digits",
@@ -475,7 +497,6 @@ int ekmfs_volume_read(int backing_fd, struct ekmfs_volume *v)
 	v->block_size = (uint32_t)n;
 	if (get_time(&c, doc, "", "created", &v->created))
 		goto out_err;
-	v->format_version = 1;
 	goto out;
 out_err:
 	ret = c.err;
@@ -493,7 +514,7 @@ static int volume_serialize(const struct ekmfs_volume *v, json_object **out)
 	if (!doc)
 		return -ENOMEM;
 	ekmfs_hex(v->volume_id, EKMFS_VOLUME_ID_SIZE, hex);
-	if (add_str(doc, "format", VOLUME_FORMAT) || add_int(doc, "version", 1) ||
+	if (add_str(doc, "format", VOLUME_FORMAT) || add_int(doc, "version", v->format_version) ||
 	    add_str(doc, "volume_id", hex) || add_int(doc, "block_size", v->block_size) ||
 	    add_time(doc, "created", v->created)) {
 		json_object_put(doc);
@@ -728,7 +749,7 @@ static int keyring_parse(struct jctx *c, json_object *doc, struct ekmfs_keyring 
 	json_object *tenants;
 	size_t count;
 
-	if (check_format(c, doc, KEYRING_FORMAT) || check_keys(c, doc, "", keyring_keys) ||
+	if (check_format(c, doc, KEYRING_FORMAT, 1, NULL) || check_keys(c, doc, "", keyring_keys) ||
 	    get_uint(c, doc, "", "generation", 0, INT64_MAX - 1, &kr->generation))
 		return c->err;
 	tenants = get_typed(c, doc, "", "tenants", json_type_array, "an array");

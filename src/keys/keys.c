@@ -654,7 +654,8 @@ int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 {
 	const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(cfg, EKMFS_DEFAULT_TENANT);
 	char path[PATH_MAX];
-	struct ekmfs_volume vol = { .format_version = 1, .block_size = EKMFS_BLOCK_SIZE };
+	struct ekmfs_volume vol = { .format_version = EKMFS_VOLUME_VERSION,
+				    .block_size = EKMFS_BLOCK_SIZE };
 	struct ekmfs_tenant_record rec = { .id = DEFAULT_TENANT_ID, .current_version = 1 };
 	struct ekmfs_kek_record krec = { .version = 1, .state = EKMFS_KEK_ACTIVE };
 	struct ekmfs_keyring kr = { .generation = 1, .ntenants = 1, .tenants = &rec };
@@ -959,6 +960,31 @@ out:
 	return ret;
 }
 
+int ekmfs_keys_rewrap_header(struct ekmfs_keys *k, const struct ekmfs_header *old,
+			      const uint8_t *dek, struct ekmfs_header *h)
+{
+	uint8_t nonce[EKMFS_NONCE_SIZE];
+	int owner = ekmfs_header_owner_slot(old), ret;
+	const struct ekmfs_slot *s;
+	uint8_t *kek;
+
+	if (owner < 0) {
+		ekmfs_seterr("file header has no key slot in use");
+		return -EBADMSG;
+	}
+	s = &old->slot[owner];
+	ret = ekmfs_random(nonce, sizeof(nonce));
+	if (ret)
+		return ret;
+	ret = kek_acquire(k, s->tenant_id, s->kek_version, &kek);
+	if (ret)
+		return (ret == -ENOMEM || ret == -EBADMSG) ? ret : -ENOKEY;
+	ekmfs_header_init(h, old->file_id);
+	ret = ekmfs_slot_wrap(h, 0, 1, s->tenant_id, s->kek_version, kek, dek, nonce);
+	pthread_rwlock_unlock(&k->lock);
+	return ret;
+}
+
 static int open_slot(struct ekmfs_keys *k, const struct ekmfs_header *h, int idx,
 		     uint8_t *dek)
 {
@@ -1003,6 +1029,24 @@ int ekmfs_keys_open_header(struct ekmfs_keys *k, const struct ekmfs_header *h, u
 		return 0;
 	}
 	ekmfs_seterr("%s", first_err);
+	return ret;
+}
+
+int ekmfs_keys_check_slots(struct ekmfs_keys *k, const struct ekmfs_header *h)
+{
+	uint8_t dek[EKMFS_KEY_SIZE];
+	int ret = 0;
+
+	for (int i = 0; i < EKMFS_SLOT_COUNT && ret == 0; i++) {
+		const struct ekmfs_slot *s = &h->slot[i];
+
+		/* Tenant id 0: a rotation's slot write cut short (ROTATION.md). */
+		if (!s->seq || !s->tenant_id)
+			continue;
+		if (open_slot(k, h, i, dek) == -EBADMSG)
+			ret = -EBADMSG;   /* open_slot said which and why */
+		ekmfs_wipe(dek, sizeof(dek));
+	}
 	return ret;
 }
 

@@ -40,11 +40,15 @@ TEST_TIMEOUT = float(os.environ.get("EKMFS_TEST_TIMEOUT", 120)) * SLOW
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:",
                      "ERROR: LeakSanitizer")
 
-HEADER_SIZE = 256
+# Format version 2 (docs/FORMAT.md): a 1024-byte header (sector 0: magic,
+# version, file id, two key slots; sector 1: two state records) and blocks
+# of a 24-byte XAES nonce, up to 4096 bytes of ciphertext and a 16-byte tag.
+HEADER_SIZE = 1024
+STATE_OFFSET = 512                  # two 256-byte state records
 BLOCK = 4096
-NONCE = 12
+NONCE = 24
 TAG = 16
-CBLOCK = BLOCK + NONCE + TAG        # 4124
+CBLOCK = BLOCK + NONCE + TAG        # 4136
 
 
 def block_offset(i):

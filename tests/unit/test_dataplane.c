@@ -211,9 +211,10 @@ static void test_pool(void)
 static void test_large_parallel_content(void)
 {
 	enum { SIZE = 3 * 1024 * 1024 + 12345 };
-	uint8_t dek[32], *model = malloc(SIZE), *back = malloc(SIZE);
+	uint8_t dek[32], id[16], *model = malloc(SIZE), *back = malloc(SIZE);
+	struct ekmfs_content_env env = { .journal_dir = -1 };
+	struct ekmfs_content *c = NULL;
 	struct ekmfs_header h;
-	struct ekmfs_content c = { .dek = dek };
 	uint64_t bad = UINT64_MAX;
 	uint8_t byte;
 	int fd = temp_file();
@@ -222,38 +223,40 @@ static void test_large_parallel_content(void)
 	if (fd < 0 || !model || !back)
 		goto out;
 	fill(dek, sizeof(dek), 5);
-	fill(c.file_id, sizeof(c.file_id), 6);
+	fill(id, sizeof(id), 6);
 	fill(model, SIZE, 7);
-	ekmfs_header_init(&h, c.file_id);
+	ekmfs_header_init(&h, id);
 	h.slot[0].seq = 1;     /* header content does not matter to content */
-	c.fd = fd;
-	CHECK_EQ_INT(ekmfs_content_write_header(fd, &h), 0);
+	CHECK_EQ_INT(ekmfs_content_create(&c, fd, &h, dek, &env), 0);
+	if (!c)
+		goto out;
 	/* 1 MiB requests, unaligned, as the kernel sends them. */
 	for (size_t off = 0; off < SIZE; off += 1024 * 1024 - 100) {
 		size_t n = SIZE - off < 1024 * 1024 - 100 ? SIZE - off : 1024 * 1024 - 100;
 
-		CHECK_EQ_INT(ekmfs_content_write(&c, model + off, n, off, &bad), (ssize_t)n);
+		CHECK_EQ_INT(ekmfs_content_write(c, model + off, n, off, &bad), (ssize_t)n);
 	}
-	CHECK_EQ_INT(ekmfs_content_read(&c, back, SIZE, 0, &bad), SIZE);
+	CHECK_EQ_INT(ekmfs_content_read(c, back, SIZE, 0, &bad), SIZE);
 	CHECK_MEM(back, model, SIZE);
 	/* Rewrite the middle in place (both edges partial). */
 	fill(model + 5000, 2 * 1024 * 1024, 8);
-	CHECK_EQ_INT(ekmfs_content_write(&c, model + 5000, 2 * 1024 * 1024, 5000, &bad),
+	CHECK_EQ_INT(ekmfs_content_write(c, model + 5000, 2 * 1024 * 1024, 5000, &bad),
 		     2 * 1024 * 1024);
-	CHECK_EQ_INT(ekmfs_content_read(&c, back, SIZE, 0, &bad), SIZE);
+	CHECK_EQ_INT(ekmfs_content_read(c, back, SIZE, 0, &bad), SIZE);
 	CHECK_MEM(back, model, SIZE);
 	/* Damage blocks 200 and 40 of one 1 MiB read: 40 is reported. */
 	for (int i = 0; i < 2; i++) {
-		off_t at = (off_t)ekmfs_block_offset(i ? 40 : 200) + 30;
+		off_t at = (off_t)ekmfs_block_offset(&ekmfs_layout_v2, i ? 40 : 200) + 30;
 
 		CHECK_EQ_INT(pread(fd, &byte, 1, at), 1);
 		byte ^= 0x80;
 		CHECK_EQ_INT(pwrite(fd, &byte, 1, at), 1);
 	}
 	bad = UINT64_MAX;
-	CHECK_EQ_INT(ekmfs_content_read(&c, back, 1024 * 1024, 0, &bad), -EIO);
+	CHECK_EQ_INT(ekmfs_content_read(c, back, 1024 * 1024, 0, &bad), -EIO);
 	CHECK_EQ_INT(bad, 40);
 out:
+	ekmfs_content_free(c);
 	if (fd >= 0)
 		close(fd);
 	free(model);

@@ -90,7 +90,7 @@ static bool exists_at(int dirfd, const char *rel)
 /* new_header, then serialize/parse/open_header: the DEK must come back. */
 static void header_round_trip(struct ekmfs_keys *k, uint32_t want_version)
 {
-	uint8_t dek[EKMFS_KEY_SIZE], back[EKMFS_KEY_SIZE], buf[EKMFS_HEADER_SIZE];
+	uint8_t dek[EKMFS_KEY_SIZE], back[EKMFS_KEY_SIZE], buf[EKMFS_HEADER_PARSE_SIZE];
 	struct ekmfs_header h, parsed;
 
 	CHECK_EQ_INT(ekmfs_keys_new_header(k, "dir/file.txt", &h, dek), 0);
@@ -98,8 +98,8 @@ static void header_round_trip(struct ekmfs_keys *k, uint32_t want_version)
 	CHECK_EQ_INT(h.slot[0].tenant_id, 1);
 	CHECK_EQ_INT(h.slot[0].kek_version, want_version);
 	CHECK_EQ_INT(h.slot[1].seq, 0);
-	ekmfs_header_serialize(&h, buf);
-	CHECK_EQ_INT(ekmfs_header_parse(buf, &parsed), 0);
+	CHECK_EQ_INT(ekmfs_header_serialize(&h, buf), sizeof(buf));
+	CHECK_EQ_INT(ekmfs_header_parse(buf, sizeof(buf), &parsed), 0);
 	CHECK_EQ_INT(ekmfs_keys_open_header(k, &parsed, back), 0);
 	CHECK_MEM(back, dek, EKMFS_KEY_SIZE);
 }

@@ -166,9 +166,11 @@ static int audit_run(struct import_state *s, const char *event, const char *firs
 static int import_one(struct import_state *s, const char *rel, bool explicit)
 {
 	char dirpart[PATH_MAX], namepart[PATH_MAX], tmp[PATH_MAX + 32];
+	struct ekmfs_content_env env = { .journal_dir = -1 };
 	struct ekmfs_header h;
-	struct ekmfs_content c;
+	struct ekmfs_content *c = NULL;
 	struct stat st, st2;
+	uint64_t seal = 0;
 	uint8_t magic[4];
 	uint64_t off = 0, bad;
 	int src = -1, dst = -1, dirfd = -1, ret;
@@ -233,12 +235,10 @@ static int import_one(struct import_state *s, const char *rel, bool explicit)
 	if (ret)
 		goto out_unlink;
 	have_header = true;
-	ret = ekmfs_content_write_header(dst, &h);
+	/* A new file: every write lands past its durable end, no journal. */
+	ret = ekmfs_content_create(&c, dst, &h, s->dek, &env);
 	if (ret)
 		goto out_unlink;
-	c.fd = dst;
-	memcpy(c.file_id, h.file_id, EKMFS_FILE_ID_SIZE);
-	c.dek = s->dek;
 	for (;;) {
 		ssize_t n = ekmfs_read_full(src, s->buf, CHUNK, (off_t)off);
 		ssize_t w;
@@ -249,7 +249,7 @@ static int import_one(struct import_state *s, const char *rel, bool explicit)
 		}
 		if (n == 0)
 			break;
-		w = ekmfs_content_write(&c, s->buf, (size_t)n, off, &bad);
+		w = ekmfs_content_write(c, s->buf, (size_t)n, off, &bad);
 		if (w < 0) {
 			ret = (int)w;
 			goto out_unlink;
@@ -257,10 +257,13 @@ static int import_one(struct import_state *s, const char *rel, bool explicit)
 		off += (uint64_t)n;
 	}
 	ekmfs_wipe(s->buf, CHUNK);
-	if (ekmfs_io->fsync(dst) < 0) {
-		ret = -errno;
+	/* Durable, then both state records equal: at rest before the rename. */
+	ret = ekmfs_content_sync(c, false);
+	if (ret == 0)
+		ret = ekmfs_content_close(c, &seal);
+	c = NULL;
+	if (ret)
 		goto out_unlink;
-	}
 	ret = copy_metadata(src, dst, &st, rel);
 	if (ret)
 		goto out_unlink;
@@ -293,6 +296,7 @@ out:
 			audit_import(s, rel, &h, ret);
 	}
 out_quiet:
+	ekmfs_content_free(c);
 	ekmfs_wipe(&h, sizeof(h));
 	if (dst >= 0)
 		close(dst);

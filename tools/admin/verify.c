@@ -1,11 +1,18 @@
 /*
- * verify.c - `ekmfs-admin verify`: authenticate every header and block.
+ * verify.c - `ekmfs-admin verify`: authenticate every header, state and
+ * block.
  *
- * Decrypts each block into a scratch buffer only to check its tag; the
- * plaintext is wiped and never printed. Reads a file in runs of blocks so
- * memory stays bounded whatever the file size. Reports every damaged block
- * (up to a cap per file) rather than stopping at the first, because an
- * admin deciding what to restore needs the whole picture.
+ * Loads each file's state as the daemon would (both records equal and
+ * authentic, the backing size exactly what the state says: a cut or an
+ * appended byte is damage) and reads it whole through it into a scratch
+ * buffer only to check every tag; the plaintext is wiped and never
+ * printed. Reads a file in runs of blocks so memory stays bounded whatever
+ * the file size. Reports every damaged block (up to a cap per file) rather
+ * than stopping at the first, because an admin deciding what to restore
+ * needs the whole picture. A volume that is mounted, or awaits recovery
+ * from a crash, is checked as it is on disk, without changing it: files
+ * being written may look unfinished there, so only their newest state is
+ * held to the rules.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -17,6 +24,7 @@
 
 #include "admin.h"
 #include "ekmfs/content.h"
+#include "ekmfs/holder.h"
 #include "ekmfs/io.h"
 #include "ekmfs/keys.h"
 #include "ekmfs/secmem.h"
@@ -28,8 +36,9 @@
 struct verify_state {
 	struct ekmfs_keys *keys;
 	uint8_t *dek;                 /* secure memory */
-	uint8_t *cbuf, *pbuf;
+	uint8_t *pbuf;                /* a run of plaintext, wiped after each file */
 	uint64_t files, damaged;
+	bool in_use;                  /* mounted, or a recovery is due */
 };
 
 static void report(struct verify_state *v, const char *relpath, const char *fmt, ...)
@@ -64,42 +73,38 @@ static const char *header_problem(int fd, int rc)
 	return strerror(-rc);
 }
 
-/* Check every block; returns the number of bad blocks (or -errno). */
-static long verify_blocks(struct verify_state *v, int fd, const uint8_t *file_id,
-			  const char *relpath, uint64_t backing_size)
+/* Read the whole file through its state, a run of blocks at a time; a bad
+ * block is reported and the check goes on after it. Returns the number of
+ * bad blocks (or -errno). */
+static long verify_blocks(struct verify_state *v, struct ekmfs_content *c, const char *relpath)
 {
-	uint64_t index = 0, off = EKMFS_HEADER_SIZE;
+	uint64_t size = ekmfs_content_size(c), off = 0;
+	size_t run = RUN_BLOCKS * (size_t)EKMFS_BLOCK_SIZE;
 	long bad = 0;
 
-	while (off < backing_size) {
-		size_t want = RUN_BLOCKS * (size_t)EKMFS_CBLOCK_SIZE;
-		ssize_t got;
+	while (off < size) {
+		uint64_t block = UINT64_MAX;
+		ssize_t n;
 
-		if (backing_size - off < want)
-			want = (size_t)(backing_size - off);
-		got = ekmfs_read_full(fd, v->cbuf, want, (off_t)off);
-		if (got < 0)
-			return got;
-		if ((size_t)got < want)
-			want = (size_t)got;
-		for (size_t pos = 0; pos < want; index++) {
-			size_t len = want - pos < EKMFS_CBLOCK_SIZE ? want - pos : EKMFS_CBLOCK_SIZE;
-			int rc = ekmfs_block_open(v->dek, file_id, index, v->cbuf + pos, len, v->pbuf);
-
-			if (rc < 0) {
-				if (bad < MAX_REPORTED_BLOCKS)
-					report(v, relpath, "block %llu: %s", (unsigned long long)index,
-					       rc == -EINVAL ? "truncated (impossible length)" :
-					       "authentication failed (tampered or corrupt)");
-				bad++;
-			}
-			pos += len;
+		ekmfs_clearerr();
+		n = ekmfs_content_read(c, v->pbuf, run, off, &block);
+		if (n > 0) {
+			off += (uint64_t)n;
+			continue;
 		}
-		ekmfs_wipe(v->pbuf, EKMFS_BLOCK_SIZE);
-		if (want == 0)
+		if (n == 0)
 			break;
-		off += want;
+		if (n != -EIO || block == UINT64_MAX)
+			return n;
+		if (bad < MAX_REPORTED_BLOCKS) {
+			const char *why = strstr(ekmfs_lasterr(), "block ");
+
+			report(v, relpath, "%s", why ? why : "a block fails authentication");
+		}
+		bad++;
+		off = (block + 1) * EKMFS_BLOCK_SIZE;
 	}
+	ekmfs_wipe_bulk(v->pbuf, run);
 	if (bad > MAX_REPORTED_BLOCKS)
 		report(v, relpath, "%ld more damaged blocks", bad - MAX_REPORTED_BLOCKS);
 	return bad;
@@ -108,8 +113,9 @@ static long verify_blocks(struct verify_state *v, int fd, const uint8_t *file_id
 static int verify_file(const char *path, const char *relpath, const struct stat *st, void *arg)
 {
 	struct verify_state *v = arg;
+	struct ekmfs_content_env env = { .journal_dir = -1, .in_use = v->in_use };
+	struct ekmfs_content *c = NULL;
 	struct ekmfs_header h;
-	uint64_t plain;
 	bool damaged = false;
 	long bad;
 	int fd, rc;
@@ -150,12 +156,19 @@ static int verify_file(const char *path, const char *relpath, const struct stat 
 		damaged = true;
 		goto out;
 	}
-	if (ekmfs_plain_size((uint64_t)st->st_size, &plain) < 0) {
-		report(v, relpath, "size %lld is impossible (truncated inside a block)",
-		       (long long)st->st_size);
+	if (h.slot[0].seq && h.slot[1].seq && ekmfs_keys_check_slots(v->keys, &h) < 0) {
+		report(v, relpath, "header: %s", ekmfs_lasterr());
 		damaged = true;
 	}
-	bad = verify_blocks(v, fd, h.file_id, relpath, (uint64_t)st->st_size);
+	ekmfs_clearerr();
+	rc = ekmfs_content_load(&c, fd, &h, v->dek, &env);
+	ekmfs_wipe(v->dek, EKMFS_KEY_SIZE);
+	if (rc < 0) {
+		report(v, relpath, "%s", ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-rc));
+		damaged = true;
+		goto out;
+	}
+	bad = verify_blocks(v, c, relpath);
 	if (bad < 0) {
 		report(v, relpath, "read error: %s", strerror((int)-bad));
 		damaged = true;
@@ -163,7 +176,9 @@ static int verify_file(const char *path, const char *relpath, const struct stat 
 		damaged = true;
 	}
 out:
+	ekmfs_content_free(c);
 	ekmfs_wipe(v->dek, EKMFS_KEY_SIZE);
+	ekmfs_wipe(&h, sizeof(h));
 	close(fd);
 	if (damaged)
 		v->damaged++;
@@ -187,11 +202,22 @@ int admin_verify(const char *backing, const struct ekmfs_config *cfg)
 		goto out;
 	}
 	v.dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
-	v.cbuf = malloc(RUN_BLOCKS * (size_t)EKMFS_CBLOCK_SIZE);
-	v.pbuf = malloc(EKMFS_BLOCK_SIZE);
-	if (!v.dek || !v.cbuf || !v.pbuf) {
+	v.pbuf = malloc(RUN_BLOCKS * (size_t)EKMFS_BLOCK_SIZE);
+	if (!v.dek || !v.pbuf) {
 		fprintf(stderr, "ekmfs-admin: out of memory\n");
 		goto out;
+	}
+	{
+		struct ekmfs_holder holder;
+		bool live, pending;
+
+		if (ekmfs_volume_holder(fd, &holder, &live, &pending) == 0 || pending) {
+			v.in_use = true;
+			fprintf(stderr, "ekmfs-admin: %s: files being written are checked as they "
+				"are on disk, without changing them\n", live ?
+				"the volume is mounted" : "the volume awaits recovery from a crash "
+				"(mount it to recover)");
+		}
 	}
 	rc = admin_walk_files(backing, verify_file, &v);
 	if (rc < 0)
@@ -201,9 +227,6 @@ int admin_verify(const char *backing, const struct ekmfs_config *cfg)
 	status = (rc == 0 && v.damaged == 0) ? EXIT_OK : EXIT_FAIL;
 out:
 	ekmfs_secure_free(v.dek, EKMFS_KEY_SIZE);
-	free(v.cbuf);
-	if (v.pbuf)
-		ekmfs_wipe(v.pbuf, EKMFS_BLOCK_SIZE);
 	free(v.pbuf);
 	if (v.keys)
 		ekmfs_keys_close(v.keys);

@@ -80,8 +80,10 @@ int main(int argc, char **argv)
 	for (unsigned long long i = 0; i < size; i++)
 		data[i] = (uint8_t)(i * 7 + 1);
 	for (unsigned long long i = 0; i < count; i++) {
+		struct ekmfs_content_env env = { .journal_dir = -1 };
+		struct ekmfs_content *ct = NULL;
 		char dir[64], path[96];
-		struct ekmfs_content ct;
+		uint64_t seal;
 		int fd;
 
 		snprintf(dir, sizeof(dir), "bench%04llu", i / 1000);
@@ -93,17 +95,24 @@ int main(int argc, char **argv)
 			return die(path, -errno);
 		ret = ekmfs_keys_new_header(keys, path, &h, dek);
 		if (!ret)
-			ret = ekmfs_content_write_header(fd, &h);
+			ret = ekmfs_content_create(&ct, fd, &h, dek, &env);
 		if (!ret && size) {
 			if (sparse) {
-				ret = ftruncate(fd, (off_t)ekmfs_backing_size(size)) ? -errno : 0;
+				/* A hole of that size: valid, and nothing to write. */
+				ret = ekmfs_content_truncate(ct, size, NULL);
 			} else {
-				ct = (struct ekmfs_content){ .fd = fd, .dek = dek };
-				memcpy(ct.file_id, h.file_id, sizeof(ct.file_id));
-				ssize_t n = ekmfs_content_write(&ct, data, size, 0, NULL);
+				ssize_t n = ekmfs_content_write(ct, data, size, 0, NULL);
+
 				ret = n < 0 ? (int)n : 0;
 			}
 		}
+		/* No crash to survive here: at rest at once (equal records). */
+		if (!ret)
+			ret = ekmfs_content_sync(ct, true);
+		if (!ret)
+			ret = ekmfs_content_close(ct, &seal);
+		else
+			ekmfs_content_free(ct);
 		ekmfs_wipe(dek, EKMFS_KEY_SIZE);
 		close(fd);
 		if (ret)

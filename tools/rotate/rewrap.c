@@ -133,7 +133,7 @@ struct pending {
 
 static const char *parse_problem(int rc, const uint8_t *buf, ssize_t n)
 {
-	if (n < EKMFS_HEADER_SIZE)
+	if (n < EKMFS_HEADER_SIZE_V1)
 		return "truncated header (file shorter than 256 bytes)";
 	if (memcmp(buf, EKMFS_MAGIC, 4) != 0)
 		return "not an ekmfs file (no EKMF magic)";
@@ -142,38 +142,12 @@ static const char *parse_problem(int rc, const uint8_t *buf, ssize_t n)
 	return "malformed header";
 }
 
-static int write_slot(int fd, const struct ekmfs_header *h, int idx)
-{
-	uint8_t buf[EKMFS_HEADER_SIZE];
-	off_t off = (off_t)ekmfs_slot_offset(idx);
-	int ret;
-
-	ekmfs_header_serialize(h, buf);
-	ret = ekmfs_write_full(fd, buf + off, 8, off);
-	if (!ret)
-		ret = ekmfs_write_full(fd, buf + off + 8, EKMFS_SLOT_SIZE - 8, off + 8);
-	ekmfs_wipe(buf, sizeof(buf));
-	return ret;
-}
-
-static int clear_slot(int fd, int idx)
-{
-	static const uint8_t zero[EKMFS_SLOT_SIZE];
-	off_t off = (off_t)ekmfs_slot_offset(idx);
-	int ret;
-
-	ret = ekmfs_write_full(fd, zero, EKMFS_SLOT_SIZE - 8, off + 8);
-	if (!ret)
-		ret = ekmfs_write_full(fd, zero, 8, off);
-	return ret;
-}
-
 /* Read and parse the header of fd: OUT_SCANNED when h holds it, OUT_EMPTY
  * for a 0-byte file, else the file is reported (bad) and skipped. */
 static enum outcome read_header(struct rot_pass *p, int fd, const char *path,
 				struct ekmfs_header *h, enum outcome bad)
 {
-	uint8_t buf[EKMFS_HEADER_SIZE];
+	uint8_t buf[EKMFS_HEADER_PARSE_SIZE];
 	ssize_t n;
 	int rc;
 
@@ -184,7 +158,7 @@ static enum outcome read_header(struct rot_pass *p, int fd, const char *path,
 		add_skip(p, path, "cannot read the header: %s", strerror((int)-n));
 		return bad;
 	}
-	rc = n < EKMFS_HEADER_SIZE ? -EBADMSG : ekmfs_header_parse(buf, h);
+	rc = ekmfs_header_parse(buf, (size_t)n, h);
 	if (rc) {
 		add_skip(p, path, "%s", parse_problem(rc, buf, n));
 		return bad;
@@ -333,7 +307,7 @@ static enum outcome write_other_slot(struct rot_pass *p, int fd, const char *pat
 		add_skip(p, path, "wrapping the DEK failed");
 		return OUT_SKIPPED;
 	}
-	rc = write_slot(fd, h, 1 - opened);
+	rc = ekmfs_content_write_slot(fd, h, 1 - opened);
 	ekmfs_wipe(h, sizeof(*h));
 	pend->clear_idx = opened;
 	if (rc) {
@@ -588,7 +562,7 @@ static void run_batch(struct rot_pass *p, size_t first, size_t end, struct pendi
 		npend = 0;
 	}
 	for (size_t i = 0; i < npend; i++) {
-		int rc = clear_slot(pend[i].fd, pend[i].clear_idx);
+		int rc = ekmfs_content_clear_slot(pend[i].fd, pend[i].clear_idx);
 
 		if (rc)
 			add_skip(p, pend[i].path, "clearing the old key slot failed: %s "

@@ -1,0 +1,52 @@
+/*
+ * holder.h - who has a volume mounted, and whether it was let go cleanly.
+ *
+ * Owns: .ekmfs/mount.lock (an OFD write lock on its first byte, held by the
+ * mounting daemon for as long as the volume is mounted; the kernel, or the
+ * distributed file system's lock recovery, drops it when the daemon dies)
+ * and .ekmfs/holder (who holds it: host, pid, mountpoint, since when),
+ * removed on a clean unmount. A holder record whose lock nobody holds is
+ * the mark of a daemon that died with the volume mounted: the next mount
+ * recovers (settles the files changed since it started, docs/DESIGN.md).
+ * .ekmfs/recovery keeps that mark until the recovery is complete.
+ */
+#ifndef EKMFS_HOLDER_H
+#define EKMFS_HOLDER_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <time.h>
+
+#define EKMFS_HOLDER_FILE "holder"
+#define EKMFS_MOUNT_LOCK_FILE "mount.lock"
+#define EKMFS_RECOVERY_FILE "recovery"
+
+struct ekmfs_holder {
+	char host[256];
+	long pid;
+	char mountpoint[PATH_MAX];
+	time_t started;                 /* as the holder's clock says */
+	struct timespec since;          /* the record's mtime, the backing store's clock */
+};
+
+struct ekmfs_mount_lock;
+
+/*
+ * Take the volume in backing_fd for a mount at mountpoint. -EBUSY when a
+ * live daemon holds it (*other describes it; the message names it).
+ * Otherwise 0 and, when the last holder did not let go cleanly (or a
+ * recovery is unfinished), *recover is set and *since is the time from
+ * which files may need settling (the backing store's clock).
+ */
+int ekmfs_volume_take(int backing_fd, const char *mountpoint, struct ekmfs_mount_lock **out,
+		      bool *recover, struct timespec *since, struct ekmfs_holder *other);
+/* The recovery is complete: drop the mark. */
+int ekmfs_volume_recovered(int backing_fd);
+/* A clean unmount: remove the holder record (durably), release the lock. */
+void ekmfs_volume_release(int backing_fd, struct ekmfs_mount_lock *lock);
+
+/* For tools: the current holder. 0 and *live (its lock is held), -ENOENT
+ * when none. *pending: a recovery is due (a dead holder, or unfinished). */
+int ekmfs_volume_holder(int backing_fd, struct ekmfs_holder *h, bool *live, bool *pending);
+
+#endif
