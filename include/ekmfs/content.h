@@ -27,6 +27,9 @@
 /* ---- environment ---- */
 
 /* Where a file's journal lives, and how strictly a file is loaded. */
+/* The journals' directory, relative to BACKING (docs/FORMAT.md, "Journal"). */
+#define EKMFS_JOURNAL_DIR ".ekmfs/journal"
+
 struct ekmfs_content_env {
 	/* BACKING/.ekmfs/journal, O_RDONLY|O_DIRECTORY; -1: no journal
 	 * directory (read-only users: writes that need a journal fail). */
@@ -47,9 +50,10 @@ struct ekmfs_content_env {
 	 * crash interrupted is finished first (ekmfs_content_upgrade). */
 	bool upgrading;
 	/* Checking a volume that is mounted, or awaits recovery, without
-	 * changing it (ekmfs-admin verify): the records may differ and the file
-	 * be longer than its newest record says (writes in flight); the newest
-	 * valid record is checked. Nothing is written. */
+	 * changing it (ekmfs-admin verify): the file is settled as a recovery
+	 * would settle it (the newest state that verifies, with the journal
+	 * records that fit it, read from journal_dir), but nothing is written:
+	 * reads return what the recovery would keep. */
 	bool in_use;
 };
 

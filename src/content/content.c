@@ -108,13 +108,10 @@ int content_block_key(const struct ekmfs_content *c, const uint8_t *stored,
 	return ekmfs_xaes_derive(c->k->dek, stored, key);
 }
 
-void content_report_bad(const struct ekmfs_content *c, uint64_t index, uint64_t *bad_block,
+void content_report_bad(uint64_t index, uint64_t *bad_block,
 			const char *what)
 {
-	char id[2 * EKMFS_FILE_ID_SIZE + 1];
-
-	ekmfs_hex(c->file_id, EKMFS_FILE_ID_SIZE, id);
-	ekmfs_seterr("file %s: block %llu %s", id, (unsigned long long)index, what);
+	ekmfs_seterr("block %llu: %s", (unsigned long long)index, what);
 	if (bad_block)
 		*bad_block = index;
 }
@@ -481,6 +478,7 @@ static int settle(struct ekmfs_content *c, struct ekmfs_state p[2], bool valid[2
 	struct timespec mtime = mtime_save(c->fd);
 	uint8_t *stored = NULL, *pt = NULL;
 	uint64_t gen, trimmed = 0;
+	bool changed;
 	int rc = 0, n = 0;
 
 	for (int i = 0; i < 2; i++)
@@ -498,6 +496,11 @@ static int settle(struct ekmfs_content *c, struct ekmfs_state p[2], bool valid[2
 		/* Created or re-keyed, and the records never made it. */
 		memset(&c->cur, 0, sizeof(c->cur));
 		c->dur = c->cur;
+		if (c->env.in_use) {
+			settled(c, "no state record is complete (the file was being created "
+				"or emptied): a recovery empties it");
+			return 0;
+		}
 		rc = content_write_state(c, true);
 		if (rc == 0 && ekmfs_io->ftruncate(c->fd, EKMFS_HEADER_SIZE_V2) == 0)
 			c->phys = EKMFS_HEADER_SIZE_V2;
@@ -526,6 +529,14 @@ static int settle(struct ekmfs_content *c, struct ekmfs_state p[2], bool valid[2
 	for (int i = 0; i < n && !chosen; i++)
 		if (state_verifies(c, cand[i], i + 1 < n ? cand[i + 1] : NULL, stored, pt))
 			chosen = cand[i];
+	if (!chosen && c->phys < ekmfs_backing_size(c->l, cand[n - 1]->size)) {
+		ekmfs_seterr("backing file is %llu bytes, but even its oldest authenticated "
+			     "size %llu needs %llu (cut short)", (unsigned long long)c->phys,
+			     (unsigned long long)cand[n - 1]->size,
+			     (unsigned long long)ekmfs_backing_size(c->l, cand[n - 1]->size));
+		rc = -EBADMSG;
+		goto out;
+	}
 	if (!chosen) {
 		ekmfs_seterr("no state record of the file verifies (blocks missing or not "
 			     "authentic): damaged, not a crash");
@@ -535,6 +546,24 @@ static int settle(struct ekmfs_content *c, struct ekmfs_state p[2], bool valid[2
 	c->seq = cand[0]->seq;
 	c->cur = *chosen;
 	c->dur = *chosen;
+	if (c->phys > ekmfs_backing_size(c->l, chosen->size))
+		trimmed = c->phys - ekmfs_backing_size(c->l, chosen->size);
+	changed = !(valid[0] && valid[1] && p[0].seq == p[1].seq) || chosen != cand[0] ||
+		  c->j || trimmed;
+	if (c->env.in_use) {
+		/* Only looking: reads see what settling would leave. */
+		if (c->j)
+			rc = journal_refit(c);
+		if (changed)
+			settled(c, "caught mid-write: a recovery keeps state %llu (%llu bytes)"
+				"%s%s, cuts %llu bytes after it",
+				(unsigned long long)chosen->seq,
+				(unsigned long long)chosen->size,
+				chosen != cand[0] ? ", drops an unsynced newer one" : "",
+				c->j ? ", folds in the journal" : "",
+				(unsigned long long)trimmed);
+		goto out;
+	}
 	if (c->j) {
 		rc = journal_copy_in(c);
 		if (rc == 0 && ekmfs_io->fsync(c->fd) < 0)
@@ -546,23 +575,23 @@ static int settle(struct ekmfs_content *c, struct ekmfs_state p[2], bool valid[2
 	rc = content_write_state(c, true);
 	if (rc < 0)
 		goto out;
-	if (c->phys > ekmfs_backing_size(c->l, c->cur.size))
-		trimmed = c->phys - ekmfs_backing_size(c->l, c->cur.size);
 	c->punch_pending = c->cur.nholes > 0;
 	content_physical(c);
 	if (ekmfs_io->fsync(c->fd) < 0) {
 		rc = -errno;
 		goto out;
 	}
-	settled(c, "kept state %llu (%llu bytes)%s%s, cut %llu bytes after it",
-		(unsigned long long)chosen->seq, (unsigned long long)chosen->size,
-		chosen != cand[0] ? ", dropped an unsynced newer one" : "",
-		c->j ? ", folded in the journal" : "", (unsigned long long)trimmed);
+	if (changed)
+		settled(c, "kept state %llu (%llu bytes)%s%s, cut %llu bytes after it",
+			(unsigned long long)chosen->seq, (unsigned long long)chosen->size,
+			chosen != cand[0] ? ", dropped an unsynced newer one" : "",
+			c->j ? ", folded in the journal" : "", (unsigned long long)trimmed);
 	if (c->j)
 		journal_close(c, true);
 	journal_remove_stale(&c->env, c->file_id, UINT64_MAX);
 out:
-	mtime_put_back(c->fd, mtime);
+	if (!c->env.in_use)
+		mtime_put_back(c->fd, mtime);
 	free(stored);
 	ekmfs_secure_free(pt, EKMFS_BLOCK_SIZE);
 	return rc;
@@ -577,24 +606,6 @@ static int load_strict(struct ekmfs_content *c, struct ekmfs_state p[2], bool va
 	uint64_t want, expect = c->env.expect_seq;
 	int newest = p[1].seq > p[0].seq;
 
-	if (c->env.in_use) {
-		/* In use elsewhere: the newest valid record, read-only. */
-		newest = valid[1] && (!valid[0] || p[1].seq > p[0].seq);
-		if (!valid[newest] || !p[newest].seq) {
-			ekmfs_seterr("no state record authenticates (tampered)");
-			return -EBADMSG;
-		}
-		want = ekmfs_backing_size(c->l, p[newest].size);
-		if (c->phys < want) {
-			ekmfs_seterr("backing file is %llu bytes, but its authenticated size %llu "
-				     "needs %llu (cut short)", (unsigned long long)c->phys,
-				     (unsigned long long)p[newest].size, (unsigned long long)want);
-			return -EBADMSG;
-		}
-		c->cur = c->dur = p[newest];
-		c->seq = p[newest].seq;
-		return 0;
-	}
 	for (int i = 0; i < 2; i++) {
 		if (!valid[i] || !p[i].seq) {
 			ekmfs_seterr("state record %d %s", i,
@@ -691,7 +702,7 @@ int ekmfs_content_load(struct ekmfs_content **out, int fd, const struct ekmfs_he
 		valid[i] = ekmfs_state_parse(rec + i * EKMFS_STATE_SIZE, c->k->state, c->file_id,
 					     &p[i]) == 0;
 	ekmfs_clearerr();
-	rc = c->env.settle ? settle(c, p, valid) : load_strict(c, p, valid);
+	rc = c->env.settle || c->env.in_use ? settle(c, p, valid) : load_strict(c, p, valid);
 	if (rc < 0)
 		goto fail;
 	*out = c;

@@ -403,7 +403,8 @@ int journal_load(struct ekmfs_content *c, uint64_t gen)
 	int fd, rc;
 
 	jname(name, c->file_id, gen);
-	fd = openat(c->env.journal_dir, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(c->env.journal_dir, name,
+		    (c->env.in_use ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOENT ? -EBADMSG : -errno;
 	if (ekmfs_read_full(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
@@ -452,6 +453,36 @@ int journal_copy_in(struct ekmfs_content *c)
 					      (off_t)ekmfs_block_offset(c->l, e->index));
 	}
 	free(buf);
+	return rc;
+}
+
+/* Reading without folding in (a settle that writes nothing): the map gets,
+ * for each block, the record journal_copy_in would copy, and loses the
+ * blocks it would leave to the file. */
+int journal_refit(struct ekmfs_content *c)
+{
+	struct content_journal *j = c->j;
+	struct jentry *old = j->map;
+	size_t cap = j->cap;
+	int rc = 0;
+
+	if (!j->all)
+		return 0;   /* not loaded from disk: the map is what it is */
+	j->map = NULL;
+	j->cap = j->n = 0;
+	for (size_t s = 0; s < cap && rc == 0; s++) {
+		const struct jentry *e = &old[s];
+		uint64_t want;
+
+		if (e->index == UINT64_MAX || ekmfs_state_is_hole(&c->cur, e->index))
+			continue;
+		want = ekmfs_block_len(c->cur.size, e->index);
+		if (want)
+			e = journal_fit(j, e->index, (uint32_t)(want + c->l->overhead), NULL);
+		if (want && e)
+			rc = map_put(j, e->index, e->off, e->len);
+	}
+	free(old);
 	return rc;
 }
 

@@ -108,7 +108,7 @@ struct ekmfs_content {
 
 /* content.c */
 int content_write_state(struct ekmfs_content *c, bool both);
-void content_report_bad(const struct ekmfs_content *c, uint64_t index, uint64_t *bad_block,
+void content_report_bad(uint64_t index, uint64_t *bad_block,
 			const char *what);
 bool content_protected(const struct ekmfs_content *c, uint64_t index);
 /* The key and salt to seal n blocks with; a new salt when the current one
@@ -160,6 +160,7 @@ int journal_load(struct ekmfs_content *c, uint64_t gen);
 /* Copy the newest version of every journaled block that cur still has as
  * data into the file. 0 or -errno. */
 int journal_copy_in(struct ekmfs_content *c);
+int journal_refit(struct ekmfs_content *c);
 void journal_close(struct ekmfs_content *c, bool remove);
 /* Remove journal files of this file with a generation <= upto (or all). */
 void journal_remove_stale(const struct ekmfs_content_env *env,

@@ -254,8 +254,8 @@ static int read_chunk(struct ekmfs_content *c, uint8_t *cbuf, struct src *src, u
 	if (rc < 0)
 		return rc;
 	if (missing != UINT64_MAX) {
-		content_report_bad(c, missing, bad_block,
-				   "is missing (the backing file was cut short or changed)");
+		content_report_bad(missing, bad_block,
+				   "missing (the backing file was cut short or changed)");
 		return -EIO;
 	}
 	j = malloc(sizeof(*j));
@@ -268,7 +268,7 @@ static int read_chunk(struct ekmfs_content *c, uint8_t *cbuf, struct src *src, u
 	for (unsigned p = 0; p < j->nparts && rc == 0; p++) {
 		rc = j->rc[p];
 		if (rc < 0 && j->bad[p] != UINT64_MAX)
-			content_report_bad(c, j->bad[p], bad_block, "fails authentication");
+			content_report_bad(j->bad[p], bad_block, "authentication failed (tampered or corrupt)");
 		else if (rc < 0)
 			ekmfs_seterr("no AES-GCM context available");
 	}
@@ -340,13 +340,13 @@ int content_load_block(struct ekmfs_content *c, uint64_t index, uint64_t len, ui
 	if (rc < 0)
 		goto out;
 	if (missing != UINT64_MAX) {
-		content_report_bad(c, index, bad_block,
-				   "is missing (the backing file was cut short or changed)");
+		content_report_bad(index, bad_block,
+				   "missing (the backing file was cut short or changed)");
 		rc = -EIO;
 		goto out;
 	}
 	if (src.len != len + c->l->overhead || opener_open(&o, index, stored, src.len, pt) < 0) {
-		content_report_bad(c, index, bad_block, "fails authentication");
+		content_report_bad(index, bad_block, "authentication failed (tampered or corrupt)");
 		rc = -EIO;
 	}
 	opener_end(&o);

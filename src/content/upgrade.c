@@ -161,7 +161,7 @@ static int convert(struct ekmfs_content *c, int bfd)
 				    (off_t)(sizeof(sector) + ekmfs_block_offset(v1, i))) !=
 			    (ssize_t)(len + v1->overhead) ||
 		    ekmfs_block_open(v1, c->k->dek, c->file_id, i, in, len + v1->overhead, pt) < 0) {
-			content_report_bad(c, i, NULL, "fails authentication (in the v1 file)");
+			content_report_bad(i, NULL, "authentication failed in the version 1 file (tampered or corrupt)");
 			rc = -EIO;
 			break;
 		}

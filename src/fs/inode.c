@@ -427,7 +427,6 @@ void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode)
 		ekmfs_log(EKMFS_LOG_ERR, "%s: closing: %s", rel, ekmfs_lasterr());
 	}
 	inode->ci_content = NULL;
-	__atomic_store_n(&inode->ci_bad_logged, 0, __ATOMIC_RELAXED);
 	if (seal)
 		efs_seal_add(fs, inode, fd, seal, size);
 	if (fd >= 0)

@@ -409,7 +409,7 @@ static void detach_report(int status)
  * previous release has none). */
 static int open_journal_dir(int backing_fd, int *out)
 {
-	const char *rel = EKMFS_META_DIR "/journal";
+	const char *rel = EKMFS_JOURNAL_DIR;
 
 	if (ekmfs_io->mkdirat(backing_fd, rel, 0700) < 0 && errno != EEXIST)
 		return -errno;

@@ -83,8 +83,13 @@ static void log_bad_block(struct efs_data *fs, struct efs_inode *inode, int fd,
 	    block + 1)
 		return;
 	efs_relpath(fs, fd, rel, sizeof(rel));
-	ekmfs_log(EKMFS_LOG_ERR, "%s: block %" PRIu64 ": %s", rel, block,
-		  *ekmfs_lasterr() ? ekmfs_lasterr() : "authentication failed (tampered or corrupt)");
+	/* The content layer's reason already starts with "block N: ". */
+	if (strncmp(ekmfs_lasterr(), "block ", 6) == 0)
+		ekmfs_log(EKMFS_LOG_ERR, "%s: %s", rel, ekmfs_lasterr());
+	else
+		ekmfs_log(EKMFS_LOG_ERR, "%s: block %" PRIu64 ": %s", rel, block,
+			  *ekmfs_lasterr() ? ekmfs_lasterr()
+					   : "authentication failed (tampered or corrupt)");
 	efs_audit_tamper(fs, fd, inode->ci_content ? ekmfs_content_file_id(inode->ci_content)
 						   : NULL, block);
 }
@@ -970,8 +975,12 @@ static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
 		pos = ekmfs_content_size(inode->ci_content);
 	n = ekmfs_content_write(inode->ci_content, buf, size, pos, &bad);
 	err = content_errno(fs, inode, f->fd, n, bad);
-	if (!err)
+	if (!err) {
 		*written = (size_t)n;
+		/* A write may have replaced a damaged block: its next failure
+		 * is news again. */
+		__atomic_store_n(&inode->ci_bad_logged, 0, __ATOMIC_RELAXED);
+	}
 	if (!fs->writeback)            /* else efs_mtime_restore stamps */
 		efs_cache_stamp(inode, f->fd);
 out:

@@ -64,6 +64,30 @@ def backing_size(plain):
 
 # ---- helpers ---------------------------------------------------------------
 
+def wait_sealed(backing, timeout=15):
+    """Wait until every backing file under backing is at rest: its two state
+    records equal (the daemon seals a file closed without fsync within
+    seconds of its close, rewriting the older record; docs/FORMAT.md)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = []
+        for dirpath, dirnames, filenames in os.walk(backing):
+            if dirpath == str(backing):
+                dirnames[:] = [d for d in dirnames if d != ".ekmfs"]
+            for n in filenames:
+                p = os.path.join(dirpath, n)
+                if os.path.islink(p):
+                    continue
+                with open(p, "rb") as f:
+                    head = f.read(HEADER_SIZE)
+                if len(head) == HEADER_SIZE and head[512:768] != head[768:1024]:
+                    pending.append(p)
+        if not pending:
+            return
+        assert time.monotonic() < deadline, "files never sealed: %s" % pending
+        time.sleep(0.1)
+
+
 def sanitizer_report(text):
     """The sanitizer lines in a process's stderr, '' when clean."""
     return "\n".join(l for l in text.splitlines()

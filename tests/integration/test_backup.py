@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BLOCK, BUILD, CBLOCK, SLOW, Volume, block_offset, drop_caches,
-                      make_root, run_cli)
+from conftest import (BLOCK, BUILD, CBLOCK, HEADER_SIZE, SLOW, Volume, block_offset,
+                      drop_caches, make_root, run_cli, wait_sealed)
 
 ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
 
@@ -38,8 +38,14 @@ def new_host(volume):
 
 
 def damaged(r):
-    """Paths named by `ekmfs-admin verify` output."""
+    """Paths `ekmfs-admin verify` names as damaged."""
     return {m.group(1) for m in re.finditer(r"^DAMAGED (.+?): ", r.stdout, re.M)}
+
+
+def midwrite(r):
+    """Paths `ekmfs-admin verify` names as caught mid-write (a mount of the
+    copy settles them as after a crash)."""
+    return {m.group(1) for m in re.finditer(r"^MIDWRITE (.+?): ", r.stdout, re.M)}
 
 
 def populate_stable(mnt):
@@ -223,7 +229,11 @@ def copy_backing(tool, src, dest, tmp_path):
         pytest.skip("rsync is not installed (tools/install-deps.sh installs it)")
     r = subprocess.run(["rsync", "-aHAX", "--numeric-ids", "%s/" % src, "%s/" % dest],
                        capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    # 24: "some files vanished" - journals of files being rewritten come and
+    # go under a write load (docs/BACKUP.md); nothing else may vanish.
+    vanished = re.findall(r'file has vanished: "([^"]*)"', r.stderr)
+    assert r.returncode == 0 or (r.returncode == 24 and vanished and all(
+        "/.ekmfs/journal/" in v for v in vanished)), r.stderr
 
     def restore(into):
         r = subprocess.run(["rsync", "-aHAX", "--numeric-ids", "%s/" % dest, "%s/" % into],
@@ -237,6 +247,7 @@ def test_live_backup_restores_on_new_host(tool, mounted, new_host, tmp_path):
     vol = mounted
     stable = populate_stable(vol.mnt)
     os.sync()
+    wait_sealed(vol.backing)
     before = {n: (vol.backing / n).read_bytes() for n in stable}
     load = WriteLoad(vol.mnt)
     load.start()
@@ -263,8 +274,8 @@ def test_live_backup_restores_on_new_host(tool, mounted, new_host, tmp_path):
         assert r.returncode == 0, r.stdout
     r = new_host.admin("verify", new_host.backing)
     flagged = damaged(r)
-    assert flagged <= load.names, "verify flagged files not written during the copy: %s" \
-        % (flagged - load.names)
+    assert flagged | midwrite(r) <= load.names, \
+        "verify flagged files not written during the copy: %s" % (flagged - load.names)
     assert (r.returncode == 0) == (not flagged), r.stdout + r.stderr
 
     new_host.mount()
@@ -284,23 +295,29 @@ def test_live_backup_restores_on_new_host(tool, mounted, new_host, tmp_path):
 def test_verify_names_a_file_copied_mid_write(mounted, tmp_path):
     """Constructed: what a copier sees when the daemon rewrites block 1
     between the copier's reads of its two halves, and a copy cut inside a
-    block (a file growing while it was copied)."""
+    block (a file growing while it was copied). The two versions of the
+    file are taken at rest (unmounted): a rewrite of durable data reaches
+    the file itself when the journal is folded in at close."""
     vol = mounted
     victim = vol.mnt / "victim"
     victim.write_bytes(os.urandom(3 * BLOCK))
     (vol.mnt / "grower").write_bytes(os.urandom(3 * BLOCK))
     (vol.mnt / "bystander").write_bytes(b"calm" * 3000)
-    os.sync()
+    vol.mounts[-1].unmount()
     old = (vol.backing / "victim").read_bytes()
+    vol.mount()
     fd = os.open(victim, os.O_WRONLY)
     try:
         os.pwrite(fd, os.urandom(BLOCK), BLOCK)
         os.fsync(fd)
     finally:
         os.close(fd)
+    vol.mounts[-1].unmount()
     new = (vol.backing / "victim").read_bytes()
     mid = block_offset(1) + CBLOCK // 2
-    assert old[:block_offset(1)] == new[:block_offset(1)] and old[mid:] != new[mid:]
+    assert old[:512] == new[:512]             # sector 0: the key slots
+    assert old[HEADER_SIZE:block_offset(1)] == new[HEADER_SIZE:block_offset(1)]
+    assert old[mid:block_offset(2)] != new[mid:block_offset(2)]
 
     copy = tmp_path / "copy"
     shutil.copytree(vol.backing, copy, symlinks=True)
@@ -322,13 +339,15 @@ def test_verify_names_a_file_torn_by_a_live_copy(mounted, tmp_path):
     stop = threading.Event()
 
     def writer():
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            while not stop.is_set():
-                os.pwrite(fd, os.urandom(4 * BLOCK), 0)
+        # A bot saving its state: the whole file replaced in place (O_TRUNC
+        # gives it a new file id and DEK) and synced, again and again.
+        while not stop.is_set():
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+            try:
+                os.write(fd, os.urandom(4 * BLOCK))
                 os.fsync(fd)
-        finally:
-            os.close(fd)
+            finally:
+                os.close(fd)
 
     t = threading.Thread(target=writer)
     t.start()
@@ -345,14 +364,14 @@ def test_verify_names_a_file_torn_by_a_live_copy(mounted, tmp_path):
                     dst.write(piece)
                     time.sleep(0.002)
             r = vol.admin("verify", copy)
-            flagged = damaged(r)
+            flagged = damaged(r) | midwrite(r)
             if flagged:
                 break
     finally:
         stop.set()
         t.join()
-    assert flagged == {"busy"}, "five copies made during rewrites all verified clean"
-    assert "authentication failed" in r.stdout
+    assert flagged == {"busy"}, "five copies made during rewrites all verified clean: " + r.stdout + r.stderr
+    assert re.search(r"authentication failed|cut short|impossible|mid-write", r.stdout), r.stdout
 
 
 # ---- after a rotation ------------------------------------------------------------------

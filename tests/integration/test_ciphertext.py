@@ -12,7 +12,7 @@ Divisions: helpers / plaintext leaks / ciphertext uniqueness / layout /
 import errno
 import os
 
-from conftest import (BLOCK, CBLOCK, HEADER_SIZE, NONCE, backing_size,
+from conftest import (BLOCK, CBLOCK, HEADER_SIZE, NONCE, TAG, backing_size,
                       block_offset, errno_of)
 
 MARKER = b"EKMFS-PLAINTEXT-MARKER-0123456789-"
@@ -99,23 +99,33 @@ def test_equal_plaintexts_differ_in_ciphertext(mounted):
 
 
 def test_rewrite_changes_nonce(mounted):
+    """Every rewrite of a block seals it under a new nonce. A rewrite of
+    durable data goes to the file's journal first and reaches the file when
+    it is closed, so each round ends with an unmount."""
     mnt = mounted.mnt
     data = bytes(range(256)) * 48         # 3 blocks
     wr(mnt / "f", data)
-    before = open(mounted.bpath("f"), "rb").read()
+    mounted.mounts[-1].unmount()
+    seen = [open(mounted.bpath("f"), "rb").read()]
     for _ in range(3):
+        mounted.mount()
         with open(mnt / "f", "r+b") as f:
             f.seek(10)
             f.write(data[10:20])          # same bytes, same place
             f.flush()
             os.fsync(f.fileno())
+        mounted.mounts[-1].unmount()
         after = open(mounted.bpath("f"), "rb").read()
-        assert len(after) == len(before)
-        assert after[block_offset(0):block_offset(0) + NONCE] != \
-            before[block_offset(0):block_offset(0) + NONCE], "block 0 rewritten with an old nonce"
-        assert after[block_offset(0) + NONCE:block_offset(1)] != \
-            before[block_offset(0) + NONCE:block_offset(1)]
-        before = after
+        assert len(after) == len(seen[0])
+        for before in seen:
+            assert after[block_offset(0):block_offset(0) + NONCE] != \
+                before[block_offset(0):block_offset(0) + NONCE], "block 0 rewritten with an old nonce"
+            assert after[block_offset(0) + NONCE:block_offset(1)] != \
+                before[block_offset(0) + NONCE:block_offset(1)]
+        # blocks not written keep their bytes
+        assert after[block_offset(1):] == seen[-1][block_offset(1):]
+        seen.append(after)
+    mounted.mount()
     assert open(mnt / "f", "rb").read() == data
 
 
@@ -127,9 +137,11 @@ def test_backing_layout(mounted):
     wr(mnt / "f", b"x" * (2 * BLOCK + 100))
     wr(mnt / "empty", b"")
     raw = open(mounted.bpath("f"), "rb").read()
-    assert len(raw) == HEADER_SIZE + 2 * CBLOCK + 100 + 28
+    assert len(raw) == HEADER_SIZE + 2 * CBLOCK + 100 + NONCE + TAG
     assert raw[:4] == b"EKMF"
-    assert int.from_bytes(raw[4:6], "little") == 1
+    assert int.from_bytes(raw[4:6], "little") == 2
+    assert int.from_bytes(raw[6:8], "little") == HEADER_SIZE
+    assert raw[224:512] == bytes(288)       # reserved
     slot_seq = int.from_bytes(raw[32:40], "little")
     assert slot_seq >= 1
     assert os.stat(mounted.bpath("empty")).st_size in (0, HEADER_SIZE)

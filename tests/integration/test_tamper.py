@@ -219,7 +219,7 @@ def test_tamper_detected(mounted, case):
         lines = m.auth_failures()
         for k in what:
             want = "ekmfs: %s: block %d: authentication failed (tampered or corrupt)" % (VICTIM, k)
-            assert any(l.strip() == want for l in lines), "missing %r in log: %r" % (want, lines)
+            assert any(l.strip() == want for l in lines), "missing %r in log: %r" % (want, m.log())
         named = {int(x) for x in re.findall(r"%s: block (\d+):" % re.escape(VICTIM), m.log())}
         assert named <= set(what), "log names intact blocks: %s" % sorted(named - set(what))
     # the daemon keeps serving: other files of the volume, even in the same dir
