@@ -15,9 +15,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, block_offset, errno_of, is_mounted, run_as, run_cli
-
-ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
+from conftest import BUILD, ROTATE, block_offset, errno_of, is_mounted, run_as, run_cli
 
 
 @pytest.fixture

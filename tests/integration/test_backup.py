@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BLOCK, BUILD, CBLOCK, SLOW, Volume, block_offset, drop_caches,
-                      make_root, run_cli)
-
-ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
+from conftest import (BLOCK, BUILD, CBLOCK, ROTATE, SLOW, Volume, block_offset,
+                      drop_caches, make_root, run_cli)
 
 
 # ---- helpers ---------------------------------------------------------------------

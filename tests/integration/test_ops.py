@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BUILD, REPO, SLOW, block_offset, drop_caches, is_mounted, run_cli,
+from conftest import (BUILD, REPO, ROTATE, SLOW, block_offset, drop_caches, is_mounted, run_cli,
                       sanitizer_report)
 
-ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
 MAN_PAGES = ["man8/ekmfs.8", "man8/ekmfs-admin.8", "man8/ekmfs-rotate.8",
              "man5/ekmfs.ini.5"]
 SYSTEM_HELPER = Path("/usr/sbin/mount.fuse.ekmfs")   # /sbin is /usr/sbin on Debian 12
@@ -152,6 +151,30 @@ def test_install_layout(installed):
     unit = (installed / "lib/systemd/system/ekmfs@.service").read_text()
     assert "ExecStart=%s -f " % ekmfs in unit
     assert "Type=notify" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+
+
+def test_readme_build_paths_exist_and_install_puts_them_on_path(tmp_path):
+    """The README's build line names where each program lands; all three
+    are there after `ninja -C build`, and `meson install` puts all three
+    into bindir."""
+    readme = (REPO / "README.md").read_text()
+    line = next(l for l in readme.splitlines() if "ninja -C build" in l and "produces" in l)
+    named = re.findall(r"build/(ekmfs[a-z-]*)", line)
+    assert sorted(named) == ["ekmfs", "ekmfs-admin", "ekmfs-rotate"], line
+    for name in named:
+        assert os.access(BUILD / name, os.X_OK), "README says build/%s; not in %s" % (
+            name, BUILD)
+    r = subprocess.run(["meson", "install", "-C", str(BUILD), "--no-rebuild", "--quiet",
+                        "--destdir", str(tmp_path)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    opts = {o["name"]: o["value"] for o in json.loads(subprocess.run(
+        ["meson", "introspect", "--buildoptions", str(BUILD)],
+        capture_output=True, text=True, check=True).stdout)}
+    bindir = tmp_path / (Path(opts["prefix"]) / opts["bindir"]).relative_to("/")
+    assert sorted(p.name for p in bindir.iterdir()) == named
+    for name in named:
+        assert os.access(bindir / name, os.X_OK)
 
 
 def test_man_pages_render_without_warnings(installed):
