@@ -140,7 +140,7 @@ def test_install_layout(installed):
                 "share/doc/ekmfs/ekmfs.env.example", "share/doc/ekmfs/BACKUP.md",
                 "share/doc/ekmfs/OPERATIONS.md"] + ["share/man/" + m for m in MAN_PAGES]:
         assert (installed / rel).exists(), "not installed: " + rel
-    for b in ("ekmfs", "ekmfs-admin"):
+    for b in ("ekmfs", "ekmfs-admin", "ekmfs-rotate"):
         r = run_cli([installed / "bin" / b, "--version"])
         assert r.returncode == 0 and "0.1.0" in r.stdout, r.stderr
     assert os.access(installed / "sbin" / "mount.fuse.ekmfs", os.X_OK)

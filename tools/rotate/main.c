@@ -32,6 +32,8 @@
 
 static const char usage_text[] =
 "Usage: ekmfs-rotate [-c CONFIG] COMMAND [OPTIONS] BACKING\n"
+"       ekmfs-rotate -h | --help\n"
+"       ekmfs-rotate -V | --version\n"
 "\n"
 "Rotate the keys of an ekmfs volume by re-wrapping keys, never content: a\n"
 "KEK rotation rewrites one 96-byte key slot in each file's header, a CMK\n"
@@ -102,12 +104,12 @@ static const char usage_text[] =
 "  -j, --jobs N       worker threads for header re-wraps (default: CPUs, max 64)\n"
 "      --json         print one JSON object (the summary) on stdout\n"
 "  -q, --quiet        no progress and no summary (errors still print)\n"
-"      --version N    retire: the KEK version\n"
+"      --version N    retire (after COMMAND): the KEK version\n"
 "      --destroy      retire: also wipe the wrapped key from the keyring\n"
 "      --to REF       cmk: the new CMK (local: a key file path; cloud: key id)\n"
 "      --force        cmk: ignore min_cmk_change_interval\n"
 "  -h, --help         show this help\n"
-"  -V                 show the program version\n"
+"  -V, --version      (before COMMAND) show the program version\n"
 "\n"
 "Progress goes to stderr: a bar with rate and ETA on a terminal, a plain line\n"
 "every 5 s otherwise. Files whose header is corrupt or names an unknown or\n"
@@ -159,77 +161,114 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 
 enum { OPT_JSON = 256, OPT_VERSION, OPT_DESTROY, OPT_TO, OPT_FORCE };
 
+/* The options before COMMAND (--version there is the program's version, as
+ * for ekmfs and ekmfs-admin) and after it (--version N is retire's KEK
+ * version). */
+#define ROT_LONGOPTS(version_has_arg) {					\
+		{ "config", required_argument, NULL, 'c' },		\
+		{ "tenant", required_argument, NULL, 't' },		\
+		{ "dry-run", no_argument, NULL, 'n' },			\
+		{ "jobs", required_argument, NULL, 'j' },		\
+		{ "json", no_argument, NULL, OPT_JSON },		\
+		{ "quiet", no_argument, NULL, 'q' },			\
+		{ "version", version_has_arg, NULL, OPT_VERSION },	\
+		{ "destroy", no_argument, NULL, OPT_DESTROY },		\
+		{ "to", required_argument, NULL, OPT_TO },		\
+		{ "force", no_argument, NULL, OPT_FORCE },		\
+		{ "help", no_argument, NULL, 'h' },			\
+		{ NULL, 0, NULL, 0 },					\
+	}
+
+static void print_version(void)
+{
+	printf("ekmfs-rotate %s\n", EKMFS_VERSION);
+	exit(ROT_OK);
+}
+
+/* One option of either phase. 0, or the exit status of a usage error. */
+static int take_option(int ch, char **argv, struct rot_opts *o, bool *have_version)
+{
+	uint32_t jobs;
+
+	switch (ch) {
+	case 'c': o->config = optarg; break;
+	case 't': o->tenant = optarg; break;
+	case 'n': o->dry_run = true; break;
+	case 'q': o->quiet = true; break;
+	case OPT_JSON: o->json = true; break;
+	case OPT_DESTROY: o->destroy = true; break;
+	case OPT_TO: o->to = optarg; break;
+	case OPT_FORCE: o->force = true; break;
+	case 'j':
+		if (parse_u32(optarg, 1, ROT_MAX_JOBS, &jobs))
+			return usage_error("--jobs wants a number from 1 to 64, not '%s'",
+					   optarg);
+		o->jobs = jobs;
+		break;
+	case OPT_VERSION:
+		if (!optarg)            /* before COMMAND */
+			print_version();
+		if (parse_u32(optarg, 1, UINT32_MAX, &o->version))
+			return usage_error("--version wants a KEK version number, not '%s'",
+					   optarg);
+		*have_version = true;
+		break;
+	case 'h':
+		fputs(usage_text, stdout);
+		exit(ROT_OK);
+	case 'V':
+		print_version();
+		break;
+	case '?':
+	default:
+		if (optopt && optopt < 256) {
+			char opt[3] = { '-', (char)optopt, '\0' };
+
+			return usage_error("bad or incomplete option '%s'", opt);
+		}
+		return usage_error("bad or incomplete option '%s'", argv[optind - 1]);
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct rot_opts *o)
 {
-	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "tenant", required_argument, NULL, 't' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "jobs", required_argument, NULL, 'j' },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "version", required_argument, NULL, OPT_VERSION },
-		{ "destroy", no_argument, NULL, OPT_DESTROY },
-		{ "to", required_argument, NULL, OPT_TO },
-		{ "force", no_argument, NULL, OPT_FORCE },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	static const struct option before_cmd[] = ROT_LONGOPTS(no_argument);
+	static const struct option after_cmd[] = ROT_LONGOPTS(required_argument);
 	static const char *const names[] = {
 		[CMD_STATUS] = "status", [CMD_KEK] = "kek", [CMD_REWRAP] = "rewrap",
 		[CMD_RETIRE] = "retire", [CMD_CMK] = "cmk", [CMD_MIGRATE] = "migrate",
 	};
 	bool have_version = false, found = false;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	uint32_t jobs;
-	int ch;
+	int ch, code, sub_argc;
+	char **sub_argv;
 
 	o->jobs = ncpu > 0 ? (unsigned)(ncpu > ROT_MAX_JOBS ? ROT_MAX_JOBS : ncpu) : 1;
 	opterr = 0;
-	/* GNU getopt permutes: options may come before or after the command. */
-	while ((ch = getopt_long(argc, argv, "c:t:nj:qhV", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'c': o->config = optarg; break;
-		case 't': o->tenant = optarg; break;
-		case 'n': o->dry_run = true; break;
-		case 'q': o->quiet = true; break;
-		case OPT_JSON: o->json = true; break;
-		case OPT_DESTROY: o->destroy = true; break;
-		case OPT_TO: o->to = optarg; break;
-		case OPT_FORCE: o->force = true; break;
-		case 'j':
-			if (parse_u32(optarg, 1, ROT_MAX_JOBS, &jobs))
-				return usage_error("--jobs wants a number from 1 to 64, not '%s'",
-						   optarg);
-			o->jobs = jobs;
-			break;
-		case OPT_VERSION:
-			if (parse_u32(optarg, 1, UINT32_MAX, &o->version))
-				return usage_error("--version wants a KEK version number, not '%s'",
-						   optarg);
-			have_version = true;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			exit(ROT_OK);
-		case 'V':
-			printf("ekmfs-rotate %s\n", EKMFS_VERSION);
-			exit(ROT_OK);
-		case '?':
-		default:
-			if (optopt && optopt < 256)
-				fprintf(stderr, "ekmfs-rotate: bad or incomplete option '-%c'\n", optopt);
-			else
-				fprintf(stderr, "ekmfs-rotate: bad or incomplete option '%s'\n",
-					argv[optind - 1]);
-			return usage_error("%s", "see the options below COMMAND");
-		}
+	/* Up to COMMAND ("+": stop at the first non-option). */
+	while ((ch = getopt_long(argc, argv, "+c:t:nj:qhV", before_cmd, NULL)) != -1) {
+		code = take_option(ch, argv, o, &have_version);
+		if (code)
+			return code;
 	}
-	if (argc - optind != 2)
-		return usage_error("%s", argc - optind < 2 ? "expected COMMAND and BACKING"
+	if (optind >= argc)
+		return usage_error("%s", "expected COMMAND and BACKING");
+	/* After COMMAND, options may come before or after BACKING (GNU getopt
+	 * permutes). The command takes argv[0]'s place in the second scan. */
+	sub_argc = argc - optind;
+	sub_argv = argv + optind;
+	optind = 0;
+	while ((ch = getopt_long(sub_argc, sub_argv, "c:t:nj:qhV", after_cmd, NULL)) != -1) {
+		code = take_option(ch, sub_argv, o, &have_version);
+		if (code)
+			return code;
+	}
+	if (sub_argc - optind != 1)
+		return usage_error("%s", sub_argc - optind < 1 ? "expected COMMAND and BACKING"
 				   : "too many arguments (expected COMMAND BACKING)");
 	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(names); i++) {
-		if (strcmp(argv[optind], names[i]) == 0) {
+		if (strcmp(sub_argv[0], names[i]) == 0) {
 			o->cmd = (enum rot_command)i;
 			found = true;
 		}
@@ -237,12 +276,12 @@ static int parse_args(int argc, char **argv, struct rot_opts *o)
 	if (!found)
 		return usage_error("unknown command '%s' (status, kek, rewrap, retire, cmk, "
 				   "migrate)",
-				   argv[optind]);
-	o->backing = argv[optind + 1];
+				   sub_argv[0]);
+	o->backing = sub_argv[optind];
 	if (o->cmd == CMD_RETIRE && !have_version)
 		return usage_error("%s", "retire needs --version N");
 	if (o->cmd != CMD_RETIRE && (have_version || o->destroy))
-		return usage_error("%s", "--version and --destroy belong to retire");
+		return usage_error("%s", "--version N and --destroy belong to retire");
 	if (o->cmd != CMD_CMK && (o->to || o->force))
 		return usage_error("%s", "--to and --force belong to cmk");
 	return 0;
