@@ -53,7 +53,16 @@ void *ekmfs_grow(void *items, size_t *cap, size_t n, size_t size, size_t first);
 
 /* RFC 3339 UTC ("2026-11-22T23:01:11Z") of t into out (>= 21 bytes). */
 void ekmfs_time_rfc3339(time_t t, char *out, size_t outlen);
-/* Parse the same form; 0 or -EINVAL. */
+/* Parse a point in time: an RFC 3339 date-time YYYY-MM-DDTHH:MM[:SS[.frac]]
+ * ending in Z or an offset +HH:MM / -HH:MM ('t' or ' ' may stand for 'T',
+ * 'z' for 'Z'; seconds may be left out, fractions are dropped), or, with
+ * EKMFS_TIME_DATE, also a date alone YYYY-MM-DD meaning 00:00 UTC. Dates
+ * that do not exist (2026-02-30, 2027-02-29, 24:00) and years before 1970
+ * are refused. 0 or -EINVAL; *why (why may be NULL) names the problem in a
+ * few words ("no such date or time", ...). */
+enum { EKMFS_TIME_DATE = 1 };
+int ekmfs_time_parse(const char *s, unsigned flags, time_t *t, const char **why);
+/* ekmfs_time_parse without the date-only form: stored timestamps. */
 int ekmfs_time_parse_rfc3339(const char *s, time_t *t);
 
 #endif
