@@ -10,12 +10,13 @@ plaintext files (including the leftover of an interrupted import).
 import errno
 import json
 import os
+import re
 import subprocess
 import time
 
 import pytest
 
-from conftest import BUILD, ROTATE, block_offset, errno_of, is_mounted, run_as, run_cli
+from conftest import BUILD, REPO, ROTATE, block_offset, errno_of, is_mounted, run_as, run_cli
 
 
 @pytest.fixture
@@ -92,6 +93,68 @@ def test_init_mount_tamper_unmount_are_recorded(avol):
     assert len(r.stdout.splitlines()) == 6 and "volume_init" in r.stdout
     r = avol.admin("audit", "show", "--since", "2999-01-01T00:00:00Z", avol.backing)
     assert r.stdout == ""
+
+
+def help_events():
+    """The event names ekmfs-admin --help lists under audit show."""
+    text = run_cli([BUILD / "ekmfs-admin", "--help"]).stdout
+    block = text.split("one of the event names", 1)[1].split("\n  lock ", 1)[0]
+    return re.findall(r"[a-z_]+(?=,|\s*$)", block.split(":", 1)[1])
+
+
+def test_audit_show_knows_its_event_names(volume):
+    """An unknown --event is a usage error (one line, exit 2) listing the
+    known names, which are those --help lists and docs/AUDIT.md's table."""
+    listed = help_events()
+    assert {"volume_init", "mount", "lock", "cmk_changed", "migrate_refused"} <= set(listed)
+    r = volume.admin("audit", "show", "--event", "bogus", volume.backing)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ekmfs-admin: --event bogus: no such "
+                                                   "audit event"), r.stderr
+    assert re.findall(r"[a-z_]+(?=,|$)", lines[0].split("are: ", 1)[1]) == listed
+    # docs/AUDIT.md's table names the same events
+    doc = (REPO / "docs" / "AUDIT.md").read_text()
+    table = doc.split("| event | by | when |", 1)[1].split("\n\n", 1)[0]
+    documented = [n for row in table.splitlines()[2:]
+                  for n in re.findall(r"`([a-z_]+)`", row.split("|")[1])]
+    assert sorted(documented) == sorted(listed)
+    # a known event is accepted (and matches nothing on a fresh volume's log)
+    r = volume.admin("audit", "show", "--event", "migrate_refused", volume.backing)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+
+
+def test_audit_show_since_takes_dates_and_offsets(volume, tmp_path):
+    """--since takes a date (00:00 UTC) or RFC 3339 with an offset or Z and
+    fractional seconds; impossible dates and zoneless times are refused."""
+    log = tmp_path / "audit.log"
+    times = ["2026-12-03T23:59:59Z", "2026-12-04T00:00:00Z", "2026-12-04T08:30:00Z"]
+    log.write_text("".join(json.dumps({"seq": i + 1, "time": t, "event": "mount",
+                                       "outcome": "success"}) + "\n"
+                           for i, t in enumerate(times)))
+
+    def shown(since):
+        r = volume.admin("audit", "show", "--json", "--log", log, "--since", since,
+                         volume.backing)
+        assert r.returncode == 0, (since, r.stderr)
+        return [json.loads(l)["seq"] for l in r.stdout.splitlines()]
+
+    assert shown("2026-12-04") == [2, 3]
+    assert shown("2026-12-03") == [1, 2, 3]
+    assert shown("2026-12-04T10:00:00+02:00") == [3]           # 08:00Z
+    assert shown("2026-12-04T01:00:00+01:00") == [2, 3]        # 00:00Z
+    assert shown("2026-12-03T23:59:59.750-00:00") == [1, 2, 3]
+    assert shown("2026-12-04T08:30:01Z") == []
+    for bad, why in [("2026-02-30", "no such date"), ("2027-02-29", "no such date"),
+                     ("2026-12-04T24:00:00Z", "no such date"),
+                     ("2026-12-04T10:00:00", "a time needs its zone"),
+                     ("yesterday", "not a date")]:
+        r = volume.admin("audit", "show", "--log", log, "--since", bad, volume.backing)
+        assert r.returncode == 2 and r.stdout == "", (bad, r.returncode)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            "ekmfs-admin: --since %s: %s" % (bad, why)), r.stderr
+    assert shown("2028-02-29") == []                          # a leap day exists
 
 
 def make_records(vol, n_mounts=2):

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -117,6 +118,9 @@ int admin_audit_preflight(const struct ekmfs_config *cfg);
 int admin_audit_init_record(const char *backing, const struct ekmfs_config *cfg);
 /* `audit verify|show ...` (argv[0] is "audit") */
 int admin_audit_main(int argc, char **argv, const struct ekmfs_config *cfg);
+/* The audit event names ("a, b, c"), indented, wrapped before column width
+ * (0: one line), ending in a newline. */
+void admin_print_audit_events(FILE *f, int indent, int width);
 /* control_client.c: the daemon's control socket (ekmfs_volume_control_path).
  * request: send req (one line), *reply = the answer's first line (malloc'd).
  * timeout_s 0: wait as long as the daemon takes. 0 or -errno (-ENOENT or

@@ -67,7 +67,13 @@ static const char usage_text[] =
 "                   the CMK (the audit key is wrapped by it).\n"
 "  audit show [--since TIME] [--event E] [--tenant T] [--json] [--log FILE] BACKING\n"
 "                   Print the audit records that match (no key needed; does\n"
-"                   not verify: use audit verify).\n"
+"                   not verify: use audit verify). TIME is a date YYYY-MM-DD\n"
+"                   (00:00 UTC) or an RFC 3339 time (2026-12-04T10:00:00Z,\n"
+"                   2026-12-04T10:00:00.5+02:00); records from TIME on. E is\n"
+"                   one of the event names (docs/AUDIT.md):\n"
+;
+
+static const char usage_tail[] =
 "  lock [--tenant T] MOUNTPOINT\n"
 "                   Make the running daemon drop its cached keys and every\n"
 "                   open file's key at once; reads and writes of open files\n"
@@ -203,6 +209,8 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
+			admin_print_audit_events(stdout, 19, 79);
+			fputs(usage_tail, stdout);
 			return EXIT_OK;
 		case 'V':
 			printf("ekmfs-admin %s\n", EKMFS_VERSION);
