@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "tool.h"
 #include "ekmfs/audit.h"
 #include "ekmfs/keys.h"
 #include "ekmfs/util.h"
@@ -157,6 +158,8 @@ static int audit_verify(int argc, char **argv, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: usage: audit verify [--log FILE]... BACKING\n");
 		return EXIT_USAGE;
 	}
+	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
+		return EXIT_FAIL;
 	rc = admin_audit_open(argv[optind], cfg, &a);
 	if (rc)
 		return say(rc);
@@ -292,6 +295,8 @@ static int audit_show(int argc, char **argv, const struct ekmfs_config *cfg)
 			"[--tenant T] [--json] [--log FILE] BACKING\n");
 		return EXIT_USAGE;
 	}
+	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
+		return EXIT_FAIL;
 	/* Reading needs no key: only the volume id, for the default log path. */
 	fd = open(argv[optind], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "tool.h"
 #include "ekmfs/audit.h"
 #include "ekmfs/content.h"
 #include "ekmfs/io.h"
@@ -356,6 +357,9 @@ int admin_import_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: usage: import-plaintext PATH...\n");
 		return EXIT_USAGE;
 	}
+	for (int i = 1; i < argc; i++)
+		if (tool_refuse_mount_path(argv[i], TOOL_IN_BACKING))
+			return EXIT_FAIL;
 	ret = find_root(argv[1], root, sizeof(root));
 	if (ret) {
 		fprintf(stderr, "ekmfs-admin: %s is not inside an ekmfs backing directory\n",

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "tool.h"
 #include "ekmfs/aead.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/keys.h"
@@ -202,6 +203,7 @@ int main(int argc, char **argv)
 	const char *config_path = NULL, *cmd;
 	int opt, rc;
 
+	tool_init("ekmfs-admin", argc, argv);
 	while ((opt = getopt_long(argc, argv, "+c:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
@@ -264,11 +266,14 @@ int main(int argc, char **argv)
 	ekmfs_log_set_level(cfg.log_level);
 
 	if (strcmp(cmd, "init") == 0)
-		return cmd_init(argv[optind], &cfg);
+		return tool_refuse_mount_path(argv[optind], TOOL_NEW_BACKING) ? EXIT_FAIL :
+		       cmd_init(argv[optind], &cfg);
 	if (strcmp(cmd, "test") == 0)
 		return admin_test_main(argc - optind + 1, argv + optind - 1, &cfg);
 	if (strcmp(cmd, "status") == 0)
 		return admin_status_main(argc - optind + 1, argv + optind - 1, &cfg);
+	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
+		return EXIT_FAIL;
 	return admin_verify(argv[optind], &cfg);
 }
 

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "tool.h"
 #include "ekmfs/content.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/util.h"
@@ -554,5 +555,7 @@ int admin_backup_manifest(int argc, char **argv)
 			"backup-manifest --check MANIFEST BACKING\n");
 		return EXIT_USAGE;
 	}
+	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
+		return EXIT_FAIL;
 	return check ? check_manifest(check, argv[optind]) : write_manifest(argv[optind], output);
 }

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "tool.h"
 #include "ekmfs/aead.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/provider.h"
@@ -351,5 +352,7 @@ int admin_test_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: test needs exactly one argument: BACKING\n");
 		return EXIT_USAGE;
 	}
+	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
+		return EXIT_FAIL;
 	return run_test(argv[optind], cfg, tenant, json);
 }

@@ -27,6 +27,7 @@
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "rotate.h"
+#include "tool.h"
 
 /* ---- 1. help and options ---- */
 
@@ -636,6 +637,7 @@ int main(int argc, char **argv)
 {
 	struct rot_ctx *c = calloc(1, sizeof(*c));
 	int lock_fd = -1, code, ret;
+	char *why;
 
 	if (!c) {
 		fprintf(stderr, "ekmfs-rotate: out of memory\n");
@@ -643,9 +645,17 @@ int main(int argc, char **argv)
 	}
 	c->backing_fd = -1;
 	c->started = time(NULL);
+	tool_init("ekmfs-rotate", argc, argv);
 	code = parse_args(argc, argv, &c->opt);
 	if (code)
 		goto out;
+	why = tool_mount_path_problem(c->opt.backing, TOOL_BACKING);
+	if (why) {
+		report_outcome(c, "error", ROT_ERROR, "%s", why);
+		free(why);
+		code = ROT_ERROR;
+		goto out;
+	}
 	ekmfs_secmem_no_dumps();
 	if (ekmfs_secmem_init() < 0) {
 		fprintf(stderr, "ekmfs-rotate: cannot set up locked memory for keys\n");
