@@ -340,6 +340,32 @@ def test_status_of_non_volume(fresh):
     one_line_error(fresh.admin("verify", fresh.backing))
 
 
+def test_admin_test_needs_an_existing_backing(volume):
+    """`test` accepts a directory that is not a volume yet (to test a key
+    before init), but not a path that does not exist or is no directory,
+    nor a volume whose descriptor is unreadable: exit 1, one line."""
+    missing = volume.root / "no" / "such"
+    r = volume.admin("test", missing)
+    assert r.returncode == 1 and r.stdout == ""
+    assert one_line_error(r) == "ekmfs-admin: BACKING %s: No such file or directory" % missing
+    r = volume.admin("test", "--json", volume.config)
+    assert r.returncode == 1 and r.stdout == ""
+    assert one_line_error(r) == "ekmfs-admin: BACKING %s: Not a directory" % volume.config
+
+    empty = volume.root / "empty"
+    empty.mkdir()
+    r = volume.admin("test", empty)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "BACKING is not a volume yet" in r.stdout
+    r = volume.admin("test", volume.backing)
+    assert r.returncode == 0 and "keyring KEK unwraps" in r.stdout, r.stdout + r.stderr
+
+    (volume.backing / ".ekmfs" / "volume.json").write_text("{ not json")
+    r = volume.admin("test", volume.backing)
+    assert r.returncode == 1 and r.stdout == ""
+    one_line_error(r, "volume.json")
+
+
 # ---- passphrase volumes ----------------------------------------------------------------
 
 

@@ -272,8 +272,21 @@ static int run_test(const char *backing, const struct ekmfs_config *cfg, const c
 		skip_from(&r, C_REACH, "no configuration");
 		goto report;
 	}
+	/* BACKING may be a directory that is not a volume yet (test the key
+	 * before init), but it must exist, and a volume must be readable. */
 	fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0 && ekmfs_volume_read(fd, &vol) == 0) {
+	if (fd < 0) {
+		fprintf(stderr, "ekmfs-admin: BACKING %s: %s\n", backing, strerror(errno));
+		return EXIT_FAIL;
+	}
+	ekmfs_clearerr();
+	ret = ekmfs_volume_read(fd, &vol);
+	if (ret && ret != -ENOENT) {
+		fprintf(stderr, "ekmfs-admin: %s\n", errtext(ret));
+		close(fd);
+		return EXIT_FAIL;
+	}
+	if (ret == 0) {
 		ret = ekmfs_keyring_read(fd, &kr);
 		if (ret) {
 			set(&r, C_CONFIG, CHECK_FAILED, "%s", errtext(ret));
