@@ -265,16 +265,20 @@ static int check_paths(const char *backing, const char *mnt)
 	return 0;
 }
 
-static int resolve_dir(const char *path, char *out)
+/* The real path of the directory argument `what` (BACKING, MOUNTPOINT);
+ * a failure says which argument it was. */
+static int resolve_dir(const char *what, const char *path, char *out)
 {
 	struct stat st;
+	int err;
 
 	if (!realpath(path, out) || stat(out, &st) == -1) {
-		fprintf(stderr, "ekmfs: %s: %s\n", path, strerror(errno));
-		return -errno;
+		err = errno;
+		fprintf(stderr, "ekmfs: %s %s: %s\n", what, path, strerror(err));
+		return -err;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "ekmfs: %s: %s\n", path, strerror(ENOTDIR));
+		fprintf(stderr, "ekmfs: %s %s: %s\n", what, path, strerror(ENOTDIR));
 		return -ENOTDIR;
 	}
 	return 0;
@@ -445,14 +449,15 @@ int main(int argc, char **argv)
 	if (efs_service_prepare(cl.config) < 0)
 		goto out;
 
-	if (resolve_dir(cl.backing, fs.backing) < 0 || resolve_dir(cl.mountpoint, mnt) < 0)
+	if (resolve_dir("BACKING", cl.backing, fs.backing) < 0 ||
+	    resolve_dir("MOUNTPOINT", cl.mountpoint, mnt) < 0)
 		goto out;
 	if (check_paths(fs.backing, mnt) < 0)
 		goto out;
 	fs.backing_len = strlen(fs.backing);
 	backing_fd = open(fs.backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (backing_fd == -1) {
-		fprintf(stderr, "ekmfs: %s: %s\n", cl.backing, strerror(errno));
+		fprintf(stderr, "ekmfs: BACKING %s: %s\n", cl.backing, strerror(errno));
 		goto out;
 	}
 	ekmfs_clearerr();
@@ -464,12 +469,12 @@ int main(int argc, char **argv)
 
 	root_fd = open(fs.backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd == -1) {
-		fprintf(stderr, "ekmfs: %s: %s\n", cl.backing, strerror(errno));
+		fprintf(stderr, "ekmfs: BACKING %s: %s\n", cl.backing, strerror(errno));
 		goto out;
 	}
 	ret = efs_table_init(&fs, root_fd);
 	if (ret < 0) {
-		fprintf(stderr, "ekmfs: %s: %s\n", cl.backing, strerror(-ret));
+		fprintf(stderr, "ekmfs: BACKING %s: %s\n", cl.backing, strerror(-ret));
 		goto out;
 	}
 	root_fd = -1;                /* owned by the table's root inode now */

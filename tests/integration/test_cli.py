@@ -181,6 +181,26 @@ def test_mountpoint_inside_backing_refused(volume):
     one_line_error(r)
 
 
+@pytest.mark.parametrize("foreground", [True, False], ids=["-f", "detached"])
+def test_bad_directory_argument_is_named(volume, foreground):
+    """A missing or non-directory BACKING or MOUNTPOINT: the one line says
+    which argument it is."""
+    missing = volume.root / "nope"
+    afile = volume.root / "afile"
+    afile.write_text("x")
+    fg = ["-f"] if foreground else []
+    for backing, mnt, expected in [
+            (missing, volume.mnt, "ekmfs: BACKING %s: No such file or directory" % missing),
+            (volume.backing, missing, "ekmfs: MOUNTPOINT %s: No such file or directory"
+             % missing),
+            (afile, volume.mnt, "ekmfs: BACKING %s: Not a directory" % afile),
+            (volume.backing, afile, "ekmfs: MOUNTPOINT %s: Not a directory" % afile)]:
+        r = run_cli([EKMFS, "-c", volume.config] + fg + [backing, mnt], timeout=20)
+        assert r.returncode == 1, (backing, mnt, r.returncode)
+        assert one_line_error(r) == expected
+        assert not is_mounted(volume.mnt)
+
+
 def test_daemonized_mount_and_unmount(volume):
     """Without -f the daemon detaches; fusermount3 -u ends it."""
     r = run_cli([EKMFS, "-c", volume.config, "-o", "allow_other", volume.backing, volume.mnt],
