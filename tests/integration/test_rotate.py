@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, HEADER_SIZE, SLOW, Volume, run_cli
+from conftest import BUILD, HEADER_SIZE, SLOW, Volume, dir_state, run_cli
 from ondisk import (ROTATE, SLOT, after_header, audit_records, backing_files, kill_at_random,
                     rotate, slots, tree_hash)
 
@@ -384,6 +384,64 @@ def test_cmk_interval_refusal_force_and_new_key(volume):
 
 
 # ---- bad input and refusals ------------------------------------------------
+
+WRITING_COMMANDS = [["kek"], ["rewrap"], ["retire", "--version", "1"], ["cmk", "--force"],
+                    ["migrate"]]
+
+
+def error_line(r):
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_errors_lead_with_the_cause_and_fix(volume):
+    """An error line is: the root cause, what to do, then what it meant for
+    the volume (" - nothing was changed"), for every writing command."""
+    vol = volume
+    (vol.root / "audit.log").unlink()
+
+    def state():            # the lock file (empty) is all a refused run may leave
+        st = dir_state(vol.backing)
+        st.pop(".ekmfs/rotate.lock", None)
+        st.pop(".ekmfs")
+        return st
+
+    before = state()
+    key = vol.key_file
+    os.chmod(key, 0o644)
+    for args in WRITING_COMMANDS:
+        r = rotate(vol, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert error_line(r) == ("ekmfs-rotate: key file %s has mode 0644 (group/other may "
+                                 "read it); chmod 600 %s - nothing was changed" % (key, key))
+    os.chmod(key, 0o600)
+    good = key.read_bytes()
+    key.write_text(run_cli([BUILD / "ekmfs-admin", "keygen"]).stdout)
+    for args in WRITING_COMMANDS:
+        r = rotate(vol, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        line = error_line(r)
+        assert line.startswith("ekmfs-rotate: key file %s is not the key of tenant 'default' "
+                               "(its fingerprint is " % key), line
+        assert "); configure the key the keyring is wrapped with" in line, line
+        assert line.endswith(" - nothing was changed"), line
+    key.write_bytes(good)
+    assert state() == before
+    log = vol.root / "audit.log"
+    assert not log.exists() or log.read_text() == ""        # no record either
+    # a refusal says so at the end
+    r = rotate(vol, "retire", "--version", "1")
+    assert r.returncode == 4
+    assert error_line(r) == ("ekmfs-rotate: KEK v1 is the current version of tenant "
+                             "'default'; rotate first (ekmfs-rotate kek) - refused, "
+                             "nothing was changed")
+    # read-only commands and dry runs have nothing to add
+    os.chmod(key, 0o644)
+    r = rotate(vol, "kek", "--dry-run")
+    assert r.returncode == 1 and error_line(r).endswith("chmod 600 %s" % key), r.stderr
+    os.chmod(key, 0o600)
+
 
 def test_corrupt_headers_skipped_and_reported(volume):
     vol = volume

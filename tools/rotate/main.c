@@ -394,7 +394,7 @@ static int rewrap_all(struct rot_ctx *c)
 	if (!ret && !c->opt.dry_run)
 		ret = keys_retire_old(c);
 	if (ret) {
-		code = report_failure(c, ret, "re-wrap");
+		code = report_failure_then(c, ret, "re-wrap", THEN_CONSISTENT);
 		goto out;
 	}
 	code = report_rewrap(c, &run.last, &run.total, run.remaining, run.passes, run.seconds);
@@ -409,11 +409,12 @@ static int cmd_kek(struct rot_ctx *c)
 	int ret = keys_load(c);
 
 	if (ret)
-		return report_failure(c, ret, "loading the KEKs");
+		return report_failure_then(c, ret, "loading the KEKs", THEN_UNCHANGED);
 	if (!c->opt.dry_run) {
 		ret = keys_new_version(c);
 		if (ret)
-			return report_failure(c, ret, "creating a KEK version");
+			return report_failure_then(c, ret, "creating a KEK version",
+						   THEN_UNCHANGED);
 		rot_audit(c, "kek_created", "success", c->new_version, NULL,
 			  "new KEK version, current for new files", NULL);
 		if (!c->opt.quiet)
@@ -430,7 +431,7 @@ static int cmd_rewrap(struct rot_ctx *c)
 	int ret = keys_load(c);
 
 	if (ret)
-		return report_failure(c, ret, "loading the KEKs");
+		return report_failure_then(c, ret, "loading the KEKs", THEN_UNCHANGED);
 	return rewrap_all(c);
 }
 
@@ -471,7 +472,7 @@ static int cmd_retire(struct rot_ctx *c)
 	rot_paths_free(&paths);
 	rot_pass_free(&p);
 	if (ret < 0)
-		return report_failure(c, ret, "scan");
+		return report_failure_then(c, ret, "scan", THEN_UNCHANGED);
 	if (ret > 0)
 		return ROT_REFUSED;
 	if (refs) {
@@ -483,7 +484,7 @@ static int cmd_retire(struct rot_ctx *c)
 	}
 	ret = keys_set_state(c, c->opt.version, c->opt.destroy);
 	if (ret)
-		return report_failure(c, ret, "retire");
+		return report_failure_then(c, ret, "retire", THEN_UNCHANGED);
 	if (c->opt.destroy)
 		report_outcome(c, "done", ROT_OK, "%sKEK v%u of tenant '%s' destroyed: its "
 			       "wrapped key is wiped from the keyring. Backups taken before "
@@ -542,7 +543,7 @@ static int cmd_cmk(struct rot_ctx *c)
 	}
 	ret = keys_load(c);
 	if (ret)
-		return report_failure(c, ret, "loading the KEKs");
+		return report_failure_then(c, ret, "loading the KEKs", THEN_UNCHANGED);
 	if (c->opt.to && (strcmp(c->tc->provider, "aws-kms") == 0 ||
 			  strcmp(c->tc->provider, "azure-keyvault") == 0)) {
 		/* A cloud CMK: REF is the new key's id (AWS: key id, ARN or
@@ -582,7 +583,7 @@ static int cmd_cmk(struct rot_ctx *c)
 		}
 		ret = ekmfs_check_secret_outside(c->backing_fd, c->opt.to, "key file");
 		if (ret)
-			return report_failure(c, ret, "--to");
+			return report_failure_then(c, ret, "--to", THEN_UNCHANGED);
 		new_tc = *c->tc;
 		if (strlen(c->opt.to) >= sizeof(new_tc.key_file)) {
 			report_outcome(c, "error", ROT_ERROR, "--to: path too long");
@@ -604,7 +605,7 @@ static int cmd_cmk(struct rot_ctx *c)
 	if (ret)
 		c->old_cmk_ref[0] = '\0';
 	if (ret)
-		return report_failure(c, ret, "re-wrapping the KEKs");
+		return report_failure_then(c, ret, "re-wrapping the KEKs", THEN_UNCHANGED);
 	if (c->opt.to) {
 		bool local = strcmp(c->tc->provider, "local") == 0;
 
@@ -664,25 +665,25 @@ int main(int argc, char **argv)
 	}
 	ret = keys_setup(c);
 	if (ret) {
-		code = report_failure(c, ret, c->opt.backing);
+		code = report_failure_then(c, ret, c->opt.backing, THEN_UNCHANGED);
 		goto out;
 	}
 	if (c->opt.cmd != CMD_STATUS) {
 		ret = take_rotate_lock(c, &lock_fd);
 		if (ret) {
-			code = report_failure(c, ret, "lock");
+			code = report_failure_then(c, ret, "lock", THEN_UNCHANGED);
 			goto out;
 		}
 		/* The keyring may have changed while we waited for nothing: re-read
 		 * it under our lock, so every decision uses what is on disk. */
 		ret = keys_reread(c);
 		if (ret) {
-			code = report_failure(c, ret, "keyring");
+			code = report_failure_then(c, ret, "keyring", THEN_UNCHANGED);
 			goto out;
 		}
 		ret = rot_audit_open(c);
 		if (ret) {
-			code = report_failure(c, ret, "audit log");
+			code = report_failure_then(c, ret, "audit log", THEN_UNCHANGED);
 			goto out;
 		}
 	}
