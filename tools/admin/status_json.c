@@ -70,6 +70,8 @@ static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct admi
 	json_object_object_add(o, "current_kek_version", json_object_new_int64(t->current_version));
 	json_object_object_add(o, "last_rotation", admin_json_time(t->last_rotation));
 	json_object_object_add(o, "last_cmk_change", admin_json_time(t->last_cmk_change));
+	json_object_object_add(o, "cmk_changed",
+			       json_object_new_boolean(ekmfs_tenant_cmk_changed(t)));
 	for (size_t j = 0; j < t->nkeks; j++) {
 		struct ekmfs_kek_record *k = &t->keks[j];
 		json_object *ko = json_object_new_object();

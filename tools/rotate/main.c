@@ -77,7 +77,9 @@ static const char usage_text[] =
 "                    configuration must still name the old CMK; afterwards\n"
 "                    point key_file (key_id) at REF and restart the mounts.\n"
 "                    Refused when the last CMK change is more recent than\n"
-"                    min_cmk_change_interval (default 24h) unless --force.\n"
+"                    min_cmk_change_interval (default 24h) unless --force;\n"
+"                    the first change of the CMK a tenant was created with\n"
+"                    (e.g. right after init) is always allowed.\n"
 "                    Before the tenant's enforce_from the interval does not\n"
 "                    apply: its CMK may be changed freely and re-tested until\n"
 "                    its files start to depend on it (the output says so).\n"
@@ -519,6 +521,10 @@ static int cmd_cmk(struct rot_ctx *c)
 	 * still route to the default tenant): it may be changed and re-tested
 	 * freely (docs/TENANTS.md). */
 	bool before_enforcement = c->tc->enforce_from && now < c->tc->enforce_from;
+	/* The interval spaces out changes of a key in use; the CMK the tenant
+	 * was created with has not been changed yet, and replacing it (a fresh
+	 * volume moved to its real key, say) is the first change. */
+	bool first_change = !ekmfs_tenant_cmk_changed(c->trec);
 	char why_free[384] = "";
 	size_t n = 0;
 	int ret;
@@ -530,8 +536,13 @@ static int cmd_cmk(struct rot_ctx *c)
 			 "applied: tenant '%s' is not enforced until %s, and before "
 			 "enforcement its CMK may be changed freely and re-tested", iv,
 			 c->trec->name, next);
+	} else if (first_change && now < allowed) {
+		fmt_interval(c->tc->min_cmk_change_interval, iv, sizeof(iv));
+		snprintf(why_free, sizeof(why_free), "; min_cmk_change_interval (%s) not "
+			 "applied: this is the first change of the CMK tenant '%s' was "
+			 "created with", iv, c->trec->name);
 	}
-	if (now < allowed && !c->opt.force && !before_enforcement) {
+	if (now < allowed && !c->opt.force && !before_enforcement && !first_change) {
 		ekmfs_time_rfc3339(c->trec->last_cmk_change, last, sizeof(last));
 		ekmfs_time_rfc3339(allowed, next, sizeof(next));
 		fmt_interval(c->tc->min_cmk_change_interval, iv, sizeof(iv));

@@ -270,7 +270,10 @@ int report_status(struct rot_ctx *c, const struct rot_pass *scan)
 		uint64_t interval = tc ? tc->min_cmk_change_interval :
 				    EKMFS_DEFAULT_MIN_CMK_CHANGE_INTERVAL;
 		time_t due = t->last_rotation + (time_t)days * 86400;
-		time_t cmk_next = t->last_cmk_change + (time_t)interval;
+		bool cmk_changed = ekmfs_tenant_cmk_changed(t);
+		/* The first change of the CMK set at creation is not held back. */
+		time_t cmk_next = cmk_changed ? t->last_cmk_change + (time_t)interval :
+				  t->last_cmk_change;
 
 		if (jo) {
 			json_object *o = json_object_new_object();
@@ -289,6 +292,7 @@ int report_status(struct rot_ctx *c, const struct rot_pass *scan)
 			json_object_object_add(o, "next_rotation_due", jtime(due));
 			json_object_object_add(o, "rotation_overdue", json_object_new_boolean(due <= now));
 			json_object_object_add(o, "last_cmk_change", jtime(t->last_cmk_change));
+			json_object_object_add(o, "cmk_changed", json_object_new_boolean(cmk_changed));
 			json_object_object_add(o, "next_cmk_change_allowed", jtime(cmk_next));
 			jk = json_object_new_array();
 			json_object_object_add(o, "keks", jk);
@@ -305,8 +309,12 @@ int report_status(struct rot_ctx *c, const struct rot_pass *scan)
 			       due > now ? "in" : "OVERDUE by", d, days);
 			ekmfs_time_rfc3339(t->last_cmk_change, t1, sizeof(t1));
 			ekmfs_time_rfc3339(cmk_next, t2, sizeof(t2));
-			printf("  last CMK change: %s; next allowed %s\n", t1,
-			       cmk_next > now ? t2 : "now");
+			if (cmk_changed)
+				printf("  last CMK change: %s; next allowed %s\n", t1,
+				       cmk_next > now ? t2 : "now");
+			else
+				printf("  last CMK change: none (the CMK set at creation, %s); "
+				       "a change is allowed now\n", t1);
 			printf("  KEK versions:\n");
 		}
 		for (size_t j = 0; j < t->nkeks; j++) {
