@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -259,6 +260,81 @@ def test_lock_unlock_with_open_files(avol):
     assert locks[0]["uid"] == 0 and locks[0]["pid"] > 0
     assert "nobody" in locks[1]["reason"]
     assert verify(avol).returncode == 0
+
+
+def avol_config(vol, key_file):
+    vol.write_config("[daemon]\ncontrol_dir = %s\n[audit]\nfile = %s\n"
+                     "[tenant.default]\nkey_file = %s\n"
+                     % (vol.run_dir, vol.audit_log, key_file))
+
+
+def new_cmk(vol):
+    """ekmfs-rotate cmk --to a fresh key file, as docs/ROTATION.md says."""
+    new_key = vol.keydir / "new.key"
+    new_key.write_text(run_cli([BUILD / "ekmfs-admin", "keygen"]).stdout)
+    os.chmod(new_key, 0o600)
+    r = run_cli([ROTATE, "-c", vol.config, "cmk", "--to", new_key, vol.backing])
+    assert r.returncode == 0, r.stderr
+    assert "key_file = %s" % new_key in r.stdout
+    return new_key
+
+
+def test_unlock_after_a_cmk_change_uses_the_new_key(avol):
+    """After ekmfs-rotate cmk --to NEW (the daemon still holds the old key
+    file), lock + unlock re-reads the configuration: with key_file = NEW the
+    files are readable again; with the old key_file unlock says why, in
+    one line without the errno token, and the tenant stays locked."""
+    m = avol.mount()
+    (avol.mnt / "doc").write_bytes(b"before the CMK change " * 500)
+    new_key = new_cmk(avol)
+    assert avol.admin("lock", avol.mnt).returncode == 0
+    # the configuration still names the old key: refused, still locked
+    r = avol.admin("unlock", avol.mnt)
+    assert r.returncode == 1 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("ekmfs-admin: %s: key file %s is not the key of tenant "
+                               "'default'" % (avol.mnt, avol.key_file)), lines[0]
+    assert lines[0].endswith("- still locked (the configuration file was re-read)")
+    assert "EKEYREJECTED" not in r.stderr
+    assert errno_of(open, avol.mnt / "doc", "rb") == errno.ENOKEY
+    # the configuration names the new key, as the cmk output says: unlocked
+    avol_config(avol, new_key)
+    r = avol.admin("unlock", avol.mnt)
+    assert r.returncode == 0, r.stderr
+    assert "the configuration was re-read" in r.stdout
+    assert (avol.mnt / "doc").read_bytes() == b"before the CMK change " * 500
+    (avol.mnt / "after").write_bytes(b"new file")
+    assert "tenant 'default': provider settings changed; now in use" in m.log()
+    m.unmount()
+    # the volume opens with the new key alone
+    m = avol.mount()
+    assert (avol.mnt / "after").read_bytes() == b"new file"
+    m.unmount()
+
+
+def test_sighup_applies_a_new_key_file_that_opens_the_keyring(avol):
+    """A reload takes a changed key_file once it opens the keyring (after
+    ekmfs-rotate cmk), and refuses one that does not (before it)."""
+    m = avol.mount()
+    (avol.mnt / "doc").write_bytes(b"x" * 9000)
+    other = avol.keydir / "other.key"
+    other.write_text(run_cli([BUILD / "ekmfs-admin", "keygen"]).stdout)
+    os.chmod(other, 0o600)
+    avol_config(avol, other)                  # not (yet) the keyring's key
+    m.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload refused" in m.log())
+    assert "the changed provider settings cannot unwrap its KEK v1" in m.log()
+    avol_config(avol, avol.key_file)
+    new_key = new_cmk(avol)
+    avol_config(avol, new_key)
+    m.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "provider settings changed; now in use" in m.log())
+    assert avol.admin("lock", avol.mnt).returncode == 0
+    r = avol.admin("unlock", avol.mnt)
+    assert r.returncode == 0 and "re-read" not in r.stdout, r.stdout + r.stderr
+    assert (avol.mnt / "doc").read_bytes() == b"x" * 9000
+    m.unmount()
 
 
 def test_import_plaintext(avol):

@@ -494,13 +494,15 @@ def test_sighup_reloads_and_keeps_serving(volume):
         m.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: metrics(prom_b).get("ekmfs_config_reload_failures_total") == 1, 10,
                  "the refused reload to be counted")
-        # 3: tenant changes wait for the next mount; the keys in use stay.
+        # 3: a key_file that does not open the keyring is refused with the
+        # whole reload; the keys in use stay (test_audit.py has the key
+        # file that does, after ekmfs-rotate cmk).
         volume.write_config(config_text(volume, "metrics_file = %s\nmetrics_interval = 1"
                                         % prom_b).replace(
             "key_file = %s" % volume.key_file, "key_file = %s" % (volume.keydir / "x.key")))
         m.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: metrics(prom_b).get("ekmfs_config_reloads_total") == 2, 10,
-                 "the third reload")
+        wait_for(lambda: metrics(prom_b).get("ekmfs_config_reload_failures_total") == 2, 10,
+                 "the third reload to be refused")
         time.sleep(0.3 * SLOW)
         assert is_mounted(volume.mnt) and m.proc.poll() is None
     finally:
@@ -509,8 +511,8 @@ def test_sighup_reloads_and_keeps_serving(volume):
     assert not errors, errors[:5]
     log = m.log()
     assert "bogus_key" in log and "reload refused" in log
-    assert "take effect at the next mount" in log
-    assert log.count("configuration reloaded") == 2
+    assert "the changed provider settings cannot unwrap its KEK v1" in log
+    assert log.count("configuration reloaded") == 1
     write_then_read(volume.mnt)
     m.unmount()
 

@@ -108,8 +108,17 @@ int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		status = EXIT_OK;
 		goto out;
 	}
-	fprintf(stderr, "ekmfs-admin: %s: %s\n", mnt,
-		strncmp(reply, "error ", 6) == 0 ? reply + 6 : reply);
+	/* "error ENAME message": the message alone (the errno name is for
+	 * scripts talking to the socket). */
+	if (strncmp(reply, "error ", 6) == 0) {
+		const char *m = reply + 6;
+
+		if (m[0] == 'E' && strchr(m, ' '))
+			m = strchr(m, ' ') + 1;
+		fprintf(stderr, "ekmfs-admin: %s: %s\n", mnt, m);
+	} else {
+		fprintf(stderr, "ekmfs-admin: %s: %s\n", mnt, reply);
+	}
 out:
 	free(reply);
 	return status;

@@ -75,7 +75,8 @@ static const char usage_text[] =
 "                    newest version). On AWS KMS the KEKs are re-wrapped\n"
 "                    inside KMS (ReEncrypt) and never leave it. The\n"
 "                    configuration must still name the old CMK; afterwards\n"
-"                    point key_file (key_id) at REF and restart the mounts.\n"
+"                    point key_file (key_id) at REF and reload the mounts\n"
+"                    (SIGHUP); an unlock re-reads the configuration too.\n"
 "                    Refused when the last CMK change is more recent than\n"
 "                    min_cmk_change_interval (default 24h) unless --force;\n"
 "                    the first change of the CMK a tenant was created with\n"
@@ -622,7 +623,8 @@ static int cmd_cmk(struct rot_ctx *c)
 
 		report_outcome(c, "done", ROT_OK, "%s%zu KEK versions of tenant '%s' %s under "
 			       "the %s %s (%s %s)%s%s. Now set '%s = %s' in [tenant.%s] of %s and "
-			       "restart the ekmfs mounts of this volume; keep the old %s while "
+			       "reload the ekmfs mounts of this volume (SIGHUP, or systemctl reload; "
+			       "ekmfs-admin unlock also re-reads it); keep the old %s while "
 			       "any backup needs it (older keyring copies are wrapped by it)",
 			       c->opt.dry_run ? "dry run: " : "", n, c->trec->name,
 			       c->opt.dry_run ? "would be re-wrapped" : "re-wrapped",
