@@ -1,9 +1,10 @@
 /*
  * util.h - logging, the one-line error message, and small helpers.
  *
- * Owns: the process-wide log sink (stderr or syslog), the thread-local "last
- * error" text that library calls fill in when they return -errno, time and
- * hex/base64 helpers and growing arrays shared by every module.
+ * Owns: the process-wide log sink (stderr, syslog or a log file), the
+ * thread-local "last error" text that library calls fill in when they return
+ * -errno, time and hex/base64 helpers and growing arrays shared by every
+ * module.
  *
  * Convention: a library function that fails returns -errno and, where a human
  * needs to know more than strerror() says, sets the last error with
@@ -21,8 +22,15 @@
 
 enum ekmfs_log_level { EKMFS_LOG_ERR, EKMFS_LOG_WARN, EKMFS_LOG_INFO, EKMFS_LOG_DEBUG };
 
-/* Send log lines to syslog (after the daemon detaches) instead of stderr. */
-void ekmfs_log_use_syslog(const char *ident);
+/* Send log lines to syslog (after the daemon detaches) instead of stderr,
+ * if a syslog daemon listens on /dev/log: 0. Otherwise -ENOENT, and lines
+ * keep going to stderr. */
+int ekmfs_log_use_syslog(const char *ident);
+/* Send log lines to the file path (appended; created 0600), one line each:
+ * "2026-12-04T10:00:00.123Z IDENT[PID] LEVEL: message". Called again,
+ * it reopens (log rotation) or moves to another path; on failure the sink
+ * in use stays. 0 or -errno with ekmfs_lasterr(). */
+int ekmfs_log_use_file(const char *ident, const char *path);
 void ekmfs_log_set_level(enum ekmfs_log_level level);
 void ekmfs_log(enum ekmfs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -369,8 +369,9 @@ static int detach_early(void)
 	_exit(verdict);
 }
 
-/* Mounted: tell the parent, leave the terminal. */
-static int detach_finish(void)
+/* Mounted: tell the parent, leave the terminal (stderr too, unless the
+ * log goes there: keep_stderr). */
+static int detach_finish(bool keep_stderr)
 {
 	unsigned char ok = 0;
 	int nullfd;
@@ -383,7 +384,8 @@ static int detach_finish(void)
 	if (nullfd != -1) {
 		dup2(nullfd, STDIN_FILENO);
 		dup2(nullfd, STDOUT_FILENO);
-		dup2(nullfd, STDERR_FILENO);
+		if (!keep_stderr)
+			dup2(nullfd, STDERR_FILENO);
 		if (nullfd > STDERR_FILENO)
 			close(nullfd);
 	}
@@ -454,6 +456,12 @@ int main(int argc, char **argv)
 		goto out;
 	if (check_paths(fs.backing, mnt) < 0)
 		goto out;
+	ekmfs_clearerr();
+	ret = efs_log_start(fs.backing, mnt, cfg.log_file);
+	if (ret < 0) {
+		report_failure(ret);
+		goto out;
+	}
 	fs.backing_len = strlen(fs.backing);
 	backing_fd = open(fs.backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (backing_fd == -1) {
@@ -527,11 +535,8 @@ int main(int argc, char **argv)
 	(void)efs_wire_attach(se);      /* logged; libfuse's own I/O otherwise */
 	set_read_ahead(mnt, cfg.read_ahead_kb);
 
-	if (!cl.foreground) {
-		ekmfs_log_use_syslog("ekmfs");
-		if (detach_finish() < 0)
-			goto out;
-	}
+	if (!cl.foreground && detach_finish(efs_log_detach()) < 0)
+		goto out;
 	ekmfs_log(EKMFS_LOG_INFO, "mounted %s at %s", fs.backing, mnt);
 	efs_audit_event(&fs, "mount", mnt);
 	if (efs_service_start(&fs, &cfg, cl.debug) < 0)

@@ -118,6 +118,11 @@ static int reload(void)
 	notify("RELOADING=1");
 	ekmfs_clearerr();
 	ret = ekmfs_config_load(path, &fresh);
+	snprintf(why, sizeof(why), "%s", ekmfs_lasterr());
+	/* The log file is reopened on every SIGHUP (logrotate's signal), even
+	 * when the rest of the reload is refused. */
+	efs_log_reload(ret ? NULL : fresh.log_file);
+	ekmfs_seterr("%s", why);
 	/* Tenants first: a reload that cannot apply them changes nothing. */
 	if (!ret)
 		ret = ekmfs_keys_apply_config(svc.fs->keys, &fresh);

@@ -382,6 +382,8 @@ static int daemon_key(struct load_state *st, const char *section, const char *na
 			cfg->read_ahead_kb = (unsigned)n;
 	} else if (strcmp(name, "log_level") == 0) {
 		why = parse_log_level(value, &cfg->log_level);
+	} else if (strcmp(name, "log_file") == 0) {
+		why = parse_path(value, cfg->log_file, sizeof(cfg->log_file));
 	} else if (strcmp(name, "metrics_file") == 0) {
 		why = parse_path(value, cfg->metrics_file, sizeof(cfg->metrics_file));
 	} else if (strcmp(name, "metrics_interval") == 0) {
