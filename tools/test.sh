@@ -42,7 +42,7 @@ cleanup_stale_mounts
 # ---- dependencies ----------------------------------------------------------------
 say "dependencies"
 bash tools/install-deps.sh || {
-	echo "tools/test.sh: installing the dependencies failed" >&2
+	echo "tools/test.sh: the dependencies are not installed (tools/install-deps.sh said why, above)" >&2
 	echo "0 passed, 1 failed"
 	exit 1
 }
