@@ -24,6 +24,8 @@ typedef int (*admin_file_fn)(const char *path, const char *relpath,
 			     const struct stat *st, void *arg);
 /* Walk the backing directory without following symlinks. 0 or -errno. */
 int admin_walk_files(const char *backing, admin_file_fn fn, void *arg);
+/* The bytes of those files (best effort: a progress bar's total). */
+uint64_t admin_bytes_below(const char *backing);
 
 /* status.c: how many files each (tenant, KEK version) protects, from the
  * plaintext slot fields of every header (no key needed). */

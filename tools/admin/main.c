@@ -104,6 +104,11 @@ static const char usage_tail[] =
 "  -h, --help          show this help\n"
 "  -V, --version       show the version\n"
 "\n"
+"Progress: on a terminal, verify, import-plaintext and backup-manifest show a\n"
+"bar with the bytes done, the rate and the time left on stderr; not on a\n"
+"terminal they print nothing extra. EKMFS_PROGRESS=off hides the bar,\n"
+"EKMFS_PROGRESS=tty draws it whatever stderr is. stdout never carries it.\n"
+"\n"
 "Exit status:\n"
 "  0  success (verify: no damage found)\n"
 "  1  failure, or verify found damage\n"
@@ -318,4 +323,24 @@ int admin_walk_files(const char *backing, admin_file_fn fn, void *arg)
 	if (nftw(backing, walk_one, 32, FTW_PHYS | FTW_ACTIONRETVAL) < 0)
 		return -errno;
 	return walk_rc;
+}
+
+/* ---- the size of a volume's files, for progress totals ---- */
+
+static uint64_t bytes_sum;
+
+static int add_bytes(const char *path, const char *relpath, const struct stat *st, void *arg)
+{
+	(void)path;
+	(void)relpath;
+	(void)arg;
+	bytes_sum += (uint64_t)st->st_size;
+	return 0;
+}
+
+uint64_t admin_bytes_below(const char *backing)
+{
+	bytes_sum = 0;
+	(void)admin_walk_files(backing, add_bytes, NULL);  /* a total for a bar: best effort */
+	return bytes_sum;
 }

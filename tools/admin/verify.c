@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "progress.h"
 #include "ekmfs/content.h"
 #include "ekmfs/io.h"
 #include "ekmfs/keys.h"
@@ -30,6 +31,8 @@ struct verify_state {
 	uint8_t *dek;                 /* secure memory */
 	uint8_t *cbuf, *pbuf;
 	uint64_t files, damaged;
+	struct tool_progress *progress;   /* on a terminal: bytes checked */
+	uint64_t file_bytes;              /* of the current file, added so far */
 };
 
 static void report(struct verify_state *v, const char *relpath, const char *fmt, ...)
@@ -39,12 +42,13 @@ static void report(struct verify_state *v, const char *relpath, const char *fmt,
 {
 	va_list ap;
 
-	(void)v;
+	tool_progress_hold(v->progress);
 	printf("DAMAGED %s: ", relpath);
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
 	printf("\n");
+	tool_progress_release(v->progress);
 }
 
 /* Why a header did not parse, in words: a file that does not even start
@@ -99,15 +103,17 @@ static long verify_blocks(struct verify_state *v, int fd, const uint8_t *file_id
 		if (want == 0)
 			break;
 		off += want;
+		tool_progress_add(v->progress, want);
+		v->file_bytes += want;
 	}
 	if (bad > MAX_REPORTED_BLOCKS)
 		report(v, relpath, "%ld more damaged blocks", bad - MAX_REPORTED_BLOCKS);
 	return bad;
 }
 
-static int verify_file(const char *path, const char *relpath, const struct stat *st, void *arg)
+static int verify_one(const char *path, const char *relpath, const struct stat *st,
+		      struct verify_state *v)
 {
-	struct verify_state *v = arg;
 	struct ekmfs_header h;
 	uint64_t plain;
 	bool damaged = false;
@@ -170,6 +176,19 @@ out:
 	return 0;
 }
 
+/* One file; whatever its fate, its bytes count as checked. */
+static int verify_file(const char *path, const char *relpath, const struct stat *st, void *arg)
+{
+	struct verify_state *v = arg;
+	int rc;
+
+	v->file_bytes = 0;
+	rc = verify_one(path, relpath, st, v);
+	if ((uint64_t)st->st_size > v->file_bytes)
+		tool_progress_add(v->progress, (uint64_t)st->st_size - v->file_bytes);
+	return rc;
+}
+
 int admin_verify(const char *backing, const struct ekmfs_config *cfg)
 {
 	struct verify_state v = { 0 };
@@ -193,7 +212,11 @@ int admin_verify(const char *backing, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: out of memory\n");
 		goto out;
 	}
+	v.progress = tool_progress_start(&(struct tool_progress_opts){
+		.label = "verify", .unit = TOOL_BYTES, .show = TOOL_SHOW_TTY,
+		.total = tool_progress_shown(TOOL_SHOW_TTY) ? admin_bytes_below(backing) : 0 });
 	rc = admin_walk_files(backing, verify_file, &v);
+	tool_progress_stop(v.progress);
 	if (rc < 0)
 		fprintf(stderr, "ekmfs-admin: walking %s: %s\n", backing, strerror(-rc));
 	printf("verify: %llu files checked, %llu damaged\n", (unsigned long long)v.files,

@@ -3,6 +3,7 @@
  *
  *   args.c      the command line as typed, and the refusal of a BACKING (or
  *               a path in a volume) that is on an ekmfs mount instead
+ *   progress.c  the progress bar of long jobs on stderr (progress.h)
  *
  * Both tools call tool_init() first thing in main().
  */
