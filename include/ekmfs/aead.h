@@ -3,7 +3,9 @@
  *
  * Owns: every use of the AEAD in ekmfs (file blocks, DEK slots, local KEK
  * wraps) so there is exactly one place that talks to OpenSSL's EVP cipher
- * interface. A per-thread EVP_CIPHER_CTX is reused, so no call allocates.
+ * interface: AES-256-GCM, and XAES-256-GCM (C2SP), its extended-nonce form
+ * for content blocks. Per-thread EVP_CIPHER_CTXs are reused, so no call
+ * allocates.
  */
 #ifndef EKMFS_AEAD_H
 #define EKMFS_AEAD_H
@@ -55,6 +57,36 @@ int ekmfs_aead_session_open(struct ekmfs_aead_session *s,
 			    const uint8_t *aad, size_t aad_len,
 			    const uint8_t *ct, size_t len,
 			    const uint8_t tag[EKMFS_AEAD_TAG_SIZE], uint8_t *pt);
+
+/*
+ * XAES-256-GCM (https://c2sp.org/XAES-256-GCM): a 192-bit nonce whose first
+ * 12 bytes (the salt) select a key derived from the main key with AES-256
+ * in CMAC-based counter mode (NIST SP 800-108r1), and whose last 12 bytes
+ * are the AES-256-GCM nonce under that derived key. Random nonces are then
+ * safe for far more messages than AES-256-GCM's 2^32: callers that keep a
+ * derived key for a run of messages (one salt, many GCM nonces) use
+ * ekmfs_xaes_derive once and a keyed session with it (docs/FORMAT.md says
+ * how content blocks do this).
+ */
+#define EKMFS_XAES_NONCE_SIZE 24
+#define EKMFS_XAES_SALT_SIZE 12
+
+/* The AES-256-GCM key for salt (nonce bytes 0..11) under key. 0 or -EIO;
+ * out is wiped on failure. */
+int ekmfs_xaes_derive(const uint8_t key[EKMFS_AEAD_KEY_SIZE],
+		      const uint8_t salt[EKMFS_XAES_SALT_SIZE],
+		      uint8_t out[EKMFS_AEAD_KEY_SIZE]);
+/* One-shot XAES-256-GCM; as ekmfs_aead_seal / ekmfs_aead_open. */
+int ekmfs_xaes_seal(const uint8_t key[EKMFS_AEAD_KEY_SIZE],
+		    const uint8_t nonce[EKMFS_XAES_NONCE_SIZE],
+		    const uint8_t *aad, size_t aad_len,
+		    const uint8_t *pt, size_t len,
+		    uint8_t *ct, uint8_t tag[EKMFS_AEAD_TAG_SIZE]);
+int ekmfs_xaes_open(const uint8_t key[EKMFS_AEAD_KEY_SIZE],
+		    const uint8_t nonce[EKMFS_XAES_NONCE_SIZE],
+		    const uint8_t *aad, size_t aad_len,
+		    const uint8_t *ct, size_t len,
+		    const uint8_t tag[EKMFS_AEAD_TAG_SIZE], uint8_t *pt);
 
 /* Cryptographically secure random bytes (OpenSSL DRBG). 0 or -EIO. */
 int ekmfs_random(void *buf, size_t len);

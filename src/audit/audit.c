@@ -121,11 +121,12 @@ int audit_meta_replace(int backing_fd, const char *name, const char *text)
 
 	snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, name);
 	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", EKMFS_META_DIR, name);
-	if (unlinkat(backing_fd, tmp, 0) < 0 && errno != ENOENT) {
+	if (ekmfs_io->unlinkat(backing_fd, tmp, 0) < 0 && errno != ENOENT) {
 		ret = -errno;
 		goto fail;
 	}
-	fd = openat(backing_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = ekmfs_io->openat(backing_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+			      0600);
 	if (fd < 0) {
 		ret = -errno;
 		goto fail;
@@ -135,10 +136,10 @@ int audit_meta_replace(int backing_fd, const char *name, const char *text)
 		ret = -errno;
 	if (close(fd) < 0 && !ret)
 		ret = -errno;
-	if (!ret && renameat(backing_fd, tmp, backing_fd, rel) < 0)
+	if (!ret && ekmfs_io->renameat2(backing_fd, tmp, backing_fd, rel, 0) < 0)
 		ret = -errno;
 	if (ret) {
-		unlinkat(backing_fd, tmp, 0);
+		ekmfs_io->unlinkat(backing_fd, tmp, 0);
 		goto fail;
 	}
 	dfd = openat(backing_fd, EKMFS_META_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -136,17 +136,17 @@ static int give_to_caller(fuse_req_t req, int dirfd, const char *name, int fd,
 	if (dir.st_mode & S_ISGID)
 		gid = (gid_t)-1;
 	if (fd >= 0)
-		res = fchown(fd, ctx->uid, gid);
+		res = ekmfs_io->fchownat(fd, "", ctx->uid, gid, AT_EMPTY_PATH);
 	else
-		res = fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+		res = ekmfs_io->fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
 	if (res == -1)
 		return errno;
 	if (S_ISDIR(mode) || S_ISLNK(mode) || !(mode & (S_ISUID | S_ISGID)))
 		return 0;
 	if (fd >= 0)
-		res = fchmod(fd, mode & 07777);
+		res = ekmfs_io->fchmod(fd, mode & 07777);
 	else
-		res = fchmodat(dirfd, name, mode & 07777, 0);
+		res = ekmfs_io->fchmodat(dirfd, name, mode & 07777, 0);
 	return res == -1 ? errno : 0;
 }
 
@@ -336,9 +336,9 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	proc_path(inode->fd, proc, sizeof(proc));
 	if (valid & FUSE_SET_ATTR_MODE) {
 		if (fi)
-			res = fchmod(efs_file(fi)->fd, attr->st_mode & 07777);
+			res = ekmfs_io->fchmod(efs_file(fi)->fd, attr->st_mode & 07777);
 		else
-			res = chmod(proc, attr->st_mode & 07777);
+			res = ekmfs_io->fchmodat(AT_FDCWD, proc, attr->st_mode & 07777, 0);
 		if (res == -1)
 			return errno;
 	}
@@ -346,7 +346,7 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		if (fchownat(inode->fd, "", uid, gid,
+		if (ekmfs_io->fchownat(inode->fd, "", uid, gid,
 			     AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
 			return errno;
 	}
@@ -426,7 +426,7 @@ static int node_created(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (!err)
 		err = do_lookup(req, parent, name, e);
 	if (err)
-		(void)unlinkat(dir->fd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+		(void)ekmfs_io->unlinkat(dir->fd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
 	return err;
 }
 
@@ -435,7 +435,7 @@ static int make_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	if (is_meta_name(parent, name))
 		return EPERM;
-	if (mknodat(efs_inode(req, parent)->fd, name, mode, rdev) == -1)
+	if (ekmfs_io->mknodat(efs_inode(req, parent)->fd, name, mode, rdev) == -1)
 		return errno;
 	return node_created(req, parent, name, mode, e);
 }
@@ -445,7 +445,7 @@ static int make_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	if (is_meta_name(parent, name))
 		return EPERM;
-	if (mkdirat(efs_inode(req, parent)->fd, name, mode & 07777) == -1)
+	if (ekmfs_io->mkdirat(efs_inode(req, parent)->fd, name, mode & 07777) == -1)
 		return errno;
 	return node_created(req, parent, name, S_IFDIR | mode, e);
 }
@@ -455,7 +455,7 @@ static int make_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 {
 	if (is_meta_name(parent, name))
 		return EPERM;
-	if (symlinkat(link, efs_inode(req, parent)->fd, name) == -1)
+	if (ekmfs_io->symlinkat(link, efs_inode(req, parent)->fd, name) == -1)
 		return errno;
 	return node_created(req, parent, name, S_IFLNK | 0777, e);
 }
@@ -506,7 +506,7 @@ static int do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
 	if (is_meta_name(parent, name))
 		return EPERM;
 	proc_path(inode->fd, proc, sizeof(proc));
-	if (linkat(AT_FDCWD, proc, efs_inode(req, parent)->fd, name,
+	if (ekmfs_io->linkat(AT_FDCWD, proc, efs_inode(req, parent)->fd, name,
 		   AT_SYMLINK_FOLLOW) == -1)
 		return errno;
 	err = stat_inode(inode, &e->attr);
@@ -535,7 +535,7 @@ static void efs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (is_meta_name(parent, name))
 		return (void)fuse_reply_err(req, ENOENT);
-	res = unlinkat(efs_inode(req, parent)->fd, name, 0);
+	res = ekmfs_io->unlinkat(efs_inode(req, parent)->fd, name, 0);
 	fuse_reply_err(req, res == -1 ? errno : 0);
 }
 
@@ -545,7 +545,7 @@ static void efs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (is_meta_name(parent, name))
 		return (void)fuse_reply_err(req, ENOENT);
-	res = unlinkat(efs_inode(req, parent)->fd, name, AT_REMOVEDIR);
+	res = ekmfs_io->unlinkat(efs_inode(req, parent)->fd, name, AT_REMOVEDIR);
 	fuse_reply_err(req, res == -1 ? errno : 0);
 }
 
@@ -558,7 +558,7 @@ static int do_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return ENOENT;
 	if (is_meta_name(newparent, newname))
 		return EPERM;
-	if (renameat2(efs_inode(req, parent)->fd, name,
+	if (ekmfs_io->renameat2(efs_inode(req, parent)->fd, name,
 		      efs_inode(req, newparent)->fd, newname, flags) == -1)
 		return errno;
 	return 0;
@@ -658,7 +658,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	memset(&h, 0, sizeof(h));
 	if (is_meta_name(parent, name))
 		return EPERM;
-	fd = openat(dir->fd, name, backing_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
+	fd = ekmfs_io->openat(dir->fd, name, backing_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
 		    mode & 07777);
 	if (fd == -1)
 		return errno;
@@ -716,7 +716,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 out_unlink:
 	/* Nothing half-made stays behind: no headerless file the user did
 	 * not ask for. */
-	(void)unlinkat(dir->fd, name, 0);
+	(void)ekmfs_io->unlinkat(dir->fd, name, 0);
 	close(fd);
 	file_discard(fs, f);
 	if (inode)
@@ -1257,7 +1257,7 @@ static void efs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	int res;
 
 	(void)ino;
-	res = datasync ? fdatasync(fd) : fsync(fd);
+	res = datasync ? ekmfs_io->fdatasync(fd) : ekmfs_io->fsync(fd);
 	fuse_reply_err(req, res == -1 ? errno : 0);
 }
 

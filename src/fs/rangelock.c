@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "ekmfs/io.h"
 #include "fs.h"
 
 void efs_range_init(struct efs_inode *inode)
@@ -126,7 +127,7 @@ void efs_mtime_restore(struct efs_inode *inode, int fd, const struct timespec *s
 	pthread_mutex_lock(&inode->rl_mu);
 	if (inode->km_valid)
 		tv[1] = inode->km_mtime;
-	(void)futimens(fd, tv);     /* best effort: the data is written */
+	(void)ekmfs_io->futimens(fd, tv);  /* best effort: the data is written */
 	/* That moved ctime: a change of ours, so the cache stamp follows. */
 	if (fstat(fd, &st) == 0) {
 		inode->cs_valid = true;
@@ -161,7 +162,8 @@ int efs_mtime_set(struct efs_inode *inode, int fd, const char *path,
 	pthread_mutex_lock(&inode->rl_mu);
 	*changed = !flush_of_unlinked(inode, tv, &st);
 	if (*changed)
-		res = fd >= 0 ? futimens(fd, tv) : utimensat(AT_FDCWD, path, tv, 0);
+		res = fd >= 0 ? ekmfs_io->futimens(fd, tv)
+			      : ekmfs_io->utimensat(AT_FDCWD, path, tv, 0);
 	if (res == 0 && writeback && tv[1].tv_nsec != UTIME_OMIT &&
 	    (!*changed || fstatat(inode->fd, "", &st, AT_EMPTY_PATH) == 0)) {
 		inode->km_mtime = st.st_mtim;

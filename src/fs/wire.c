@@ -32,6 +32,7 @@
 
 #include <linux/fuse.h>
 
+#include "ekmfs/io.h"
 #include "ekmfs/util.h"
 #include "fs.h"
 
@@ -142,7 +143,7 @@ void efs_drop_suidgid(int fd)
 	if (!(st.st_mode & drop))
 		return;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	if (chmod(proc, st.st_mode & 07777 & ~drop) != 0)
+	if (ekmfs_io->fchmodat(AT_FDCWD, proc, st.st_mode & 07777 & ~drop, 0) != 0)
 		ekmfs_log(EKMFS_LOG_WARN, "cannot clear the set-user/group-ID bits: %s",
 			  strerror(errno));
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/xattr.h>
 
+#include "ekmfs/io.h"
 #include "fs.h"
 
 #define XATTR_USER_PREFIX "user."
@@ -33,7 +34,7 @@ void efs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *
 	if (!is_user_xattr(name))
 		return (void)fuse_reply_err(req, EOPNOTSUPP);
 	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
-	res = setxattr(proc, name, value, size, flags);
+	res = ekmfs_io->setxattr(proc, name, value, size, flags);
 	fuse_reply_err(req, res == -1 ? errno : 0);
 }
 
@@ -45,7 +46,7 @@ void efs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	if (!is_user_xattr(name))
 		return (void)fuse_reply_err(req, EOPNOTSUPP);
 	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
-	res = removexattr(proc, name);
+	res = ekmfs_io->removexattr(proc, name);
 	fuse_reply_err(req, res == -1 ? errno : 0);
 }
 

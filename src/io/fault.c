@@ -177,14 +177,8 @@ static void fault_batch(int fd, bool write, struct ekmfs_io_vec *v, unsigned n)
 		v[idx[j]].res = go[j].res;
 }
 
-static const struct ekmfs_io_ops fault_io = {
-	.pread = fault_pread,
-	.pwrite = fault_pwrite,
-	.fsync = fault_fsync,
-	.fdatasync = fault_fdatasync,
-	.ftruncate = ftruncate,
-	.batch = fault_batch,
-};
+/* The system table with the faulty transfers and syncs (set when armed). */
+static struct ekmfs_io_ops fault_io;
 
 bool ekmfs_io_faults_from_env(void)
 {
@@ -194,6 +188,12 @@ bool ekmfs_io_faults_from_env(void)
 		return false;
 	fc.path = path;
 	fc.op = OP_NONE;
+	fault_io = ekmfs_io_system;
+	fault_io.pread = fault_pread;
+	fault_io.pwrite = fault_pwrite;
+	fault_io.fsync = fault_fsync;
+	fault_io.fdatasync = fault_fdatasync;
+	fault_io.batch = fault_batch;
 	ekmfs_io = &fault_io;
 	ekmfs_log(EKMFS_LOG_WARN, "fault injection armed: control file %s", path);
 	return true;

@@ -1,15 +1,20 @@
 /*
  * io.c - the system-call seam for backing-file data, and full transfers.
  *
- * Every data read, write, sync and truncate of a backing file goes through
- * the ekmfs_io table so tests can swap it for one that injects short
- * transfers and errors (SQLite's aSyscall[] is the model). The system table
- * moves data through io_uring (uring.c) in batches; a table without a batch
- * entry (the unit tests' fault tables) gets one pread/pwrite per transfer.
+ * Every change to the backing store (data, sizes, syncs, names, attributes)
+ * goes through the ekmfs_io table so tests can swap it for one that injects
+ * short transfers and errors, or records every change for the crash
+ * simulator (SQLite's aSyscall[] is the model). The system table moves data
+ * through io_uring (uring.c) in batches; a table without a batch entry (the
+ * unit tests' fault tables) gets one pread/pwrite per transfer.
  *
  * Divisions: the system table / batches / single full transfers.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "ekmfs/io.h"
@@ -26,13 +31,41 @@ static ssize_t sys_pwrite(int fd, const void *buf, size_t len, off_t off)
 	return pwrite(fd, buf, len, off);
 }
 
+static int sys_openat(int dirfd, const char *name, int flags, mode_t mode)
+{
+	return openat(dirfd, name, flags, mode);
+}
+
+static int sys_renameat2(int olddirfd, const char *oldname, int newdirfd,
+			 const char *newname, unsigned int flags)
+{
+	return renameat2(olddirfd, oldname, newdirfd, newname, flags);
+}
+
 const struct ekmfs_io_ops ekmfs_io_system = {
 	.pread = sys_pread,
 	.pwrite = sys_pwrite,
 	.fsync = fsync,
 	.fdatasync = fdatasync,
 	.ftruncate = ftruncate,
+	.fallocate = fallocate,
+	.syncfs = syncfs,
 	.batch = ekmfs_uring_batch,
+	.openat = sys_openat,
+	.mkdirat = mkdirat,
+	.mknodat = mknodat,
+	.symlinkat = symlinkat,
+	.linkat = linkat,
+	.unlinkat = unlinkat,
+	.renameat2 = sys_renameat2,
+	.fchmodat = fchmodat,
+	.fchmod = fchmod,
+	.fchownat = fchownat,
+	.utimensat = utimensat,
+	.futimens = futimens,
+	.setxattr = setxattr,
+	.fsetxattr = fsetxattr,
+	.removexattr = removexattr,
 };
 
 const struct ekmfs_io_ops *ekmfs_io = &ekmfs_io_system;

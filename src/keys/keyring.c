@@ -149,13 +149,13 @@ static int replace_meta(int backing_fd, const char *name, const char *text)
 	snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, name);
 	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", EKMFS_META_DIR, name);
 
-	if (unlinkat(backing_fd, tmp, 0) < 0 && errno != ENOENT) {
+	if (ekmfs_io->unlinkat(backing_fd, tmp, 0) < 0 && errno != ENOENT) {
 		ret = -errno;
 		ekmfs_seterr("cannot remove stale %s.tmp: %s", path, strerror(errno));
 		return ret;
 	}
-	fd = openat(backing_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-		    0600);
+	fd = ekmfs_io->openat(backing_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+			      0600);
 	if (fd < 0) {
 		ret = -errno;
 		ekmfs_seterr("cannot create %s.tmp: %s", path, strerror(errno));
@@ -178,7 +178,7 @@ static int replace_meta(int backing_fd, const char *name, const char *text)
 		goto out_unlink;
 	}
 	fd = -1;
-	if (renameat(backing_fd, tmp, backing_fd, rel) < 0) {
+	if (ekmfs_io->renameat2(backing_fd, tmp, backing_fd, rel, 0) < 0) {
 		ret = -errno;
 		ekmfs_seterr("cannot rename %s.tmp to %s: %s", path, name, strerror(errno));
 		goto out_unlink;
@@ -188,7 +188,7 @@ static int replace_meta(int backing_fd, const char *name, const char *text)
 out_unlink:
 	if (fd >= 0)
 		close(fd);
-	unlinkat(backing_fd, tmp, 0);
+	ekmfs_io->unlinkat(backing_fd, tmp, 0);
 	return ret;
 }
 
@@ -511,7 +511,7 @@ int ekmfs_volume_write_new(int backing_fd, const struct ekmfs_volume *v)
 
 	meta_path(backing_fd, "", path, sizeof(path));
 	path[strlen(path) - 1] = '\0'; /* "BACKING/.ekmfs" */
-	if (mkdirat(backing_fd, EKMFS_META_DIR, 0700) < 0) {
+	if (ekmfs_io->mkdirat(backing_fd, EKMFS_META_DIR, 0700) < 0) {
 		ret = -errno;
 		if (ret == -EEXIST)
 			ekmfs_seterr("%s exists: already an ekmfs volume", path);
@@ -529,7 +529,7 @@ int ekmfs_volume_write_new(int backing_fd, const struct ekmfs_volume *v)
 	if (ekmfs_io->fsync(backing_fd) < 0) {
 		ret = -errno;
 		ekmfs_seterr("cannot sync the backing directory: %s", strerror(errno));
-		unlinkat(backing_fd, EKMFS_META_DIR "/" EKMFS_VOLUME_FILE, 0);
+		ekmfs_io->unlinkat(backing_fd, EKMFS_META_DIR "/" EKMFS_VOLUME_FILE, 0);
 		goto out_rmdir;
 	}
 	json_object_put(doc);
@@ -537,7 +537,7 @@ int ekmfs_volume_write_new(int backing_fd, const struct ekmfs_volume *v)
 
 out_rmdir:
 	json_object_put(doc);
-	unlinkat(backing_fd, EKMFS_META_DIR, AT_REMOVEDIR);
+	ekmfs_io->unlinkat(backing_fd, EKMFS_META_DIR, AT_REMOVEDIR);
 	return ret;
 }
 
@@ -1023,7 +1023,7 @@ int ekmfs_meta_lock(int backing_fd, bool exclusive, bool wait, int *lock_fd)
 	int fd, ret;
 
 	*lock_fd = -1;
-	fd = openat(backing_fd, rel, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = ekmfs_io->openat(backing_fd, rel, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 && (errno == EROFS || errno == EACCES) && !exclusive)
 		fd = openat(backing_fd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ekmfs/io.h"
 #include "ekmfs/aead.h"
 #include "ekmfs/audit.h"
 #include "ekmfs/http.h"
@@ -597,9 +598,9 @@ static void remove_meta(int backing_fd)
 
 	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(files); i++) {
 		snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, files[i]);
-		unlinkat(backing_fd, rel, 0);
+		ekmfs_io->unlinkat(backing_fd, rel, 0);
 	}
-	unlinkat(backing_fd, EKMFS_META_DIR, AT_REMOVEDIR);
+	ekmfs_io->unlinkat(backing_fd, EKMFS_META_DIR, AT_REMOVEDIR);
 }
 
 /* The secrets a tenant's provider reads must lie outside BACKING (path). */

@@ -8,8 +8,13 @@
  * was written here; tests/vectors/gen_format_vectors.py re-checks them with
  * that library each time it runs.
  *
+ * XAES-256-GCM: the two test vectors of the C2SP specification
+ * (https://c2sp.org/XAES-256-GCM, "Test vectors"), with its intermediate
+ * derived keys Kx, one with MSB(L) = 0 and one with MSB(L) = 1.
+ *
  * Divisions: the vectors, seal/open of each, failure cases (tag, AAD,
- * ciphertext, nonce altered -> -EBADMSG and the output wiped), in-place use.
+ * ciphertext, nonce altered -> -EBADMSG and the output wiped), in-place use,
+ * XAES-256-GCM.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -157,6 +162,66 @@ static void test_random(void)
 	CHECK(!all_zero(a, sizeof(a)));
 }
 
+/* C2SP XAES-256-GCM test vectors: key, AAD, derived key Kx, ciphertext ‖ tag
+ * of the plaintext "XAES-256-GCM" under the nonce "ABCDEFGHIJKLMNOPQRSTUVWX". */
+static const struct {
+	uint8_t key_byte;
+	const char *aad, *kx, *ct_tag;
+} xaes_vectors[] = {
+	{ 0x01, "", "c8612c9ed53fe43e8e005b828a1631a0bbcb6ab2f46514ec4f439fcfd0fa969b",
+	  "ce546ef63c9cc60765923609b33a9a1974e96e52daf2fcf7075e2271" },
+	{ 0x03, "c2sp.org/XAES-256-GCM",
+	  "e9c621d4cdd9b11b00a6427ad7e559aeedd66b3857646677748f8ca796cb3fd8",
+	  "986ec1832593df5443a179437fd083bf3fdb41abd740a21f71eb769d" },
+};
+
+static void test_xaes_vectors(void)
+{
+	static const uint8_t nonce[] = "ABCDEFGHIJKLMNOPQRSTUVWX";
+	static const uint8_t pt[] = "XAES-256-GCM";
+	const size_t len = sizeof(pt) - 1;
+
+	for (size_t i = 0; i < sizeof(xaes_vectors) / sizeof(xaes_vectors[0]); i++) {
+		uint8_t key[32], kx[32], want_kx[32], want[64], ct[16], tag[16], back[16];
+		const uint8_t *aad = (const uint8_t *)xaes_vectors[i].aad;
+		size_t aad_len = strlen(xaes_vectors[i].aad);
+
+		memset(key, xaes_vectors[i].key_byte, sizeof(key));
+		CHECK_EQ_INT(check_unhex(xaes_vectors[i].kx, want_kx, sizeof(want_kx)), 32);
+		CHECK_EQ_INT(check_unhex(xaes_vectors[i].ct_tag, want, sizeof(want)),
+			     (int)(len + 16));
+		CHECK_EQ_INT(ekmfs_xaes_derive(key, nonce, kx), 0);
+		CHECK_MEM(kx, want_kx, 32);
+		CHECK_EQ_INT(ekmfs_xaes_seal(key, nonce, aad, aad_len, pt, len, ct, tag), 0);
+		CHECK_MEM(ct, want, len);
+		CHECK_MEM(tag, want + len, 16);
+		CHECK_EQ_INT(ekmfs_xaes_open(key, nonce, aad, aad_len, want, len, want + len,
+					     back), 0);
+		CHECK_MEM(back, pt, len);
+		/* The derived key with the GCM half of the nonce is plain AES-256-GCM. */
+		CHECK_EQ_INT(ekmfs_aead_open(kx, nonce + 12, aad, aad_len, want, len, want + len,
+					     back), 0);
+		/* Any other salt, GCM nonce or tag is refused and wipes the output. */
+		for (int which = 0; which < 3; which++) {
+			uint8_t n2[24], t2[16];
+
+			memcpy(n2, nonce, 24);
+			memcpy(t2, want + len, 16);
+			if (which == 0)
+				n2[3] ^= 1;       /* salt: another derived key */
+			else if (which == 1)
+				n2[20] ^= 1;      /* GCM nonce */
+			else
+				t2[0] ^= 1;
+			memset(back, 0x55, sizeof(back));
+			CHECK_EQ_INT(ekmfs_xaes_open(key, n2, aad, aad_len, want, len, t2, back),
+				     -EBADMSG);
+			for (size_t k = 0; k < len; k++)
+				CHECK(back[k] == 0);
+		}
+	}
+}
+
 int main(void)
 {
 	RUN(test_seal_vectors);
@@ -164,5 +229,6 @@ int main(void)
 	RUN(test_tampering_rejected);
 	RUN(test_in_place);
 	RUN(test_random);
+	RUN(test_xaes_vectors);
 	return CHECK_DONE();
 }

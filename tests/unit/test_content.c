@@ -479,16 +479,16 @@ static int fault_ftruncate(int fd, off_t len)
 	return ftruncate(fd, len);
 }
 
-static const struct ekmfs_io_ops fault_io = {
-	.pread = fault_pread,
-	.pwrite = fault_pwrite,
-	.fsync = fsync,
-	.fdatasync = fdatasync,
-	.ftruncate = fault_ftruncate,
-};
+/* The system table with faulty transfers and truncates (faults_reset). */
+static struct ekmfs_io_ops fault_io;
 
 static void faults_reset(void)
 {
+	fault_io = ekmfs_io_system;
+	fault_io.pread = fault_pread;
+	fault_io.pwrite = fault_pwrite;
+	fault_io.ftruncate = fault_ftruncate;
+	fault_io.batch = NULL;
 	fault_max_write = fault_max_read = 0;
 	fault_write_budget = -1;
 	fault_write_errno = ENOSPC;

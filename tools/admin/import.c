@@ -93,7 +93,8 @@ static int copy_metadata(int src, int dst, const struct stat *st, const char *re
 	ssize_t len;
 	int ret = 0;
 
-	if (fchown(dst, st->st_uid, st->st_gid) < 0 || fchmod(dst, st->st_mode & 07777) < 0)
+	if (ekmfs_io->fchownat(dst, "", st->st_uid, st->st_gid, AT_EMPTY_PATH) < 0 ||
+	    ekmfs_io->fchmod(dst, st->st_mode & 07777) < 0)
 		return -errno;
 	len = flistxattr(src, NULL, 0);
 	if (len > 0 && (names = malloc((size_t)len)) && (len = flistxattr(src, names, (size_t)len)) > 0) {
@@ -103,7 +104,7 @@ static int copy_metadata(int src, int dst, const struct stat *st, const char *re
 			free(val);
 			val = vlen >= 0 ? malloc((size_t)vlen + 1) : NULL;
 			if (!val || (vlen = fgetxattr(src, n, val, (size_t)vlen)) < 0 ||
-			    fsetxattr(dst, n, val, (size_t)vlen, 0) < 0) {
+			    ekmfs_io->fsetxattr(dst, n, val, (size_t)vlen, 0) < 0) {
 				ret = -errno;
 				fprintf(stderr, "ekmfs-admin: %s: cannot copy xattr %s: %s\n", rel, n,
 					strerror(errno));
@@ -111,7 +112,7 @@ static int copy_metadata(int src, int dst, const struct stat *st, const char *re
 			}
 		}
 	}
-	if (futimens(dst, times) < 0)
+	if (ekmfs_io->futimens(dst, times) < 0)
 		ret = -errno;
 out:
 	free(val);
@@ -226,10 +227,10 @@ static int import_one(struct import_state *s, const char *rel, bool explicit)
 		goto out;
 	}
 	/* Our own leftover from an interrupted import of this file. */
-	if (unlinkat(dirfd, tmp, 0) == 0)
+	if (ekmfs_io->unlinkat(dirfd, tmp, 0) == 0)
 		fprintf(stderr, "ekmfs-admin: %s: removed %s left by an interrupted import\n",
 			rel, tmp);
-	dst = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	dst = ekmfs_io->openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (dst < 0) {
 		ret = -errno;
 		goto out;
@@ -276,7 +277,7 @@ static int import_one(struct import_state *s, const char *rel, bool explicit)
 			"run again\n", rel);
 		goto out_unlink;
 	}
-	if (ekmfs_io->fsync(dst) < 0 || renameat(dirfd, tmp, dirfd, namepart) < 0) {
+	if (ekmfs_io->fsync(dst) < 0 || ekmfs_io->renameat2(dirfd, tmp, dirfd, namepart, 0) < 0) {
 		ret = -errno;
 		goto out_unlink;
 	}
@@ -292,7 +293,7 @@ static int import_one(struct import_state *s, const char *rel, bool explicit)
 	goto out_quiet;
 
 out_unlink:
-	unlinkat(dirfd, tmp, 0);
+	ekmfs_io->unlinkat(dirfd, tmp, 0);
 out:
 	if (ret < 0) {
 		tool_progress_hold(s->progress);

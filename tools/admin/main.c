@@ -15,6 +15,7 @@
 #include "admin.h"
 #include "tool.h"
 #include "ekmfs/aead.h"
+#include "ekmfs/io.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/keys.h"
 #include "ekmfs/secmem.h"
@@ -158,7 +159,7 @@ static int cmd_init(const char *backing, const struct ekmfs_config *cfg)
 	rc = admin_audit_preflight(cfg);
 	if (rc < 0)
 		return fail("audit log", rc);
-	if (mkdir(backing, 0700) == 0)
+	if (ekmfs_io->mkdirat(AT_FDCWD, backing, 0700) == 0)
 		made_dir = true;
 	else if (errno != EEXIST)
 		return fail(backing, -errno);

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ekmfs/io.h"
 #include "ekmfs/keys.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
@@ -304,7 +305,7 @@ static int take_rotate_lock(struct rot_ctx *c, int *fd_out)
 	*fd_out = -1;
 	if (!c->opt.dry_run)
 		flags |= O_CREAT;
-	fd = openat(c->backing_fd, rel, flags, 0600);
+	fd = ekmfs_io->openat(c->backing_fd, rel, flags, 0600);
 	if (fd < 0) {
 		if (c->opt.dry_run && errno == ENOENT)
 			return 0; /* never locked, and a dry run creates nothing */

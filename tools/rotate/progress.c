@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "ekmfs/io.h"
 #include "progress.h"
 #include "rotate.h"
 
@@ -37,13 +38,13 @@ static void publish(void *arg, uint64_t done, uint64_t total)
 
 	n = snprintf(line, sizeof(line), "%ld %llu %llu %s\n", (long)getpid(),
 		     (unsigned long long)done, (unsigned long long)total, pr->pass->label);
-	fd = openat(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp",
-		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = ekmfs_io->openat(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp",
+			      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
-	if (write(fd, line, (size_t)n) == n)
-		(void)renameat(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp", dirfd,
-			       EKMFS_META_DIR "/" ROT_PROGRESS_FILE);
+	if (ekmfs_write_full(fd, line, (size_t)n, 0) == 0)
+		(void)ekmfs_io->renameat2(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp",
+					  dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE, 0);
 	close(fd);
 }
 
@@ -79,6 +80,7 @@ void progress_stop(struct rot_progress *pr)
 		return;
 	tool_progress_stop(pr->shown);
 	if (pr->publish)
-		(void)unlinkat(pr->pass->ctx->backing_fd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE, 0);
+		(void)ekmfs_io->unlinkat(pr->pass->ctx->backing_fd,
+					 EKMFS_META_DIR "/" ROT_PROGRESS_FILE, 0);
 	free(pr);
 }

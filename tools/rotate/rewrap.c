@@ -530,7 +530,7 @@ static void count(struct rot_counts *k, enum outcome o)
 
 static int sync_backing(struct rot_pass *p, const char *when)
 {
-	if (syncfs(p->ctx->backing_fd) == 0)
+	if (ekmfs_io->syncfs(p->ctx->backing_fd) == 0)
 		return 0;
 	set_fatal(p, -errno, "syncfs of the backing directory failed %s: %s", when,
 		  strerror(errno));
