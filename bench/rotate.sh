@@ -18,7 +18,7 @@ set -eu -o pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 FILES=${2:-100000}
 JOBS=${3:-2}
-ROTATE=$BUILD/tools/rotate/ekmfs-rotate
+ROTATE=$BUILD/ekmfs-rotate
 GEN=$BUILD/tools/rotate/ekmfs-rotate-benchgen
 ADMIN=$BUILD/ekmfs-admin
 for b in "$ROTATE" "$GEN" "$ADMIN"; do

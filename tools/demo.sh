@@ -28,7 +28,8 @@ is_mounted() { awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/s
 [ "$(id -u)" -eq 0 ] || die "run as root (sudo ./tools/demo.sh): it installs packages and mounts"
 
 # ---- dependencies and build ---------------------------------------------------------
-bash tools/install-deps.sh || die "installing the dependencies failed"
+bash tools/install-deps.sh ||
+	die "the build dependencies are not installed (tools/install-deps.sh said why, above)"
 if [ ! -f build/build.ninja ]; then
 	meson setup build --buildtype=debugoptimized || die "meson setup failed"
 fi

@@ -3,7 +3,9 @@
 #
 # Owns: the dependency install (apt-get, skipped when all is present), the
 # two builds (build/: debugoptimized; build-asan/: ASan+UBSan; plus build-fault/
-# with I/O fault injection for tests/integration/test_faults.py), the unit tests
+# with I/O fault injection for tests/integration/test_faults.py), the compile
+# checks of the other build types with -Werror (build-check/: release, debug,
+# ASan+UBSan at -O0 and -O1; one summary item each), the unit tests
 # (meson test, suite unit) and the integration suite (pytest through a real
 # FUSE mount) against both builds, and the final summary whose last line is
 # "N passed, M failed" summed over all runs. Exits non-zero when anything
@@ -40,7 +42,7 @@ cleanup_stale_mounts
 # ---- dependencies ----------------------------------------------------------------
 say "dependencies"
 bash tools/install-deps.sh || {
-	echo "tools/test.sh: installing the dependencies failed" >&2
+	echo "tools/test.sh: the dependencies are not installed (tools/install-deps.sh said why, above)" >&2
 	echo "0 passed, 1 failed"
 	exit 1
 }
@@ -71,6 +73,37 @@ else
 	step_failed "build-asan/ failed to build"
 fi
 rm -f build.setup.log build-asan.setup.log
+
+# Compile checks: every other build type the README names must build with
+# -Werror too, since gcc warns differently at each optimisation level (a
+# release build once failed on a -Wnonnull only -O3 inlining reveals, a
+# debug one on a -Wformat-truncation only -O0 sees). Compile only: the
+# tests run against build/ and build-asan/ above. Each check counts as one
+# passed or failed item in the summary.
+COMPILE_CHECKS=(
+	"release|--buildtype=release"
+	"debug|--buildtype=debug"
+	"asan-O0|--buildtype=debug -Doptimization=0 -Db_sanitize=address,undefined -Db_lundef=false"
+	"asan-O1|--buildtype=debug -Doptimization=1 -Db_sanitize=address,undefined -Db_lundef=false"
+)
+mkdir -p build-check
+: >build-check/results.txt
+for check in "${COMPILE_CHECKS[@]}"; do
+	name=${check%%|*}
+	read -r -a opts <<<"${check#*|}"
+	dir=build-check/$name
+	say "compile check: $name (${opts[*]} --werror)"
+	if setup_build "$dir" "${opts[@]}" --werror &&
+		ninja -C "$dir" >"$dir.log" 2>&1; then
+		echo "$name ok" >>build-check/results.txt
+	else
+		[ -f "$dir.log" ] && grep -E -A3 'error|FAILED' "$dir.log" | head -40 >&2
+		echo "$name FAILED" >>build-check/results.txt
+		echo "tools/test.sh: the $name build failed (log: $dir.log)" >&2
+	fi
+	rm -f "$dir.setup.log"
+done
+RUNS+=("compile checks|compile|build-check/results.txt")
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -140,7 +173,16 @@ for run in sys.argv[2:]:
     label, kind, path = run.split("|", 2)
     passed = failed = skipped = 0
     names = []
-    if kind == "meson":
+    if kind == "compile":
+        with open(path) as f:
+            for line in f:
+                name, _, res = line.strip().rpartition(" ")
+                if res == "ok":
+                    passed += 1
+                elif line.strip():
+                    failed += 1
+                    names.append("build %s" % name)
+    elif kind == "meson":
         with open(path) as f:
             for line in f:
                 if not line.strip():

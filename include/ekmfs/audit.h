@@ -52,6 +52,11 @@ struct ekmfs_audit_event {
 };
 #define EKMFS_AUDIT_EVENT_INIT { .uid = -1, .pid = -1 }
 
+/* The event names (events.c): the i-th known name, NULL past the last one;
+ * and whether name is one of them. Every record's event must be. */
+const char *ekmfs_audit_event_name(size_t i);
+bool ekmfs_audit_event_known(const char *name);
+
 /* The log file of a volume: cfg's [audit] file, or
  * /var/log/ekmfs/<volume id>.log. */
 void ekmfs_audit_log_path(const struct ekmfs_config *cfg, const struct ekmfs_volume *vol,

@@ -102,6 +102,7 @@ struct ekmfs_config {
 	bool writeback_cache;               /* kernel write-back caching of file data */
 	unsigned read_ahead_kb;             /* the mount's kernel read-ahead (0: kernel default) */
 	int log_level;                      /* enum ekmfs_log_level */
+	char log_file[PATH_MAX];            /* the daemon's own log file; "" = syslog/stderr */
 	char metrics_file[PATH_MAX];        /* Prometheus text file; "" = none */
 	unsigned metrics_interval;          /* seconds between metrics writes */
 	/* Scheduled KEK rotation (rotation_days): run by the daemon itself

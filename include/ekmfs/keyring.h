@@ -110,6 +110,15 @@ int ekmfs_keyring_stamp(int backing_fd, uint64_t stamp[3]);
 struct ekmfs_tenant_record *ekmfs_keyring_tenant(struct ekmfs_keyring *kr, const char *name);
 struct ekmfs_tenant_record *ekmfs_keyring_tenant_by_id(struct ekmfs_keyring *kr, uint32_t id);
 struct ekmfs_kek_record *ekmfs_tenant_kek(struct ekmfs_tenant_record *t, uint32_t version);
+/* Whether the tenant's CMK was ever changed (ekmfs-rotate cmk) after the
+ * tenant was created with it. Creation records last_cmk_change equal to
+ * the creation time of the tenant's first KEK; a change records a later
+ * time (ekmfs_tenant_cmk_change_time). docs/FORMAT.md. */
+bool ekmfs_tenant_cmk_changed(const struct ekmfs_tenant_record *t);
+/* The last_cmk_change to record for a CMK change at now: now, but at least
+ * one second after the first KEK's creation, so that a change in the same
+ * second as the creation still counts as a change. */
+time_t ekmfs_tenant_cmk_change_time(const struct ekmfs_tenant_record *t, time_t now);
 /* Append a tenant / KEK record (copies *rec; takes no ownership). 0 or -ENOMEM. */
 int ekmfs_keyring_add_tenant(struct ekmfs_keyring *kr, const struct ekmfs_tenant_record *rec);
 int ekmfs_tenant_add_kek(struct ekmfs_tenant_record *t, const struct ekmfs_kek_record *rec);

@@ -204,8 +204,14 @@ static int doc_unwrap(const struct key_doc *doc, const struct ekmfs_volume *vol,
 			snprintf(first, sizeof(first), "%s", ekmfs_lasterr());
 		}
 	}
-	ekmfs_seterr("cannot unwrap the audit key (.ekmfs/" EKMFS_AUDIT_KEY_FILE ") with "
-		     "the default tenant's CMK: %s", first[0] ? first : strerror(-first_ret));
+	/* The provider's reason (wrong key file, key disabled, ...) is the root
+	 * cause and says what to fix: it stands alone, with no "cannot unwrap
+	 * the audit key" in front of it. */
+	if (first[0])
+		ekmfs_seterr("%s", first);
+	else
+		ekmfs_seterr("cannot unwrap the audit key (.ekmfs/" EKMFS_AUDIT_KEY_FILE ") with "
+			     "the default tenant's CMK: %s", strerror(-first_ret));
 	return first_ret ? first_ret : ret;
 }
 

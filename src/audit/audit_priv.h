@@ -4,6 +4,7 @@
  *   audit.c      records, the MAC chain, the head, appending, the async
  *                writer, verification
  *   audit_key.c  .ekmfs/audit.key.json: create, unwrap, re-wrap
+ *   events.c     the names of the events (the one list)
  */
 #ifndef EKMFS_AUDIT_PRIV_H
 #define EKMFS_AUDIT_PRIV_H

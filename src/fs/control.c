@@ -49,6 +49,7 @@
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "fs.h"
+#include "service.h"
 
 #define REQUEST_MAX 256
 
@@ -118,12 +119,43 @@ static int do_lock(struct efs_data *fs, const char *tenant, char *msg, size_t le
 	return 0;
 }
 
+/* Unlock fetches the current KEKs again. When the keyring is wrapped by
+ * another CMK than the running configuration gives (EKEYREJECTED: after
+ * ekmfs-rotate cmk, with key_file or key_id pointed at the new key in the
+ * file), the configuration is re-read as SIGHUP does, and unlock tried
+ * once more. */
 static int do_unlock(struct efs_data *fs, const char *tenant, char *msg, size_t len)
 {
+	char why[600];
 	int ret;
 
 	ekmfs_clearerr();
 	ret = ekmfs_keys_unlock(fs->keys, tenant);
+	if (ret == -EKEYREJECTED) {
+		ekmfs_log(EKMFS_LOG_INFO, "unlock: %s; re-reading the configuration",
+			  ekmfs_lasterr());
+		ekmfs_clearerr();
+		ret = efs_service_reload();
+		if (ret) {
+			snprintf(why, sizeof(why), "%s", ekmfs_lasterr());
+			ekmfs_seterr("%s - still locked (the configuration file was re-read "
+				     "and refused)", why);
+			return ret;
+		}
+		ekmfs_clearerr();
+		ret = ekmfs_keys_unlock(fs->keys, tenant);
+		if (ret) {
+			snprintf(why, sizeof(why), "%s", ekmfs_lasterr()[0] ? ekmfs_lasterr() :
+				 strerror(-ret));
+			ekmfs_seterr("%s - still locked (the configuration file was re-read)",
+				     why);
+			return ret;
+		}
+		snprintf(msg, len, "unlocked %s: keys fetched again (the configuration was "
+			 "re-read: the keyring is wrapped by another CMK)",
+			 tenant ? tenant : "every tenant");
+		return 0;
+	}
 	if (ret)
 		return ret;
 	snprintf(msg, len, "unlocked %s: keys fetched again", tenant ? tenant : "every tenant");

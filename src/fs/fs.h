@@ -18,6 +18,7 @@
  *   rangelock.c  block-range locks of a file, and the page-cache stamp
  *   control.c  the control socket: lock / unlock of a mounted volume
  *   fsaudit.c  audit records of the daemon (mount, tamper, lock, reload)
+ *   logsink.c  where the log goes: log_file, syslog if one listens, stderr
  *
  * Lock order: an inode's content lock (ci_lock) may be held while taking
  * efs_data.mutex (the table lock), never the other way round. A block range
@@ -263,6 +264,16 @@ void efs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 void efs_schedule_tick(struct efs_data *fs, const struct ekmfs_config *cfg,
 		       const char *config_path);
 void efs_schedule_stop(void);
+
+/* logsink.c: the daemon's log destination. start: remember BACKING and
+ * MOUNTPOINT (real paths) and open [daemon] log_file if set (refused inside
+ * either); 0 or -errno with ekmfs_lasterr(). detach: choose syslog or
+ * stderr for a daemon about to detach; true when stderr must stay open.
+ * reload (SIGHUP): reopen the log file (rotation), or move to the new
+ * log_file of the configuration (NULL: it did not load, reopen). */
+int efs_log_start(const char *backing, const char *mnt, const char *log_file);
+bool efs_log_detach(void);
+void efs_log_reload(const char *log_file);
 
 /* fsaudit.c: the daemon's audit records (never block, never fail a request) */
 void efs_audit_open(struct efs_data *fs, int backing_fd);

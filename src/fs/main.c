@@ -267,16 +267,20 @@ static int check_paths(const char *backing, const char *mnt)
 	return 0;
 }
 
-static int resolve_dir(const char *path, char *out)
+/* The real path of the directory argument `what` (BACKING, MOUNTPOINT);
+ * a failure says which argument it was. */
+static int resolve_dir(const char *what, const char *path, char *out)
 {
 	struct stat st;
+	int err;
 
 	if (!realpath(path, out) || stat(out, &st) == -1) {
-		fprintf(stderr, "ekmfs: %s: %s\n", path, strerror(errno));
-		return -errno;
+		err = errno;
+		fprintf(stderr, "ekmfs: %s %s: %s\n", what, path, strerror(err));
+		return -err;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "ekmfs: %s: %s\n", path, strerror(ENOTDIR));
+		fprintf(stderr, "ekmfs: %s %s: %s\n", what, path, strerror(ENOTDIR));
 		return -ENOTDIR;
 	}
 	return 0;
@@ -367,8 +371,9 @@ static int detach_early(void)
 	_exit(verdict);
 }
 
-/* Mounted: tell the parent, leave the terminal. */
-static int detach_finish(void)
+/* Mounted: tell the parent, leave the terminal (stderr too, unless the
+ * log goes there: keep_stderr). */
+static int detach_finish(bool keep_stderr)
 {
 	unsigned char ok = 0;
 	int nullfd;
@@ -381,7 +386,8 @@ static int detach_finish(void)
 	if (nullfd != -1) {
 		dup2(nullfd, STDIN_FILENO);
 		dup2(nullfd, STDOUT_FILENO);
-		dup2(nullfd, STDERR_FILENO);
+		if (!keep_stderr)
+			dup2(nullfd, STDERR_FILENO);
 		if (nullfd > STDERR_FILENO)
 			close(nullfd);
 	}
@@ -461,14 +467,21 @@ int main(int argc, char **argv)
 	if (efs_service_prepare(cl.config) < 0)
 		goto out;
 
-	if (resolve_dir(cl.backing, fs.backing) < 0 || resolve_dir(cl.mountpoint, mnt) < 0)
+	if (resolve_dir("BACKING", cl.backing, fs.backing) < 0 ||
+	    resolve_dir("MOUNTPOINT", cl.mountpoint, mnt) < 0)
 		goto out;
 	if (check_paths(fs.backing, mnt) < 0)
 		goto out;
+	ekmfs_clearerr();
+	ret = efs_log_start(fs.backing, mnt, cfg.log_file);
+	if (ret < 0) {
+		report_failure(ret);
+		goto out;
+	}
 	fs.backing_len = strlen(fs.backing);
 	backing_fd = open(fs.backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (backing_fd == -1) {
-		fprintf(stderr, "ekmfs: %s: %s\n", cl.backing, strerror(errno));
+		fprintf(stderr, "ekmfs: BACKING %s: %s\n", cl.backing, strerror(errno));
 		goto out;
 	}
 	ekmfs_clearerr();
@@ -498,12 +511,12 @@ int main(int argc, char **argv)
 
 	root_fd = open(fs.backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd == -1) {
-		fprintf(stderr, "ekmfs: %s: %s\n", cl.backing, strerror(errno));
+		fprintf(stderr, "ekmfs: BACKING %s: %s\n", cl.backing, strerror(errno));
 		goto out;
 	}
 	ret = efs_table_init(&fs, root_fd);
 	if (ret < 0) {
-		fprintf(stderr, "ekmfs: %s: %s\n", cl.backing, strerror(-ret));
+		fprintf(stderr, "ekmfs: BACKING %s: %s\n", cl.backing, strerror(-ret));
 		goto out;
 	}
 	root_fd = -1;                /* owned by the table's root inode now */
@@ -561,11 +574,8 @@ int main(int argc, char **argv)
 	(void)efs_wire_attach(se);      /* logged; libfuse's own I/O otherwise */
 	set_read_ahead(mnt, cfg.read_ahead_kb);
 
-	if (!cl.foreground) {
-		ekmfs_log_use_syslog("ekmfs");
-		if (detach_finish() < 0)
-			goto out;
-	}
+	if (!cl.foreground && detach_finish(efs_log_detach()) < 0)
+		goto out;
 	ekmfs_log(EKMFS_LOG_INFO, "mounted %s at %s", fs.backing, mnt);
 	efs_audit_event(&fs, "mount", mnt);
 	if (efs_service_start(&fs, &cfg, cl.debug) < 0)

@@ -452,24 +452,16 @@ static void efs_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
-/* mknod, mkdir and symlink: create, hand to the caller, look up. */
-static int do_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
-			mode_t mode, dev_t rdev, const char *link,
-			struct fuse_entry_param *e)
+/* mknod, mkdir and symlink: each creates its kind of node (make_*), then
+ * node_created hands it to the caller and looks it up, removing it again if
+ * either fails. Three creators rather than one with a mode switch: symlink's
+ * target is the only argument that one kind needs, and a shared creator
+ * would pass it as NULL for the others. */
+static int node_created(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode, struct fuse_entry_param *e)
 {
 	struct efs_inode *dir = efs_inode(req, parent);
-	int res, err;
-
-	if (is_meta_name(parent, name))
-		return EPERM;
-	if (S_ISDIR(mode))
-		res = ekmfs_io->mkdirat(dir->fd, name, mode & 07777);
-	else if (S_ISLNK(mode))
-		res = ekmfs_io->symlinkat(link, dir->fd, name);
-	else
-		res = ekmfs_io->mknodat(dir->fd, name, mode, rdev);
-	if (res == -1)
-		return errno;
+	int err;
 
 	err = give_to_caller(req, dir->fd, name, -1, mode);
 	if (!err)
@@ -479,35 +471,67 @@ static int do_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 	return err;
 }
 
-static void reply_make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
-			    mode_t mode, dev_t rdev, const char *link)
+static int make_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, dev_t rdev, struct fuse_entry_param *e)
 {
-	struct fuse_entry_param e;
-	int err = do_make_node(req, parent, name, mode, rdev, link, &e);
+	if (is_meta_name(parent, name))
+		return EPERM;
+	if (ekmfs_io->mknodat(efs_inode(req, parent)->fd, name, mode, rdev) == -1)
+		return errno;
+	return node_created(req, parent, name, mode, e);
+}
 
+static int make_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_entry_param *e)
+{
+	if (is_meta_name(parent, name))
+		return EPERM;
+	if (ekmfs_io->mkdirat(efs_inode(req, parent)->fd, name, mode & 07777) == -1)
+		return errno;
+	return node_created(req, parent, name, S_IFDIR | mode, e);
+}
+
+static int make_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			const char *name, struct fuse_entry_param *e)
+{
+	if (is_meta_name(parent, name))
+		return EPERM;
+	if (ekmfs_io->symlinkat(link, efs_inode(req, parent)->fd, name) == -1)
+		return errno;
+	return node_created(req, parent, name, S_IFLNK | 0777, e);
+}
+
+static void reply_entry_or_err(fuse_req_t req, int err, struct fuse_entry_param *e)
+{
 	if (err)
 		fuse_reply_err(req, err);
 	else
-		fuse_reply_entry(req, &e);
+		fuse_reply_entry(req, e);
 }
 
 static void efs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, dev_t rdev)
 {
+	struct fuse_entry_param e;
+
 	/* A regular file made by mknod is 0 bytes: an empty file whose
 	 * header is written by its first writer. */
-	reply_make_node(req, parent, name, mode, rdev, NULL);
+	reply_entry_or_err(req, make_mknod(req, parent, name, mode, rdev, &e), &e);
 }
 
 static void efs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	reply_make_node(req, parent, name, S_IFDIR | mode, 0, NULL);
+	struct fuse_entry_param e;
+
+	reply_entry_or_err(req, make_mkdir(req, parent, name, mode, &e), &e);
 }
 
 static void efs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 			const char *name)
 {
-	reply_make_node(req, parent, name, S_IFLNK | 0777, 0, link);
+	struct fuse_entry_param e;
+
+	reply_entry_or_err(req, make_symlink(req, link, parent, name, &e), &e);
 }
 
 static int do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,

@@ -10,15 +10,18 @@
  * handler writes one byte to a pipe; the housekeeping thread, which also
  * wakes every metrics_interval to write the metrics file, does the work.
  *
- * What a reload changes (SIGHUP, or `systemctl reload`): [daemon] log_level,
- * attr_timeout, entry_timeout, metrics_file and metrics_interval; tenants
- * (ekmfs_keys_apply_config): new [tenant.NAME] sections get their keys,
- * paths, enforce_from, enabled and the cache limits apply at once. A
- * provider's settings and max_threads belong to the mount: a reload logs
- * that such a change waits for the next mount and keeps serving with the
- * keys it has. A file that does not parse, or tenants that cannot be
- * applied (a path not in the volume, a CMK that does not answer), change
- * nothing.
+ * What a reload changes (SIGHUP, or `systemctl reload`, or an unlock that
+ * finds the keyring wrapped by another CMK: efs_service_reload): [daemon]
+ * log_level, attr_timeout, entry_timeout, metrics_file and metrics_interval;
+ * tenants (ekmfs_keys_apply_config): new [tenant.NAME] sections get their
+ * keys, paths, enforce_from, enabled and the cache limits apply at once,
+ * and changed provider settings (key_file or key_id after ekmfs-rotate
+ * cmk) replace the running provider once they unwrap the tenant's current
+ * KEK. max_threads and a change of provider type belong to the mount: a
+ * reload logs that they wait for the next mount. A file that does not
+ * parse, or tenants that cannot be applied (a path not in the volume, a
+ * CMK that does not answer, a key file that does not open the keyring),
+ * change nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -100,24 +103,38 @@ static int set_sighup(void (*handler)(int))
 
 /* ---- reload ---- */
 
-static void reload(void)
+/* Serialises reloads: SIGHUP (housekeeping thread) and unlock (control
+ * thread, efs_service_reload). */
+static pthread_mutex_t reload_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* 0, or -errno with the reason in ekmfs_lasterr(). Holds reload_mu. */
+static int reload(void)
 {
 	struct ekmfs_config *cfg = svc.cfg;
 	const char *path = svc.config_path[0] ? svc.config_path : NULL;
+	char why[600];
 	int ret;
 
 	notify("RELOADING=1");
 	ekmfs_clearerr();
 	ret = ekmfs_config_load(path, &fresh);
+	snprintf(why, sizeof(why), "%s", ekmfs_lasterr());
+	/* The log file is reopened on every SIGHUP (logrotate's signal), even
+	 * when the rest of the reload is refused. */
+	efs_log_reload(ret ? NULL : fresh.log_file);
+	ekmfs_seterr("%s", why);
 	/* Tenants first: a reload that cannot apply them changes nothing. */
 	if (!ret)
 		ret = ekmfs_keys_apply_config(svc.fs->keys, &fresh);
 	if (ret < 0) {
+		snprintf(why, sizeof(why), "%s", ekmfs_lasterr()[0] ? ekmfs_lasterr() :
+			 strerror(-ret));
 		ekmfs_log(EKMFS_LOG_ERR, "reload refused, the running configuration stays: %s",
-			  ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-ret));
+			  why);
 		efs_metrics_reload(0);
 		notify("READY=1\nSTATUS=reload refused (see the log); serving");
-		return;
+		ekmfs_seterr("%s", why);
+		return ret;
 	}
 	cfg->ntenants = fresh.ntenants;
 	memcpy(cfg->tenants, fresh.tenants, sizeof(cfg->tenants));
@@ -140,6 +157,21 @@ static void reload(void)
 	efs_audit_event(svc.fs, "config_reload", path ? path : EKMFS_DEFAULT_CONFIG);
 	efs_metrics_reload(1);
 	notify("READY=1\nSTATUS=serving");
+	return 0;
+}
+
+int efs_service_reload(void)
+{
+	int ret;
+
+	if (!svc.running) {
+		ekmfs_seterr("the daemon is not serving yet: cannot re-read its configuration");
+		return -EAGAIN;
+	}
+	pthread_mutex_lock(&reload_mu);
+	ret = reload();
+	pthread_mutex_unlock(&reload_mu);
+	return ret;
 }
 
 /* ---- housekeeping thread ---- */
@@ -199,7 +231,9 @@ static void *housekeeping(void *arg)
 			continue;
 		if (c == WAKE_QUIT)
 			break;
-		reload();
+		pthread_mutex_lock(&reload_mu);
+		(void)reload();         /* logged */
+		pthread_mutex_unlock(&reload_mu);
 		write_metrics(false);
 	}
 	return NULL;

@@ -26,6 +26,11 @@ int efs_service_prepare(const char *config_path);
  * reload); keep_debug leaves the log level alone (-d). 0 or -errno. */
 int efs_service_start(struct efs_data *fs, struct ekmfs_config *cfg, bool keep_debug);
 
+/* Re-read the configuration file now, as SIGHUP does (serialised with it).
+ * 0, or -errno with the reason in ekmfs_lasterr() (nothing changed). For
+ * the control thread; -EAGAIN before efs_service_start(). */
+int efs_service_reload(void);
+
 /* The session loop has ended: say STOPPING, stop the thread, write the last
  * metrics. Safe to call when efs_service_start() was never called. */
 void efs_service_stop(void);

@@ -29,6 +29,8 @@
 #define FILE_MAX (64 * 1024)
 #define REFRESH_MARGIN 300
 #define IMDS_DEFAULT "http://169.254.169.254"
+#define IMDS_ROLE_PATH "/latest/meta-data/iam/security-credentials/"
+#define IMDS_ROLE_MAX 128	/* an IAM role name is at most 64 characters */
 #define CONTAINER_HOST "http://169.254.170.2"
 #define STS_VERSION "2011-06-15"
 
@@ -450,7 +452,9 @@ static int from_imds(const struct ekmfs_tenant_config *tc, struct ekmfs_aws_cred
 {
 	const char *disabled = getenv("AWS_EC2_METADATA_DISABLED");
 	const char *ep = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
-	char base[EKMFS_URL_MAX], url[EKMFS_URL_MAX + 128], role[128], *tokhdr = NULL;
+	/* url holds the longest of the three requests: base + role path + role */
+	char base[EKMFS_URL_MAX], role[IMDS_ROLE_MAX], *tokhdr = NULL;
+	char url[EKMFS_URL_MAX + sizeof(IMDS_ROLE_PATH) + IMDS_ROLE_MAX];
 	const char *put_hdrs[] = { "X-aws-ec2-metadata-token-ttl-seconds: 21600", NULL };
 	const char *hdrs[2] = { NULL, NULL };
 	struct ekmfs_http_response resp = { 0 };
@@ -485,7 +489,7 @@ static int from_imds(const struct ekmfs_tenant_config *tc, struct ekmfs_aws_cred
 	snprintf(tokhdr, tcap, "X-aws-ec2-metadata-token: %s", resp.body);
 	hdrs[0] = tokhdr;
 	ekmfs_http_response_free(&resp);
-	snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", base);
+	snprintf(url, sizeof(url), "%s" IMDS_ROLE_PATH, base);
 	ret = ekmfs_http_request("GET", url, hdrs, NULL, 0, &o, &resp);
 	if (ret)
 		goto out;
@@ -496,8 +500,7 @@ static int from_imds(const struct ekmfs_tenant_config *tc, struct ekmfs_aws_cred
 	}
 	snprintf(role, sizeof(role), "%.*s", (int)strcspn(resp.body, "\r\n"), resp.body);
 	ekmfs_http_response_free(&resp);
-	snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s", base,
-		 role);
+	snprintf(url, sizeof(url), "%s" IMDS_ROLE_PATH "%s", base, role);
 	ret = ekmfs_http_request("GET", url, hdrs, NULL, 0, &o, &resp);
 	if (ret)
 		goto out;

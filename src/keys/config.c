@@ -18,7 +18,6 @@
  * checks section headers itself, because inih never calls the handler for a
  * section without keys and "[tenant.other]" alone must still be refused.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -251,72 +250,12 @@ static const char *parse_path(const char *v, char *out, size_t outlen)
 	return NULL;
 }
 
-/* Digits of a fixed width at *p, advanced past them; -1 if not digits. */
-static int fixed_digits(const char **p, int width)
-{
-	int n = 0;
-
-	for (int i = 0; i < width; i++) {
-		if (!isdigit((unsigned char)(*p)[i]))
-			return -1;
-		n = n * 10 + ((*p)[i] - '0');
-	}
-	*p += width;
-	return n;
-}
-
-/* An RFC 3339 subset: YYYY-MM-DD (UTC midnight) or
- * YYYY-MM-DDTHH:MM[:SS] followed by Z or an offset +HH:MM / -HH:MM. */
+/* A date (UTC midnight) or an RFC 3339 time: ekmfs_time_parse. */
 static const char *parse_when(const char *v, time_t *out)
 {
-	static const char *const bad = "not a date YYYY-MM-DD or a time "
-				       "YYYY-MM-DDTHH:MM[:SS] with Z or +HH:MM";
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	const char *p = v;
-	struct tm tm = { 0 };
-	int y, mo, d, h = 0, mi = 0, sec = 0, off = 0;
-	time_t t;
+	const char *why;
 
-	y = fixed_digits(&p, 4);
-	if (y < 0 || *p++ != '-' || (mo = fixed_digits(&p, 2)) < 0 || *p++ != '-' ||
-	    (d = fixed_digits(&p, 2)) < 0)
-		return bad;
-	if (*p == 'T' || *p == 't' || *p == ' ') {
-		p++;
-		if ((h = fixed_digits(&p, 2)) < 0 || *p++ != ':' || (mi = fixed_digits(&p, 2)) < 0)
-			return bad;
-		if (*p == ':' && (p++, (sec = fixed_digits(&p, 2)) < 0))
-			return bad;
-		if (*p == 'Z' || *p == 'z') {
-			p++;
-		} else if (*p == '+' || *p == '-') {
-			int sign = *p++ == '-' ? -1 : 1, oh, om;
-
-			if ((oh = fixed_digits(&p, 2)) < 0 || *p++ != ':' ||
-			    (om = fixed_digits(&p, 2)) < 0 || oh > 23 || om > 59)
-				return bad;
-			off = sign * (oh * 3600 + om * 60);
-		} else {
-			return "a time needs its zone: end it with Z or +HH:MM";
-		}
-	}
-	if (*p != '\0')
-		return bad;
-	if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
-	    (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) ||
-	    h > 23 || mi > 59 || sec > 60)
-		return "no such date or time";
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	t = timegm(&tm);
-	if (t == (time_t)-1)
-		return "no such date or time";
-	*out = t - off;
-	return NULL;
+	return ekmfs_time_parse(v, EKMFS_TIME_DATE, out, &why) ? why : NULL;
 }
 
 /* One subtree of `paths`: canonical, absolute, not the root nor .ekmfs. */
@@ -443,6 +382,8 @@ static int daemon_key(struct load_state *st, const char *section, const char *na
 			cfg->read_ahead_kb = (unsigned)n;
 	} else if (strcmp(name, "log_level") == 0) {
 		why = parse_log_level(value, &cfg->log_level);
+	} else if (strcmp(name, "log_file") == 0) {
+		why = parse_path(value, cfg->log_file, sizeof(cfg->log_file));
 	} else if (strcmp(name, "metrics_file") == 0) {
 		why = parse_path(value, cfg->metrics_file, sizeof(cfg->metrics_file));
 	} else if (strcmp(name, "metrics_interval") == 0) {

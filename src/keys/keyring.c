@@ -975,6 +975,32 @@ struct ekmfs_kek_record *ekmfs_tenant_kek(struct ekmfs_tenant_record *t, uint32_
 	return NULL;
 }
 
+/* The tenant's first KEK (the lowest version: records are never removed,
+ * a destroyed one keeps its creation time). */
+static const struct ekmfs_kek_record *first_kek(const struct ekmfs_tenant_record *t)
+{
+	const struct ekmfs_kek_record *first = NULL;
+
+	for (size_t i = 0; i < t->nkeks; i++)
+		if (!first || t->keks[i].version < first->version)
+			first = &t->keks[i];
+	return first;
+}
+
+bool ekmfs_tenant_cmk_changed(const struct ekmfs_tenant_record *t)
+{
+	const struct ekmfs_kek_record *first = first_kek(t);
+
+	return !first || t->last_cmk_change != first->created;
+}
+
+time_t ekmfs_tenant_cmk_change_time(const struct ekmfs_tenant_record *t, time_t now)
+{
+	const struct ekmfs_kek_record *first = first_kek(t);
+
+	return first && now <= first->created ? first->created + 1 : now;
+}
+
 int ekmfs_keyring_add_tenant(struct ekmfs_keyring *kr, const struct ekmfs_tenant_record *rec)
 {
 	struct ekmfs_tenant_record *t;

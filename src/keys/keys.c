@@ -58,8 +58,11 @@
 struct key_tenant {
 	uint32_t id;
 	char name[EKMFS_NAME_MAX];
-	struct ekmfs_tenant_config tc;
+	struct ekmfs_tenant_config tc;  /* the running settings and policy */
 	struct ekmfs_provider *prov;
+	/* What prov was opened with: providers keep a pointer to it, so it
+	 * lives as long as prov (a reload may replace both, section 7). */
+	struct ekmfs_tenant_config *prov_tc;
 	bool locked;                    /* ekmfs_keys_lock(); under k->lock */
 };
 
@@ -812,8 +815,15 @@ static int open_tenant(struct ekmfs_keys *k, const struct ekmfs_config *cfg,
 	kt->id = rec->id;
 	snprintf(kt->name, sizeof(kt->name), "%s", rec->name);
 	kt->tc = *tc;
-	ret = ekmfs_provider_open(&kt->tc, rec, false, &kt->prov);
+	kt->prov_tc = malloc(sizeof(*kt->prov_tc));
+	if (!kt->prov_tc) {
+		free(kt);
+		return -ENOMEM;
+	}
+	*kt->prov_tc = *tc;
+	ret = ekmfs_provider_open(kt->prov_tc, rec, false, &kt->prov);
 	if (ret) {
+		free(kt->prov_tc);
 		free(kt);
 		return ret;
 	}
@@ -870,6 +880,7 @@ void ekmfs_keys_close(struct ekmfs_keys *k)
 	free(k->cache);
 	for (size_t i = 0; i < k->ntenants; i++) {
 		ekmfs_provider_close(k->tenants[i]->prov);
+		free(k->tenants[i]->prov_tc);
 		free(k->tenants[i]);
 	}
 	free(k->tenants);
@@ -1065,23 +1076,28 @@ static int for_tenants(struct ekmfs_keys *k, const char *name, bool lock)
 		if (name && strcmp(kt->name, name) != 0)
 			continue;
 		found = 1;
-		kt->locked = lock;
 		if (lock) {
+			kt->locked = true;
 			for (size_t j = k->ncache; j-- > 0;)
 				if (k->cache[j].tenant_id == kt->id)
 					cache_drop(k, j);
 			continue;
 		}
 		/* Unlock re-fetches the current KEK through the provider now,
-		 * so a key the service no longer gives out is reported here. */
+		 * so a key the service no longer gives out is reported here,
+		 * and the tenant stays locked until it is fetched. */
 		keyring_refresh(k);
 		rec = ekmfs_keyring_tenant_by_id(&k->kr, kt->id);
 		if (rec && !cache_find(k, kt->id, rec->current_version)) {
 			int r = kek_load(k, kt->id, rec->current_version, &key);
 
-			if (r && !ret)
-				ret = r;
+			if (r) {
+				if (!ret)
+					ret = r;
+				continue;
+			}
 		}
+		kt->locked = false;
 	}
 	if (!found) {
 		ekmfs_seterr("the volume has no tenant '%s'", name);
@@ -1159,6 +1175,80 @@ static bool provider_settings_differ(const struct ekmfs_tenant_config *a,
 	return memcmp(&x, b, sizeof(x)) != 0;
 }
 
+/* A provider opened with changed settings (a new key_file after
+ * ekmfs-rotate cmk, say), not yet in use. */
+struct new_provider {
+	struct key_tenant *kt;
+	struct ekmfs_tenant_config *tc;
+	struct ekmfs_provider *prov;
+};
+
+/* Open tc's provider for kt's keyring record and check that it unwraps
+ * the tenant's current KEK: settings that cannot (the key file changed
+ * before 'ekmfs-rotate cmk' moved the keyring to it) are refused instead
+ * of locking the tenant out when its cached KEK expires. Exclusive lock.
+ * 0 and *np, or -errno with the reason. */
+static int prepare_provider(struct ekmfs_keys *k, struct key_tenant *kt,
+			    const struct ekmfs_tenant_config *tc, struct new_provider *np)
+{
+	struct ekmfs_tenant_record *rec = ekmfs_keyring_tenant_by_id(&k->kr, kt->id);
+	struct ekmfs_kek_record *cur = rec ? ekmfs_tenant_kek(rec, rec->current_version) : NULL;
+	struct ekmfs_wrap_context ctx;
+	char why[600];
+	uint8_t *key;
+	int ret;
+
+	memset(np, 0, sizeof(*np));
+	if (!cur)
+		return 0;       /* cannot happen for an open tenant; keep the old */
+	np->kt = kt;
+	np->tc = malloc(sizeof(*np->tc));
+	key = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	if (!np->tc || !key) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	*np->tc = *tc;
+	ekmfs_clearerr();
+	ret = ekmfs_provider_open(np->tc, rec, false, &np->prov);
+	if (!ret) {
+		ctx = (struct ekmfs_wrap_context){ k->vol.volume_id, rec->name,
+						   rec->current_version };
+		ret = np->prov->ops->unwrap(np->prov, &ctx, &cur->wrapped, key);
+	}
+	if (ret) {
+		snprintf(why, sizeof(why), "%s", ekmfs_lasterr()[0] ? ekmfs_lasterr() :
+			 strerror(-ret));
+		ekmfs_seterr("tenant '%s': the changed provider settings cannot unwrap its KEK "
+			     "v%u: %s", kt->name, rec->current_version, why);
+		goto fail;
+	}
+	ekmfs_secure_free(key, EKMFS_KEY_SIZE);
+	return 0;
+fail:
+	ekmfs_secure_free(key, EKMFS_KEY_SIZE);
+	if (np->prov)
+		ekmfs_provider_close(np->prov);
+	free(np->tc);
+	memset(np, 0, sizeof(*np));
+	return ret;
+}
+
+/* Put a prepared provider in place of the tenant's running one. The
+ * cached KEKs stay: they are the same keys, only their wrapping moved. */
+static void install_provider(struct new_provider *np)
+{
+	struct key_tenant *kt = np->kt;
+
+	ekmfs_provider_close(kt->prov);
+	free(kt->prov_tc);
+	kt->prov = np->prov;
+	kt->prov_tc = np->tc;
+	kt->tc = *np->tc;
+	ekmfs_log(EKMFS_LOG_INFO, "tenant '%s': provider settings changed; now in use",
+		  kt->name);
+}
+
 static int set_enabled(struct ekmfs_keyring *kr, void *arg)
 {
 	const struct ekmfs_tenant_config *tc = arg;
@@ -1205,6 +1295,8 @@ int ekmfs_keys_apply_config(struct ekmfs_keys *k, const struct ekmfs_config *cfg
 {
 	struct ekmfs_config *policy = malloc(sizeof(*policy));
 	bool created[EKMFS_MAX_TENANTS] = { false };
+	struct new_provider *fresh_provs;
+	size_t nfresh = 0;
 	int ret;
 
 	if (!policy)
@@ -1251,6 +1343,31 @@ int ekmfs_keys_apply_config(struct ekmfs_keys *k, const struct ekmfs_config *cfg
 
 	pthread_rwlock_wrlock(&k->lock);
 	keyring_refresh(k);
+	/* Changed provider settings (a new key file or key id after
+	 * ekmfs-rotate cmk): every new provider is opened and checked before
+	 * any replaces its running one, so a reload applies all or none. */
+	fresh_provs = calloc(k->ntenants ? k->ntenants : 1, sizeof(*fresh_provs));
+	if (!fresh_provs)
+		ret = -ENOMEM;
+	for (size_t i = 0; i < k->ntenants && !ret; i++) {
+		struct key_tenant *kt = k->tenants[i];
+		const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(cfg, kt->name);
+
+		if (tc && strcmp(tc->provider, kt->tc.provider) == 0 &&
+		    provider_settings_differ(&kt->tc, tc))
+			ret = prepare_provider(k, kt, tc, &fresh_provs[nfresh++]);
+	}
+	for (size_t i = 0; i < nfresh; i++) {
+		if (!fresh_provs[i].prov)
+			continue;
+		if (ret) {
+			ekmfs_provider_close(fresh_provs[i].prov);
+			free(fresh_provs[i].tc);
+		} else {
+			install_provider(&fresh_provs[i]);
+		}
+	}
+	free(fresh_provs);
 	for (size_t i = 0; i < k->kr.ntenants && !ret; i++) {
 		struct ekmfs_tenant_record *rec = &k->kr.tenants[i];
 		const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(cfg, rec->name);
@@ -1273,9 +1390,11 @@ int ekmfs_keys_apply_config(struct ekmfs_keys *k, const struct ekmfs_config *cfg
 				  rec->name);
 			continue;
 		}
-		if (provider_settings_differ(&kt->tc, tc))
-			ekmfs_log(EKMFS_LOG_WARN, "tenant '%s': provider settings changed; they take "
-				  "effect at the next mount (the keys in use stay)", rec->name);
+		/* (Changed settings of the same provider were applied above.) */
+		if (strcmp(tc->provider, kt->tc.provider) != 0)
+			ekmfs_log(EKMFS_LOG_WARN, "tenant '%s': provider changed from %s to %s; "
+				  "the keys in use stay, the next mount checks it against the "
+				  "keyring", rec->name, kt->tc.provider, tc->provider);
 		copy_policy(&kt->tc, tc);
 	}
 	if (!ret) {

@@ -44,15 +44,15 @@ int ekmfs_secret_open(const char *path, const char *what, int *out)
 	}
 	if (st.st_uid != geteuid()) {
 		ret = -EPERM;
-		ekmfs_seterr("%s %s is owned by uid %u, not by uid %u that runs ekmfs", what,
-			     path, (unsigned)st.st_uid, (unsigned)geteuid());
+		ekmfs_seterr("%s %s is owned by uid %u, not by uid %u that runs ekmfs; "
+			     "chown %u %s", what, path, (unsigned)st.st_uid,
+			     (unsigned)geteuid(), (unsigned)geteuid(), path);
 		goto fail;
 	}
 	if (st.st_mode & 077) {
 		ret = -EPERM;
-		ekmfs_seterr("%s %s has mode %04o: it must not be accessible by group or "
-			     "others (chmod 600 %s)", what, path,
-			     (unsigned)(st.st_mode & 07777), path);
+		ekmfs_seterr("%s %s has mode %04o (group/other may read it); chmod 600 %s",
+			     what, path, (unsigned)(st.st_mode & 07777), path);
 		goto fail;
 	}
 	if (fcntl(fd, F_SETFL, 0) < 0) {

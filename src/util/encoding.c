@@ -4,6 +4,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -105,15 +106,97 @@ void ekmfs_time_rfc3339(time_t t, char *out, size_t outlen)
 	strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Digits of a fixed width at *p, advanced past them; -1 if not digits. */
+static int fixed_digits(const char **p, int width)
+{
+	int n = 0;
+
+	for (int i = 0; i < width; i++) {
+		if (!isdigit((unsigned char)(*p)[i]))
+			return -1;
+		n = n * 10 + ((*p)[i] - '0');
+	}
+	*p += width;
+	return n;
+}
+
+static bool leap_year(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* The one parser of points in time for configuration, command lines and
+ * stored records: the date checks live here only. */
+int ekmfs_time_parse(const char *s, unsigned flags, time_t *t, const char **why)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	const char *bad = flags & EKMFS_TIME_DATE ?
+		"not a date YYYY-MM-DD or a time YYYY-MM-DDTHH:MM[:SS] with Z or +HH:MM" :
+		"not a time YYYY-MM-DDTHH:MM[:SS] with Z or +HH:MM";
+	const char *p = s, *reason = bad;
+	struct tm tm = { 0 };
+	int y, mo, d, h = 0, mi = 0, sec = 0, off = 0;
+	time_t v;
+
+	y = fixed_digits(&p, 4);
+	if (y < 0 || *p++ != '-' || (mo = fixed_digits(&p, 2)) < 0 || *p++ != '-' ||
+	    (d = fixed_digits(&p, 2)) < 0)
+		goto fail;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p++;
+		if ((h = fixed_digits(&p, 2)) < 0 || *p++ != ':' || (mi = fixed_digits(&p, 2)) < 0)
+			goto fail;
+		if (*p == ':') {
+			p++;
+			if ((sec = fixed_digits(&p, 2)) < 0)
+				goto fail;
+			if (*p == '.') {        /* fractional seconds: dropped */
+				if (!isdigit((unsigned char)*++p))
+					goto fail;
+				while (isdigit((unsigned char)*p))
+					p++;
+			}
+		}
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			int sign = *p++ == '-' ? -1 : 1, oh, om;
+
+			if ((oh = fixed_digits(&p, 2)) < 0 || *p++ != ':' ||
+			    (om = fixed_digits(&p, 2)) < 0 || oh > 23 || om > 59)
+				goto fail;
+			off = sign * (oh * 3600 + om * 60);
+		} else {
+			reason = "a time needs its zone: end it with Z or +HH:MM";
+			goto fail;
+		}
+	} else if (!(flags & EKMFS_TIME_DATE)) {
+		goto fail;
+	}
+	if (*p != '\0')
+		goto fail;
+	reason = "no such date or time";
+	if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 ||
+	    d > mdays[mo - 1] + (mo == 2 && leap_year(y)) || h > 23 || mi > 59 || sec > 60)
+		goto fail;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	v = timegm(&tm);
+	if (v == (time_t)-1)
+		goto fail;
+	*t = v - off;
+	return 0;
+fail:
+	if (why)
+		*why = reason;
+	return -EINVAL;
+}
+
 int ekmfs_time_parse_rfc3339(const char *s, time_t *t)
 {
-	struct tm tm = { 0 };
-	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-
-	if (!end)
-		return -EINVAL;
-	if (strcmp(end, "Z") != 0 && strcmp(end, "+00:00") != 0)
-		return -EINVAL;
-	*t = timegm(&tm);
-	return 0;
+	return ekmfs_time_parse(s, 0, t, NULL);
 }

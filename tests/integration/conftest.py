@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("EKMFS_BUILD", str(REPO / "build"))).resolve()
 EKMFS = BUILD / "ekmfs"
 ADMIN = BUILD / "ekmfs-admin"
+ROTATE = BUILD / "ekmfs-rotate"
 
 # Sanitizer builds are several times slower: scale every wait.
 SLOW = 4 if "asan" in BUILD.name or os.environ.get("EKMFS_SLOW") else 1

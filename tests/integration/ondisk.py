@@ -12,9 +12,8 @@ import struct
 import subprocess
 import time
 
-from conftest import BUILD, HEADER_SIZE, SLOW, run_cli, sanitizer_report
+from conftest import HEADER_SIZE, ROTATE, SLOW, run_cli, sanitizer_report
 
-ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
 SLOT = 96                     # key slots at header bytes 32 and 128
 
 

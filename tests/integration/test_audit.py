@@ -10,14 +10,14 @@ plaintext files (including the leftover of an interrupted import).
 import errno
 import json
 import os
+import re
+import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import BUILD, block_offset, errno_of, is_mounted, run_as, run_cli
-
-ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
+from conftest import BUILD, REPO, ROTATE, block_offset, errno_of, is_mounted, run_as, run_cli
 
 
 @pytest.fixture
@@ -94,6 +94,68 @@ def test_init_mount_tamper_unmount_are_recorded(avol):
     assert len(r.stdout.splitlines()) == 6 and "volume_init" in r.stdout
     r = avol.admin("audit", "show", "--since", "2999-01-01T00:00:00Z", avol.backing)
     assert r.stdout == ""
+
+
+def help_events():
+    """The event names ekmfs-admin --help lists under audit show."""
+    text = run_cli([BUILD / "ekmfs-admin", "--help"]).stdout
+    block = text.split("one of the event names", 1)[1].split("\n  lock ", 1)[0]
+    return re.findall(r"[a-z_]+(?=,|\s*$)", block.split(":", 1)[1])
+
+
+def test_audit_show_knows_its_event_names(volume):
+    """An unknown --event is a usage error (one line, exit 2) listing the
+    known names, which are those --help lists and docs/AUDIT.md's table."""
+    listed = help_events()
+    assert {"volume_init", "mount", "lock", "cmk_changed", "migrate_refused"} <= set(listed)
+    r = volume.admin("audit", "show", "--event", "bogus", volume.backing)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ekmfs-admin: --event bogus: no such "
+                                                   "audit event"), r.stderr
+    assert re.findall(r"[a-z_]+(?=,|$)", lines[0].split("are: ", 1)[1]) == listed
+    # docs/AUDIT.md's table names the same events
+    doc = (REPO / "docs" / "AUDIT.md").read_text()
+    table = doc.split("| event | by | when |", 1)[1].split("\n\n", 1)[0]
+    documented = [n for row in table.splitlines()[2:]
+                  for n in re.findall(r"`([a-z_]+)`", row.split("|")[1])]
+    assert sorted(documented) == sorted(listed)
+    # a known event is accepted (and matches nothing on a fresh volume's log)
+    r = volume.admin("audit", "show", "--event", "migrate_refused", volume.backing)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+
+
+def test_audit_show_since_takes_dates_and_offsets(volume, tmp_path):
+    """--since takes a date (00:00 UTC) or RFC 3339 with an offset or Z and
+    fractional seconds; impossible dates and zoneless times are refused."""
+    log = tmp_path / "audit.log"
+    times = ["2026-12-03T23:59:59Z", "2026-12-04T00:00:00Z", "2026-12-04T08:30:00Z"]
+    log.write_text("".join(json.dumps({"seq": i + 1, "time": t, "event": "mount",
+                                       "outcome": "success"}) + "\n"
+                           for i, t in enumerate(times)))
+
+    def shown(since):
+        r = volume.admin("audit", "show", "--json", "--log", log, "--since", since,
+                         volume.backing)
+        assert r.returncode == 0, (since, r.stderr)
+        return [json.loads(l)["seq"] for l in r.stdout.splitlines()]
+
+    assert shown("2026-12-04") == [2, 3]
+    assert shown("2026-12-03") == [1, 2, 3]
+    assert shown("2026-12-04T10:00:00+02:00") == [3]           # 08:00Z
+    assert shown("2026-12-04T01:00:00+01:00") == [2, 3]        # 00:00Z
+    assert shown("2026-12-03T23:59:59.750-00:00") == [1, 2, 3]
+    assert shown("2026-12-04T08:30:01Z") == []
+    for bad, why in [("2026-02-30", "no such date"), ("2027-02-29", "no such date"),
+                     ("2026-12-04T24:00:00Z", "no such date"),
+                     ("2026-12-04T10:00:00", "a time needs its zone"),
+                     ("yesterday", "not a date")]:
+        r = volume.admin("audit", "show", "--log", log, "--since", bad, volume.backing)
+        assert r.returncode == 2 and r.stdout == "", (bad, r.returncode)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            "ekmfs-admin: --since %s: %s" % (bad, why)), r.stderr
+    assert shown("2028-02-29") == []                          # a leap day exists
 
 
 def make_records(vol, n_mounts=2):
@@ -198,6 +260,81 @@ def test_lock_unlock_with_open_files(avol):
     assert locks[0]["uid"] == 0 and locks[0]["pid"] > 0
     assert "nobody" in locks[1]["reason"]
     assert verify(avol).returncode == 0
+
+
+def avol_config(vol, key_file):
+    vol.write_config("[daemon]\ncontrol_dir = %s\n[audit]\nfile = %s\n"
+                     "[tenant.default]\nkey_file = %s\n"
+                     % (vol.run_dir, vol.audit_log, key_file))
+
+
+def new_cmk(vol):
+    """ekmfs-rotate cmk --to a fresh key file, as docs/ROTATION.md says."""
+    new_key = vol.keydir / "new.key"
+    new_key.write_text(run_cli([BUILD / "ekmfs-admin", "keygen"]).stdout)
+    os.chmod(new_key, 0o600)
+    r = run_cli([ROTATE, "-c", vol.config, "cmk", "--to", new_key, vol.backing])
+    assert r.returncode == 0, r.stderr
+    assert "key_file = %s" % new_key in r.stdout
+    return new_key
+
+
+def test_unlock_after_a_cmk_change_uses_the_new_key(avol):
+    """After ekmfs-rotate cmk --to NEW (the daemon still holds the old key
+    file), lock + unlock re-reads the configuration: with key_file = NEW the
+    files are readable again; with the old key_file unlock says why, in
+    one line without the errno token, and the tenant stays locked."""
+    m = avol.mount()
+    (avol.mnt / "doc").write_bytes(b"before the CMK change " * 500)
+    new_key = new_cmk(avol)
+    assert avol.admin("lock", avol.mnt).returncode == 0
+    # the configuration still names the old key: refused, still locked
+    r = avol.admin("unlock", avol.mnt)
+    assert r.returncode == 1 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("ekmfs-admin: %s: key file %s is not the key of tenant "
+                               "'default'" % (avol.mnt, avol.key_file)), lines[0]
+    assert lines[0].endswith("- still locked (the configuration file was re-read)")
+    assert "EKEYREJECTED" not in r.stderr
+    assert errno_of(open, avol.mnt / "doc", "rb") == errno.ENOKEY
+    # the configuration names the new key, as the cmk output says: unlocked
+    avol_config(avol, new_key)
+    r = avol.admin("unlock", avol.mnt)
+    assert r.returncode == 0, r.stderr
+    assert "the configuration was re-read" in r.stdout
+    assert (avol.mnt / "doc").read_bytes() == b"before the CMK change " * 500
+    (avol.mnt / "after").write_bytes(b"new file")
+    assert "tenant 'default': provider settings changed; now in use" in m.log()
+    m.unmount()
+    # the volume opens with the new key alone
+    m = avol.mount()
+    assert (avol.mnt / "after").read_bytes() == b"new file"
+    m.unmount()
+
+
+def test_sighup_applies_a_new_key_file_that_opens_the_keyring(avol):
+    """A reload takes a changed key_file once it opens the keyring (after
+    ekmfs-rotate cmk), and refuses one that does not (before it)."""
+    m = avol.mount()
+    (avol.mnt / "doc").write_bytes(b"x" * 9000)
+    other = avol.keydir / "other.key"
+    other.write_text(run_cli([BUILD / "ekmfs-admin", "keygen"]).stdout)
+    os.chmod(other, 0o600)
+    avol_config(avol, other)                  # not (yet) the keyring's key
+    m.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload refused" in m.log())
+    assert "the changed provider settings cannot unwrap its KEK v1" in m.log()
+    avol_config(avol, avol.key_file)
+    new_key = new_cmk(avol)
+    avol_config(avol, new_key)
+    m.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "provider settings changed; now in use" in m.log())
+    assert avol.admin("lock", avol.mnt).returncode == 0
+    r = avol.admin("unlock", avol.mnt)
+    assert r.returncode == 0 and "re-read" not in r.stdout, r.stdout + r.stderr
+    assert (avol.mnt / "doc").read_bytes() == b"x" * 9000
+    m.unmount()
 
 
 def test_import_plaintext(avol):

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BLOCK, BUILD, CBLOCK, HEADER_SIZE, SLOW, Volume, block_offset,
+from conftest import (BLOCK, BUILD, CBLOCK, HEADER_SIZE, ROTATE, SLOW, Volume, block_offset,
                       drop_caches, make_root, run_cli, wait_sealed)
-
-ROTATE = BUILD / "tools" / "rotate" / "ekmfs-rotate"
 
 
 # ---- helpers ---------------------------------------------------------------------

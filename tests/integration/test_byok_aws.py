@@ -465,8 +465,7 @@ def test_rotate_cmk_to_a_new_kms_key_uses_reencrypt(aws_vol):
     """`ekmfs-rotate cmk --to NEW_KEY` re-wraps the KEKs inside KMS
     (ReEncrypt: the KEK never leaves the service); the volume then opens
     with the new key while the old one is disabled."""
-    from conftest import BUILD, run_cli
-    rotate = BUILD / "tools" / "rotate" / "ekmfs-rotate"
+    from conftest import ROTATE as rotate, run_cli
     vol = aws_vol
     vol.init()
     m = vol.mount()

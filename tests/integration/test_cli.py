@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import (ADMIN, EKMFS, REPO, dir_state, is_mounted, run_as,
+from conftest import (ADMIN, EKMFS, REPO, ROTATE, dir_state, is_mounted, run_as,
                       run_cli)
 
 # ---- helpers -------------------------------------------------------------------
@@ -179,6 +179,26 @@ def test_mountpoint_inside_backing_refused(volume):
         raise AssertionError("ekmfs mounted inside its own backing directory")
     assert not is_mounted(inner)
     one_line_error(r)
+
+
+@pytest.mark.parametrize("foreground", [True, False], ids=["-f", "detached"])
+def test_bad_directory_argument_is_named(volume, foreground):
+    """A missing or non-directory BACKING or MOUNTPOINT: the one line says
+    which argument it is."""
+    missing = volume.root / "nope"
+    afile = volume.root / "afile"
+    afile.write_text("x")
+    fg = ["-f"] if foreground else []
+    for backing, mnt, expected in [
+            (missing, volume.mnt, "ekmfs: BACKING %s: No such file or directory" % missing),
+            (volume.backing, missing, "ekmfs: MOUNTPOINT %s: No such file or directory"
+             % missing),
+            (afile, volume.mnt, "ekmfs: BACKING %s: Not a directory" % afile),
+            (volume.backing, afile, "ekmfs: MOUNTPOINT %s: Not a directory" % afile)]:
+        r = run_cli([EKMFS, "-c", volume.config] + fg + [backing, mnt], timeout=20)
+        assert r.returncode == 1, (backing, mnt, r.returncode)
+        assert one_line_error(r) == expected
+        assert not is_mounted(volume.mnt)
 
 
 def test_daemonized_mount_and_unmount(volume):
@@ -340,6 +360,32 @@ def test_status_of_non_volume(fresh):
     one_line_error(fresh.admin("verify", fresh.backing))
 
 
+def test_admin_test_needs_an_existing_backing(volume):
+    """`test` accepts a directory that is not a volume yet (to test a key
+    before init), but not a path that does not exist or is no directory,
+    nor a volume whose descriptor is unreadable: exit 1, one line."""
+    missing = volume.root / "no" / "such"
+    r = volume.admin("test", missing)
+    assert r.returncode == 1 and r.stdout == ""
+    assert one_line_error(r) == "ekmfs-admin: BACKING %s: No such file or directory" % missing
+    r = volume.admin("test", "--json", volume.config)
+    assert r.returncode == 1 and r.stdout == ""
+    assert one_line_error(r) == "ekmfs-admin: BACKING %s: Not a directory" % volume.config
+
+    empty = volume.root / "empty"
+    empty.mkdir()
+    r = volume.admin("test", empty)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "BACKING is not a volume yet" in r.stdout
+    r = volume.admin("test", volume.backing)
+    assert r.returncode == 0 and "keyring KEK unwraps" in r.stdout, r.stdout + r.stderr
+
+    (volume.backing / ".ekmfs" / "volume.json").write_text("{ not json")
+    r = volume.admin("test", volume.backing)
+    assert r.returncode == 1 and r.stdout == ""
+    one_line_error(r, "volume.json")
+
+
 # ---- passphrase volumes ----------------------------------------------------------------
 
 
@@ -392,12 +438,43 @@ def test_empty_passphrase_refused(fresh):
 # ---- help and usage ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("binary", [EKMFS, ADMIN], ids=["ekmfs", "ekmfs-admin"])
+TOOLS = [EKMFS, ADMIN, ROTATE]
+TOOL_IDS = ["ekmfs", "ekmfs-admin", "ekmfs-rotate"]
+
+
+@pytest.mark.parametrize("binary", TOOLS, ids=TOOL_IDS)
 def test_help(binary):
+    """Every tool answers -h/--help the same way: the usage on stdout,
+    nothing on stderr, exit 0."""
     for flag in ("--help", "-h"):
         r = run_cli([binary, flag])
         assert r.returncode == 0, r.stderr
-        assert "usage" in (r.stdout + r.stderr).lower()
+        assert r.stdout.startswith("Usage: %s " % binary.name), r.stdout[:200]
+        assert r.stderr == ""
+
+
+@pytest.mark.parametrize("binary", TOOLS, ids=TOOL_IDS)
+def test_version(binary):
+    """Every tool answers -V/--version, before any command, with the same
+    first line 'NAME X.Y.Z' on stdout and exit 0."""
+    for flag in ("--version", "-V"):
+        r = run_cli([binary, flag])
+        assert r.returncode == 0, (flag, r.stderr)
+        assert re.fullmatch(r"%s \d+\.\d+\.\d+" % re.escape(binary.name),
+                            r.stdout.splitlines()[0]), r.stdout
+        assert r.stderr == ""
+
+
+def test_rotate_version_is_retires_option_after_the_command(volume):
+    """After the command, --version N is still retire's KEK version."""
+    r = run_cli([ROTATE, "-c", volume.config, "retire", "--version", "1", volume.backing])
+    assert r.returncode == 4 and "KEK v1 is the current version" in r.stderr, r.stderr
+    r = run_cli([ROTATE, "-c", volume.config, "retire", volume.backing, "--version=1"])
+    assert r.returncode == 4 and "KEK v1 is the current version" in r.stderr, r.stderr
+    r = run_cli([ROTATE, "retire", "--version", "x", volume.backing])
+    assert r.returncode == 2 and "--version wants a KEK version number" in r.stderr
+    r = run_cli([ROTATE, "kek", "--version", "2", volume.backing])
+    assert r.returncode == 2 and "belong to retire" in r.stderr
 
 
 def test_usage_errors():
@@ -449,11 +526,6 @@ def test_signal_unmounts_and_exits_0(volume, sig):
     m2 = volume.mount()
     assert (volume.mnt / "f").read_bytes() == b"x" * 5000
     m2.unmount()
-
-
-def test_version():
-    r = run_cli([EKMFS, "--version"])
-    assert r.returncode == 0 and re.search(r"\d+\.\d+\.\d+", r.stdout + r.stderr)
 
 
 def test_status_needs_no_key_verify_needs_the_right_one(volume):

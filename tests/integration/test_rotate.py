@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, HEADER_SIZE, SLOW, Volume, run_cli
+from conftest import BUILD, HEADER_SIZE, SLOW, Volume, dir_state, run_cli
 from ondisk import (ROTATE, SLOT, after_header, audit_records, backing_files, kill_at_random,
                     rotate, slots, tree_hash)
 
@@ -340,9 +340,38 @@ def test_retire_refused_while_referenced_then_destroy(volume):
     assert r.returncode == 1 and "no KEK version 7" in r.stderr
 
 
+def test_first_cmk_change_after_init_is_allowed(volume):
+    """The CMK set at init has never been changed: replacing it is the first
+    change, not held back by min_cmk_change_interval; the next one is."""
+    vol = volume
+    st = rotate(vol, "status", json_out=True).json["tenants"][0]
+    assert st["cmk_changed"] is False
+    assert st["next_cmk_change_allowed"] == st["last_cmk_change"]
+    text = rotate(vol, "status").stdout
+    assert "last CMK change: none (the CMK set at creation" in text, text
+    newkey = vol.keydir / "new.key"
+    newkey.write_text(run_cli([BUILD / "ekmfs-admin", "keygen"]).stdout)
+    os.chmod(newkey, 0o600)
+    r = rotate(vol, "cmk", "--to", newkey, json_out=True)
+    assert r.returncode == 0 and r.json["outcome"] == "done", r.stderr
+    assert ("min_cmk_change_interval (1d) not applied: this is the first change of the "
+            "CMK tenant 'default' was created with") in r.json["message"]
+    st = rotate(vol, "status", json_out=True).json["tenants"][0]
+    assert st["cmk_changed"] is True and st["last_cmk_change"] > st["keks"][0]["created"]
+    # the second change is a change of a key in use: the interval applies
+    vol.write_config("[tenant.default]\nkey_file = %s\n" % newkey)
+    r = rotate(vol, "cmk", json_out=True)
+    assert r.returncode == 4 and r.json["outcome"] == "refused", r.stderr
+    assert "less than min_cmk_change_interval (1d) ago" in r.stderr
+    v = vol.admin("verify", vol.backing)
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
 def test_cmk_interval_refusal_force_and_new_key(volume):
     vol = volume
     benchgen(vol, 20, 5000)
+    r = rotate(vol, "cmk")                  # the first change after init: allowed
+    assert r.returncode == 0, r.stderr
     r = rotate(vol, "cmk", json_out=True)
     assert r.returncode == 4 and r.json["outcome"] == "refused"
     assert "min_cmk_change_interval" in r.stderr
@@ -373,7 +402,9 @@ def test_cmk_interval_refusal_force_and_new_key(volume):
                      % newkey)
     v = vol.admin("verify", vol.backing)
     assert v.returncode == 0, v.stdout + v.stderr
-    time.sleep(1.1)
+    # (a change in the second the volume was created is recorded one second
+    # later, to tell it from the CMK set at creation: wait two)
+    time.sleep(2.1)
     r = rotate(vol, "cmk")                                       # interval passed
     assert r.returncode == 0, r.stderr
     m = vol.mount()
@@ -384,6 +415,64 @@ def test_cmk_interval_refusal_force_and_new_key(volume):
 
 
 # ---- bad input and refusals ------------------------------------------------
+
+WRITING_COMMANDS = [["kek"], ["rewrap"], ["retire", "--version", "1"], ["cmk", "--force"],
+                    ["migrate"]]
+
+
+def error_line(r):
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_errors_lead_with_the_cause_and_fix(volume):
+    """An error line is: the root cause, what to do, then what it meant for
+    the volume (" - nothing was changed"), for every writing command."""
+    vol = volume
+    (vol.root / "audit.log").unlink()
+
+    def state():            # the lock file (empty) is all a refused run may leave
+        st = dir_state(vol.backing)
+        st.pop(".ekmfs/rotate.lock", None)
+        st.pop(".ekmfs")
+        return st
+
+    before = state()
+    key = vol.key_file
+    os.chmod(key, 0o644)
+    for args in WRITING_COMMANDS:
+        r = rotate(vol, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert error_line(r) == ("ekmfs-rotate: key file %s has mode 0644 (group/other may "
+                                 "read it); chmod 600 %s - nothing was changed" % (key, key))
+    os.chmod(key, 0o600)
+    good = key.read_bytes()
+    key.write_text(run_cli([BUILD / "ekmfs-admin", "keygen"]).stdout)
+    for args in WRITING_COMMANDS:
+        r = rotate(vol, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        line = error_line(r)
+        assert line.startswith("ekmfs-rotate: key file %s is not the key of tenant 'default' "
+                               "(its fingerprint is " % key), line
+        assert "); configure the key the keyring is wrapped with" in line, line
+        assert line.endswith(" - nothing was changed"), line
+    key.write_bytes(good)
+    assert state() == before
+    log = vol.root / "audit.log"
+    assert not log.exists() or log.read_text() == ""        # no record either
+    # a refusal says so at the end
+    r = rotate(vol, "retire", "--version", "1")
+    assert r.returncode == 4
+    assert error_line(r) == ("ekmfs-rotate: KEK v1 is the current version of tenant "
+                             "'default'; rotate first (ekmfs-rotate kek) - refused, "
+                             "nothing was changed")
+    # read-only commands and dry runs have nothing to add
+    os.chmod(key, 0o644)
+    r = rotate(vol, "kek", "--dry-run")
+    assert r.returncode == 1 and error_line(r).endswith("chmod 600 %s" % key), r.stderr
+    os.chmod(key, 0o600)
+
 
 def test_corrupt_headers_skipped_and_reported(volume):
     vol = volume
@@ -474,6 +563,7 @@ def test_rotation_is_audited(volume):
     with open(victim, "r+b") as f:                 # one unreadable header
         f.write(b"XXXX")
     assert rotate(vol, "kek", "-q").returncode == 3
+    assert rotate(vol, "cmk", "-q").returncode == 0  # the first change: allowed
     r = rotate(vol, "cmk")
     assert r.returncode == 4                        # interval: refused, audited
     rotate(vol, "rewrap", "--dry-run")              # a dry run writes no record
@@ -483,7 +573,7 @@ def test_rotation_is_audited(volume):
     recs = audit_records(vol)
     ev = [r["event"] for r in recs]
     for name in ("kek_created", "rewrap_start", "rewrap_skipped_file", "rewrap_finish",
-                 "cmk_change_refused", "kek_retired", "kek_destroyed"):
+                 "cmk_changed", "cmk_change_refused", "kek_retired", "kek_destroyed"):
         assert name in ev, (name, ev)
     assert ev.index("kek_created") < ev.index("rewrap_start") < ev.index("rewrap_finish")
     created = recs[ev.index("kek_created")]

@@ -123,11 +123,16 @@ static void test_every_key(void)
 	CHECK_EQ_INT(cfg.rotation_check_interval, 60);
 	CHECK_EQ_INT(load_text("[daemon]\nlog_level = info\n"), 0);
 	CHECK_EQ_INT(cfg.log_level, EKMFS_LOG_INFO);
+	CHECK(cfg.log_file[0] == '\0');                /* default: syslog / stderr */
+	CHECK_EQ_INT(load_text("[daemon]\nlog_file = /var/log/ekmfs/vault.log\n"), 0);
+	CHECK(strcmp(cfg.log_file, "/var/log/ekmfs/vault.log") == 0);
 }
 
 static void test_errors(void)
 {
 	expect_error("[daemon]\nmax_threads = 4\nfoo = 1\n", 3, "unknown key 'foo' in [daemon]");
+	expect_error("[daemon]\nlog_file = vault.log\n", 2, "bad value 'vault.log' for key "
+		     "'log_file' in [daemon]: must be an absolute path");
 	expect_error("; c\n[tenant.default]\n\nkeyfile = /x\n", 4,
 		     "unknown key 'keyfile' in [tenant.default]");
 	/* Sections are refused even when empty (inih never reports those). */

@@ -435,6 +435,39 @@ static void test_lock(void)
 	rm_tree(path);
 }
 
+/* The CMK set at a tenant's creation vs a CMK change (ekmfs-rotate cmk's
+ * first change is not held back by min_cmk_change_interval). */
+static void test_cmk_changed(void)
+{
+	const time_t created = 1796342400;
+	/* versions out of order: the first KEK is the lowest version */
+	struct ekmfs_kek_record k[3] = {
+		{ .version = 3, .created = created + 7200 },
+		{ .version = 1, .created = created, .state = EKMFS_KEK_DESTROYED },
+		{ .version = 2, .created = created + 3600 },
+	};
+	struct ekmfs_tenant_record t = { .keks = k, .nkeks = 3, .current_version = 3,
+					 .last_cmk_change = created };
+
+	/* as init and tenant creation write it, KEK rotations notwithstanding */
+	CHECK(!ekmfs_tenant_cmk_changed(&t));
+	/* a change records its time */
+	t.last_cmk_change = ekmfs_tenant_cmk_change_time(&t, created + 86400);
+	CHECK_EQ_INT(t.last_cmk_change, created + 86400);
+	CHECK(ekmfs_tenant_cmk_changed(&t));
+	/* a change in the same second as the creation still counts */
+	t.last_cmk_change = ekmfs_tenant_cmk_change_time(&t, created);
+	CHECK_EQ_INT(t.last_cmk_change, created + 1);
+	CHECK(ekmfs_tenant_cmk_changed(&t));
+	/* a clock behind the creation time too */
+	CHECK_EQ_INT(ekmfs_tenant_cmk_change_time(&t, created - 50), created + 1);
+	/* no KEK at all (never in a valid keyring): counts as changed, so the
+	 * interval applies */
+	t.nkeks = 0;
+	t.last_cmk_change = created;
+	CHECK(ekmfs_tenant_cmk_changed(&t));
+}
+
 int main(void)
 {
 	if (!mkdtemp(root)) {
@@ -447,6 +480,7 @@ int main(void)
 	RUN(test_keyring_malformed);
 	RUN(test_keyring_update);
 	RUN(test_lock);
+	RUN(test_cmk_changed);
 	rm_tree(root);
 	return CHECK_DONE();
 }

@@ -217,7 +217,7 @@ static void test_init_refusals(void)
 	CHECK_EQ_INT(write_file(path, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", 0644), 0);
 	snprintf(cfg.tenants[0].key_file, PATH_MAX, "%s", path);
 	CHECK_EQ_INT(ekmfs_volume_init(f.bfd, &cfg, &vol), -EPERM);
-	CHECK(has("has mode 0644: it must not be accessible by group or others (chmod 600"));
+	CHECK(has("has mode 0644 (group/other may read it); chmod 600 "));
 	CHECK(!exists_at(f.bfd, ".ekmfs"));
 	/* Not a volume: open says how to make one. */
 	struct ekmfs_keys *k;

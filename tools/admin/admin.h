@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -23,6 +24,8 @@ typedef int (*admin_file_fn)(const char *path, const char *relpath,
 			     const struct stat *st, void *arg);
 /* Walk the backing directory without following symlinks. 0 or -errno. */
 int admin_walk_files(const char *backing, admin_file_fn fn, void *arg);
+/* The bytes of those files (best effort: a progress bar's total). */
+uint64_t admin_bytes_below(const char *backing);
 
 /* status.c: how many files each (tenant, KEK version) protects, from the
  * plaintext slot fields of every header (no key needed). */
@@ -117,6 +120,9 @@ int admin_audit_preflight(const struct ekmfs_config *cfg);
 int admin_audit_init_record(const char *backing, const struct ekmfs_config *cfg);
 /* `audit verify|show ...` (argv[0] is "audit") */
 int admin_audit_main(int argc, char **argv, const struct ekmfs_config *cfg);
+/* The audit event names ("a, b, c"), indented, wrapped before column width
+ * (0: one line), ending in a newline. */
+void admin_print_audit_events(FILE *f, int indent, int width);
 /* control_client.c: the daemon's control socket (ekmfs_volume_control_path).
  * request: send req (one line), *reply = the answer's first line (malloc'd).
  * timeout_s 0: wait as long as the daemon takes. 0 or -errno (-ENOENT or

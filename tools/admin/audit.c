@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "tool.h"
 #include "ekmfs/audit.h"
 #include "ekmfs/keys.h"
 #include "ekmfs/util.h"
@@ -157,6 +158,8 @@ static int audit_verify(int argc, char **argv, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: usage: audit verify [--log FILE]... BACKING\n");
 		return EXIT_USAGE;
 	}
+	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
+		return EXIT_FAIL;
 	rc = admin_audit_open(argv[optind], cfg, &a);
 	if (rc)
 		return say(rc);
@@ -212,6 +215,28 @@ static void show_text(json_object *o)
 	printf("\n");
 }
 
+void admin_print_audit_events(FILE *f, int indent, int width)
+{
+	const char *name;
+	int col = indent;
+
+	fprintf(f, "%*s", indent, "");
+	for (size_t i = 0; (name = ekmfs_audit_event_name(i)); i++) {
+		int len = (int)strlen(name) + (ekmfs_audit_event_name(i + 1) ? 1 : 0);
+
+		if (i && width && col + 1 + len > width) {
+			fprintf(f, "\n%*s", indent, "");
+			col = indent;
+		} else if (i) {
+			fputc(' ', f);
+			col++;
+		}
+		fprintf(f, "%s%s", name, ekmfs_audit_event_name(i + 1) ? "," : "");
+		col += len;
+	}
+	fputc('\n', f);
+}
+
 static int audit_show(int argc, char **argv, const struct ekmfs_config *cfg)
 {
 	static const struct option longopts[] = {
@@ -222,7 +247,7 @@ static int audit_show(int argc, char **argv, const struct ekmfs_config *cfg)
 		{ "log", required_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *event = NULL, *tenant = NULL, *log = NULL;
+	const char *event = NULL, *tenant = NULL, *log = NULL, *why;
 	char path[PATH_MAX], *line = NULL;
 	struct ekmfs_volume vol;
 	time_t since = 0;
@@ -236,13 +261,20 @@ static int audit_show(int argc, char **argv, const struct ekmfs_config *cfg)
 	while ((opt = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
-			if (ekmfs_time_parse_rfc3339(optarg, &since) < 0) {
-				fprintf(stderr, "ekmfs-admin: --since %s: not an RFC 3339 UTC time "
-					"(2026-11-22T23:01:11Z)\n", optarg);
+			if (ekmfs_time_parse(optarg, EKMFS_TIME_DATE, &since, &why) < 0) {
+				fprintf(stderr, "ekmfs-admin: --since %s: %s (give a date "
+					"YYYY-MM-DD, meaning 00:00 UTC, or an RFC 3339 time "
+					"such as 2026-12-04T10:00:00+02:00)\n", optarg, why);
 				return EXIT_USAGE;
 			}
 			break;
 		case 'e':
+			if (!ekmfs_audit_event_known(optarg)) {
+				fprintf(stderr, "ekmfs-admin: --event %s: no such audit event; the "
+					"events are: ", optarg);
+				admin_print_audit_events(stderr, 0, 0);
+				return EXIT_USAGE;
+			}
 			event = optarg;
 			break;
 		case 't':
@@ -263,6 +295,8 @@ static int audit_show(int argc, char **argv, const struct ekmfs_config *cfg)
 			"[--tenant T] [--json] [--log FILE] BACKING\n");
 		return EXIT_USAGE;
 	}
+	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
+		return EXIT_FAIL;
 	/* Reading needs no key: only the volume id, for the default log path. */
 	fd = open(argv[optind], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {

@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "progress.h"
+#include "tool.h"
 #include "ekmfs/audit.h"
 #include "ekmfs/content.h"
 #include "ekmfs/io.h"
@@ -48,6 +50,11 @@ struct import_state {
 	uint8_t *dek;
 	uint8_t *buf;
 	unsigned imported, skipped, failed;
+	/* Progress on a terminal: a first pass only adds up the bytes to
+	 * import (counting), the second imports them. */
+	bool counting;
+	uint64_t total;
+	struct tool_progress *progress;
 };
 
 /* The volume holding path: the nearest ancestor with .ekmfs/volume.json. */
@@ -282,7 +289,9 @@ static int import_one(struct import_state *s, const char *rel, bool explicit)
 		goto out;
 	}
 	audit_import(s, rel, &h, 0);
+	tool_progress_hold(s->progress);
 	printf("imported %s (%llu bytes)\n", rel, (unsigned long long)st.st_size);
+	tool_progress_release(s->progress);
 	ret = 0;
 	goto out_quiet;
 
@@ -290,8 +299,10 @@ out_unlink:
 	ekmfs_io->unlinkat(dirfd, tmp, 0);
 out:
 	if (ret < 0) {
+		tool_progress_hold(s->progress);
 		fprintf(stderr, "ekmfs-admin: %s: %s\n", rel,
 			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-ret));
+		tool_progress_release(s->progress);
 		if (have_header)
 			audit_import(s, rel, &h, ret);
 	}
@@ -317,6 +328,22 @@ static void count(struct import_state *s, int ret)
 		s->failed++;
 }
 
+/* One file of the job: counted (first pass) or imported, its bytes then
+ * added to the progress whatever the outcome. */
+static void import_file(struct import_state *s, const char *rel, bool explicit)
+{
+	struct stat st;
+	uint64_t size = fstatat(s->a.fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+
+	if (s->counting) {
+		s->total += size;
+		return;
+	}
+	count(s, import_one(s, rel, explicit));
+	tool_progress_add(s->progress, size);
+}
+
 /* Every regular file below rel (a directory), .ekmfs and temp files aside. */
 static void import_tree(struct import_state *s, const char *rel)
 {
@@ -325,10 +352,12 @@ static void import_tree(struct import_state *s, const char *rel)
 	int fd = openat(s->a.fd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0 || !(d = fdopendir(fd))) {
-		fprintf(stderr, "ekmfs-admin: %s: %s\n", rel, strerror(errno));
+		if (!s->counting) {
+			fprintf(stderr, "ekmfs-admin: %s: %s\n", rel, strerror(errno));
+			s->failed++;
+		}
 		if (fd >= 0)
 			close(fd);
-		s->failed++;
 		return;
 	}
 	while ((de = readdir(d))) {
@@ -344,16 +373,50 @@ static void import_tree(struct import_state *s, const char *rel)
 		if (de->d_type == DT_DIR)
 			import_tree(s, child);
 		else if (de->d_type == DT_REG)
-			count(s, import_one(s, child, false));
+			import_file(s, child, false);
 	}
 	closedir(d);
+}
+
+/* The PATH arguments: files, or trees of files, of one volume. */
+static void import_args(struct import_state *s, int argc, char **argv)
+{
+	char real[PATH_MAX];
+	struct stat st;
+
+	for (int i = 1; i < argc; i++) {
+		char other[PATH_MAX];
+		const char *rel;
+		size_t n = strlen(s->root);
+
+		if (!realpath(argv[i], real) || find_root(argv[i], other, sizeof(other)) ||
+		    strcmp(other, s->root) != 0) {
+			if (!s->counting) {
+				fprintf(stderr, "ekmfs-admin: %s: not in the volume %s\n", argv[i],
+					s->root);
+				s->failed++;
+			}
+			continue;
+		}
+		rel = real[n] == '/' ? real + n + 1 : ".";
+		if (!strcmp(rel, EKMFS_META_DIR) || !strncmp(rel, EKMFS_META_DIR "/", 7)) {
+			if (!s->counting) {
+				fprintf(stderr, "ekmfs-admin: %s: the volume's metadata is not "
+					"imported\n", argv[i]);
+				s->failed++;
+			}
+			continue;
+		}
+		if (lstat(real, &st) == 0 && S_ISDIR(st.st_mode))
+			import_tree(s, rel);
+		else
+			import_file(s, rel, true);
+	}
 }
 
 int admin_import_main(int argc, char **argv, const struct ekmfs_config *cfg)
 {
 	struct import_state s = { 0 };
-	char real[PATH_MAX], root[PATH_MAX];
-	struct stat st;
 	int ret, status = EXIT_FAIL;
 
 	s.a.fd = -1;
@@ -361,13 +424,16 @@ int admin_import_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: usage: import-plaintext PATH...\n");
 		return EXIT_USAGE;
 	}
-	ret = find_root(argv[1], root, sizeof(root));
+	for (int i = 1; i < argc; i++)
+		if (tool_refuse_mount_path(argv[i], TOOL_IN_BACKING))
+			return EXIT_FAIL;
+	ret = find_root(argv[1], s.root, sizeof(s.root));
 	if (ret) {
 		fprintf(stderr, "ekmfs-admin: %s is not inside an ekmfs backing directory\n",
 			argv[1]);
 		return EXIT_FAIL;
 	}
-	ret = admin_audit_open(root, cfg, &s.a);
+	ret = admin_audit_open(s.root, cfg, &s.a);
 	if (!ret)   /* a file in a tenant's paths is imported under its CMK */
 		ret = ekmfs_keys_apply_config(s.a.keys, cfg);
 	if (ret) {
@@ -386,29 +452,17 @@ int admin_import_main(int argc, char **argv, const struct ekmfs_config *cfg)
 			ekmfs_lasterr() : strerror(-ret));
 		goto out;
 	}
-	for (int i = 1; i < argc; i++) {
-		char other[PATH_MAX];
-		const char *rel;
-		size_t n = strlen(root);
-
-		if (!realpath(argv[i], real) || find_root(argv[i], other, sizeof(other)) ||
-		    strcmp(other, root) != 0) {
-			fprintf(stderr, "ekmfs-admin: %s: not in the volume %s\n", argv[i], root);
-			s.failed++;
-			continue;
-		}
-		rel = real[n] == '/' ? real + n + 1 : ".";
-		if (!strcmp(rel, EKMFS_META_DIR) || !strncmp(rel, EKMFS_META_DIR "/", 7)) {
-			fprintf(stderr, "ekmfs-admin: %s: the volume's metadata is not imported\n",
-				argv[i]);
-			s.failed++;
-			continue;
-		}
-		if (lstat(real, &st) == 0 && S_ISDIR(st.st_mode))
-			import_tree(&s, rel);
-		else
-			count(&s, import_one(&s, rel, true));
+	/* On a terminal: add up the bytes first, for the bar's total. */
+	if (tool_progress_shown(TOOL_SHOW_TTY)) {
+		s.counting = true;
+		import_args(&s, argc, argv);
+		s.counting = false;
 	}
+	s.progress = tool_progress_start(&(struct tool_progress_opts){
+		.label = "import-plaintext", .unit = TOOL_BYTES, .total = s.total,
+		.show = TOOL_SHOW_TTY });
+	import_args(&s, argc, argv);
+	tool_progress_stop(s.progress);
 	printf("import-plaintext: %u imported, %u skipped (empty or already encrypted), "
 	       "%u failed\n", s.imported, s.skipped, s.failed);
 	if (audit_run(&s, "import_plaintext_finish", argv[1], &s) < 0) {

@@ -19,67 +19,23 @@
 
 #include "admin.h"
 #include "ekmfs/keyring.h"
+#include "ekmfs/mounts.h"
 #include "ekmfs/util.h"
 
-/* Undo the octal escapes of /proc/self/mountinfo (\040 for a space). */
-static void unescape(char *s)
+/* The mountpoint of an ekmfs mount of the volume in backing (a real
+ * path), for the reverse mistake: BACKING given where MOUNTPOINT is wanted. */
+struct mounted_from {
+	const char *backing;
+	char point[PATH_MAX];
+};
+
+static int mounted_from_one(const struct ekmfs_mount *m, void *arg)
 {
-	char *out = s;
+	struct mounted_from *f = arg;
 
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*out++ = *s;
-		}
-	}
-	*out = '\0';
-}
-
-/* The backing directory of the ekmfs mount at mnt (a real path). */
-static int backing_of(const char *mnt, char *out, size_t outlen)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	int ret = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (getline(&line, &cap, f) > 0) {
-		char *save = NULL, *tok, *where = NULL, *type = NULL, *source = NULL;
-		int field = 0;
-		bool after_dash = false;
-
-		for (tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
-			field++;
-			if (field == 5)
-				where = tok;
-			if (after_dash && !type) {
-				type = tok;
-				continue;
-			}
-			if (after_dash && type && !source) {
-				source = tok;
-				break;
-			}
-			if (field > 6 && strcmp(tok, "-") == 0)
-				after_dash = true;
-		}
-		if (!where || !type || !source || strcmp(type, "fuse.ekmfs") != 0)
-			continue;
-		unescape(where);
-		if (strcmp(where, mnt) != 0)
-			continue;
-		unescape(source);
-		snprintf(out, outlen, "%s", source);
-		ret = 0;           /* the last (topmost) mount wins */
-	}
-	free(line);
-	fclose(f);
-	return ret;
+	if (strcmp(m->backing, f->backing) == 0)
+		snprintf(f->point, sizeof(f->point), "%s", m->point);
+	return 0;
 }
 
 int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg)
@@ -89,8 +45,10 @@ int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd = argv[0], *tenant = NULL;
-	char mnt[PATH_MAX], backing[PATH_MAX], sock[PATH_MAX + 64], req[128], *reply = NULL;
+	char mnt[PATH_MAX], sock[PATH_MAX + 64], req[128], *reply = NULL;
 	struct ekmfs_volume vol;
+	struct ekmfs_mount m;
+	struct mounted_from from = { .point = "" };
 	int opt, fd, ret, status = EXIT_FAIL;
 
 	optind = 1;
@@ -111,14 +69,21 @@ int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: %s: %s\n", argv[optind], strerror(errno));
 		return EXIT_FAIL;
 	}
-	if (backing_of(mnt, backing, sizeof(backing)) < 0) {
-		fprintf(stderr, "ekmfs-admin: %s is not an ekmfs mount\n", mnt);
+	if (ekmfs_mount_at(mnt, &m) != 1) {
+		from.backing = mnt;
+		(void)ekmfs_mounts_each(mounted_from_one, &from);
+		if (from.point[0])
+			fprintf(stderr, "ekmfs-admin: %s is the backing directory of the ekmfs "
+				"mount %s; give the mountpoint: ekmfs-admin %s %s\n", mnt,
+				from.point, cmd, from.point);
+		else
+			fprintf(stderr, "ekmfs-admin: %s is not an ekmfs mount\n", mnt);
 		return EXIT_FAIL;
 	}
-	fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(m.backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
-		fprintf(stderr, "ekmfs-admin: cannot open the backing directory %s: %s\n", backing,
-			strerror(errno));
+		fprintf(stderr, "ekmfs-admin: cannot open the backing directory %s: %s\n",
+			m.backing, strerror(errno));
 		return EXIT_FAIL;
 	}
 	ret = ekmfs_volume_read(fd, &vol);
@@ -143,8 +108,17 @@ int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		status = EXIT_OK;
 		goto out;
 	}
-	fprintf(stderr, "ekmfs-admin: %s: %s\n", mnt,
-		strncmp(reply, "error ", 6) == 0 ? reply + 6 : reply);
+	/* "error ENAME message": the message alone (the errno name is for
+	 * scripts talking to the socket). */
+	if (strncmp(reply, "error ", 6) == 0) {
+		const char *m = reply + 6;
+
+		if (m[0] == 'E' && strchr(m, ' '))
+			m = strchr(m, ' ') + 1;
+		fprintf(stderr, "ekmfs-admin: %s: %s\n", mnt, m);
+	} else {
+		fprintf(stderr, "ekmfs-admin: %s: %s\n", mnt, reply);
+	}
 out:
 	free(reply);
 	return status;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "tool.h"
 #include "ekmfs/aead.h"
 #include "ekmfs/io.h"
 #include "ekmfs/keyring.h"
@@ -60,6 +61,9 @@ static const char usage_text[] =
 "                   rejection, and the keyring's current KEK when BACKING is a\n"
 "                   volume) with ok, FAILED or skipped and the reason. Exit 0\n"
 "                   only when all pass. Writes nothing. --json: one object.\n"
+"                   BACKING must be an existing directory; one that is not a\n"
+"                   volume yet (before init) is tested with a random volume\n"
+"                   id. A missing BACKING or an unreadable volume: exit 1.\n"
 "  audit verify [--log FILE]... BACKING\n"
 "                   Check the audit log's MAC chain and its head in the volume:\n"
 "                   exit 1 naming the first bad seq if a record was edited,\n"
@@ -68,7 +72,13 @@ static const char usage_text[] =
 "                   the CMK (the audit key is wrapped by it).\n"
 "  audit show [--since TIME] [--event E] [--tenant T] [--json] [--log FILE] BACKING\n"
 "                   Print the audit records that match (no key needed; does\n"
-"                   not verify: use audit verify).\n"
+"                   not verify: use audit verify). TIME is a date YYYY-MM-DD\n"
+"                   (00:00 UTC) or an RFC 3339 time (2026-12-04T10:00:00Z,\n"
+"                   2026-12-04T10:00:00.5+02:00); records from TIME on. E is\n"
+"                   one of the event names (docs/AUDIT.md):\n"
+;
+
+static const char usage_tail[] =
 "  lock [--tenant T] MOUNTPOINT\n"
 "                   Make the running daemon drop its cached keys and every\n"
 "                   open file's key at once; reads and writes of open files\n"
@@ -76,6 +86,9 @@ static const char usage_text[] =
 "                   (control socket [daemon] control_dir/<volume id>.sock).\n"
 "  unlock [--tenant T] MOUNTPOINT\n"
 "                   Fetch the keys again through the provider; allow access.\n"
+"                   When the keyring is wrapped by another CMK than the one\n"
+"                   the daemon uses (after ekmfs-rotate cmk), the daemon\n"
+"                   re-reads its configuration (key_file, key_id) first.\n"
 "  import-plaintext PATH...\n"
 "                   Encrypt in place plaintext files (or every plaintext file\n"
 "                   below a directory) of a backing directory, keeping owner,\n"
@@ -91,6 +104,11 @@ static const char usage_text[] =
 "                      local key file " EKMFS_DEFAULT_KEY_FILE ")\n"
 "  -h, --help          show this help\n"
 "  -V, --version       show the version\n"
+"\n"
+"Progress: on a terminal, verify, import-plaintext and backup-manifest show a\n"
+"bar with the bytes done, the rate and the time left on stderr; not on a\n"
+"terminal they print nothing extra. EKMFS_PROGRESS=off hides the bar,\n"
+"EKMFS_PROGRESS=tty draws it whatever stderr is. stdout never carries it.\n"
 "\n"
 "Exit status:\n"
 "  0  success (verify: no damage found)\n"
@@ -197,6 +215,7 @@ int main(int argc, char **argv)
 	const char *config_path = NULL, *cmd;
 	int opt, rc;
 
+	tool_init("ekmfs-admin", argc, argv);
 	while ((opt = getopt_long(argc, argv, "+c:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
@@ -204,6 +223,8 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
+			admin_print_audit_events(stdout, 19, 79);
+			fputs(usage_tail, stdout);
 			return EXIT_OK;
 		case 'V':
 			printf("ekmfs-admin %s\n", EKMFS_VERSION);
@@ -257,11 +278,14 @@ int main(int argc, char **argv)
 	ekmfs_log_set_level(cfg.log_level);
 
 	if (strcmp(cmd, "init") == 0)
-		return cmd_init(argv[optind], &cfg);
+		return tool_refuse_mount_path(argv[optind], TOOL_NEW_BACKING) ? EXIT_FAIL :
+		       cmd_init(argv[optind], &cfg);
 	if (strcmp(cmd, "test") == 0)
 		return admin_test_main(argc - optind + 1, argv + optind - 1, &cfg);
 	if (strcmp(cmd, "status") == 0)
 		return admin_status_main(argc - optind + 1, argv + optind - 1, &cfg);
+	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
+		return EXIT_FAIL;
 	return admin_verify(argv[optind], &cfg);
 }
 
@@ -300,4 +324,24 @@ int admin_walk_files(const char *backing, admin_file_fn fn, void *arg)
 	if (nftw(backing, walk_one, 32, FTW_PHYS | FTW_ACTIONRETVAL) < 0)
 		return -errno;
 	return walk_rc;
+}
+
+/* ---- the size of a volume's files, for progress totals ---- */
+
+static uint64_t bytes_sum;
+
+static int add_bytes(const char *path, const char *relpath, const struct stat *st, void *arg)
+{
+	(void)path;
+	(void)relpath;
+	(void)arg;
+	bytes_sum += (uint64_t)st->st_size;
+	return 0;
+}
+
+uint64_t admin_bytes_below(const char *backing)
+{
+	bytes_sum = 0;
+	(void)admin_walk_files(backing, add_bytes, NULL);  /* a total for a bar: best effort */
+	return bytes_sum;
 }

@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "progress.h"
+#include "tool.h"
 #include "ekmfs/content.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/util.h"
@@ -153,6 +155,7 @@ static struct {
 	const struct ekmfs_keyring *kr;
 	size_t root_len;
 	int rc;
+	struct tool_progress *progress;  /* on a terminal: bytes of data files hashed */
 } walk;
 
 static int walk_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -205,8 +208,10 @@ static int walk_one(const char *path, const struct stat *st, int type, struct FT
 			walk.rc = -errno;
 			return 0;
 		}
-		if (strncmp(rel, EKMFS_META_DIR "/", sizeof(EKMFS_META_DIR)) != 0)
+		if (strncmp(rel, EKMFS_META_DIR "/", sizeof(EKMFS_META_DIR)) != 0) {
 			header_fields(fd, st->st_size, walk.kr, &e);
+			tool_progress_add(walk.progress, (uint64_t)st->st_size);
+		}
 		rc = lseek(fd, 0, SEEK_SET) < 0 ? -errno : sha256_fd(fd, e.sha);
 		if (rc == 0) {
 			struct stat now;
@@ -260,8 +265,13 @@ static int describe(const char *backing, char id[2 * EKMFS_VOLUME_ID_SIZE + 1],
 	walk.kr = &kr;
 	walk.root_len = strlen(backing);
 	walk.rc = 0;
+	walk.progress = tool_progress_start(&(struct tool_progress_opts){
+		.label = "backup-manifest", .unit = TOOL_BYTES, .show = TOOL_SHOW_TTY,
+		.total = tool_progress_shown(TOOL_SHOW_TTY) ? admin_bytes_below(backing) : 0 });
 	if (nftw(backing, walk_one, 32, FTW_PHYS) < 0 && !walk.rc)
 		walk.rc = -errno;
+	tool_progress_stop(walk.progress);
+	walk.progress = NULL;
 	ekmfs_keyring_free(&kr);
 	if (walk.rc < 0)
 		return walk.rc;
@@ -554,5 +564,7 @@ int admin_backup_manifest(int argc, char **argv)
 			"backup-manifest --check MANIFEST BACKING\n");
 		return EXIT_USAGE;
 	}
+	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
+		return EXIT_FAIL;
 	return check ? check_manifest(check, argv[optind]) : write_manifest(argv[optind], output);
 }

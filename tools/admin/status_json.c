@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "ekmfs/mounts.h"
+#include "tool.h"
 #include "ekmfs/content.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/util.h"
@@ -32,47 +34,29 @@ json_object *admin_json_time(time_t t)
 	return json_object_new_string(text);
 }
 
-/* Undo the octal escapes of /proc/self/mounts (\040 for a space, ...). */
-static void unescape_mount_field(char *s)
-{
-	char *out = s;
+/* Mountpoints of this volume: the daemon sets fsname to BACKING's real path. */
+struct mounts_of {
+	const char *real;
+	json_object *arr;
+};
 
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*out++ = *s;
-		}
-	}
-	*out = '\0';
+static int mounts_of_one(const struct ekmfs_mount *m, void *arg)
+{
+	struct mounts_of *f = arg;
+
+	if (strcmp(m->backing, f->real) == 0)
+		json_object_array_add(f->arr, json_object_new_string(m->point));
+	return 0;
 }
 
-/* Mountpoints of this volume: the daemon sets fsname to BACKING's real path. */
 static json_object *mounts_of(const char *backing)
 {
-	json_object *arr = json_object_new_array();
-	char real[PATH_MAX], line[3 * PATH_MAX], src[PATH_MAX], dst[PATH_MAX], type[64];
-	FILE *f;
+	char real[PATH_MAX];
+	struct mounts_of f = { real, json_object_new_array() };
 
-	if (!realpath(backing, real))
-		return arr;
-	f = fopen("/proc/self/mounts", "re");
-	if (!f)
-		return arr;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%4095s %4095s %63s", src, dst, type) != 3)
-			continue;
-		if (strcmp(type, "fuse.ekmfs") != 0)
-			continue;
-		unescape_mount_field(src);
-		unescape_mount_field(dst);
-		if (strcmp(src, real) == 0)
-			json_object_array_add(arr, json_object_new_string(dst));
-	}
-	fclose(f);
-	return arr;
+	if (realpath(backing, real))
+		(void)ekmfs_mounts_each(mounts_of_one, &f);
+	return f.arr;
 }
 
 static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct admin_tally *tally)
@@ -86,6 +70,8 @@ static json_object *tenant_json(struct ekmfs_tenant_record *t, const struct admi
 	json_object_object_add(o, "current_kek_version", json_object_new_int64(t->current_version));
 	json_object_object_add(o, "last_rotation", admin_json_time(t->last_rotation));
 	json_object_object_add(o, "last_cmk_change", admin_json_time(t->last_cmk_change));
+	json_object_object_add(o, "cmk_changed",
+			       json_object_new_boolean(ekmfs_tenant_cmk_changed(t)));
 	for (size_t j = 0; j < t->nkeks; j++) {
 		struct ekmfs_kek_record *k = &t->keks[j];
 		json_object *ko = json_object_new_object();
@@ -199,5 +185,7 @@ int admin_status_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: status needs exactly one argument: BACKING\n");
 		return EXIT_USAGE;
 	}
+	if (tool_refuse_mount_path(backing, TOOL_BACKING))
+		return EXIT_FAIL;
 	return json ? status_json(backing, cfg) : admin_status(backing, cfg);
 }

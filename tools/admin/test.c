@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "tool.h"
 #include "ekmfs/aead.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/provider.h"
@@ -271,8 +272,21 @@ static int run_test(const char *backing, const struct ekmfs_config *cfg, const c
 		skip_from(&r, C_REACH, "no configuration");
 		goto report;
 	}
+	/* BACKING may be a directory that is not a volume yet (test the key
+	 * before init), but it must exist, and a volume must be readable. */
 	fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0 && ekmfs_volume_read(fd, &vol) == 0) {
+	if (fd < 0) {
+		fprintf(stderr, "ekmfs-admin: BACKING %s: %s\n", backing, strerror(errno));
+		return EXIT_FAIL;
+	}
+	ekmfs_clearerr();
+	ret = ekmfs_volume_read(fd, &vol);
+	if (ret && ret != -ENOENT) {
+		fprintf(stderr, "ekmfs-admin: %s\n", errtext(ret));
+		close(fd);
+		return EXIT_FAIL;
+	}
+	if (ret == 0) {
 		ret = ekmfs_keyring_read(fd, &kr);
 		if (ret) {
 			set(&r, C_CONFIG, CHECK_FAILED, "%s", errtext(ret));
@@ -351,5 +365,7 @@ int admin_test_main(int argc, char **argv, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: test needs exactly one argument: BACKING\n");
 		return EXIT_USAGE;
 	}
+	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
+		return EXIT_FAIL;
 	return run_test(argv[optind], cfg, tenant, json);
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "progress.h"
 #include "ekmfs/content.h"
 #include "ekmfs/holder.h"
 #include "ekmfs/io.h"
@@ -40,6 +41,8 @@ struct verify_state {
 	uint64_t files, damaged, midwrite;
 	bool in_use;                  /* mounted, or a recovery is due */
 	int journal_dir;              /* .ekmfs/journal when in_use, else -1 */
+	struct tool_progress *progress;   /* on a terminal: bytes checked */
+	uint64_t file_bytes;              /* of the current file, added so far */
 };
 
 static void report(struct verify_state *v, const char *relpath, const char *fmt, ...)
@@ -49,12 +52,13 @@ static void report(struct verify_state *v, const char *relpath, const char *fmt,
 {
 	va_list ap;
 
-	(void)v;
+	tool_progress_hold(v->progress);
 	printf("DAMAGED %s: ", relpath);
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
 	printf("\n");
+	tool_progress_release(v->progress);
 }
 
 /* Why a header did not parse, in words: a file that does not even start
@@ -91,6 +95,8 @@ static long verify_blocks(struct verify_state *v, struct ekmfs_content *c, const
 		n = ekmfs_content_read(c, v->pbuf, run, off, &block);
 		if (n > 0) {
 			off += (uint64_t)n;
+			tool_progress_add(v->progress, (uint64_t)n);
+			v->file_bytes += (uint64_t)n;
 			continue;
 		}
 		if (n == 0)
@@ -125,9 +131,9 @@ static void note_midwrite(void *arg, const char *what)
 	m->v->midwrite++;
 }
 
-static int verify_file(const char *path, const char *relpath, const struct stat *st, void *arg)
+static int verify_one(const char *path, const char *relpath, const struct stat *st,
+		      struct verify_state *v)
 {
-	struct verify_state *v = arg;
 	struct midwrite_arg m = { v, relpath };
 	struct ekmfs_content_env env = { .journal_dir = v->journal_dir, .in_use = v->in_use,
 					 .settled = note_midwrite, .settled_arg = &m };
@@ -202,6 +208,19 @@ out:
 	return 0;
 }
 
+/* One file; whatever its fate, its bytes count as checked. */
+static int verify_file(const char *path, const char *relpath, const struct stat *st, void *arg)
+{
+	struct verify_state *v = arg;
+	int rc;
+
+	v->file_bytes = 0;
+	rc = verify_one(path, relpath, st, v);
+	if ((uint64_t)st->st_size > v->file_bytes)
+		tool_progress_add(v->progress, (uint64_t)st->st_size - v->file_bytes);
+	return rc;
+}
+
 int admin_verify(const char *backing, const struct ekmfs_config *cfg)
 {
 	struct verify_state v = { .journal_dir = -1 };
@@ -238,7 +257,11 @@ int admin_verify(const char *backing, const struct ekmfs_config *cfg)
 				"(mount it to recover)");
 		}
 	}
+	v.progress = tool_progress_start(&(struct tool_progress_opts){
+		.label = "verify", .unit = TOOL_BYTES, .show = TOOL_SHOW_TTY,
+		.total = tool_progress_shown(TOOL_SHOW_TTY) ? admin_bytes_below(backing) : 0 });
 	rc = admin_walk_files(backing, verify_file, &v);
+	tool_progress_stop(v.progress);
 	if (rc < 0)
 		fprintf(stderr, "ekmfs-admin: walking %s: %s\n", backing, strerror(-rc));
 	if (v.midwrite)

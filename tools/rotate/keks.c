@@ -471,7 +471,7 @@ static int edit_cmk(struct rot_ctx *c, struct ekmfs_keyring *kr,
 	ekmfs_secure_free(key, EKMFS_KEY_SIZE);
 	if (ret)
 		return ret;
-	t->last_cmk_change = time(NULL);
+	t->last_cmk_change = ekmfs_tenant_cmk_change_time(t, time(NULL));
 	return 1;
 }
 

@@ -28,11 +28,14 @@
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "rotate.h"
+#include "tool.h"
 
 /* ---- 1. help and options ---- */
 
 static const char usage_text[] =
 "Usage: ekmfs-rotate [-c CONFIG] COMMAND [OPTIONS] BACKING\n"
+"       ekmfs-rotate -h | --help\n"
+"       ekmfs-rotate -V | --version\n"
 "\n"
 "Rotate the keys of an ekmfs volume by re-wrapping keys, never content: a\n"
 "KEK rotation rewrites one 96-byte key slot in each file's header, a CMK\n"
@@ -73,9 +76,12 @@ static const char usage_text[] =
 "                    newest version). On AWS KMS the KEKs are re-wrapped\n"
 "                    inside KMS (ReEncrypt) and never leave it. The\n"
 "                    configuration must still name the old CMK; afterwards\n"
-"                    point key_file (key_id) at REF and restart the mounts.\n"
+"                    point key_file (key_id) at REF and reload the mounts\n"
+"                    (SIGHUP); an unlock re-reads the configuration too.\n"
 "                    Refused when the last CMK change is more recent than\n"
-"                    min_cmk_change_interval (default 24h) unless --force.\n"
+"                    min_cmk_change_interval (default 24h) unless --force;\n"
+"                    the first change of the CMK a tenant was created with\n"
+"                    (e.g. right after init) is always allowed.\n"
 "                    Before the tenant's enforce_from the interval does not\n"
 "                    apply: its CMK may be changed freely and re-tested until\n"
 "                    its files start to depend on it (the output says so).\n"
@@ -103,16 +109,17 @@ static const char usage_text[] =
 "  -j, --jobs N       worker threads for header re-wraps (default: CPUs, max 64)\n"
 "      --json         print one JSON object (the summary) on stdout\n"
 "  -q, --quiet        no progress and no summary (errors still print)\n"
-"      --version N    retire: the KEK version\n"
+"      --version N    retire (after COMMAND): the KEK version\n"
 "      --destroy      retire: also wipe the wrapped key from the keyring\n"
 "      --to REF       cmk: the new CMK (local: a key file path; cloud: key id)\n"
 "      --force        cmk: ignore min_cmk_change_interval\n"
 "  -h, --help         show this help\n"
-"  -V                 show the program version\n"
+"  -V, --version      (before COMMAND) show the program version\n"
 "\n"
 "Progress goes to stderr: a bar with rate and ETA on a terminal, a plain line\n"
-"every 5 s otherwise. Files whose header is corrupt or names an unknown or\n"
-"destroyed KEK are listed ('skipped PATH: REASON') and left untouched.\n"
+"every 5 s otherwise (EKMFS_PROGRESS=off: none; =tty: the bar anyway). Files\n"
+"whose header is corrupt or names an unknown or destroyed KEK are listed\n"
+"('skipped PATH: REASON') and left untouched.\n"
 "\n"
 "Exit status:\n"
 "  0  done (status: every header readable)\n"
@@ -160,77 +167,114 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 
 enum { OPT_JSON = 256, OPT_VERSION, OPT_DESTROY, OPT_TO, OPT_FORCE };
 
+/* The options before COMMAND (--version there is the program's version, as
+ * for ekmfs and ekmfs-admin) and after it (--version N is retire's KEK
+ * version). */
+#define ROT_LONGOPTS(version_has_arg) {					\
+		{ "config", required_argument, NULL, 'c' },		\
+		{ "tenant", required_argument, NULL, 't' },		\
+		{ "dry-run", no_argument, NULL, 'n' },			\
+		{ "jobs", required_argument, NULL, 'j' },		\
+		{ "json", no_argument, NULL, OPT_JSON },		\
+		{ "quiet", no_argument, NULL, 'q' },			\
+		{ "version", version_has_arg, NULL, OPT_VERSION },	\
+		{ "destroy", no_argument, NULL, OPT_DESTROY },		\
+		{ "to", required_argument, NULL, OPT_TO },		\
+		{ "force", no_argument, NULL, OPT_FORCE },		\
+		{ "help", no_argument, NULL, 'h' },			\
+		{ NULL, 0, NULL, 0 },					\
+	}
+
+static void print_version(void)
+{
+	printf("ekmfs-rotate %s\n", EKMFS_VERSION);
+	exit(ROT_OK);
+}
+
+/* One option of either phase. 0, or the exit status of a usage error. */
+static int take_option(int ch, char **argv, struct rot_opts *o, bool *have_version)
+{
+	uint32_t jobs;
+
+	switch (ch) {
+	case 'c': o->config = optarg; break;
+	case 't': o->tenant = optarg; break;
+	case 'n': o->dry_run = true; break;
+	case 'q': o->quiet = true; break;
+	case OPT_JSON: o->json = true; break;
+	case OPT_DESTROY: o->destroy = true; break;
+	case OPT_TO: o->to = optarg; break;
+	case OPT_FORCE: o->force = true; break;
+	case 'j':
+		if (parse_u32(optarg, 1, ROT_MAX_JOBS, &jobs))
+			return usage_error("--jobs wants a number from 1 to 64, not '%s'",
+					   optarg);
+		o->jobs = jobs;
+		break;
+	case OPT_VERSION:
+		if (!optarg)            /* before COMMAND */
+			print_version();
+		if (parse_u32(optarg, 1, UINT32_MAX, &o->version))
+			return usage_error("--version wants a KEK version number, not '%s'",
+					   optarg);
+		*have_version = true;
+		break;
+	case 'h':
+		fputs(usage_text, stdout);
+		exit(ROT_OK);
+	case 'V':
+		print_version();
+		break;
+	case '?':
+	default:
+		if (optopt && optopt < 256) {
+			char opt[3] = { '-', (char)optopt, '\0' };
+
+			return usage_error("bad or incomplete option '%s'", opt);
+		}
+		return usage_error("bad or incomplete option '%s'", argv[optind - 1]);
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct rot_opts *o)
 {
-	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "tenant", required_argument, NULL, 't' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "jobs", required_argument, NULL, 'j' },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "version", required_argument, NULL, OPT_VERSION },
-		{ "destroy", no_argument, NULL, OPT_DESTROY },
-		{ "to", required_argument, NULL, OPT_TO },
-		{ "force", no_argument, NULL, OPT_FORCE },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	static const struct option before_cmd[] = ROT_LONGOPTS(no_argument);
+	static const struct option after_cmd[] = ROT_LONGOPTS(required_argument);
 	static const char *const names[] = {
 		[CMD_STATUS] = "status", [CMD_KEK] = "kek", [CMD_REWRAP] = "rewrap",
 		[CMD_RETIRE] = "retire", [CMD_CMK] = "cmk", [CMD_MIGRATE] = "migrate",
 	};
 	bool have_version = false, found = false;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	uint32_t jobs;
-	int ch;
+	int ch, code, sub_argc;
+	char **sub_argv;
 
 	o->jobs = ncpu > 0 ? (unsigned)(ncpu > ROT_MAX_JOBS ? ROT_MAX_JOBS : ncpu) : 1;
 	opterr = 0;
-	/* GNU getopt permutes: options may come before or after the command. */
-	while ((ch = getopt_long(argc, argv, "c:t:nj:qhV", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'c': o->config = optarg; break;
-		case 't': o->tenant = optarg; break;
-		case 'n': o->dry_run = true; break;
-		case 'q': o->quiet = true; break;
-		case OPT_JSON: o->json = true; break;
-		case OPT_DESTROY: o->destroy = true; break;
-		case OPT_TO: o->to = optarg; break;
-		case OPT_FORCE: o->force = true; break;
-		case 'j':
-			if (parse_u32(optarg, 1, ROT_MAX_JOBS, &jobs))
-				return usage_error("--jobs wants a number from 1 to 64, not '%s'",
-						   optarg);
-			o->jobs = jobs;
-			break;
-		case OPT_VERSION:
-			if (parse_u32(optarg, 1, UINT32_MAX, &o->version))
-				return usage_error("--version wants a KEK version number, not '%s'",
-						   optarg);
-			have_version = true;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			exit(ROT_OK);
-		case 'V':
-			printf("ekmfs-rotate %s\n", EKMFS_VERSION);
-			exit(ROT_OK);
-		case '?':
-		default:
-			if (optopt && optopt < 256)
-				fprintf(stderr, "ekmfs-rotate: bad or incomplete option '-%c'\n", optopt);
-			else
-				fprintf(stderr, "ekmfs-rotate: bad or incomplete option '%s'\n",
-					argv[optind - 1]);
-			return usage_error("%s", "see the options below COMMAND");
-		}
+	/* Up to COMMAND ("+": stop at the first non-option). */
+	while ((ch = getopt_long(argc, argv, "+c:t:nj:qhV", before_cmd, NULL)) != -1) {
+		code = take_option(ch, argv, o, &have_version);
+		if (code)
+			return code;
 	}
-	if (argc - optind != 2)
-		return usage_error("%s", argc - optind < 2 ? "expected COMMAND and BACKING"
+	if (optind >= argc)
+		return usage_error("%s", "expected COMMAND and BACKING");
+	/* After COMMAND, options may come before or after BACKING (GNU getopt
+	 * permutes). The command takes argv[0]'s place in the second scan. */
+	sub_argc = argc - optind;
+	sub_argv = argv + optind;
+	optind = 0;
+	while ((ch = getopt_long(sub_argc, sub_argv, "c:t:nj:qhV", after_cmd, NULL)) != -1) {
+		code = take_option(ch, sub_argv, o, &have_version);
+		if (code)
+			return code;
+	}
+	if (sub_argc - optind != 1)
+		return usage_error("%s", sub_argc - optind < 1 ? "expected COMMAND and BACKING"
 				   : "too many arguments (expected COMMAND BACKING)");
 	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(names); i++) {
-		if (strcmp(argv[optind], names[i]) == 0) {
+		if (strcmp(sub_argv[0], names[i]) == 0) {
 			o->cmd = (enum rot_command)i;
 			found = true;
 		}
@@ -238,12 +282,12 @@ static int parse_args(int argc, char **argv, struct rot_opts *o)
 	if (!found)
 		return usage_error("unknown command '%s' (status, kek, rewrap, retire, cmk, "
 				   "migrate)",
-				   argv[optind]);
-	o->backing = argv[optind + 1];
+				   sub_argv[0]);
+	o->backing = sub_argv[optind];
 	if (o->cmd == CMD_RETIRE && !have_version)
 		return usage_error("%s", "retire needs --version N");
 	if (o->cmd != CMD_RETIRE && (have_version || o->destroy))
-		return usage_error("%s", "--version and --destroy belong to retire");
+		return usage_error("%s", "--version N and --destroy belong to retire");
 	if (o->cmd != CMD_CMK && (o->to || o->force))
 		return usage_error("%s", "--to and --force belong to cmk");
 	return 0;
@@ -355,7 +399,7 @@ static int rewrap_all(struct rot_ctx *c)
 	if (!ret && !c->opt.dry_run)
 		ret = keys_retire_old(c);
 	if (ret) {
-		code = report_failure(c, ret, "re-wrap");
+		code = report_failure_then(c, ret, "re-wrap", THEN_CONSISTENT);
 		goto out;
 	}
 	code = report_rewrap(c, &run.last, &run.total, run.remaining, run.passes, run.seconds);
@@ -370,11 +414,12 @@ static int cmd_kek(struct rot_ctx *c)
 	int ret = keys_load(c);
 
 	if (ret)
-		return report_failure(c, ret, "loading the KEKs");
+		return report_failure_then(c, ret, "loading the KEKs", THEN_UNCHANGED);
 	if (!c->opt.dry_run) {
 		ret = keys_new_version(c);
 		if (ret)
-			return report_failure(c, ret, "creating a KEK version");
+			return report_failure_then(c, ret, "creating a KEK version",
+						   THEN_UNCHANGED);
 		rot_audit(c, "kek_created", "success", c->new_version, NULL,
 			  "new KEK version, current for new files", NULL);
 		if (!c->opt.quiet)
@@ -391,7 +436,7 @@ static int cmd_rewrap(struct rot_ctx *c)
 	int ret = keys_load(c);
 
 	if (ret)
-		return report_failure(c, ret, "loading the KEKs");
+		return report_failure_then(c, ret, "loading the KEKs", THEN_UNCHANGED);
 	return rewrap_all(c);
 }
 
@@ -432,7 +477,7 @@ static int cmd_retire(struct rot_ctx *c)
 	rot_paths_free(&paths);
 	rot_pass_free(&p);
 	if (ret < 0)
-		return report_failure(c, ret, "scan");
+		return report_failure_then(c, ret, "scan", THEN_UNCHANGED);
 	if (ret > 0)
 		return ROT_REFUSED;
 	if (refs) {
@@ -444,7 +489,7 @@ static int cmd_retire(struct rot_ctx *c)
 	}
 	ret = keys_set_state(c, c->opt.version, c->opt.destroy);
 	if (ret)
-		return report_failure(c, ret, "retire");
+		return report_failure_then(c, ret, "retire", THEN_UNCHANGED);
 	if (c->opt.destroy)
 		report_outcome(c, "done", ROT_OK, "%sKEK v%u of tenant '%s' destroyed: its "
 			       "wrapped key is wiped from the keyring. Backups taken before "
@@ -479,6 +524,10 @@ static int cmd_cmk(struct rot_ctx *c)
 	 * still route to the default tenant): it may be changed and re-tested
 	 * freely (docs/TENANTS.md). */
 	bool before_enforcement = c->tc->enforce_from && now < c->tc->enforce_from;
+	/* The interval spaces out changes of a key in use; the CMK the tenant
+	 * was created with has not been changed yet, and replacing it (a fresh
+	 * volume moved to its real key, say) is the first change. */
+	bool first_change = !ekmfs_tenant_cmk_changed(c->trec);
 	char why_free[384] = "";
 	size_t n = 0;
 	int ret;
@@ -490,8 +539,13 @@ static int cmd_cmk(struct rot_ctx *c)
 			 "applied: tenant '%s' is not enforced until %s, and before "
 			 "enforcement its CMK may be changed freely and re-tested", iv,
 			 c->trec->name, next);
+	} else if (first_change && now < allowed) {
+		fmt_interval(c->tc->min_cmk_change_interval, iv, sizeof(iv));
+		snprintf(why_free, sizeof(why_free), "; min_cmk_change_interval (%s) not "
+			 "applied: this is the first change of the CMK tenant '%s' was "
+			 "created with", iv, c->trec->name);
 	}
-	if (now < allowed && !c->opt.force && !before_enforcement) {
+	if (now < allowed && !c->opt.force && !before_enforcement && !first_change) {
 		ekmfs_time_rfc3339(c->trec->last_cmk_change, last, sizeof(last));
 		ekmfs_time_rfc3339(allowed, next, sizeof(next));
 		fmt_interval(c->tc->min_cmk_change_interval, iv, sizeof(iv));
@@ -503,7 +557,7 @@ static int cmd_cmk(struct rot_ctx *c)
 	}
 	ret = keys_load(c);
 	if (ret)
-		return report_failure(c, ret, "loading the KEKs");
+		return report_failure_then(c, ret, "loading the KEKs", THEN_UNCHANGED);
 	if (c->opt.to && (strcmp(c->tc->provider, "aws-kms") == 0 ||
 			  strcmp(c->tc->provider, "azure-keyvault") == 0)) {
 		/* A cloud CMK: REF is the new key's id (AWS: key id, ARN or
@@ -543,7 +597,7 @@ static int cmd_cmk(struct rot_ctx *c)
 		}
 		ret = ekmfs_check_secret_outside(c->backing_fd, c->opt.to, "key file");
 		if (ret)
-			return report_failure(c, ret, "--to");
+			return report_failure_then(c, ret, "--to", THEN_UNCHANGED);
 		new_tc = *c->tc;
 		if (strlen(c->opt.to) >= sizeof(new_tc.key_file)) {
 			report_outcome(c, "error", ROT_ERROR, "--to: path too long");
@@ -565,13 +619,14 @@ static int cmd_cmk(struct rot_ctx *c)
 	if (ret)
 		c->old_cmk_ref[0] = '\0';
 	if (ret)
-		return report_failure(c, ret, "re-wrapping the KEKs");
+		return report_failure_then(c, ret, "re-wrapping the KEKs", THEN_UNCHANGED);
 	if (c->opt.to) {
 		bool local = strcmp(c->tc->provider, "local") == 0;
 
 		report_outcome(c, "done", ROT_OK, "%s%zu KEK versions of tenant '%s' %s under "
 			       "the %s %s (%s %s)%s%s. Now set '%s = %s' in [tenant.%s] of %s and "
-			       "restart the ekmfs mounts of this volume; keep the old %s while "
+			       "reload the ekmfs mounts of this volume (SIGHUP, or systemctl reload; "
+			       "ekmfs-admin unlock also re-reads it); keep the old %s while "
 			       "any backup needs it (older keyring copies are wrapped by it)",
 			       c->opt.dry_run ? "dry run: " : "", n, c->trec->name,
 			       c->opt.dry_run ? "would be re-wrapped" : "re-wrapped",
@@ -598,6 +653,7 @@ int main(int argc, char **argv)
 {
 	struct rot_ctx *c = calloc(1, sizeof(*c));
 	int lock_fd = -1, code, ret;
+	char *why;
 
 	if (!c) {
 		fprintf(stderr, "ekmfs-rotate: out of memory\n");
@@ -605,9 +661,17 @@ int main(int argc, char **argv)
 	}
 	c->backing_fd = -1;
 	c->started = time(NULL);
+	tool_init("ekmfs-rotate", argc, argv);
 	code = parse_args(argc, argv, &c->opt);
 	if (code)
 		goto out;
+	why = tool_mount_path_problem(c->opt.backing, TOOL_BACKING);
+	if (why) {
+		report_outcome(c, "error", ROT_ERROR, "%s", why);
+		free(why);
+		code = ROT_ERROR;
+		goto out;
+	}
 	ekmfs_secmem_no_dumps();
 	if (ekmfs_secmem_init() < 0) {
 		fprintf(stderr, "ekmfs-rotate: cannot set up locked memory for keys\n");
@@ -616,25 +680,25 @@ int main(int argc, char **argv)
 	}
 	ret = keys_setup(c);
 	if (ret) {
-		code = report_failure(c, ret, c->opt.backing);
+		code = report_failure_then(c, ret, c->opt.backing, THEN_UNCHANGED);
 		goto out;
 	}
 	if (c->opt.cmd != CMD_STATUS) {
 		ret = take_rotate_lock(c, &lock_fd);
 		if (ret) {
-			code = report_failure(c, ret, "lock");
+			code = report_failure_then(c, ret, "lock", THEN_UNCHANGED);
 			goto out;
 		}
 		/* The keyring may have changed while we waited for nothing: re-read
 		 * it under our lock, so every decision uses what is on disk. */
 		ret = keys_reread(c);
 		if (ret) {
-			code = report_failure(c, ret, "keyring");
+			code = report_failure_then(c, ret, "keyring", THEN_UNCHANGED);
 			goto out;
 		}
 		ret = rot_audit_open(c);
 		if (ret) {
-			code = report_failure(c, ret, "audit log");
+			code = report_failure_then(c, ret, "audit log", THEN_UNCHANGED);
 			goto out;
 		}
 	}

@@ -78,15 +78,17 @@ int cmd_migrate(struct rot_ctx *c)
 	 * same check that refuses a mount (docs/TENANTS.md). */
 	ret = ekmfs_config_check_paths(&c->cfg, c->backing_fd);
 	if (ret)
-		return report_failure(c, ret, "tenant paths");
+		return report_failure_then(c, ret, "tenant paths", THEN_UNCHANGED);
 	if (!c->opt.dry_run) {
 		ret = create_targets(c);
 		if (ret)
-			return report_failure(c, ret, "creating a tenant");
+			return report_failure_then(c, ret, "creating a tenant", c->ncreated ?
+						   THEN_NOTHING_TO_SAY : THEN_UNCHANGED);
 	}
 	ret = keys_load_all(c);
 	if (ret)
-		return report_failure(c, ret, "loading the KEKs");
+		return report_failure_then(c, ret, "loading the KEKs", c->ncreated ?
+					   THEN_NOTHING_TO_SAY : THEN_UNCHANGED);
 	for (size_t i = 0; i < c->nload_errs; i++)
 		fprintf(stderr, "ekmfs-rotate: warning: %s; its files are skipped\n",
 			c->load_errs[i].msg);
@@ -98,7 +100,7 @@ int cmd_migrate(struct rot_ctx *c)
 	 * pass. */
 	ret = rot_run_passes(c, &goal, "migrate", &run);
 	if (ret) {
-		code = report_failure(c, ret, "migrate");
+		code = report_failure_then(c, ret, "migrate", THEN_CONSISTENT);
 		goto out;
 	}
 	code = report_migrate(c, &run.last, &run.total, run.remaining, run.passes, run.seconds);

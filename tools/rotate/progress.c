@@ -1,92 +1,43 @@
 /*
- * progress.c - progress of a pass on stderr.
+ * progress.c - the progress of a pass: drawn by the tools' shared progress
+ * bar (tools/common/progress.c), published for the daemon's metrics here.
  *
- * On a terminal: one line redrawn five times a second, a bar with the count,
- * the rate and the time left. Otherwise (a log, a pipe, cron): a plain line
- * every five seconds, so a long run leaves a readable trace and a short one
- * none. A thread of its own samples the workers' shared counter; the workers
- * never print.
+ * On a terminal the bar is redrawn five times a second; otherwise (a log, a
+ * pipe, cron) a plain line every five seconds, so a long run leaves a
+ * readable trace and a short one none. -q draws nothing.
  *
- * The same thread publishes the progress of a run that changes something
- * (not --dry-run) in .ekmfs/rotate.progress once a second, whether or not
- * it prints: the daemon's metrics file exposes it (ekmfs_rotation_*), so a
- * monitoring system sees a scheduled or manual rotation move. One line:
+ * A run that changes something (not --dry-run) publishes its progress in
+ * .ekmfs/rotate.progress once a second, whether or not it prints: the
+ * daemon's metrics file exposes it (ekmfs_rotation_*), so a monitoring
+ * system sees a scheduled or manual rotation move. One line:
  * "<pid> <done> <total> <label>"; removed when the pass ends.
  */
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ekmfs/io.h"
+#include "progress.h"
 #include "rotate.h"
 
 struct rot_progress {
 	const struct rot_pass *pass;
-	uint64_t total;
-	bool print;                  /* not -q */
-	bool publish;                /* write ROT_PROGRESS_FILE */
-	bool tty;
-	bool drawn;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool stop;
-	struct timespec start;
+	struct tool_progress *shown;
+	bool publish;
 };
-
-static double elapsed(const struct timespec *since)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
-}
-
-static void draw(struct rot_progress *pr, bool final)
-{
-	uint64_t done = atomic_load(&pr->pass->done);
-	double secs = elapsed(&pr->start);
-	double rate = secs > 0 ? (double)done / secs : 0;
-	double eta = rate > 0 ? (double)(pr->total - done) / rate : 0;
-	unsigned pct = pr->total ? (unsigned)(100 * done / pr->total) : 100;
-
-	if (pr->tty) {
-		char bar[31];
-		unsigned fill = pct * 30 / 100;
-
-		memset(bar, '#', fill);
-		memset(bar + fill, '.', 30 - fill);
-		bar[30] = '\0';
-		fprintf(stderr, "\r%s [%s] %3u%% %llu/%llu files, %.0f files/s, ETA %.0fs \033[K",
-			pr->pass->label, bar, pct, (unsigned long long)done,
-			(unsigned long long)pr->total, rate, final ? 0.0 : eta);
-		if (final)
-			fputc('\n', stderr);
-		pr->drawn = true;
-	} else {
-		fprintf(stderr, "ekmfs-rotate: %s: %llu/%llu files (%u%%), %.0f files/s, "
-			"ETA %.0fs\n", pr->pass->label, (unsigned long long)done,
-			(unsigned long long)pr->total, pct, rate, final ? 0.0 : eta);
-		pr->drawn = true;
-	}
-	fflush(stderr);
-}
 
 /* Replace .ekmfs/rotate.progress atomically; best effort (it is only
  * for monitoring). */
-static void publish(struct rot_progress *pr)
+static void publish(void *arg, uint64_t done, uint64_t total)
 {
+	const struct rot_progress *pr = arg;
 	int dirfd = pr->pass->ctx->backing_fd, fd;
 	char line[256];
 	int n;
 
 	n = snprintf(line, sizeof(line), "%ld %llu %llu %s\n", (long)getpid(),
-		     (unsigned long long)atomic_load(&pr->pass->done),
-		     (unsigned long long)pr->total, pr->pass->label);
+		     (unsigned long long)done, (unsigned long long)total, pr->pass->label);
 	fd = ekmfs_io->openat(dirfd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE ".tmp",
 			      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -97,55 +48,26 @@ static void publish(struct rot_progress *pr)
 	close(fd);
 }
 
-static void *progress_thread(void *arg)
-{
-	struct rot_progress *pr = arg;
-	long period_ms = pr->tty ? 200 : 1000;
-	unsigned ticks = 0;
-
-	pthread_mutex_lock(&pr->mu);
-	if (pr->publish)
-		publish(pr);
-	while (!pr->stop) {
-		struct timespec until;
-
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += (period_ms % 1000) * 1000000L;
-		until.tv_sec += period_ms / 1000 + until.tv_nsec / 1000000000L;
-		until.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&pr->cv, &pr->mu, &until);
-		if (pr->stop)
-			break;
-		ticks++;
-		if (pr->publish && (pr->tty ? ticks % 5 == 0 : true))
-			publish(pr);
-		/* a line every 5 s when not on a terminal */
-		if (pr->print && (pr->tty || ticks % 5 == 0))
-			draw(pr, false);
-	}
-	pthread_mutex_unlock(&pr->mu);
-	return NULL;
-}
-
 struct rot_progress *progress_start(const struct rot_pass *p, uint64_t total, bool quiet)
 {
-	struct rot_progress *pr;
-	bool publish = !p->ctx->opt.dry_run;
+	struct rot_progress *pr = calloc(1, sizeof(*pr));
+	struct tool_progress_opts o = {
+		.label = p->label, .unit = TOOL_FILES, .total = total,
+		/* the workers' counter; only read here */
+		.done = (atomic_uint_fast64_t *)&p->done,
+		.show = quiet ? TOOL_SHOW_NEVER : TOOL_SHOW_ALWAYS,
+	};
 
-	if (quiet && !publish)
-		return NULL;
-	pr = calloc(1, sizeof(*pr));
 	if (!pr)
 		return NULL;
 	pr->pass = p;
-	pr->total = total;
-	pr->print = !quiet;
-	pr->publish = publish;
-	pr->tty = isatty(STDERR_FILENO);
-	pthread_mutex_init(&pr->mu, NULL);
-	pthread_cond_init(&pr->cv, NULL);
-	clock_gettime(CLOCK_MONOTONIC, &pr->start);
-	if (pthread_create(&pr->thread, NULL, progress_thread, pr) != 0) {
+	pr->publish = !p->ctx->opt.dry_run;
+	if (pr->publish) {
+		o.tick = publish;
+		o.tick_arg = pr;
+	}
+	pr->shown = tool_progress_start(&o);
+	if (!pr->shown) {
 		free(pr);
 		return NULL;
 	}
@@ -156,16 +78,9 @@ void progress_stop(struct rot_progress *pr)
 {
 	if (!pr)
 		return;
-	pthread_mutex_lock(&pr->mu);
-	pr->stop = true;
-	pthread_cond_signal(&pr->cv);
-	pthread_mutex_unlock(&pr->mu);
-	pthread_join(pr->thread, NULL);
+	tool_progress_stop(pr->shown);
 	if (pr->publish)
-		(void)ekmfs_io->unlinkat(pr->pass->ctx->backing_fd, EKMFS_META_DIR "/" ROT_PROGRESS_FILE, 0);
-	if (pr->drawn)
-		draw(pr, true); /* a run that showed progress also shows its end */
-	pthread_mutex_destroy(&pr->mu);
-	pthread_cond_destroy(&pr->cv);
+		(void)ekmfs_io->unlinkat(pr->pass->ctx->backing_fd,
+					 EKMFS_META_DIR "/" ROT_PROGRESS_FILE, 0);
 	free(pr);
 }

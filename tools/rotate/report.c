@@ -56,18 +56,39 @@ static json_object *jcommon(const struct rot_ctx *c, const char *outcome, int co
 	return o;
 }
 
-void report_outcome(const struct rot_ctx *c, const char *outcome, int code, const char *fmt, ...)
+/* The last words of an error or refusal line: what it did to the volume.
+ * A message leads with the cause and its fix; the consequence comes last. */
+static const char *consequence(const struct rot_ctx *c, int code, enum rot_then then)
+{
+	if (code == ROT_REFUSED)
+		return " - refused, nothing was changed";
+	if (code == ROT_OK || c->opt.cmd == CMD_STATUS || c->opt.dry_run)
+		return "";
+	switch (then) {
+	case THEN_UNCHANGED:
+		return " - nothing was changed";
+	case THEN_CONSISTENT:
+		return c->opt.cmd == CMD_MIGRATE ?
+		       " - the files moved so far are consistent; run 'ekmfs-rotate migrate' "
+		       "again to finish" :
+		       " - the files re-wrapped so far are consistent; run 'ekmfs-rotate "
+		       "rewrap' to finish";
+	case THEN_NOTHING_TO_SAY:
+		break;
+	}
+	return "";
+}
+
+static void outcome_v(const struct rot_ctx *c, const char *outcome, int code,
+		      enum rot_then then, const char *fmt, va_list ap)
 {
 	char msg[1024];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	/* With --json stdout carries the JSON object only. */
 	if (code != ROT_OK || !c->opt.quiet)
 		fprintf(code == ROT_OK && !c->opt.json ? stdout : stderr, "ekmfs-rotate: %s%s\n",
-			code == ROT_REFUSED ? "refused: " : "", msg);
+			msg, consequence(c, code, then));
 	rot_audit_outcome(c, outcome, msg);
 	if (c->opt.json) {
 		json_object *o = jcommon(c, outcome, code);
@@ -77,16 +98,44 @@ void report_outcome(const struct rot_ctx *c, const char *outcome, int code, cons
 	}
 }
 
-int report_failure(struct rot_ctx *c, int err, const char *what)
+void report_outcome(const struct rot_ctx *c, const char *outcome, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	outcome_v(c, outcome, code, THEN_NOTHING_TO_SAY, fmt, ap);
+	va_end(ap);
+}
+
+static void outcome_then(const struct rot_ctx *c, const char *outcome, int code,
+			 enum rot_then then, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void outcome_then(const struct rot_ctx *c, const char *outcome, int code,
+			 enum rot_then then, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	outcome_v(c, outcome, code, then, fmt, ap);
+	va_end(ap);
+}
+
+int report_failure_then(struct rot_ctx *c, int err, const char *what, enum rot_then then)
 {
 	const char *msg = ekmfs_lasterr();
 	int code = err == -EWOULDBLOCK || err == -EBUSY ? ROT_REFUSED : ROT_ERROR;
 
 	if (msg[0])
-		report_outcome(c, code == ROT_REFUSED ? "refused" : "error", code, "%s", msg);
+		outcome_then(c, code == ROT_REFUSED ? "refused" : "error", code, then, "%s", msg);
 	else
-		report_outcome(c, "error", code, "%s: %s", what, strerror(-err));
+		outcome_then(c, "error", code, then, "%s: %s", what, strerror(-err));
 	return code;
+}
+
+int report_failure(struct rot_ctx *c, int err, const char *what)
+{
+	return report_failure_then(c, err, what, THEN_NOTHING_TO_SAY);
 }
 
 void report_skips(const struct rot_ctx *c, const struct rot_pass *p)
@@ -221,7 +270,10 @@ int report_status(struct rot_ctx *c, const struct rot_pass *scan)
 		uint64_t interval = tc ? tc->min_cmk_change_interval :
 				    EKMFS_DEFAULT_MIN_CMK_CHANGE_INTERVAL;
 		time_t due = t->last_rotation + (time_t)days * 86400;
-		time_t cmk_next = t->last_cmk_change + (time_t)interval;
+		bool cmk_changed = ekmfs_tenant_cmk_changed(t);
+		/* The first change of the CMK set at creation is not held back. */
+		time_t cmk_next = cmk_changed ? t->last_cmk_change + (time_t)interval :
+				  t->last_cmk_change;
 
 		if (jo) {
 			json_object *o = json_object_new_object();
@@ -240,6 +292,7 @@ int report_status(struct rot_ctx *c, const struct rot_pass *scan)
 			json_object_object_add(o, "next_rotation_due", jtime(due));
 			json_object_object_add(o, "rotation_overdue", json_object_new_boolean(due <= now));
 			json_object_object_add(o, "last_cmk_change", jtime(t->last_cmk_change));
+			json_object_object_add(o, "cmk_changed", json_object_new_boolean(cmk_changed));
 			json_object_object_add(o, "next_cmk_change_allowed", jtime(cmk_next));
 			jk = json_object_new_array();
 			json_object_object_add(o, "keks", jk);
@@ -256,8 +309,12 @@ int report_status(struct rot_ctx *c, const struct rot_pass *scan)
 			       due > now ? "in" : "OVERDUE by", d, days);
 			ekmfs_time_rfc3339(t->last_cmk_change, t1, sizeof(t1));
 			ekmfs_time_rfc3339(cmk_next, t2, sizeof(t2));
-			printf("  last CMK change: %s; next allowed %s\n", t1,
-			       cmk_next > now ? t2 : "now");
+			if (cmk_changed)
+				printf("  last CMK change: %s; next allowed %s\n", t1,
+				       cmk_next > now ? t2 : "now");
+			else
+				printf("  last CMK change: none (the CMK set at creation, %s); "
+				       "a change is allowed now\n", t1);
 			printf("  KEK versions:\n");
 		}
 		for (size_t j = 0; j < t->nkeks; j++) {

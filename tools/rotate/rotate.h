@@ -268,12 +268,22 @@ int report_migrate(struct rot_ctx *c, const struct rot_pass *last,
 int report_rewrap(struct rot_ctx *c, const struct rot_pass *last, const struct rot_counts *total,
 		  uint64_t remaining, unsigned passes, double seconds);
 void report_skips(const struct rot_ctx *c, const struct rot_pass *p);
-/* Print msg (text) or {"outcome": ..} (json) for a refusal or failure. */
+/* Print msg (text) or {"outcome": ..} (json) for a result, a refusal or a
+ * failure. A message leads with the cause and its fix; the text line ends
+ * with the consequence: a refusal with " - refused, nothing was changed". */
+void report_outcome(const struct rot_ctx *c, const char *outcome, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* What a failure did to the volume, said after its cause (not for status
+ * or a dry run, which change nothing anyway). */
+enum rot_then {
+	THEN_NOTHING_TO_SAY,
+	THEN_UNCHANGED,         /* failed before writing anything */
+	THEN_CONSISTENT,        /* failed in a re-wrap pass: rerun to finish */
+};
 /* Report a failure (err -errno; what names the step when ekmfs_lasterr() is
  * empty) and return its exit code: ROT_REFUSED for a held lock, else
  * ROT_ERROR. */
 int report_failure(struct rot_ctx *c, int err, const char *what);
-void report_outcome(const struct rot_ctx *c, const char *outcome, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+int report_failure_then(struct rot_ctx *c, int err, const char *what, enum rot_then then);
 
 #endif

@@ -507,8 +507,9 @@ static int local_unwrap(struct ekmfs_provider *p, const struct ekmfs_wrap_contex
 	}
 	if (strcmp(in->cmk_version, lp->fingerprint) != 0) {
 		ekmfs_seterr("%s is not the key of tenant '%s' (its fingerprint is %s, the "
-			     "keyring expects %s)", lp->source, ctx->tenant, lp->fingerprint,
-			     in->cmk_version);
+			     "keyring expects %s); configure the key the keyring is wrapped with "
+			     "(ekmfs-admin test checks one)", lp->source, ctx->tenant,
+			     lp->fingerprint, in->cmk_version);
 		ret = -EKEYREJECTED;
 		goto fail;
 	}
