@@ -223,8 +223,9 @@ int ekmfs_state_serialize(const struct ekmfs_state *st,
 int ekmfs_state_parse(const uint8_t in[EKMFS_STATE_SIZE],
 		      const uint8_t key[EKMFS_KEY_SIZE],
 		      const uint8_t file_id[EKMFS_FILE_ID_SIZE], struct ekmfs_state *st);
-/* The fields of a record as written, without checking its MAC (sealing a
- * file without its key; never to decide what data means). */
+/* seq, size, journal and the hole runs (at most EKMFS_STATE_HOLES) of a
+ * record as written, without checking its MAC; the salts are not filled
+ * in (sealing a file without its key; never to decide what data means). */
 void ekmfs_state_peek(const uint8_t in[EKMFS_STATE_SIZE], struct ekmfs_state *st);
 /* Whether block index is inside a hole of st. */
 bool ekmfs_state_is_hole(const struct ekmfs_state *st, uint64_t index);
@@ -267,7 +268,10 @@ int ekmfs_block_open(const struct ekmfs_layout *l, const uint8_t dek[EKMFS_KEY_S
 /* The same, with the GCM key (v1: the DEK; v2: the key derived for the
  * block's salt) already set up in a keyed AEAD session of the calling
  * thread (ekmfs_aead_begin): for the many blocks of one request. The
- * stored block still begins with its full nonce. */
+ * stored block still begins with its full nonce. v2: the salt bytes of
+ * the nonce are not read here; the caller derives the session's key from
+ * the stored block's own salt (bytes 0..11), or the block is not bound to
+ * its salt. */
 struct ekmfs_aead_session;
 int ekmfs_block_seal_s(const struct ekmfs_layout *l, struct ekmfs_aead_session *s,
 		       const uint8_t file_id[EKMFS_FILE_ID_SIZE], uint64_t index,

@@ -17,6 +17,7 @@ static const char *const event_names[] = {
 	"volume_init",
 	/* daemon */
 	"mount", "unmount",
+	"recovery",
 	"decrypt_failed",
 	"lock", "unlock",
 	"config_reload",

@@ -188,11 +188,17 @@ static void open_part(void *arg, unsigned p)
 /* Read the stored blocks of src into cbuf: runs of consecutive in-place
  * blocks in one transfer each, journaled ones one by one. The first
  * missing or stale block, or -errno. */
+/* The index of the first block a read of fetch lands in cbuf. */
+static uint64_t block_at(const uint8_t *cbuf, size_t cbs, uint64_t first,
+			 const struct ekmfs_io_vec *v)
+{
+	return first + (uint64_t)((const uint8_t *)v->buf - cbuf) / cbs;
+}
+
 static int fetch(struct ekmfs_content *c, uint8_t *cbuf, uint64_t first, uint64_t count,
 		 const struct src *src, int jfd, uint64_t *missing)
 {
 	struct ekmfs_io_vec v[CHUNK_BLOCKS], jv[CHUNK_BLOCKS];
-	uint64_t vfirst[CHUNK_BLOCKS], jfirst[CHUNK_BLOCKS];
 	unsigned nv = 0, nj = 0;
 	size_t cbs = c->l->cblock_size;
 	int rc;
@@ -206,18 +212,19 @@ static int fetch(struct ekmfs_content *c, uint8_t *cbuf, uint64_t first, uint64_
 		if (src[k].kind == SRC_JOURNAL) {
 			jv[nj] = (struct ekmfs_io_vec){ .buf = cbuf + k * cbs, .len = src[k].len,
 							.off = (off_t)src[k].off };
-			jfirst[nj++] = first + k;
+			nj++;
 		} else if (src[k].kind == SRC_FILE) {
 			/* Extends the previous run when it was a full block
 			 * right before this one. */
-			if (nv && vfirst[nv - 1] + v[nv - 1].len / cbs == first + k &&
+			if (nv && block_at(cbuf, cbs, first, &v[nv - 1]) + v[nv - 1].len / cbs ==
+					  first + k &&
 			    v[nv - 1].len % cbs == 0) {
 				v[nv - 1].len += src[k].len;
 			} else {
 				v[nv] = (struct ekmfs_io_vec){ .buf = cbuf + k * cbs,
 							       .len = src[k].len,
 							       .off = (off_t)src[k].off };
-				vfirst[nv++] = first + k;
+				nv++;
 			}
 		}
 	}
@@ -230,12 +237,12 @@ static int fetch(struct ekmfs_content *c, uint8_t *cbuf, uint64_t first, uint64_
 	}
 	for (unsigned i = 0; i < nv; i++)
 		if ((size_t)v[i].res != v[i].len) {
-			*missing = vfirst[i] + (uint64_t)v[i].res / cbs;
+			*missing = block_at(cbuf, cbs, first, &v[i]) + (uint64_t)v[i].res / cbs;
 			return 0;
 		}
 	for (unsigned i = 0; i < nj; i++)
 		if ((size_t)jv[i].res != jv[i].len) {
-			*missing = jfirst[i];
+			*missing = block_at(cbuf, cbs, first, &jv[i]);
 			return 0;
 		}
 	return 0;

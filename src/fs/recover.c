@@ -165,6 +165,7 @@ int efs_recover(struct efs_data *fs)
 {
 	struct recovery r = { .fs = fs };
 	struct timespec t0, t1;
+	char why[128];
 	char since[32];
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -184,7 +185,9 @@ int efs_recover(struct efs_data *fs)
 	ekmfs_log(EKMFS_LOG_WARN, "recovery: %zu files changed, %zu settled, %zu damaged, %zu "
 		  "left for later, in %.2f s", r.checked, r.settled, r.damaged, r.unsettled,
 		  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-	efs_audit_event(fs, "recovery", r.unsettled ? "incomplete" : "complete");
+	snprintf(why, sizeof(why), "%s: %zu files changed, %zu settled, %zu damaged",
+		 r.unsettled ? "incomplete" : "complete", r.checked, r.settled, r.damaged);
+	efs_audit_event(fs, "recovery", why);
 	if (r.unsettled)
 		return -EAGAIN;
 	remove_orphan_journals(fs);

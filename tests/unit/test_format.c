@@ -679,11 +679,11 @@ static void test_parse_rejections(void)
 		buf[12] = 1;                    /* flags */
 		buf[230] = 1;                   /* reserved */
 		CHECK_EQ_INT(ekmfs_header_parse(buf, len, &h), -EPROTO);
-		/* Fewer than the 6 bytes of magic and version: the table does
-		 * not say which row; either way it fails. */
+		/* Fewer than the 6 bytes of magic and version: the first row
+		 * of the table, -EBADMSG, whatever the magic. */
 		for (size_t n = 0; n < 6; n++) {
-			CHECK(parse_with(one, n, -1, 0) < 0);
-			CHECK(parse_with(one, n, 0, 0x20) < 0);
+			CHECK_EQ_INT(parse_with(one, n, -1, 0), -EBADMSG);
+			CHECK_EQ_INT(parse_with(one, n, 0, 0x20), -EBADMSG);
 		}
 		/* 3. fewer bytes than the version's header. */
 		CHECK_EQ_INT(parse_with(one, len - 1, -1, 0), -EBADMSG);
@@ -1215,12 +1215,16 @@ static void test_state_rules(void)
 	rec[255] = 1;                           /* one byte of MAC */
 	CHECK_EQ_INT(parse_raw(rec), -EBADMSG);
 
-	/* The size: at most the largest file (its layout fits in off_t).
-	 * Sizes above EKMFS_MAX_PLAIN up to V2_LARGEST_BY_RULE are left out:
-	 * FORMAT.md gives no number, and the size rule reaches the latter
-	 * while the parser stops at the former (an open question). */
+	/* The size: at most 9134171146749792256 (FORMAT.md: the largest
+	 * whole-block size whose layout fits in off_t); the sizes the size
+	 * rule reaches above it, up to V2_LARGEST_BY_RULE, are refused. */
+	CHECK(EKMFS_MAX_PLAIN == 9134171146749792256ull);
 	raw_record(rec, skey1, id1, 5, EKMFS_MAX_PLAIN, 2, NULL, 0, salts4, 1);
 	CHECK_EQ_INT(parse_raw(rec), 0);
+	raw_record(rec, skey1, id1, 5, EKMFS_MAX_PLAIN + 1, 2, NULL, 0, salts4, 1);
+	CHECK_EQ_INT(parse_raw(rec), -EBADMSG);
+	raw_record(rec, skey1, id1, 5, V2_LARGEST_BY_RULE, 2, NULL, 0, salts4, 1);
+	CHECK_EQ_INT(parse_raw(rec), -EBADMSG);
 	raw_record(rec, skey1, id1, 5, UINT64_MAX, 2, NULL, 0, salts4, 1);
 	CHECK_EQ_INT(parse_raw(rec), -EBADMSG);
 	raw_record(rec, skey1, id1, 5, (uint64_t)INT64_MAX, 2, NULL, 0, salts4, 1);

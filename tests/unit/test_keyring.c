@@ -156,9 +156,14 @@ static void test_volume_malformed(void)
 	const char *ok = "{\"format\":\"ekmfs-volume\",\"version\":1,\"volume_id\":"
 			 "\"000102030405060708090a0b0c0d0e0f\",\"block_size\":4096,"
 			 "\"created\":\"2026-11-22T23:01:11Z\"}";
+	const char *ok2 = "{\"format\":\"ekmfs-volume\",\"version\":2,\"volume_id\":"
+			  "\"000102030405060708090a0b0c0d0e0f\",\"block_size\":4096,"
+			  "\"created\":\"2026-11-22T23:01:11Z\"}";
 	expect_volume(ok, 0, NULL);
+	expect_volume(ok2, 0, NULL);        /* a volume whose files may be v2 */
 	expect_volume("{\"format\":\"gocryptfs\",\"version\":1}", -EPROTO, "field 'format'");
-	expect_volume("{\"format\":\"ekmfs-volume\",\"version\":2}", -EPROTO, "version 2");
+	expect_volume("{\"format\":\"ekmfs-volume\",\"version\":3}", -EPROTO, "version 3");
+	expect_volume("{\"format\":\"ekmfs-volume\",\"version\":0}", -EPROTO, "version 0");
 	expect_volume("{\"format\":\"ekmfs-volume\",\"version\":1,\"volume_id\":"
 		      "\"000102030405060708090a0b0c0d0e0g\",\"block_size\":4096,"
 		      "\"created\":\"2026-11-22T23:01:11Z\"}", -EBADMSG, "field 'volume_id'");
