@@ -410,25 +410,37 @@ def torn(dur, cur, rng):
     return bytes(out)
 
 
+class Entry:
+    """One object of an image, copied out of the model (which moves on)."""
+    __slots__ = ("path", "ino", "kind", "mode", "target", "fmt", "rdev")
+
+    def __init__(self, path, ino, node):
+        self.path, self.ino = path, ino
+        self.kind, self.mode = node.kind, node.mode
+        self.target, self.fmt, self.rdev = node.target, node.fmt, node.rdev
+
+
 class Image:
-    """What a crash leaves: the tree (path, ino) and each file's data."""
+    """What a crash leaves: the objects (parents first) and each file's data."""
 
     def __init__(self, model, data, mode, seed, k):
-        self.model = model
-        self.tree = model.tree()
+        self.entries = [Entry(path, ino, model.inodes[ino]) for path, ino in model.tree()]
+        self.root_mode = model.inodes[model.root].mode
         self.data = data          # ino -> bytes, for every reg inode in the tree
         self.mode, self.seed, self.k = mode, seed, k
 
     def fingerprint(self):
-        """Equal for images that would materialize identically."""
+        """Equal for images that materialize identically."""
         h = hashlib.blake2b(digest_size=16)
-        for path, ino in self.tree:
-            node = self.model.inodes[ino]
-            h.update(b"%s\0%d\0%s\0%o\0" % (path, ino, node.kind.encode(), node.mode))
-            if node.kind == "reg":
-                h.update(hashlib.blake2b(self.data[ino], digest_size=16).digest())
-            elif node.kind == "lnk":
-                h.update(node.target)
+        h.update(b"%o\0" % self.root_mode)
+        for e in self.entries:
+            h.update(b"%s\0%d\0%s\0%o\0" % (e.path, e.ino, e.kind.encode(), e.mode))
+            if e.kind == "reg":
+                h.update(hashlib.blake2b(self.data[e.ino], digest_size=16).digest())
+            elif e.kind == "lnk":
+                h.update(e.target + b"\0")
+            elif e.kind == "other":
+                h.update(b"%d\0%d\0" % (e.fmt, e.rdev))
         return h.hexdigest()
 
     def materialize(self, dest):
@@ -437,28 +449,27 @@ class Image:
         dest = os.fsencode(dest)
         os.mkdir(dest)
         first_path = {}
-        dirs = [(dest, self.model.inodes[self.model.root].mode)]
-        for path, ino in self.tree:
-            node = self.model.inodes[ino]
-            p = os.path.join(dest, path)
-            if node.kind == "dir":
+        dirs = [(dest, self.root_mode)]
+        for e in self.entries:
+            p = os.path.join(dest, e.path)
+            if e.kind == "dir":
                 os.mkdir(p, 0o700)
-                dirs.append((p, node.mode))
-            elif node.kind == "reg":
-                if ino in first_path:
-                    os.link(first_path[ino], p)
+                dirs.append((p, e.mode))
+            elif e.kind == "reg":
+                if e.ino in first_path:
+                    os.link(first_path[e.ino], p)
                     continue
-                first_path[ino] = p
+                first_path[e.ino] = p
                 fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
-                    os.write(fd, self.data[ino])
+                    os.write(fd, self.data[e.ino])
                 finally:
                     os.close(fd)
-                os.chmod(p, node.mode)
-            elif node.kind == "lnk":
-                os.symlink(node.target, p)
+                os.chmod(p, e.mode)
+            elif e.kind == "lnk":
+                os.symlink(e.target, p)
             else:
-                os.mknod(p, node.fmt | node.mode, node.rdev)
+                os.mknod(p, e.fmt | e.mode, e.rdev)
         for p, mode in reversed(dirs):
             os.chmod(p, mode)
 
@@ -473,7 +484,7 @@ def crash_image(model, mode, seed, k):
         node = model.inodes[ino]
         if node.kind != "reg" or ino in data:
             continue
-        if mode == "kill" or ino not in model.dirty or bytes(node.cur) == node.dur:
+        if mode == "kill" or ino not in model.dirty or node.cur == node.dur:
             data[ino] = bytes(node.cur)
         else:
             data[ino] = torn(node.dur, node.cur, rng)
@@ -564,7 +575,7 @@ def main(argv=None):
                       args.mode, args.seed, args.out)
     print("%s: crash image after %d records (%s%s), %d objects"
           % (args.out, args.k, args.mode,
-             ", seed %d" % args.seed if args.mode == "power" else "", len(img.tree)))
+             ", seed %d" % args.seed if args.mode == "power" else "", len(img.entries)))
     return 0
 
 
