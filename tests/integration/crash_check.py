@@ -187,21 +187,20 @@ class ObserverPool:
 # ---- crash points ------------------------------------------------------------------
 
 
-def plan(nrecords, budget, rng, first=0, last=None, power_share=0.5):
-    """[(k, mode, power seed)] in order of k: every kill point in
-    [first, last] when the budget allows (else a random sample), and random
-    power points with random seeds for the rest of the budget."""
+def plan(nrecords, budget, rng, first=0, last=None, every_kill=False):
+    """[(k, mode, power seed)] in order of k, for k in [first, last]: kill
+    points (all of them when every_kill or when they fit in half the
+    budget, else a random sample of that half) and, for the rest of the
+    budget, random points with random power-cut seeds."""
     last = nrecords if last is None else last
     ks = list(range(first, last + 1))
-    n_power = int(budget * power_share)
-    n_kill = budget - n_power
-    if len(ks) <= n_kill:
+    if every_kill or len(ks) <= budget // 2:
         kills = ks
-        n_power = budget - len(kills)
     else:
-        kills = sorted(rng.sample(ks, n_kill))
+        kills = sorted(rng.sample(ks, budget // 2))
     points = [(k, "kill", 0) for k in kills]
-    points += [(rng.choice(ks), "power", rng.randrange(1 << 30)) for _ in range(n_power)]
+    points += [(rng.choice(ks), "power", rng.randrange(1 << 30))
+               for _ in range(max(0, budget - len(kills)))]
     return sorted(points)
 
 

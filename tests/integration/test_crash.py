@@ -69,17 +69,21 @@ needs_v2 = pytest.mark.skipif(
 
 POINTS = int(os.environ.get("EKMFS_CRASH_POINTS", "2000"))
 SEEDS = [int(s) for s in os.environ.get("EKMFS_CRASH_SEEDS", "1,2").split(",")]
-OPS = int(os.environ.get("EKMFS_CRASH_OPS", "120"))
+OPS = int(os.environ.get("EKMFS_CRASH_OPS", "700"))
+SMALL_OPS = int(os.environ.get("EKMFS_CRASH_SMALL_OPS", "100"))
 MAX_FAILING = int(os.environ.get("EKMFS_CRASH_MAX_FAILING", "25"))
 KEEP = int(os.environ.get("EKMFS_CRASH_KEEP", "3"))
 
-# How the budget is shared: the random workloads take most, rotation a
-# tenth, the partial-block regression needs a handful.
-RANDOM_SHARE = POINTS * 85 // 100
-ROTATE_POINTS = POINTS - RANDOM_SHARE
+# How the budget is shared: a small run with every kill point, the random
+# workloads (a few thousand records each), and the rotation.
+SMALL_POINTS = POINTS * 15 // 100
+ROTATE_POINTS = POINTS * 15 // 100
+RANDOM_POINTS = POINTS - SMALL_POINTS - ROTATE_POINTS
 
-# A crash point costs ~40-80 ms; the hang guard must not fire on a long run.
+
 def hang_budget(points):
+    """A crash point costs 40-110 ms: the hang guard must not fire on a
+    long run."""
     return pytest.mark.hang_timeout(120 + points * 0.5 * SLOW)
 
 
@@ -187,16 +191,34 @@ def test_checker_flags_a_daemon_that_skips_fsync(volume):
 
 # ---- random workloads ------------------------------------------------------------
 
+def random_run(volume, seed, nops, label):
+    snap, log, m = start_recorded(volume, label)
+    ref = fresh_ref(volume.root / "ref")
+    w = run_workload(volume.mnt, ref, log, seed, nops)
+    m.unmount()
+    return Run(volume, label, snap, log, w.journal)
+
+
 @needs_v2
-@hang_budget(RANDOM_SHARE // len(SEEDS))
+@hang_budget(SMALL_POINTS)
+def test_every_kill_point_of_a_small_run(volume):
+    """Every crash point of a small random run in kill mode (and power
+    cuts at random points with what is left of the budget)."""
+    run = random_run(volume, 3, SMALL_OPS, "small")
+    points = plan(len(run.records), SMALL_POINTS, points_rng(3), every_kill=True)
+    rep = check_points(run, points, 3, MAX_FAILING, KEEP)
+    text = report(rep)
+    assert not rep.failing, text + "\n" + rep.details()
+
+
+@needs_v2
+@hang_budget(RANDOM_POINTS // len(SEEDS))
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_workload_crash_points(volume, seed):
-    snap, log, m = start_recorded(volume, "random")
-    ref = fresh_ref(volume.root / "ref")
-    w = run_workload(volume.mnt, ref, log, seed, OPS)
-    m.unmount()
-    run = Run(volume, "random", snap, log, w.journal)
-    points = plan(len(run.records), RANDOM_SHARE // len(SEEDS), points_rng(seed))
+    """A run of a few thousand records; random kill points and random
+    power cuts at random points."""
+    run = random_run(volume, seed, OPS, "random")
+    points = plan(len(run.records), RANDOM_POINTS // len(SEEDS), points_rng(seed))
     rep = check_points(run, points, seed, MAX_FAILING, KEEP)
     text = report(rep)
     assert not rep.failing, text + "\n" + rep.details()
