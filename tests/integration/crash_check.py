@@ -20,6 +20,7 @@ Divisions: a recorded run / observing an image / crash points / reports.
 import base64
 import collections
 import concurrent.futures
+import ctypes
 import os
 import queue
 import random
@@ -38,6 +39,8 @@ import crashsim  # noqa: E402
 
 KEEP_DIR = Path(os.environ.get("EKMFS_CRASH_KEEP_DIR", "/tmp/ekmfs-crash-failures"))
 SCRATCH_PARENT = "/dev/shm" if os.path.isdir("/dev/shm") else None
+_libc = ctypes.CDLL(None, use_errno=True)
+
 # Crash images observed at once (each on its own mountpoint).
 WORKERS = int(os.environ.get("EKMFS_CRASH_WORKERS", "2"))
 
@@ -121,6 +124,10 @@ class Observer:
             try:
                 obs.files = read_tree(m.path)
             finally:
+                # umount(2) directly (we are root) saves a fusermount3
+                # process per image; Mount.unmount then finds it unmounted
+                # and only checks the daemon's exit and stderr.
+                _libc.umount2(os.fsencode(m.path), 0)    # failed: see below
                 try:
                     m.unmount()
                 except AssertionError as e:

@@ -95,7 +95,7 @@ class World:
     def ref_stat(self, rel):
         try:
             st = os.stat(self.p(1, rel))
-        except FileNotFoundError:
+        except OSError:           # missing, or a file where a directory was
             return None
         return st if stat.S_ISREG(st.st_mode) else None
 

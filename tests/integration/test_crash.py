@@ -19,11 +19,13 @@ must stay green until format v2 lands. The tests of the simulator itself
 final backing directory) always run on a fault build; the replayer's own
 model is tested without a daemon in test_crashsim_model.py.
 
-Knobs (docs/CRASH.md): EKMFS_CRASH_POINTS (crash points per CI run, default
-2000, shared by the tests below), EKMFS_CRASH_SEEDS (workload seeds,
-default 1,2), EKMFS_CRASH_OPS (operations per workload), EKMFS_CRASH_MAX_FAILING
+Knobs (docs/CRASH.md): EKMFS_CRASH_POINTS (crash points per run of this
+file, default 2000, shared by the tests below), EKMFS_CRASH_SEEDS (seeds
+of the random runs, default 1,2), EKMFS_CRASH_OPS and EKMFS_CRASH_SMALL_OPS
+(operations of a random run and of the small run), EKMFS_CRASH_MAX_FAILING
 (stop a test after that many failing points), EKMFS_CRASH_KEEP (failing
-images kept in /tmp/ekmfs-crash-failures).
+images kept in /tmp/ekmfs-crash-failures), EKMFS_CRASH_WORKERS (images
+mounted at once).
 
 Divisions: configuration / recording helpers / the simulator itself /
 random workloads / rotation / the known partial-block bug / real kill -9.
@@ -39,7 +41,7 @@ import time
 
 import pytest
 
-from conftest import BLOCK, EKMFS, REPO, SLOW, is_mounted, run_cli
+from conftest import BLOCK, EKMFS, REPO, SLOW, run_cli, sanitizer_report
 from crash_check import Run, check_points, plan, points_rng
 from crash_workload import (LogCursor, World, data_effects, fresh_ref, names_effects, op_append,
                             run_workload, sync_effects)
@@ -268,6 +270,7 @@ def test_crash_points_inside_a_rotation(volume):
     cursor.close()
     m.unmount()
     assert r.returncode == 0, r.stderr
+    assert not sanitizer_report(r.stderr), r.stderr
     assert not failures, failures
     run = Run(volume, "rotate", snap, log, w.journal)
     mine = [i + 1 for i, rec in enumerate(run.records) if rec["pid"] != m.proc.pid]
