@@ -148,11 +148,15 @@ class ObserverPool:
         # The images' daemons must not append to the run's crash log.
         assert "EKMFS_CRASH_LOG" not in os.environ, "recording is still on"
         self.scratch = Path(tempfile.mkdtemp(prefix="ekmfs-crash-", dir=SCRATCH_PARENT))
+        os.chmod(self.scratch, 0o755)
+        # Mountpoints stay in the volume's directory (tools/test.sh cleans up
+        # /tmp/ekmfs-it-* mounts); the audit log the daemons append to (and
+        # fsync) goes to tmpfs with the images.
         root = vol.root / "check"
         root.mkdir(exist_ok=True)
-        config = root / "check.ini"
+        config = self.scratch / "check.ini"
         config.write_text("[tenant.default]\nkey_file = %s\n\n[audit]\nfile = %s\n"
-                          % (vol.key_file, root / "audit.log"))
+                          % (vol.key_file, self.scratch / "audit.log"))
         self.free = queue.Queue()
         for wid in range(workers):
             self.free.put(Observer(root, config, wid))
