@@ -187,21 +187,6 @@ def op_write(w):
           data_effects(w, rel, lambda s: (min(s, off), off + len(data))))
 
 
-def op_append(w):
-    rel = w.rng.choice(w.files)
-    n = w.rng.choice([1, 100, 100, 300, 1000, BLOCK - 100, BLOCK, BLOCK + 100,
-                      w.rng.randrange(1, 3 * BLOCK)])
-    data = w.rng.randbytes(n)
-
-    def fn(side):
-        fd = os.open(w.p(side, rel), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-    w.run("append %s len=%d" % (rel, n), fn, data_effects(w, rel, lambda s: (s, s + n)))
-
-
 def op_truncate(w):
     rel = w.rng.choice(w.files)
     st = w.ref_stat(rel)
@@ -243,19 +228,40 @@ def sync_effects(w, rel=None, fds=None):
     return effects
 
 
-def op_fsync(w):
-    rel = w.rng.choice(w.files)
-    if w.ref_stat(rel) is None:
-        return
-    datasync = w.rng.random() < 0.3
-
+def fsync_file(w, rel, datasync=False):
+    """fsync (or fdatasync) the file at rel."""
     def fn(side):
         fd = os.open(w.p(side, rel), os.O_RDWR)
         try:
             (os.fdatasync if datasync else os.fsync)(fd)
         finally:
             os.close(fd)
-    w.run("%s %s" % ("fdatasync" if datasync else "fsync", rel), fn, sync_effects(w, rel))
+    return w.run("%s %s" % ("fdatasync" if datasync else "fsync", rel), fn, sync_effects(w, rel))
+
+
+def op_fsync(w):
+    rel = w.rng.choice(w.files)
+    if w.ref_stat(rel) is not None:
+        fsync_file(w, rel, w.rng.random() < 0.3)
+
+
+def append_to(w, rel):
+    """An append of a random size to rel (made if missing)."""
+    n = w.rng.choice([1, 100, 100, 300, 1000, BLOCK - 100, BLOCK, BLOCK + 100,
+                      w.rng.randrange(1, 3 * BLOCK)])
+    data = w.rng.randbytes(n)
+
+    def fn(side):
+        fd = os.open(w.p(side, rel), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    return w.run("append %s len=%d" % (rel, n), fn, data_effects(w, rel, lambda s: (s, s + n)))
+
+
+def op_append(w):
+    append_to(w, w.rng.choice(w.files))
 
 
 def names_effects(w):

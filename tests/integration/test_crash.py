@@ -43,8 +43,8 @@ import pytest
 
 from conftest import BLOCK, EKMFS, REPO, SLOW, run_cli, sanitizer_report
 from crash_check import Run, check_points, plan, points_rng
-from crash_workload import (LogCursor, World, data_effects, fresh_ref, names_effects, op_append,
-                            run_workload, sync_effects)
+from crash_workload import (LogCursor, World, append_to, data_effects, fresh_ref, fsync_file,
+                            names_effects, op_append, run_workload)
 from ondisk import ROTATE
 
 sys.path.insert(0, str(REPO / "tests" / "crash"))
@@ -173,7 +173,7 @@ def test_checker_flags_a_daemon_that_skips_fsync(volume):
         with open(w.p(side, "f"), "wb") as f:
             f.write(data)
     w.run("write f len=%d" % len(data), write, data_effects(w, "f", lambda s: (0, len(data))))
-    fsync_path(w, "f")
+    fsync_file(w, "f")
     cursor.close()
     m.unmount()
     run = Run(volume, "skipped", snap, log, w.journal)
@@ -241,8 +241,8 @@ def test_crash_points_inside_a_rotation(volume):
     w = World(volume.mnt, ref, cursor, random.Random(11), files, ["d"])
     w.run("mkdir d", lambda side: os.mkdir(w.p(side, "d")), names_effects(w))
     for rel in files:                       # every file exists and is fsynced
-        op_append_to(w, rel)
-        fsync_path(w, rel)
+        append_to(w, rel)
+        fsync_file(w, rel)
     w.files = files[:4]                     # the writer's files during the rotation
     done = threading.Event()
     failures = []
@@ -252,7 +252,7 @@ def test_crash_points_inside_a_rotation(volume):
             while not done.is_set():
                 op_append(w)
                 if w.rng.random() < 0.4:
-                    fsync_path(w, w.rng.choice(w.files))
+                    fsync_file(w, w.rng.choice(w.files))
         except Exception as e:  # noqa: B902 - any failure is the finding
             failures.append(repr(e))
 
@@ -282,24 +282,6 @@ def test_crash_points_inside_a_rotation(volume):
     assert not rep.failing, text + "\n" + rep.details()
 
 
-def op_append_to(w, rel):
-    files, w.files = w.files, [rel]
-    try:
-        op_append(w)
-    finally:
-        w.files = files
-
-
-def fsync_path(w, rel):
-    def fn(side):
-        fd = os.open(w.p(side, rel), os.O_RDWR)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return w.run("fsync %s" % rel, fn, sync_effects(w, rel))
-
-
 # ---- the known partial-block bug -----------------------------------------------------
 
 @needs_v2
@@ -326,10 +308,10 @@ def test_append_after_fsync_never_damages_the_fsynced_block(volume):
                 os.close(fd)
         return fn
     w.run("write f off=0 len=100", write(first, 0), data_effects(w, "f", lambda s: (0, 100)))
-    fsync_path(w, "f")
+    fsync_file(w, "f")
     synced = cursor.position()
     w.run("append f len=100", write(second, 100), data_effects(w, "f", lambda s: (100, 200)))
-    fsync_path(w, "f")
+    fsync_file(w, "f")
     cursor.close()
     m.unmount()
     run = Run(volume, "partial", snap, log, w.journal)
@@ -382,11 +364,11 @@ def append_until_dead(vol, log, rng, m, files=("a", "b", "c"), limit=60.0):
     deadline = time.monotonic() + limit * SLOW
     try:
         while m.proc.poll() is None and time.monotonic() < deadline:
-            if w.rng.random() < 0.6:
-                op_append(w)
+            rel = w.rng.choice(w.files)
+            if w.rng.random() < 0.6 or w.ref_stat(rel) is None:
+                append_to(w, rel)
             else:
-                fsync_path(w, w.rng.choice(w.files)) if any(
-                    w.ref_stat(f) for f in w.files) else None
+                fsync_file(w, rel)
     finally:
         cursor.close()
     return w
