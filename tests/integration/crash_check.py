@@ -8,9 +8,9 @@ power-cut seeds); and checking one crash point: the replayer's image
 with the real daemon (same key file, a configuration of its own so the
 checks' audit records stay out of the run's audit log), every file read
 through the mount, `ekmfs-admin verify` run on it at the same time, and
-what was seen judged by the oracle (crash_oracle.py). Consecutive crash
-points whose images are identical (an fsync changes nothing a process crash
-can see) are mounted once. A failure names the workload seed, k, the mode,
+what was seen judged by the oracle (crash_oracle.py). Images are observed
+on two mountpoints at once; an image identical to a recent one (in kill
+mode an fsync changes nothing a crash can show) is observed once. A failure names the workload seed, k, the mode,
 the power-cut seed, the file, the offset, and what was expected and found;
 the first few failing images are kept (materialized afresh, never mounted)
 with the command that rebuilds them.
@@ -58,7 +58,6 @@ class Run:
         crashsim.save_snapshot(snapshot, self.snap_path)
 
 
-
 # ---- observing an image ----------------------------------------------------------
 
 
@@ -66,7 +65,7 @@ class Observation:
     def __init__(self):
         self.mount_error = None
         self.daemon_error = None
-        self.files = {}           # path -> bytes, or errno
+        self.files = {}           # path -> bytes, or crash_oracle.ReadError
         self.verify_rc = 0
         self.verify_out = ""
 
@@ -82,8 +81,29 @@ class ImageVolume:
         self.config_enabled = True
 
 
+def first_bad_offset(path, step=4096):
+    """Where reading path starts to fail (-1: it does not even open)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return -1
+    off = 0
+    try:
+        while True:
+            try:
+                chunk = os.pread(fd, step, off)
+            except OSError:
+                return off
+            if not chunk:
+                return None
+            off += len(chunk)
+    finally:
+        os.close(fd)
+
+
 def read_tree(mnt):
-    """{path: content or errno} of every regular file below mnt."""
+    """{path: content, or crash_oracle.ReadError} of every regular file
+    below mnt."""
     files = {}
     for dirpath, dirnames, filenames in os.walk(mnt):
         dirnames.sort()
@@ -96,7 +116,7 @@ def read_tree(mnt):
                 with open(p, "rb") as f:
                     files[rel] = f.read()
             except OSError as e:
-                files[rel] = e.errno
+                files[rel] = crash_oracle.ReadError(e.errno, first_bad_offset(p))
     return files
 
 

@@ -143,6 +143,15 @@ def expectations(journal, k):
 # ---- checking an observation ---------------------------------------------------
 
 
+class ReadError:
+    """A file that could not be read whole: the errno, and the offset of
+    the first 4 KiB read that failed (-1: the open failed; None: unknown)."""
+    __slots__ = ("errno", "offset")
+
+    def __init__(self, err, offset):
+        self.errno, self.offset = err, offset
+
+
 class Failure:
     def __init__(self, kind, path, text):
         self.kind, self.path, self.text = kind, path, text
@@ -155,12 +164,26 @@ def _hex(b):
     return b[:16].hex() + ("..." if len(b) > 16 else "")
 
 
+def unreadable_text(exp, path, err):
+    text = "reading fails with %s" % errno.errorcode.get(err.errno, err.errno)
+    if err.offset is not None:
+        text += " at byte %d" % err.offset if err.offset >= 0 else " at open"
+    want = exp.files.get(exp.names.get(path)) if path not in exp.uncertain else None
+    if want is None:
+        return text + "; never fsynced" if path in exp.names else text
+    off = max(err.offset or 0, 0)
+    touched = not any(lo <= off < hi for lo, hi in want.untouched(len(want.content)))
+    return text + "; op %d fsynced %d bytes (there: %s, %s since)" % (
+        want.fsync_op, len(want.content), _hex(want.content[off:off + 16]) or "past the end",
+        "touched" if touched else "untouched")
+
+
 def check(exp, obs):
     """Failures of an observed crash image against the expectations.
 
     obs.mount_error: why the image did not mount (None when it did)
     obs.daemon_error: what went wrong at unmount (exit status, sanitizer)
-    obs.files: {path: bytes or int errno} of every regular file seen
+    obs.files: {path: bytes or ReadError} of every regular file seen
     obs.verify_rc, obs.verify_out: ekmfs-admin verify's verdict
     """
     fails = []
@@ -169,9 +192,8 @@ def check(exp, obs):
     if obs.daemon_error:
         fails.append(Failure("daemon", "/", obs.daemon_error))
     for path, got in sorted(obs.files.items()):
-        if isinstance(got, int):
-            fails.append(Failure("unreadable", path, "reading fails with %s"
-                                 % errno.errorcode.get(got, got)))
+        if isinstance(got, ReadError):
+            fails.append(Failure("unreadable", path, unreadable_text(exp, path, got)))
     for path, ino in sorted(exp.names.items()):
         if path in exp.uncertain:
             continue
@@ -181,7 +203,7 @@ def check(exp, obs):
                                  "no such file"))
             continue
         want = exp.files.get(ino)
-        if want is None or isinstance(got, int):
+        if want is None or isinstance(got, ReadError):
             continue
         if not want.size_lo <= len(got) <= want.size_hi:
             fails.append(Failure("size", path, "size %d, expected %d..%d (%d bytes fsynced "
