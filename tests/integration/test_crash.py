@@ -71,7 +71,7 @@ needs_v2 = pytest.mark.skipif(
 
 POINTS = int(os.environ.get("EKMFS_CRASH_POINTS", "2000"))
 SEEDS = [int(s) for s in os.environ.get("EKMFS_CRASH_SEEDS", "1,2").split(",")]
-OPS = int(os.environ.get("EKMFS_CRASH_OPS", "700"))
+OPS = int(os.environ.get("EKMFS_CRASH_OPS", "1000"))
 SMALL_OPS = int(os.environ.get("EKMFS_CRASH_SMALL_OPS", "100"))
 MAX_FAILING = int(os.environ.get("EKMFS_CRASH_MAX_FAILING", "25"))
 KEEP = int(os.environ.get("EKMFS_CRASH_KEEP", "3"))
