@@ -890,6 +890,12 @@ static int rec_removexattr(const char *path, const char *name)
 
 /* ---- 7. arming ---- */
 
+/* Every entry of the seam is wrapped: an entry added to io.h without its
+ * recorder would be NULL here, and a change made through it missing from
+ * the log. */
+_Static_assert(sizeof(struct ekmfs_io_ops) == 23 * sizeof(void (*)(void)),
+	       "a new ekmfs_io entry needs its recording wrapper in record.c");
+
 static const struct ekmfs_io_ops record_io = {
 	.pread = rec_pread,
 	.pwrite = rec_pwrite,
