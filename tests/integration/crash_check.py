@@ -218,17 +218,29 @@ class ObserverPool:
 # ---- crash points ------------------------------------------------------------------
 
 
+KILL_WINDOW = 16
+
+
 def plan(nrecords, budget, rng, first=0, last=None, every_kill=False):
-    """[(k, mode, power seed)] in order of k, for k in [first, last]: kill
-    points (all of them when every_kill or when they fit in half the
-    budget, else a random sample of that half) and, for the rest of the
-    budget, random points with random power-cut seeds."""
+    """[(k, mode, power seed)] in order of k, for k in [first, last].
+
+    Kill points: all of them when every_kill or when they fit in half the
+    budget; else half the budget in random windows of KILL_WINDOW
+    consecutive points (every step of the operations there, and a crash
+    image is often the same as its neighbour's, which is observed once).
+    The rest of the budget: random points with random power-cut seeds."""
     last = nrecords if last is None else last
     ks = list(range(first, last + 1))
     if every_kill or len(ks) <= budget // 2:
         kills = ks
     else:
-        kills = sorted(rng.sample(ks, budget // 2))
+        chosen = set()
+        while len(chosen) < budget // 2:
+            start = rng.choice(ks)
+            for k in range(start, min(start + KILL_WINDOW, last + 1)):
+                if len(chosen) < budget // 2:
+                    chosen.add(k)
+        kills = sorted(chosen)
     points = [(k, "kill", 0) for k in kills]
     points += [(rng.choice(ks), "power", rng.randrange(1 << 30))
                for _ in range(max(0, budget - len(kills)))]
