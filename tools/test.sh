@@ -3,9 +3,10 @@
 #
 # Owns: the dependency install (apt-get, skipped when all is present), the
 # two builds (build/: debugoptimized; build-asan/: ASan+UBSan; plus build-fault/
-# with I/O fault injection for tests/integration/test_faults.py), the compile
-# checks of the other build types with -Werror (build-check/: release, debug,
-# ASan+UBSan at -O0 and -O1; one summary item each), the unit tests
+# with I/O fault injection and crash recording for tests/integration/test_faults.py
+# and test_crash.py), the compile checks of the other build types with -Werror
+# (build-check/: release, debug, ASan+UBSan at -O0 and -O1; one summary item
+# each), the unit tests
 # (meson test, suite unit) and the integration suite (pytest through a real
 # FUSE mount) against both builds, and the final summary whose last line is
 # "N passed, M failed" summed over all runs. Exits non-zero when anything
@@ -139,16 +140,18 @@ for b in "${BUILD_OK[@]}"; do
 	[ "$rc" -eq 5 ] && step_failed "pytest against $b collected no tests"
 done
 
-# A third build compiles the I/O fault injection (src/io/fault.c) in; only
-# the fault tests run against it (the other builds skip them), so it adds
-# seconds, not minutes.
-say "building build-fault/ (-Dfault_injection=true) for the I/O fault tests"
+# A third build compiles the I/O fault injection (src/io/fault.c) and the
+# crash recorder (src/io/record.c) in; only the fault and crash tests run
+# against it (the other builds skip them), so it adds seconds, not minutes
+# (the crash-point tests, ~3 minutes, only with EKMFS_CRASHSIM=1: docs/CRASH.md).
+say "building build-fault/ (-Dfault_injection=true) for the I/O fault and crash tests"
 if setup_build build-fault --buildtype=debugoptimized -Dfault_injection=true &&
-	ninja -C build-fault ekmfs ekmfs-admin; then
+	ninja -C build-fault ekmfs ekmfs-admin tools/rotate/ekmfs-rotate; then
 	junit=build-fault/integration-junit.xml
 	rm -f "$junit" build-fault.setup.log
 	EKMFS_BUILD="$REPO/build-fault" timeout -k 30 600 \
-		"$PYTHON" -m pytest tests/integration/test_faults.py -p no:cacheprovider -q -ra \
+		"$PYTHON" -m pytest tests/integration/test_faults.py tests/integration/test_crash.py \
+		-p no:cacheprovider -q -ra \
 		--junitxml="$junit" -o junit_family=xunit2
 	cleanup_stale_mounts
 	if [ -s "$junit" ]; then

@@ -94,5 +94,11 @@ void ekmfs_uring_batch(int fd, bool write, struct ekmfs_io_vec *v, unsigned n);
  * which define EKMFS_FAULT_INJECTION): install a table that fails transfers
  * as the file named by $EKMFS_FAULT_FILE says. Returns true when armed. */
 bool ekmfs_io_faults_from_env(void);
+/* Crash recording (record.c, compiled only in -Dfault_injection=true
+ * builds): when $EKMFS_CRASH_LOG names a file, wrap the table in use (arm
+ * it after the fault table) so that every change to the backing store is
+ * appended to that log (docs/CRASH.md). Returns 1 when armed, 0 when the
+ * variable is unset, -errno (message set) when the log cannot be opened. */
+int ekmfs_io_record_from_env(void);
 
 #endif

@@ -462,7 +462,14 @@ int main(int argc, char **argv)
 	}
 	ekmfs_log_set_level(cl.debug ? EKMFS_LOG_DEBUG : (enum ekmfs_log_level)cfg.log_level);
 #ifdef EKMFS_FAULT_INJECTION
-	(void)ekmfs_io_faults_from_env();   /* test builds only */
+	/* Test builds only; the recorder wraps the fault table. */
+	(void)ekmfs_io_faults_from_env();
+	ekmfs_clearerr();
+	ret = ekmfs_io_record_from_env();
+	if (ret < 0) {
+		report_failure(ret);
+		goto out;
+	}
 #endif
 	if (efs_service_prepare(cl.config) < 0)
 		goto out;

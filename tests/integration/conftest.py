@@ -392,9 +392,12 @@ def _binaries():
 
 
 @pytest.fixture(autouse=True)
-def _hang_guard():
-    """Kill the daemons of a test that runs past TEST_TIMEOUT, then fail it."""
+def _hang_guard(request):
+    """Kill the daemons of a test that runs past TEST_TIMEOUT (or its
+    hang_timeout(seconds) marker, for tests sized by a budget), then fail it."""
     fired = []
+    marker = request.node.get_closest_marker("hang_timeout")
+    limit = max(TEST_TIMEOUT, marker.args[0]) if marker else TEST_TIMEOUT
 
     def fire():
         fired.append(True)
@@ -402,14 +405,13 @@ def _hang_guard():
             if m.proc and m.proc.poll() is None:
                 m.proc.send_signal(signal.SIGKILL)
 
-    timer = threading.Timer(TEST_TIMEOUT, fire)
+    timer = threading.Timer(limit, fire)
     timer.daemon = True
     timer.start()
     yield
     timer.cancel()
     if fired:
-        pytest.fail("test hung for more than %ds; ekmfs was killed to free it"
-                    % TEST_TIMEOUT)
+        pytest.fail("test hung for more than %ds; ekmfs was killed to free it" % limit)
 
 
 @pytest.fixture
@@ -454,6 +456,7 @@ def mnt(mounted):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running test")
+    config.addinivalue_line("markers", "hang_timeout(seconds): a longer hang guard")
 
 
 def eio(fn, *args):

@@ -241,6 +241,11 @@ int main(int argc, char **argv)
 	cmd = argv[optind++];
 	ekmfs_secmem_init();
 	ekmfs_secmem_no_dumps();
+#ifdef EKMFS_FAULT_INJECTION
+	rc = ekmfs_io_record_from_env();   /* test builds only */
+	if (rc < 0)
+		return fail("crash log", rc);
+#endif
 
 	if (strcmp(cmd, "keygen") == 0) {
 		if (optind != argc) {

@@ -678,6 +678,13 @@ int main(int argc, char **argv)
 		code = ROT_ERROR;
 		goto out;
 	}
+#ifdef EKMFS_FAULT_INJECTION
+	ret = ekmfs_io_record_from_env();   /* test builds only */
+	if (ret < 0) {
+		code = report_failure(c, ret, "crash log");
+		goto out;
+	}
+#endif
 	ret = keys_setup(c);
 	if (ret) {
 		code = report_failure_then(c, ret, c->opt.backing, THEN_UNCHANGED);
