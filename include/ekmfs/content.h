@@ -69,6 +69,9 @@ int ekmfs_content_read_header(int fd, struct ekmfs_header *h);
  * is cut to 0 bytes, an empty file. 0 when it was, -EBADMSG when the file
  * holds something else (a header that is there but bad is damage). */
 int ekmfs_content_settle_header(int fd);
+/* The same test without changing anything: 0 when the first sector (or
+ * all of a shorter file) is zeros, -EBADMSG when it is not. */
+int ekmfs_content_header_unwritten(int fd);
 /* Key-slot bytes of fd's header only (in-place slot updates: rotation). */
 int ekmfs_content_write_slot(int fd, const struct ekmfs_header *h, int idx);
 int ekmfs_content_clear_slot(int fd, int idx);

@@ -84,6 +84,9 @@ struct ekmfs_keyring {
  * (mode 0700) and the descriptor; -EEXIST if a volume is already there. */
 int ekmfs_volume_read(int backing_fd, struct ekmfs_volume *v);
 int ekmfs_volume_write_new(int backing_fd, const struct ekmfs_volume *v);
+/* Replace the descriptor of an existing volume atomically (ekmfs-admin
+ * upgrade: the version). 0 or -errno with ekmfs_lasterr(). */
+int ekmfs_volume_rewrite(int backing_fd, const struct ekmfs_volume *v);
 /* Where the daemon serving the volume listens, and ekmfs-admin calls it:
  * CONTROL_DIR/<volume id in hex>.sock. 0 or -ENAMETOOLONG. */
 int ekmfs_volume_control_path(const char *control_dir, const struct ekmfs_volume *v,

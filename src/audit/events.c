@@ -21,6 +21,8 @@ static const char *const event_names[] = {
 	"decrypt_failed",
 	"lock", "unlock",
 	"config_reload",
+	/* ekmfs-admin upgrade */
+	"upgrade_start", "upgrade_finish",
 	/* ekmfs-admin import-plaintext */
 	"import_plaintext_start", "import_plaintext", "import_plaintext_finish",
 	/* daemon: the audit queue and the key cache */

@@ -140,7 +140,7 @@ int ekmfs_content_read_header(int fd, struct ekmfs_header *h)
 	return ekmfs_header_parse(buf, (size_t)n, h);
 }
 
-int ekmfs_content_settle_header(int fd)
+int ekmfs_content_header_unwritten(int fd)
 {
 	uint8_t buf[EKMFS_SECTOR_SIZE];
 	ssize_t n = ekmfs_read_full(fd, buf, sizeof(buf), 0);
@@ -150,6 +150,15 @@ int ekmfs_content_settle_header(int fd)
 	for (ssize_t i = 0; i < n; i++)
 		if (buf[i])
 			return -EBADMSG;
+	return 0;
+}
+
+int ekmfs_content_settle_header(int fd)
+{
+	int rc = ekmfs_content_header_unwritten(fd);
+
+	if (rc < 0)
+		return rc;
 	if (ekmfs_io->ftruncate(fd, 0) < 0)
 		return -errno;
 	return 0;
@@ -212,6 +221,7 @@ int content_write_state(struct ekmfs_content *c, bool both)
 		c->dur = c->cur;
 		c->dur_slot = 0;
 		c->unequal = false;
+		c->salts_evicted = false;
 	} else {
 		c->unequal = true;
 	}
@@ -639,6 +649,8 @@ static int load_strict(struct ekmfs_content *c, struct ekmfs_state p[2], bool va
 	c->unequal = p[0].seq != p[1].seq;
 	if (!c->unequal)
 		c->dur_slot = 0;
+	/* A full salt list may have pushed salts out in an earlier session. */
+	c->salts_evicted = c->unequal && c->cur.nsalts == EKMFS_STATE_SALTS;
 	/* A working record not yet durable goes on listing its salts. */
 	c->salts_reset = !c->unequal;
 	c->seq = p[newest].seq;
@@ -717,22 +729,34 @@ fail:
 int ekmfs_content_rekey(struct ekmfs_content *c, const struct ekmfs_header *h,
 			const uint8_t dek[EKMFS_KEY_SIZE])
 {
+	uint8_t old_id[EKMFS_FILE_ID_SIZE];
+	/* The old content a crash may fall back to (its durable state, or
+	 * a journal holding it) stays intact until the new header is
+	 * durable: only then is it cut or overwritten. */
+	bool protect = c->dur.size > 0 || c->j;
 	int rc;
 
 	if (h->version != EKMFS_FORMAT_V2)
 		return -EINVAL;
+	memcpy(old_id, c->file_id, EKMFS_FILE_ID_SIZE);
 	if (c->j)
-		journal_close(c, true);
-	journal_remove_stale(&c->env, c->file_id, UINT64_MAX);
+		journal_close(c, false);
 	c->l = &ekmfs_layout_v2;
 	memcpy(c->file_id, h->file_id, EKMFS_FILE_ID_SIZE);
 	rc = keys_set(c, dek);
 	if (rc < 0)
 		return rc;
 	c->seq = 0;
+	c->salts_evicted = false;
 	rc = write_fresh(c, h);
 	if (rc < 0)
 		return rc;
+	if (protect && ekmfs_io->fdatasync(c->fd) < 0) {
+		rc = -errno;
+		ekmfs_seterr("sync of the new header: %s", strerror(errno));
+		return rc;
+	}
+	journal_remove_stale(&c->env, old_id, UINT64_MAX);
 	if (ekmfs_io->ftruncate(c->fd, EKMFS_HEADER_SIZE_V2) < 0) {
 		rc = -errno;
 		ekmfs_seterr("cutting the backing file to its new header: %s", strerror(errno));
@@ -769,6 +793,18 @@ static int make_durable(struct ekmfs_content *c, bool datasync)
 		 * cut falls back to, and the old one's slot takes the next. */
 		c->dur = c->cur;
 		c->dur_slot = 1 - c->dur_slot;
+	}
+	if (c->salts_evicted) {
+		/* It lost salts, so settling would not take it over the
+		 * older record beside it: it replaces that one too. */
+		rc = content_write_state(c, true);
+		if (rc == 0 && ekmfs_io->fdatasync(c->fd) < 0)
+			rc = -errno;
+		if (rc < 0) {
+			ekmfs_seterr("sync of the backing file: %s", strerror(-rc));
+			return rc;
+		}
+		c->salts_evicted = false;
 	}
 	/* Blocks written from now on must be told from those before. */
 	content_salts_fresh(c);

@@ -93,6 +93,10 @@ struct ekmfs_content {
 	struct ekmfs_state dur, cur;
 	int dur_slot;                    /* record slot holding dur */
 	bool unequal;                    /* the two records differ on disk */
+	/* A salt was pushed out of the working state's list (note_salt): it
+	 * no longer verifies against the older record beside it, so once it
+	 * is durable it must replace that one too (make_durable). */
+	bool salts_evicted;
 	uint64_t seq;                    /* highest record seq written or read */
 	uint64_t phys;                   /* backing length now (>= layout of cur) */
 	bool punch_pending;              /* holes of cur may still hold old bytes */

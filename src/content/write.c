@@ -146,14 +146,17 @@ static int merge_block(struct change *ch, uint64_t index, uint64_t nl)
 /* List salt in st, the state the blocks are written for. A fifth salt
  * since the last durable state pushes the oldest out: blocks sealed under
  * it no longer count as new after a crash, so settling falls back to the
- * durable state (unsynced data is lost, never old data taken for new). */
-static void note_salt(struct ekmfs_state *st, const uint8_t *salt)
+ * durable state (unsynced data is lost, never old data taken for new).
+ * Such a state cannot be told apart from the older record once it is
+ * durable either: the next sync writes it to both (make_durable). */
+static void note_salt(struct ekmfs_content *c, struct ekmfs_state *st, const uint8_t *salt)
 {
 	if (ekmfs_state_add_salt(st, salt) == -ENOSPC) {
 		memmove(st->salts[0], st->salts[1],
 			(EKMFS_STATE_SALTS - 1) * EKMFS_STATE_SALT_SIZE);
 		st->nsalts--;
 		(void)ekmfs_state_add_salt(st, salt);
+		c->salts_evicted = true;
 	}
 }
 
@@ -339,7 +342,7 @@ static int rewrite_blocks(struct change *ch, uint64_t from, uint64_t to)
 		pthread_mutex_unlock(&ch->c->mu);
 		rc = content_write_key(ch->c, count, !ch->shared, ch->key, ch->salt);
 		if (rc == 0 && !ch->shared)
-			note_salt(&ch->next, ch->salt);
+			note_salt(ch->c, &ch->next, ch->salt);
 		if (rc == 0)
 			rc = seal_chunk(ch, b, count);
 		if (rc == 0)

@@ -524,6 +524,17 @@ static int volume_serialize(const struct ekmfs_volume *v, json_object **out)
 	return 0;
 }
 
+int ekmfs_volume_rewrite(int backing_fd, const struct ekmfs_volume *v)
+{
+	json_object *doc = NULL;
+	int ret = volume_serialize(v, &doc);
+
+	if (ret == 0)
+		ret = write_json(backing_fd, EKMFS_VOLUME_FILE, doc);
+	json_object_put(doc);
+	return ret;
+}
+
 int ekmfs_volume_write_new(int backing_fd, const struct ekmfs_volume *v)
 {
 	char path[PATH_MAX + 64];

@@ -101,6 +101,8 @@ int admin_backup_manifest(int argc, char **argv);
 int admin_test_main(int argc, char **argv, const struct ekmfs_config *cfg);
 /* verify.c */
 int admin_verify(const char *backing, const struct ekmfs_config *cfg);
+/* upgrade.c: every version 1 file to version 2, then the volume. */
+int admin_upgrade(const char *backing, const struct ekmfs_config *cfg);
 
 /* audit.c: the audit trail of one command (fd, keys and audit log open). */
 struct ekmfs_keys;

@@ -45,6 +45,15 @@ static const char usage_text[] =
 "                   tag without printing any plaintext. Each damaged file is\n"
 "                   listed as 'DAMAGED <path>: <what>'; the last line counts\n"
 "                   the files checked and damaged. Needs the CMK.\n"
+"  upgrade BACKING  Convert every file of a volume of the first release (format\n"
+"                   version 1) to version 2, then mark the volume version 2.\n"
+"                   The volume must not be mounted. Crash-safe: interrupted,\n"
+"                   it can be run again, and finishes any file it was cutting\n"
+"                   over. A file that cannot be converted is named 'FAILED\n"
+"                   <path>: <why>' and kept as it is; the volume then stays\n"
+"                   version 1 and the exit status is 1. Without it, a mounted\n"
+"                   version 1 volume converts each file at its first change.\n"
+"                   Needs the CMK.\n"
 "  backup-manifest [-o FILE] BACKING\n"
 "                   List every file, directory and symlink of BACKING (.ekmfs/\n"
 "                   included) with its SHA-256 of the ciphertext, size, mode,\n"
@@ -105,9 +114,9 @@ static const char usage_tail[] =
 "  -h, --help          show this help\n"
 "  -V, --version       show the version\n"
 "\n"
-"Progress: on a terminal, verify, import-plaintext and backup-manifest show a\n"
-"bar with the bytes done, the rate and the time left on stderr; not on a\n"
-"terminal they print nothing extra. EKMFS_PROGRESS=off hides the bar,\n"
+"Progress: on a terminal, verify, upgrade, import-plaintext and backup-manifest\n"
+"show a bar with the bytes done, the rate and the time left on stderr; not on\n"
+"a terminal they print nothing extra. EKMFS_PROGRESS=off hides the bar,\n"
 "EKMFS_PROGRESS=tty draws it whatever stderr is. stdout never carries it.\n"
 "\n"
 "Exit status:\n"
@@ -269,7 +278,8 @@ int main(int argc, char **argv)
 		return admin_lock_main(argc - optind + 1, argv + optind - 1, &cfg);
 	}
 	if (strcmp(cmd, "init") != 0 && strcmp(cmd, "status") != 0 &&
-	    strcmp(cmd, "verify") != 0 && strcmp(cmd, "test") != 0) {
+	    strcmp(cmd, "verify") != 0 && strcmp(cmd, "test") != 0 &&
+	    strcmp(cmd, "upgrade") != 0) {
 		fprintf(stderr, "ekmfs-admin: unknown command '%s'; try 'ekmfs-admin --help'\n", cmd);
 		return EXIT_USAGE;
 	}
@@ -291,6 +301,8 @@ int main(int argc, char **argv)
 		return admin_status_main(argc - optind + 1, argv + optind - 1, &cfg);
 	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
 		return EXIT_FAIL;
+	if (strcmp(cmd, "upgrade") == 0)
+		return admin_upgrade(argv[optind], &cfg);
 	return admin_verify(argv[optind], &cfg);
 }
 

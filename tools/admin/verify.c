@@ -165,6 +165,11 @@ static int verify_one(const char *path, const char *relpath, const struct stat *
 		return 0;
 	}
 	rc = ekmfs_content_read_header(fd, &h);
+	if (rc < 0 && v->in_use && ekmfs_content_header_unwritten(fd) == 0) {
+		note_midwrite(&m, "its header was never written (it was being created): a "
+			      "recovery empties it");
+		goto out;
+	}
 	if (rc < 0) {
 		report(v, relpath, "header: %s", header_problem(fd, rc));
 		damaged = true;
