@@ -12,9 +12,8 @@ docs/CRASH.md explains the model and its limits.
 
 Needs a -Dfault_injection=true build (the recorder is compiled only there);
 elsewhere every test here is skipped. The tests that hold the daemon to the
-promise are off unless EKMFS_CRASHSIM=1: the current on-disk format breaks
-it (e.g. an append re-seals a partial last block with two pwrites), and CI
-must stay green until format v2 lands. The tests of the simulator itself
+promise run with a bounded budget (EKMFS_CRASH_POINTS, docs/CRASH.md); the
+format before v2 failed them. The tests of the simulator itself
 (the recorder reproduces a real kill -9 exactly, a whole run replays to the
 final backing directory) always run on a fault build; the replayer's own
 model is tested without a daemon in test_crashsim_model.py.
@@ -62,13 +61,6 @@ FAULT_BUILD = fault_build()
 pytestmark = pytest.mark.skipif(not FAULT_BUILD,
                                 reason="needs a -Dfault_injection=true build (the crash "
                                        "recorder is compiled only there)")
-
-ENABLED = os.environ.get("EKMFS_CRASHSIM") == "1"
-needs_v2 = pytest.mark.skipif(
-    FAULT_BUILD and not ENABLED,     # elsewhere the module's reason applies
-    reason="crash-point checks fail on the current on-disk format (a partial last block "
-           "is re-sealed in two pwrites, blocks are overwritten in place); enable when "
-           "format v2 lands: EKMFS_CRASHSIM=1")
 
 POINTS = int(os.environ.get("EKMFS_CRASH_POINTS", "2000"))
 SEEDS = [int(s) for s in os.environ.get("EKMFS_CRASH_SEEDS", "1,2").split(",")]
@@ -207,7 +199,6 @@ def random_run(volume, seed, nops, label):
     return Run(volume, label, snap, log, w.journal)
 
 
-@needs_v2
 @hang_budget(SMALL_POINTS)
 def test_every_kill_point_of_a_small_run(volume):
     """Every crash point of a small random run in kill mode (and power
@@ -219,7 +210,6 @@ def test_every_kill_point_of_a_small_run(volume):
     assert not rep.failing, text + "\n" + rep.details()
 
 
-@needs_v2
 @hang_budget(RANDOM_POINTS // len(SEEDS))
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_workload_crash_points(volume, seed):
@@ -234,7 +224,6 @@ def test_random_workload_crash_points(volume, seed):
 
 # ---- rotation ----------------------------------------------------------------------
 
-@needs_v2
 @hang_budget(ROTATE_POINTS)
 def test_crash_points_inside_a_rotation(volume):
     """ekmfs-rotate kek runs (recorded into the same log) while the daemon is
@@ -290,7 +279,6 @@ def test_crash_points_inside_a_rotation(volume):
 
 # ---- the known partial-block bug -----------------------------------------------------
 
-@needs_v2
 def test_append_after_fsync_never_damages_the_fsynced_block(volume):
     """fsync 100 bytes, append 100 more: the append re-seals block 0. A
     crash at any record of that append (in the current format: after the
@@ -410,7 +398,6 @@ def fsynced_bytes_intact(vol, journal):
     return problems
 
 
-@needs_v2
 @pytest.mark.parametrize("attempt", range(4))
 def test_kill9_at_a_random_moment_keeps_fsynced_bytes(volume, attempt):
     rng = random.Random(100 + attempt)
@@ -427,7 +414,6 @@ def test_kill9_at_a_random_moment_keeps_fsynced_bytes(volume, attempt):
     assert not problems, "kill -9 after %d operations: %s" % (len(w.journal.events), problems)
 
 
-@needs_v2
 @pytest.mark.parametrize("n", [3, 8, 13, 21, 34])
 def test_kill9_at_the_nth_pwrite_keeps_fsynced_bytes(volume, n):
     snap, log, m = start_recorded(volume, "kill9n")
