@@ -46,6 +46,44 @@ static void backup_name(const uint8_t file_id[EKMFS_FILE_ID_SIZE], bool tmp, cha
 
 /* backup = v2 header sector 0 (512 bytes) ‖ the v1 file, made durable
  * under its final name. Returns its descriptor or -errno. */
+/* Every block of the v1 copy in bfd (after its v2 sector) opens: a file
+ * with a damaged block is refused before anything of it changes. */
+static int check_v1(struct ekmfs_content *c, int bfd, uint64_t v1_bytes)
+{
+	const struct ekmfs_layout *v1 = &ekmfs_layout_v1;
+	uint8_t *in = malloc(EKMFS_CBLOCK_SIZE_V1), *pt = ekmfs_secure_alloc(EKMFS_BLOCK_SIZE);
+	uint64_t size, nb;
+	int rc = 0;
+
+	if (!in || !pt) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (ekmfs_plain_size(v1, v1_bytes, &size) < 0) {
+		ekmfs_seterr("the version 1 file has an impossible size %llu (cut short)",
+			     (unsigned long long)v1_bytes);
+		rc = -EBADMSG;
+		goto out;
+	}
+	nb = ekmfs_nblocks(size);
+	for (uint64_t i = 0; i < nb && rc == 0; i++) {
+		uint64_t len = ekmfs_block_len(size, i) + v1->overhead;
+
+		if (ekmfs_read_full(bfd, in, len, (off_t)(EKMFS_HEADER_PARSE_SIZE +
+							   ekmfs_block_offset(v1, i))) !=
+			    (ssize_t)len ||
+		    ekmfs_block_open(v1, c->k->dek, c->file_id, i, in, len, pt) < 0) {
+			content_report_bad(i, NULL, "authentication failed in the version 1 file "
+					   "(tampered or corrupt): not converted");
+			rc = -EIO;
+		}
+	}
+out:
+	free(in);
+	ekmfs_secure_free(pt, EKMFS_BLOCK_SIZE);
+	return rc;
+}
+
 static int make_backup(struct ekmfs_content *c, const struct ekmfs_header *h)
 {
 	uint8_t sector[EKMFS_HEADER_PARSE_SIZE], *buf = malloc(1u << 20);
@@ -75,6 +113,8 @@ static int make_backup(struct ekmfs_content *c, const struct ekmfs_header *h)
 		rc = ekmfs_write_full(bfd, buf, (size_t)n, (off_t)(sizeof(sector) + off));
 		off += (uint64_t)n;
 	}
+	if (rc == 0)
+		rc = check_v1(c, bfd, off);
 	if (rc == 0 && ekmfs_io->fdatasync(bfd) < 0)
 		rc = -errno;
 	if (rc == 0 && ekmfs_io->renameat2(c->env.journal_dir, tmp, c->env.journal_dir, name, 0) < 0)
@@ -84,7 +124,8 @@ static int make_backup(struct ekmfs_content *c, const struct ekmfs_header *h)
 out:
 	free(buf);
 	if (rc < 0) {
-		ekmfs_seterr("making the backup for the upgrade: %s", strerror(-rc));
+		if (rc != -EIO && rc != -EBADMSG)
+			ekmfs_seterr("making the backup for the upgrade: %s", strerror(-rc));
 		if (bfd >= 0)
 			close(bfd);
 		(void)ekmfs_io->unlinkat(c->env.journal_dir, tmp, 0);

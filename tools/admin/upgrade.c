@@ -5,7 +5,7 @@
  *
  * The volume is taken like a mount takes it (.ekmfs/mount.lock), so no
  * daemon serves it meanwhile; one that was not unmounted cleanly is
- * refused (a mount recovers it first). Each file is converted by the
+ * refused (a mount recovers it first), unless what died was an upgrade. Each file is converted by the
  * content layer through its crash-safe backup, so the command can be
  * interrupted at any point and run again: a file whose conversion was cut
  * short is finished from its backup. Only when every file is version 2
@@ -34,6 +34,9 @@
 #include "ekmfs/secmem.h"
 #include "ekmfs/upgrade.h"
 #include "ekmfs/util.h"
+
+/* The mountpoint of the holder record while an upgrade holds the volume. */
+#define UPGRADE_HOLDER "(ekmfs-admin upgrade)"
 
 struct upgrade_state {
 	const char *backing;
@@ -65,6 +68,19 @@ static bool backup_left(const struct upgrade_state *s, const uint8_t file_id[EKM
 	ekmfs_hex(file_id, EKMFS_FILE_ID_SIZE, name);
 	strcat(name, ".v1");
 	return faccessat(s->journal_dir, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Whether the volume's last holder was an upgrade that died (and no
+ * daemon's recovery is pending): the upgrade itself picks up its work. */
+static bool upgrade_crashed(int backing_fd)
+{
+	struct ekmfs_holder h;
+	bool live, pending;
+
+	return ekmfs_volume_holder(backing_fd, &h, &live, &pending) == 0 && !live &&
+	       strcmp(h.mountpoint, UPGRADE_HOLDER) == 0 &&
+	       faccessat(backing_fd, EKMFS_META_DIR "/" EKMFS_RECOVERY_FILE, F_OK,
+			 AT_SYMLINK_NOFOLLOW) != 0;
 }
 
 /* ---- one file ---- */
@@ -165,7 +181,7 @@ int admin_upgrade(const char *backing, const struct ekmfs_config *cfg)
 	struct ekmfs_holder other;
 	struct ekmfs_volume vol;
 	struct timespec since;
-	bool recover;
+	bool recover, resuming;
 	int rc, status = EXIT_FAIL;
 
 	rc = admin_audit_open(backing, cfg, &s.a);
@@ -181,7 +197,8 @@ int admin_upgrade(const char *backing, const struct ekmfs_config *cfg)
 		status = EXIT_OK;
 		goto out;
 	}
-	rc = ekmfs_volume_take(s.a.fd, "(ekmfs-admin upgrade)", &lock, &recover, &since, &other);
+	resuming = upgrade_crashed(s.a.fd);
+	rc = ekmfs_volume_take(s.a.fd, UPGRADE_HOLDER, &lock, &recover, &since, &other);
 	if (rc == -EBUSY) {
 		fprintf(stderr, "ekmfs-admin: %s is in use by %s (pid %ld)%s%s: unmount it first "
 			"(a mounted volume converts each file at its first change)\n", backing,
@@ -192,7 +209,7 @@ int admin_upgrade(const char *backing, const struct ekmfs_config *cfg)
 		fprintf(stderr, "ekmfs-admin: %s\n", ekmfs_lasterr());
 		goto out;
 	}
-	if (recover) {
+	if (recover && !resuming) {
 		fprintf(stderr, "ekmfs-admin: %s was not unmounted cleanly: mount it once (the "
 			"mount recovers it) and unmount it, then run upgrade again\n", backing);
 		goto out;
@@ -215,6 +232,14 @@ int admin_upgrade(const char *backing, const struct ekmfs_config *cfg)
 	tool_progress_stop(s.progress);
 	if (rc < 0) {
 		fprintf(stderr, "ekmfs-admin: walking %s: %s\n", backing, strerror(-rc));
+		s.failed++;
+	}
+	/* A crashed upgrade needs no other recovery than the one just done
+	 * (every backup it left has been finished): its mark goes. */
+	if (resuming && rc == 0 && (ekmfs_io->syncfs(s.a.fd) < 0 ||
+				    ekmfs_volume_recovered(s.a.fd) < 0)) {
+		fprintf(stderr, "ekmfs-admin: clearing the recovery mark of the interrupted "
+			"upgrade: %s\n", strerror(errno));
 		s.failed++;
 	}
 	if (s.failed == 0 && ekmfs_io->syncfs(s.a.fd) < 0) {
