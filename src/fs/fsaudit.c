@@ -77,7 +77,10 @@ void efs_audit_tamper(struct efs_data *fs, int fd, const uint8_t *file_id, uint6
 	efs_relpath(fs, fd, rel, sizeof(rel));
 	ev.event = "decrypt_failed";
 	ev.outcome = "failure";
-	ev.reason = block == UINT64_MAX ? "file header does not authenticate (tampered or corrupt)"
+	/* The content layer's reason when it gave one: "backing file is ...
+	 * (cut short)", "state record 0 does not authenticate", ... */
+	ev.reason = *ekmfs_lasterr() ? ekmfs_lasterr()
+		    : block == UINT64_MAX ? "file header does not authenticate (tampered or corrupt)"
 		    : "block authentication failed (tampered or corrupt)";
 	ev.path = rel;
 	if (file_id) {

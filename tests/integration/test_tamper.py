@@ -348,3 +348,187 @@ def test_garbage_backing_files_never_crash(mounted):
     # never may an intact one be listed
     assert not damaged_names & {VICTIM, "sub/other", "bystander"}
     assert damaged >= 1 and damaged == len(damaged_names)
+
+
+# ---- cuts, appends, state records and header room (format v2) ------------------
+
+def cut(n):
+    def t(b, other):
+        os.truncate(b, n if n >= 0 else os.path.getsize(b) + n)
+        return "state"
+    t.__name__ = "t_cut_%d" % n
+    return t
+
+
+def t_cut_block_boundary(b, other):
+    os.truncate(b, block_offset(3))
+    return "state"
+
+
+def t_cut_to_header(b, other):
+    os.truncate(b, HEADER_SIZE)
+    return "state"
+
+
+def t_cut_inside_records(b, other):
+    os.truncate(b, 700)
+    return "state"
+
+
+def t_cut_inside_sector0(b, other):
+    os.truncate(b, 300)
+    return "state"
+
+
+def t_cut_mid_block(b, other):
+    os.truncate(b, block_offset(2) + 100)
+    return "state"
+
+
+def t_cut_impossible_1(b, other):
+    os.truncate(b, block_offset(4) + 1)          # 1 byte of the last block
+    return "state"
+
+
+def t_cut_impossible_40(b, other):
+    os.truncate(b, block_offset(4) + NONCE + TAG)  # the overhead, no byte of data
+    return "state"
+
+
+def t_cut_last_byte(b, other):
+    os.truncate(b, os.path.getsize(b) - 1)
+    return "state"
+
+
+def t_appended_byte(b, other):
+    with open(b, "ab") as f:
+        f.write(b"\0")
+    return "state"
+
+
+def t_appended_block(b, other):
+    with open(b, "ab") as f:
+        f.write(random.Random(5).randbytes(CBLOCK))
+    return "state"
+
+
+def t_record0_bitflip(b, other):
+    flip(b, 512 + 9)                              # record 0's size
+    return "state"
+
+
+def t_record1_mac(b, other):
+    flip(b, 768 + 255)                            # record 1's MAC
+    return "state"
+
+
+def t_records_zeroed(b, other):
+    put(b, 512, bytes(512))
+    return "state"
+
+
+def t_header_reserved(b, other):
+    flip(b, 300)                                  # reserved, must be zero
+    return "header"
+
+
+CUT_CASES = [t_cut_block_boundary, t_cut_to_header, t_cut_inside_records, t_cut_inside_sector0,
+             t_cut_mid_block, t_cut_impossible_1, t_cut_impossible_40, t_cut_last_byte,
+             t_appended_byte, t_appended_block, t_record0_bitflip, t_record1_mac,
+             t_records_zeroed, t_header_reserved]
+
+
+def audit_damage(vol, rel):
+    r = vol.admin("audit", "show", "--event", "decrypt_failed", "--json", vol.backing)
+    return [l for l in r.stdout.splitlines() if '"%s"' % rel in l]
+
+
+@pytest.mark.parametrize("case", CUT_CASES, ids=[c.__name__[2:] for c in CUT_CASES])
+def test_cuts_appends_and_records_detected(mounted, case):
+    """Every cut (block boundary, header only, inside the header, mid-block,
+    sizes no layout has), appended bytes and edited state records: the file
+    no longer opens (EIO), the daemon logs and audits it, verify names it,
+    and the other files are untouched."""
+    mnt = mounted.mnt
+    files = write_files(mnt)
+    mounted.mounts[-1].unmount()
+    bpath = mounted.bpath(VICTIM)
+    case(bpath, mounted.bpath("sub/other"))
+    after_tamper = open(bpath, "rb").read()
+    m = mounted.mount()
+    victim = mnt / VICTIM
+    assert errno_of(lambda: open(victim, "rb").read()) == errno.EIO
+    assert errno_of(lambda: open(victim, "r+b").write(b"x")) == errno.EIO
+    assert any(re.search(r"ekmfs: %s: header: \S" % re.escape(VICTIM), l)
+               for l in m.log().splitlines()), m.log()
+    assert open(mnt / "bystander", "rb").read() == files["bystander"]
+    assert open(mnt / "sub/other", "rb").read() == files["sub/other"]
+    m.unmount()
+    # nothing was "repaired": the damage stays as the attacker left it
+    assert open(bpath, "rb").read() == after_tamper
+    assert audit_damage(mounted, VICTIM), "no decrypt_failed audit record for the file"
+    r, lines, checked, damaged = verify(mounted)
+    assert r.returncode == 1 and damaged == 1, r.stdout
+    assert any(l.startswith("DAMAGED %s:" % VICTIM) for l in lines), lines
+
+
+def test_forged_slot_in_the_unused_slot_is_reported(mounted):
+    """Header room: bytes put in the unused key slot (a slot that parses but
+    does not authenticate) are reported although the file still opens."""
+    mnt = mounted.mnt
+    files = write_files(mnt)
+    mounted.mounts[-1].unmount()
+    b = mounted.bpath(VICTIM)
+    raw = region(b, 32, 96)
+    slot0_seq = int.from_bytes(raw[:8], "little")
+    used = 32 if slot0_seq else 128
+    free = 128 if used == 32 else 32
+    forged = (slot0_seq + 1).to_bytes(8, "little") + region(b, used + 8, 8) + \
+        random.Random(9).randbytes(60) + bytes(20)
+    put(b, free, forged)
+    m = mounted.mount()
+    assert open(mnt / VICTIM, "rb").read() == files[VICTIM]
+    assert any(re.search(r"ekmfs: %s: header: \S" % re.escape(VICTIM), l)
+               for l in m.log().splitlines()), m.log()
+    m.unmount()
+    assert audit_damage(mounted, VICTIM)
+    r, lines, checked, damaged = verify(mounted)
+    assert r.returncode == 1 and damaged == 1, r.stdout
+    assert any(l.startswith("DAMAGED %s: header" % VICTIM) for l in lines), lines
+
+
+def test_cut_behind_a_live_mount_never_becomes_data(mounted):
+    """With the writeback cache: a file cut behind the mount (closed, then
+    open) reads EIO at the cut blocks, and no write through the mount turns
+    the missing part into authenticated data (zeros or otherwise)."""
+    mnt = mounted.mnt
+    files = write_files(mnt)
+    victim = mnt / VICTIM
+    os.sync()
+    # open: the content state is loaded; then the cut
+    fd = os.open(victim, os.O_RDWR)
+    try:
+        assert os.pread(fd, BLOCK, 0) == files[VICTIM][:BLOCK]
+        os.truncate(mounted.bpath(VICTIM), block_offset(2))
+        drop_caches()
+        assert errno_of(os.pread, fd, BLOCK, 3 * BLOCK) == errno.EIO
+        # a partial write into a cut block needs its old bytes: refused
+        e = errno_of(os.pwrite, fd, b"abc", 3 * BLOCK + 10)
+        if e == 0:
+            e = errno_of(os.fsync, fd)
+        assert e == errno.EIO, "a write into a cut block was accepted"
+        # an append re-seals the partial last block: refused too
+        e = errno_of(os.pwrite, fd, b"tail", SIZE)
+        if e == 0:
+            e = errno_of(os.fsync, fd)
+        assert e == errno.EIO, "an append over a cut end was accepted"
+    finally:
+        errno_of(os.close, fd)
+    drop_caches()
+    assert errno_of(read_range, victim, 3 * BLOCK, BLOCK) == errno.EIO
+    assert errno_of(read_range, victim, 2 * BLOCK, BLOCK) == errno.EIO
+    assert open(mnt / "bystander", "rb").read() == files["bystander"]
+    mounted.mounts[-1].unmount()
+    r, lines, checked, damaged = verify(mounted)
+    assert r.returncode == 1 and any(l.startswith("DAMAGED %s:" % VICTIM) for l in lines), \
+        r.stdout
