@@ -15,6 +15,8 @@
  *                            "cache":"cached","expires_in":287.5,"uses":3,
  *                            "use_limit":1000000,"enforced":true},...]
  *                         (one line of JSON, any length; ekmfs-admin status)
+ *   fence SECONDS     ->  ok fenced for N s | ok fence released (0)
+ *                         (ekmfs-rotate while it re-wraps: fence.c)
  * cache is one of locked, cached, outage, refused, expired, empty (keys.h);
  * expires_in is the seconds until the KEK is fetched again.
  *
@@ -52,6 +54,7 @@
 #include "service.h"
 
 #define REQUEST_MAX 256
+#define FENCE_MAX_SECONDS 600
 
 static struct {
 	int sock, wake_rd, wake_wr;
@@ -295,6 +298,7 @@ static void handle(struct efs_data *fs, int c)
 	socklen_t crlen = sizeof(cr);
 	ssize_t n;
 	size_t got = 0;
+	bool quiet = false;
 	int ret;
 
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -327,9 +331,24 @@ static void handle(struct efs_data *fs, int c)
 		ret = tenants_reply(fs, &long_reply, &n);
 		/* What the log shows; the client gets long_reply. */
 		snprintf(msg, sizeof(msg), "states of %zu tenant%s", n, n == 1 ? "" : "s");
+	} else if (strncmp(req, "fence ", 6) == 0) {
+		char *end;
+		unsigned long secs = strtoul(req + 6, &end, 10);
+
+		if (*end || end == req + 6 || secs > FENCE_MAX_SECONDS) {
+			snprintf(reply, sizeof(reply), "error EINVAL fence takes seconds, 0..%d\n",
+				 FENCE_MAX_SECONDS);
+			goto out;
+		}
+		ret = efs_fence_set(fs, (unsigned)secs);
+		quiet = true;           /* renewed every few seconds */
+		if (secs)
+			snprintf(msg, sizeof(msg), "fenced for %lu s", secs);
+		else
+			snprintf(msg, sizeof(msg), "fence released");
 	} else {
 		snprintf(reply, sizeof(reply), "error EINVAL unknown request (lock, unlock, "
-			 "status, tenants)\n");
+			 "status, tenants, fence)\n");
 		goto out;
 	}
 	if (ret)
@@ -339,7 +358,7 @@ static void handle(struct efs_data *fs, int c)
 	else
 		snprintf(reply, sizeof(reply), "ok %s\n", msg);
 	/* Monitoring may poll `tenants`; only what changes state is worth INFO. */
-	ekmfs_log(long_reply ? EKMFS_LOG_DEBUG : EKMFS_LOG_INFO,
+	ekmfs_log(long_reply || quiet ? EKMFS_LOG_DEBUG : EKMFS_LOG_INFO,
 		  "control: '%s' from uid %u pid %d: %.*s", req,
 		  (unsigned)cr.uid, (int)cr.pid, (int)strcspn(reply, "\n"), reply);
 out:

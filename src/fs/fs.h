@@ -135,6 +135,10 @@ struct efs_data {
 	/* +1 on every ekmfs-admin lock (control.c): a DEK unwrapped while it
 	 * changed is discarded instead of installed. Atomic. */
 	uint64_t lock_gen;
+	/* The rotation fence (fence.c): until when (CLOCK_MONOTONIC ns) file
+	 * writes take the shared lock, and how many run without it. Atomic. */
+	int64_t fence_until;
+	long fence_unfenced;
 };
 
 /* One open regular file (fi->fh). */
@@ -280,6 +284,19 @@ void efs_audit_open(struct efs_data *fs, int backing_fd);
 void efs_audit_event(struct efs_data *fs, const char *event, const char *reason);
 /* A file failed authentication: block UINT64_MAX means its header. */
 void efs_audit_tamper(struct efs_data *fs, int fd, const uint8_t *file_id, uint64_t block);
+
+/* fence.c: an operation that writes a regular backing file (its bytes or
+ * times) runs between enter and leave; fd is a descriptor of that file
+ * open for reading, or -1 to open one from inode when a lock is needed. */
+struct efs_fence {
+	int fd;
+	bool counted, own;
+};
+void efs_fence_enter(struct efs_data *fs, struct efs_inode *inode, int fd, struct efs_fence *t);
+void efs_fence_leave(struct efs_data *fs, struct efs_fence *t);
+/* Hold the fence for seconds (0: let it go); waits for the operations that
+ * began unfenced. 0 or -ETIMEDOUT. */
+int efs_fence_set(struct efs_data *fs, unsigned seconds);
 void efs_audit_close(struct efs_data *fs);
 
 #endif

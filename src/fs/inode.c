@@ -413,6 +413,7 @@ out:
 void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode)
 {
 	uint64_t seal = 0, size;
+	struct efs_fence fence;
 	char rel[PATH_MAX];
 	int fd;
 
@@ -422,10 +423,12 @@ void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode)
 	/* Kept open past the close, for the seal list and the log. */
 	fd = fcntl(ekmfs_content_fd(inode->ci_content), F_DUPFD_CLOEXEC, 0);
 	ekmfs_clearerr();
+	efs_fence_enter(fs, NULL, fd, &fence);
 	if (ekmfs_content_close(inode->ci_content, &seal) < 0) {
 		efs_relpath(fs, fd, rel, sizeof(rel));
 		ekmfs_log(EKMFS_LOG_ERR, "%s: closing: %s", rel, ekmfs_lasterr());
 	}
+	efs_fence_leave(fs, &fence);
 	inode->ci_content = NULL;
 	if (seal)
 		efs_seal_add(fs, inode, fd, seal, size);

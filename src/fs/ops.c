@@ -430,7 +430,17 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 static void efs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			int valid, struct fuse_file_info *fi)
 {
-	int err = do_setattr(req, ino, attr, valid, fi);
+	struct efs_inode *inode = efs_inode(req, ino);
+	bool writes = S_ISREG(inode->type) &&
+		      (valid & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME));
+	struct efs_fence fence;
+	int err;
+
+	if (writes)
+		efs_fence_enter(efs_data(req), inode, fi ? efs_file(fi)->fd : -1, &fence);
+	err = do_setattr(req, ino, attr, valid, fi);
+	if (writes)
+		efs_fence_leave(efs_data(req), &fence);
 
 	if (err)
 		fuse_reply_err(req, err);
@@ -718,8 +728,13 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	ekmfs_clearerr();
 	ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
 	efs_content_env(fs, NULL, &env);
-	if (ret == 0)
+	if (ret == 0) {
+		struct efs_fence fence;
+
+		efs_fence_enter(fs, NULL, fd, &fence);
 		ret = ekmfs_content_create(&c, fd, &h, dek, &env);
+		efs_fence_leave(fs, &fence);
+	}
 	if (ret < 0) {
 		ekmfs_log(EKMFS_LOG_ERR, "%s: cannot create header: %s", rel,
 			  *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(-ret));
@@ -792,6 +807,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct efs_inode *inode = efs_inode(req, ino);
 	bool want_write = (fi->flags & O_ACCMODE) != O_RDONLY;
 	bool fd_rw = true;
+	struct efs_fence fence;
 	struct efs_file *f;
 	char proc[64];
 	int fd, ret;
@@ -814,6 +830,9 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return ENOMEM;
 	}
 
+	/* Opening for writing may write a first header, or a new one (O_TRUNC). */
+	if (want_write)
+		efs_fence_enter(fs, inode, fd, &fence);
 	pthread_rwlock_wrlock(&inode->ci_lock);
 	ret = efs_crypto_load(fs, inode, fd, want_write && fd_rw);
 	if (ret == -ENODATA)
@@ -832,6 +851,8 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	else
 		efs_crypto_drop_if_unused(fs, inode);
 	pthread_rwlock_unlock(&inode->ci_lock);
+	if (want_write)
+		efs_fence_leave(fs, &fence);
 
 	if (ret < 0) {
 		close(fd);
@@ -1018,6 +1039,7 @@ static void efs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 	struct efs_file *f = efs_file(fi);
 	struct timespec mtime = { .tv_nsec = UTIME_OMIT };
 	bool writeback = efs_data(req)->writeback;
+	struct efs_fence fence;
 	struct stat st;
 	size_t written;
 	int err;
@@ -1025,6 +1047,7 @@ static void efs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 	(void)ino;
 	/* The mtime to put back: the kernel's, once it has sent one, else the
 	 * one the backing file has before this write. */
+	efs_fence_enter(efs_data(req), f->inode, f->fd, &fence);
 	if (writeback && !efs_mtime_known(f->inode) && fstat(f->fd, &st) == 0)
 		mtime = st.st_mtim;
 	err = do_write(req, buf, size, off, fi, &written);
@@ -1032,6 +1055,7 @@ static void efs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		efs_drop_suidgid(f->fd);
 	if (writeback)
 		efs_mtime_restore(f->inode, f->fd, &mtime);
+	efs_fence_leave(efs_data(req), &fence);
 	efs_metrics_write(err, written);
 	if (err)
 		fuse_reply_err(req, err);
@@ -1047,8 +1071,13 @@ static void efs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
  * and the kernel sends no more. */
 static void efs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct efs_fence fence;
+
 	(void)ino;
+	/* The last close folds a journal in, writes records, trims. */
+	efs_fence_enter(efs_data(req), efs_file(fi)->inode, efs_file(fi)->fd, &fence);
 	file_close(efs_data(req), efs_file(fi));
+	efs_fence_leave(efs_data(req), &fence);
 	fuse_reply_err(req, 0);
 }
 
@@ -1078,9 +1107,15 @@ static int do_fsync(struct efs_data *fs, struct efs_file *f, int datasync)
 static void efs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		      struct fuse_file_info *fi)
 {
+	struct efs_fence fence;
+	int err;
+
 	(void)ino;
 	ekmfs_clearerr();
-	fuse_reply_err(req, do_fsync(efs_data(req), efs_file(fi), datasync));
+	efs_fence_enter(efs_data(req), efs_file(fi)->inode, efs_file(fi)->fd, &fence);
+	err = do_fsync(efs_data(req), efs_file(fi), datasync);
+	efs_fence_leave(efs_data(req), &fence);
+	fuse_reply_err(req, err);
 }
 
 /*
@@ -1146,7 +1181,12 @@ out:
 static void efs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 			  off_t len, struct fuse_file_info *fi)
 {
-	int err = do_fallocate(req, mode, off, len, fi);
+	struct efs_fence fence;
+	int err;
+
+	efs_fence_enter(efs_data(req), efs_file(fi)->inode, efs_file(fi)->fd, &fence);
+	err = do_fallocate(req, mode, off, len, fi);
+	efs_fence_leave(efs_data(req), &fence);
 
 	(void)ino;
 	/* Under FUSE_HANDLE_KILLPRIV_V2 (wire.c) the kernel leaves the

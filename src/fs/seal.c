@@ -124,7 +124,14 @@ static void seal_now(struct efs_data *fs, int fd, uint64_t seq)
 {
 	char rel[PATH_MAX];
 
-	if (ekmfs_io->fdatasync(fd) == 0 && ekmfs_content_seal(fd, seq) == 0)
+	struct efs_fence fence;
+	int rc = -1;
+
+	efs_fence_enter(fs, NULL, fd, &fence);
+	if (ekmfs_io->fdatasync(fd) == 0)
+		rc = ekmfs_content_seal(fd, seq);
+	efs_fence_leave(fs, &fence);
+	if (rc == 0)
 		return;
 	efs_relpath(fs, fd, rel, sizeof(rel));
 	ekmfs_log(EKMFS_LOG_WARN, "%s: cannot seal its state now (%s): a crash before its "
@@ -218,6 +225,7 @@ size_t efs_seal_pending(struct efs_data *fs)
 static void seal_entry(struct efs_data *fs, struct seal_entry *e)
 {
 	int fd = open_by_handle_at(fs->backing_fd, &e->fh, O_RDWR | O_CLOEXEC | O_NOATIME);
+	struct efs_fence fence;
 	int rc;
 
 	if (fd < 0 && errno == EPERM)
@@ -229,7 +237,9 @@ static void seal_entry(struct efs_data *fs, struct seal_entry *e)
 				  "%s", (unsigned long long)e->ino, strerror(errno));
 		return;
 	}
+	efs_fence_enter(fs, NULL, fd, &fence);
 	rc = ekmfs_content_seal(fd, e->seq);
+	efs_fence_leave(fs, &fence);
 	if (rc == -ESTALE) {
 		char rel[PATH_MAX];
 

@@ -715,3 +715,60 @@ def test_rotation_progress_in_daemon_metrics(volume):
     wait_until(lambda: metrics(mfile)["ekmfs_rotation_running"] == 0, 10,
                "ekmfs_rotation_running back to 0")
     m.unmount()
+
+
+def test_rotation_leaves_mtime_size_and_content_as_the_mount_shows_them(mounted):
+    """A re-wrap writes key slots: through the mount no file's mtime, size
+    or content moves, while a writer keeps writing (the daemon's write fence,
+    docs/ROTATION.md) and with the volume unmounted."""
+    vol, mnt = mounted, mounted.mnt
+    expect = fill(mnt, 40)
+    old = 1_600_000_000
+    for i, rel in enumerate(sorted(expect)):
+        os.utime(os.path.join(mnt, rel), (old + i, old + i))
+    before = {rel: os.stat(os.path.join(mnt, rel)) for rel in expect}
+    stop = threading.Event()
+    errors = []
+    last_write = {}
+
+    def writer():
+        try:
+            fd = os.open(os.path.join(mnt, "busy"), os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                i = 0
+                while not stop.is_set():
+                    os.pwrite(fd, payload(i, 5000), (i % 7) * 4096)
+                    last_write["t"] = time.time()
+                    i += 1
+            finally:
+                os.close(fd)
+        except Exception as e:  # noqa: B902 - any failure is the finding
+            errors.append("writer: %r" % e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(2):
+            r = rotate(vol, "kek", "-q", "--jobs", "2")
+            assert r.returncode == 0, r.stderr
+            assert "may show the rotation's mtime" not in r.stderr, r.stderr
+    finally:
+        stop.set()
+        t.join(60)
+    assert not errors, errors
+    assert_done(vol, 3)
+    for rel in expect:
+        st = os.stat(os.path.join(mnt, rel))
+        assert (st.st_mtime_ns, st.st_size) == (before[rel].st_mtime_ns, before[rel].st_size), rel
+    check_through_mount(mnt, expect)
+    # the file written throughout keeps the time of its writes, not older
+    assert os.stat(os.path.join(mnt, "busy")).st_mtime >= last_write["t"] - 2
+    # unmounted: the same
+    vol.mounts[-1].unmount()
+    r = rotate(vol, "kek", "-q")
+    assert r.returncode == 0, r.stderr
+    vol.mount()
+    for rel in expect:
+        st = os.stat(os.path.join(mnt, rel))
+        assert st.st_mtime_ns == before[rel].st_mtime_ns, rel
+    check_through_mount(mnt, expect)

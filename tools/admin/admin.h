@@ -125,12 +125,6 @@ int admin_audit_main(int argc, char **argv, const struct ekmfs_config *cfg);
 /* The audit event names ("a, b, c"), indented, wrapped before column width
  * (0: one line), ending in a newline. */
 void admin_print_audit_events(FILE *f, int indent, int width);
-/* control_client.c: the daemon's control socket (ekmfs_volume_control_path).
- * request: send req (one line), *reply = the answer's first line (malloc'd).
- * timeout_s 0: wait as long as the daemon takes. 0 or -errno (-ENOENT or
- * -ECONNREFUSED: no daemon listens). */
-int admin_control_request(const char *sock_path, const char *req, int timeout_s,
-			  char **reply);
 /* The daemon's per-tenant cache states (a JSON array, caller puts it), or
  * NULL with why = "not mounted" or "unknown (...)". */
 struct json_object *admin_daemon_tenants(const struct ekmfs_config *cfg,

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "tool.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/mounts.h"
 #include "ekmfs/util.h"
@@ -97,7 +98,7 @@ int admin_lock_main(int argc, char **argv, const struct ekmfs_config *cfg)
 	ret = ekmfs_volume_control_path(cfg->control_dir, &vol, sock, sizeof(sock));
 	/* No timeout: unlock waits for the key service, with its own limits. */
 	if (ret == 0)
-		ret = admin_control_request(sock, req, 0, &reply);
+		ret = tool_control_request(sock, req, 0, &reply);
 	if (ret) {
 		fprintf(stderr, "ekmfs-admin: cannot reach the daemon of %s at %s: %s\n", mnt,
 			sock, strerror(-ret));

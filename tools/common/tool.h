@@ -39,4 +39,11 @@ bool tool_refuse_mount_path(const char *arg, enum tool_path_kind kind);
  * their own way (ekmfs-rotate --json). */
 char *tool_mount_path_problem(const char *arg, enum tool_path_kind kind);
 
+/* control.c: the daemon's control socket (ekmfs_volume_control_path). One
+ * request: send req (one line), *reply = the answer's first line (malloc'd).
+ * timeout_s 0: wait as long as the daemon takes. 0 or -errno (-ENOENT or
+ * -ECONNREFUSED: no daemon listens). */
+int tool_control_request(const char *sock_path, const char *req, int timeout_s,
+			 char **reply);
+
 #endif

@@ -55,6 +55,8 @@ int rot_run_passes(struct rot_ctx *c, const struct rot_pass *goal, const char *v
 	int ret = 0;
 
 	memset(run, 0, sizeof(*run));
+	if (!c->opt.dry_run)
+		rot_fence_start(c);
 	while (!clean && run->passes < max) {
 		struct rot_pass *p = &run->last;
 
@@ -85,6 +87,8 @@ int rot_run_passes(struct rot_ctx *c, const struct rot_pass *goal, const char *v
 		rot_paths_free(&qp);
 		rot_pass_free(&q);
 	}
+	if (!c->opt.dry_run)
+		rot_fence_stop();
 	/* The summaries report moves over every pass, per target tenant. */
 	memcpy(run->last.moved_to, run->moved_to, sizeof(run->moved_to));
 	run->seconds = rot_now() - t0;

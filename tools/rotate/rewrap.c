@@ -17,7 +17,9 @@
  * OTHER slot with seq = highest + 1, the batch is made durable, and only then
  * is the old slot cleared, and the batch made durable again. A crash at any
  * point leaves at least one slot that opens; a rerun finishes the job.
- * Nothing after the header's 256 bytes is ever read or written.
+ * Nothing after the header's key slots is ever read or written, and each
+ * file's mtime is put back after its slot write, under the file lock of the
+ * rotation fence (fence.c), so the mount shows no change.
  *
  * Slot writes are split in two, so that every state a concurrent reader (the
  * daemon opening the file) or a crash can observe still parses:
@@ -129,6 +131,10 @@ struct pending {
 	int fd;
 	int clear_idx;
 	const char *path;
+	/* What phase 2 expects to find: the daemon may have emptied the file
+	 * (O_TRUNC: a new header, file id and DEK) in between. */
+	uint8_t file_id[EKMFS_FILE_ID_SIZE];
+	uint64_t keep_seq;              /* of the slot that stays */
 };
 
 static const char *parse_problem(int rc, const uint8_t *buf, ssize_t n)
@@ -310,6 +316,7 @@ static enum outcome write_other_slot(struct rot_pass *p, int fd, const char *pat
 	rc = ekmfs_content_write_slot(fd, h, 1 - opened);
 	ekmfs_wipe(h, sizeof(*h));
 	pend->clear_idx = opened;
+	pend->keep_seq = seq;
 	if (rc) {
 		add_skip(p, path, "writing the new key slot failed: %s", strerror(-rc));
 		return OUT_SKIPPED;
@@ -366,6 +373,8 @@ static int open_for_rewrap(struct rot_pass *p, int fd, const char *path,
 	pend->fd = fd;
 	pend->path = path;
 	pend->clear_idx = 1 - opened;
+	pend->keep_seq = h->slot[opened].seq;
+	memcpy(pend->file_id, h->file_id, EKMFS_FILE_ID_SIZE);
 	return opened;
 }
 
@@ -511,6 +520,22 @@ static int sync_backing(struct rot_pass *p, const char *when)
 	return -1;
 }
 
+/* Phase 2, under the file lock: the header is still the one phase 1 saw
+ * (same file id, and the slot that stays is the one it left). */
+static bool still_ours(const struct pending *pend)
+{
+	uint8_t buf[EKMFS_HEADER_PARSE_SIZE];
+	struct ekmfs_header h;
+	ssize_t n = ekmfs_read_full(pend->fd, buf, sizeof(buf), 0);
+	bool same;
+
+	same = n > 0 && ekmfs_header_parse(buf, (size_t)n, &h) == 0 &&
+	       memcmp(h.file_id, pend->file_id, EKMFS_FILE_ID_SIZE) == 0 &&
+	       h.slot[1 - pend->clear_idx].seq == pend->keep_seq;
+	ekmfs_wipe(&h, sizeof(h));
+	return same;
+}
+
 static void run_batch(struct rot_pass *p, size_t first, size_t end, struct pending *pend,
 		      uint8_t *dek)
 {
@@ -521,8 +546,9 @@ static void run_batch(struct rot_pass *p, size_t first, size_t end, struct pendi
 
 	for (size_t i = first; i < end; i++) {
 		const char *path = p->paths->path[i];
+		struct timespec mtime;
 		enum outcome o;
-		int fd;
+		int fd, rc;
 
 		fd = openat(p->ctx->backing_fd, path,
 			    flags | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC | O_NOATIME);
@@ -538,10 +564,18 @@ static void run_batch(struct rot_pass *p, size_t first, size_t end, struct pendi
 			}
 		} else if (p->mode == MODE_SCAN) {
 			o = scan_file(p, fd, path);
-		} else if (p->migrate) {
-			o = migrate_file(p, fd, path, &pend[npend], dek);
+		} else if (p->mode != MODE_REWRAP) {
+			o = p->migrate ? migrate_file(p, fd, path, &pend[npend], dek)
+				       : rewrap_file(p, fd, path, &pend[npend], dek);
+		} else if ((rc = rot_file_hold(fd, &mtime)) < 0) {
+			add_skip(p, path, "cannot lock it: %s", strerror(-rc));
+			o = OUT_SKIPPED;
 		} else {
-			o = rewrap_file(p, fd, path, &pend[npend], dek);
+			/* Held from reading the header to putting its mtime
+			 * back: the daemon writes it before or after (fence.c). */
+			o = p->migrate ? migrate_file(p, fd, path, &pend[npend], dek)
+				       : rewrap_file(p, fd, path, &pend[npend], dek);
+			rot_file_release(fd, o == OUT_REWRAP ? &mtime : NULL);
 		}
 		if (fd >= 0) {
 			if ((o == OUT_REWRAP || o == OUT_CLEAR) && p->mode == MODE_REWRAP) {
@@ -562,7 +596,19 @@ static void run_batch(struct rot_pass *p, size_t first, size_t end, struct pendi
 		npend = 0;
 	}
 	for (size_t i = 0; i < npend; i++) {
-		int rc = ekmfs_content_clear_slot(pend[i].fd, pend[i].clear_idx);
+		struct timespec mtime;
+		int rc = rot_file_hold(pend[i].fd, &mtime);
+
+		if (rc == 0 && !still_ours(&pend[i])) {
+			/* Emptied and given a new header meanwhile: nothing
+			 * of ours to clear (the next pass looks at it anew). */
+			rot_file_release(pend[i].fd, NULL);
+			continue;
+		}
+		if (rc == 0) {
+			rc = ekmfs_content_clear_slot(pend[i].fd, pend[i].clear_idx);
+			rot_file_release(pend[i].fd, rc == 0 ? &mtime : NULL);
+		}
 
 		if (rc)
 			add_skip(p, pend[i].path, "clearing the old key slot failed: %s "

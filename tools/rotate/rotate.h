@@ -200,6 +200,16 @@ struct rot_run {
 	unsigned passes;
 	double seconds;
 };
+/* ---- fence.c ---- */
+/* Ask the daemon serving the volume (if any) to fence its writes while the
+ * passes run; a warning when it cannot. stop releases it. */
+void rot_fence_start(struct rot_ctx *c);
+void rot_fence_stop(void);
+/* Lock one file against the daemon's writes and note its mtime; release
+ * puts mtime back (NULL: nothing was written) and unlocks. */
+int rot_file_hold(int fd, struct timespec *mtime);
+void rot_file_release(int fd, const struct timespec *mtime);
+
 int rot_run_passes(struct rot_ctx *c, const struct rot_pass *goal, const char *verb,
 		   struct rot_run *run);
 void rot_run_free(struct rot_run *run);
