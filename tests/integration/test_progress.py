@@ -141,3 +141,21 @@ def test_rotate_shares_the_bar_and_keeps_json_clean(volume):
     # not a terminal, short run: no periodic line (every 5 s), no bar
     rc, out, err = piped([ROTATE, "-c", vol.config, "rewrap", vol.backing])
     assert rc == 0 and "[" not in err, err
+
+
+def test_upgrade_shows_progress_on_a_terminal(fresh):
+    """ekmfs-admin upgrade of a first-release volume (test_upgrade.py's
+    fixture) draws the bar; its result lines stay on stdout."""
+    from test_upgrade import FIXTURE
+    import shutil
+
+    shutil.rmtree(fresh.backing)
+    shutil.copytree(FIXTURE / "backing", fresh.backing, symlinks=True)
+    shutil.copy(FIXTURE / "local.key", fresh.key_file)
+    os.chmod(fresh.key_file, 0o600)
+    shutil.copy(FIXTURE / "audit.log", fresh.root / "audit.log")
+    rc, out, term = on_pty([ADMIN, "-c", fresh.config, "upgrade", fresh.backing])
+    assert rc == 0, out + term
+    shown = bars(term, "upgrade")
+    assert shown, "no progress bar on the terminal: %r" % term
+    assert "upgrade: 7 files, 7 converted" in out and "[" not in out
