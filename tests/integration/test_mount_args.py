@@ -11,7 +11,7 @@ import os
 import shlex
 import signal
 
-from conftest import ADMIN, ROTATE, dir_state, run_cli
+from conftest import ADMIN, ROTATE, dir_state, run_cli, wait_sealed
 
 
 def one_line(r):
@@ -42,6 +42,7 @@ def test_backing_commands_refuse_a_mountpoint(mounted):
     vol = mounted
     (vol.mnt / "d").mkdir()
     (vol.mnt / "d" / "f").write_bytes(b"content")
+    wait_sealed(vol.backing)     # the daemon's own last write to f
     before = dir_state(vol.backing)
     for argv in backing_commands(vol, str(vol.mnt)):
         prog = argv[0].name
