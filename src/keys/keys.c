@@ -594,12 +594,9 @@ static void remove_meta(int backing_fd)
 		EKMFS_KEYRING_FILE, EKMFS_KEYRING_FILE ".tmp", EKMFS_VOLUME_FILE,
 		EKMFS_VOLUME_FILE ".tmp", EKMFS_LOCK_FILE,
 	};
-	char rel[64];
 
-	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(files); i++) {
-		snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, files[i]);
-		ekmfs_io->unlinkat(backing_fd, rel, 0);
-	}
+	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(files); i++)
+		(void)ekmfs_meta_remove(backing_fd, files[i]);
 	ekmfs_io->unlinkat(backing_fd, EKMFS_META_DIR, AT_REMOVEDIR);
 }
 

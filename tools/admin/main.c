@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,41 +305,45 @@ int main(int argc, char **argv)
 	return admin_verify(argv[optind], &cfg);
 }
 
-/* ---- the tree walk shared by status and verify ---- */
+/* ---- the tree walk shared by status, verify and upgrade ---- */
 
-static admin_file_fn walk_fn;
-static void *walk_arg;
-static size_t walk_root_len;
-static int walk_rc;
+struct admin_walk {
+	const char *backing;
+	admin_file_fn fn;
+	void *arg;
+	int rc;
+};
 
-static int walk_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+static int walk_one(const char *rel, const struct stat *st, void *arg)
 {
-	const char *rel = path + walk_root_len;
+	struct admin_walk *w = arg;
+	char path[PATH_MAX];
 
-	while (*rel == '/')
-		rel++;
-	/* The volume's own metadata is not a file of the volume. */
-	if (ftw->level == 1 && type == FTW_D && strcmp(rel, EKMFS_META_DIR) == 0)
-		return FTW_SKIP_SUBTREE;
-	if (type == FTW_DNR || type == FTW_NS) {
-		fprintf(stderr, "ekmfs-admin: cannot read %s\n", path);
-		walk_rc = -EIO;
-		return FTW_CONTINUE;
+	if (!st) {
+		fprintf(stderr, "ekmfs-admin: %s\n", ekmfs_lasterr());
+		w->rc = -EIO;
+		return 0;       /* the rest of the volume is still checked */
 	}
-	if (type != FTW_F || !S_ISREG(st->st_mode))
-		return FTW_CONTINUE;
-	return walk_fn(path, rel, st, walk_arg) ? FTW_STOP : FTW_CONTINUE;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", w->backing, rel) >= sizeof(path)) {
+		fprintf(stderr, "ekmfs-admin: cannot read %s/%s: path too long\n", w->backing, rel);
+		w->rc = -EIO;
+		return 0;
+	}
+	return w->fn(path, rel, st, w->arg) ? 1 : 0;
 }
 
 int admin_walk_files(const char *backing, admin_file_fn fn, void *arg)
 {
-	walk_fn = fn;
-	walk_arg = arg;
-	walk_root_len = strlen(backing);
-	walk_rc = 0;
-	if (nftw(backing, walk_one, 32, FTW_PHYS | FTW_ACTIONRETVAL) < 0)
+	struct admin_walk w = { backing, fn, arg, 0 };
+	int fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
+
+	if (fd < 0)
 		return -errno;
-	return walk_rc;
+	rc = ekmfs_volume_walk(fd, walk_one, &w);
+	close(fd);
+	if (rc < 0)
+		return rc;
+	return w.rc;
 }
 
 /* ---- the size of a volume's files, for progress totals ---- */
