@@ -16,6 +16,10 @@
  *                  the service is unreachable, or kept failing (throttling,
  *                  5xx) after the configured retries: an outage
  *   -EPERM         a secrets file has loose permissions
+ *   -EREMOTE       the keyring record names another key service or key than
+ *                  the configured one: refused before any connection (a
+ *                  tampered record; the key manager audits it as
+ *                  keyring_tampered and files see ENOKEY)
  * with ekmfs_lasterr() naming the cause in one line.
  */
 #ifndef EKMFS_PROVIDER_H

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../azure_auth.h"
 #include "../cloud.h"
@@ -84,6 +85,97 @@ int ekmfs_azure_kv_parse_key_id(const char *key_id, char *base, size_t blen, cha
 	}
 	if ((size_t)snprintf(base, blen, "%s", origin) >= blen)
 		return -EINVAL;
+	return 0;
+}
+
+/* "https://HOST[:PORT]" lower-cased, with the default port dropped, so
+ * spellings of one origin compare equal. */
+static int origin_norm(const char *origin, char *out, size_t len)
+{
+	size_t n = strlen(origin);
+
+	if (n >= len)
+		return -EINVAL;
+	for (size_t i = 0; i <= n; i++)
+		out[i] = (char)(origin[i] >= 'A' && origin[i] <= 'Z' ? origin[i] + 32 : origin[i]);
+	if (n > 4 && strcmp(out + n - 4, ":443") == 0)
+		out[n - 4] = '\0';
+	return 0;
+}
+
+int ekmfs_azure_kv_check_kid(const char *key_id, const char *kid, char *version, size_t vlen)
+{
+	char cb[EKMFS_URL_MAX], cn[128], cv[64], kb[EKMFS_URL_MAX], kn[128];
+	char co[EKMFS_URL_MAX], ko[EKMFS_URL_MAX];
+
+	version[0] = '\0';
+	if (ekmfs_azure_kv_parse_key_id(key_id, cb, sizeof(cb), cn, sizeof(cn), cv, sizeof(cv)) ||
+	    origin_norm(cb, co, sizeof(co))) {
+		ekmfs_seterr("the configured key_id '%s' is not https://VAULT/keys/NAME", key_id);
+		return -EINVAL;
+	}
+	if (ekmfs_azure_kv_parse_key_id(kid, kb, sizeof(kb), kn, sizeof(kn), version, vlen) ||
+	    !version[0] || origin_norm(kb, ko, sizeof(ko))) {
+		ekmfs_seterr("the key version '%.300s' is not https://VAULT/keys/NAME/VERSION",
+			     kid);
+		version[0] = '\0';
+		return -EREMOTE;
+	}
+	/* Key Vault host and key names are case-insensitive. */
+	if (strcmp(co, ko) != 0 || strcasecmp(cn, kn) != 0) {
+		ekmfs_seterr("the key version '%.300s' names another key than the configured "
+			     "'%.300s' (another vault, port or key name): refused without "
+			     "connecting, as a tampered keyring record", kid, key_id);
+		version[0] = '\0';
+		return -EREMOTE;
+	}
+	return 0;
+}
+
+/* The token audience of a vault: the vault's DNS suffix for the public and
+ * sovereign clouds ("v.vault.azure.cn" -> "https://vault.azure.cn",
+ * "h.managedhsm.usgovcloudapi.net" -> "https://managedhsm.usgovcloudapi.net");
+ * for a vault host of another shape (a private endpoint, an emulator), the
+ * cloud of the authority host. */
+int ekmfs_azure_kv_resource(const char *base, const char *authority_host, char *out,
+			    size_t len)
+{
+	static const struct { const char *authority, *resource; } clouds[] = {
+		{ "login.microsoftonline.com", "https://vault.azure.net" },
+		{ "login.chinacloudapi.cn", "https://vault.azure.cn" },
+		{ "login.microsoftonline.us", "https://vault.usgovcloudapi.net" },
+		{ "login.microsoftonline.de", "https://vault.microsoftazure.de" },
+	};
+	char origin[EKMFS_URL_MAX], host[256], path[EKMFS_URL_MAX];
+	const char *dot, *colon;
+	size_t hlen;
+
+	if (ekmfs_url_split(base, origin, sizeof(origin), host, sizeof(host), path,
+			    sizeof(path)) == 0) {
+		colon = strchr(host, ':');
+		hlen = colon ? (size_t)(colon - host) : strlen(host);
+		host[hlen] = '\0';
+		for (size_t i = 0; i < hlen; i++)
+			if (host[i] >= 'A' && host[i] <= 'Z')
+				host[i] = (char)(host[i] + 32);
+		dot = strchr(host, '.');
+		if (dot && (strncmp(dot + 1, "vault.", 6) == 0 ||
+			    strncmp(dot + 1, "managedhsm.", 11) == 0) &&
+		    strchr(strchr(dot + 1, '.') + 1, '.')) {
+			if ((size_t)snprintf(out, len, "https://%s", dot + 1) >= len)
+				return -EINVAL;
+			return 0;
+		}
+	}
+	if (ekmfs_url_split(authority_host, origin, sizeof(origin), host, sizeof(host), path,
+			    sizeof(path)) == 0) {
+		for (size_t i = 0; i < EKMFS_ARRAY_SIZE(clouds); i++)
+			if (strcasecmp(host, clouds[i].authority) == 0) {
+				snprintf(out, len, "%s", clouds[i].resource);
+				return 0;
+			}
+	}
+	snprintf(out, len, "%s", clouds[0].resource);
 	return 0;
 }
 
@@ -375,16 +467,18 @@ static struct azure_priv *priv(struct ekmfs_provider *p)
 	return p->priv;
 }
 
-static void op_url(struct azure_priv *ap, const char *kid, const char *op, char *url,
+/* The URL of an operation on the configured key: always the configured
+ * vault and key name; version NULL for the configured one (or none). A
+ * keyring record only ever contributes a version checked by
+ * ekmfs_azure_kv_check_kid, so no record can send the token elsewhere. */
+static void op_url(struct azure_priv *ap, const char *version, const char *op, char *url,
 		   size_t len)
 {
-	if (kid)
-		snprintf(url, len, "%s%s%s?api-version=%s", kid, op ? "/" : "", op ? op : "",
-			 ap->tc->azure.api_version);
-	else
-		snprintf(url, len, "%s/keys/%s%s%s%s%s?api-version=%s", ap->base, ap->name,
-			 ap->version[0] ? "/" : "", ap->version, op ? "/" : "", op ? op : "",
-			 ap->tc->azure.api_version);
+	if (!version)
+		version = ap->version;
+	snprintf(url, len, "%s/keys/%s%s%s%s%s?api-version=%s", ap->base, ap->name,
+		 version[0] ? "/" : "", version, op ? "/" : "", op ? op : "",
+		 ap->tc->azure.api_version);
 }
 
 static int az_wrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ctx,
@@ -392,7 +486,7 @@ static int az_wrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ct
 {
 	struct azure_priv *ap = priv(p);
 	char *body = ekmfs_secure_alloc(BODY_MAX), url[2048];
-	char value[4 * ((KEK_SIZE + 2) / 3) + 1];
+	char value[4 * ((KEK_SIZE + 2) / 3) + 1], kver[64];
 	struct call_result res;
 	int ret;
 
@@ -408,6 +502,13 @@ static int az_wrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ct
 		ret = ekmfs_azure_kv_parse_wrap(res.resp.body, out);
 		ekmfs_http_response_free(&res.resp);
 	}
+	if (!ret && ekmfs_azure_kv_check_kid(ap->tc->azure.key_id, out->cmk_version, kver,
+					     sizeof(kver))) {
+		ekmfs_seterr("Azure Key Vault wrapkey of %s answered with key version '%.300s', "
+			     "not a version of the configured key", ap->tc->azure.key_id,
+			     out->cmk_version);
+		ret = -EPROTO;
+	}
 	if (!ret) {
 		snprintf(out->cmk_ref, sizeof(out->cmk_ref), "%.255s", ap->tc->azure.key_id);
 		ret = ekmfs_azure_kv_binding_mac(kek, ctx, out, out->mac);
@@ -421,7 +522,7 @@ static int az_unwrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *
 		     const struct ekmfs_wrapped_kek *in, uint8_t kek[32])
 {
 	struct azure_priv *ap = priv(p);
-	char *body = malloc(BODY_MAX), *value = malloc(B64URL_MAX), url[2048];
+	char *body = malloc(BODY_MAX), *value = malloc(B64URL_MAX), url[2048], kver[64];
 	uint8_t mac[32];
 	struct call_result res;
 	int ret;
@@ -430,17 +531,29 @@ static int az_unwrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *
 		ret = -ENOMEM;
 		goto out;
 	}
-	if (in->mac_len != EKMFS_WRAP_MAC_SIZE || strncmp(in->cmk_version, "https://", 8) != 0) {
-		ekmfs_seterr("keyring record for tenant %s KEK v%u has no binding MAC or "
-			     "versioned kid (tampered, or not made by azure-keyvault)",
+	if (in->mac_len != EKMFS_WRAP_MAC_SIZE) {
+		ekmfs_seterr("keyring record for tenant %s KEK v%u has no binding MAC "
+			     "(tampered, or not made by azure-keyvault)",
 			     ctx->tenant, ctx->kek_version);
 		ret = -EKEYREJECTED;
+		goto out;
+	}
+	/* The record is not trusted (anyone who can write the backing store
+	 * can edit it): it may name a key version, never where the token goes. */
+	ret = ekmfs_azure_kv_check_kid(ap->tc->azure.key_id, in->cmk_version, kver,
+				       sizeof(kver));
+	if (ret) {
+		char why[700];
+
+		snprintf(why, sizeof(why), "keyring record for tenant %s KEK v%u: %s",
+			 ctx->tenant, ctx->kek_version, ekmfs_lasterr());
+		ekmfs_seterr("%s", why);
 		goto out;
 	}
 	ekmfs_b64url_encode(in->blob, in->len, value);
 	snprintf(body, BODY_MAX, "{\"alg\":\"%s\",\"value\":\"%s\"}", ap->alg, value);
 	/* Unwrap with the version that wrapped, whatever is current now. */
-	op_url(ap, in->cmk_version, "unwrapkey", url, sizeof(url));
+	op_url(ap, kver, "unwrapkey", url, sizeof(url));
 	ret = kv_call(ap, "POST", url, body, "unwrapkey", &res);
 	if (!ret) {
 		ret = ekmfs_azure_kv_parse_unwrap(res.resp.body, kek);
@@ -541,7 +654,7 @@ int ekmfs_azure_kv_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenan
 {
 	struct ekmfs_provider *p = calloc(1, sizeof(*p));
 	struct azure_priv *ap = calloc(1, sizeof(*ap));
-	const char *resource;
+	char resource[128];
 	int ret;
 
 	*out = NULL;
@@ -572,8 +685,7 @@ int ekmfs_azure_kv_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenan
 	}
 	snprintf(ap->alg, sizeof(ap->alg), "%s",
 		 strncmp(rec->kdf, "alg=", 4) == 0 ? rec->kdf + 4 : tc->azure.algorithm);
-	resource = strstr(ap->base, ".managedhsm.") ? "https://managedhsm.azure.net" :
-		   "https://vault.azure.net";
+	ekmfs_azure_kv_resource(ap->base, tc->azure.authority_host, resource, sizeof(resource));
 	ekmfs_cloud_http_opts(tc, &ap->http);
 	ret = ekmfs_azure_auth_open(tc, resource, &ap->auth);
 	if (ret)
