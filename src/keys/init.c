@@ -81,16 +81,16 @@ static void remove_meta(int backing_fd)
 /* The secrets a tenant's provider reads must lie outside BACKING. */
 static int check_tenant_secrets(const struct ekmfs_tenant_config *tc, int backing_fd)
 {
-	if (strcmp(tc->provider, "azure-keyvault") == 0 && tc->azure.client_secret_file[0])
-		return ekmfs_check_secret_outside(backing_fd, tc->azure.client_secret_file,
-						  "client secret file");
-	if (strcmp(tc->provider, "local") != 0)
-		return 0; /* the CMK lives in the KMS */
-	if (tc->local_source == EKMFS_LOCAL_KEY_FILE)
-		return ekmfs_check_secret_outside(backing_fd, tc->key_file, "key file");
-	if (tc->local_source == EKMFS_LOCAL_PASSPHRASE_FILE)
-		return ekmfs_check_secret_outside(backing_fd, tc->passphrase_file,
-						  "passphrase file");
+	const struct ekmfs_provider_desc *d = ekmfs_provider_of(tc);
+	const char *path[4], *what[4];
+	size_t n = d->secrets ? d->secrets(tc, path, what, 4) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int ret = ekmfs_check_secret_outside(backing_fd, path[i], what[i]);
+
+		if (ret)
+			return ret;
+	}
 	return 0;
 }
 

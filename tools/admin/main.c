@@ -17,6 +17,7 @@
 #include "ekmfs/io.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/keys.h"
+#include "ekmfs/provider.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 
@@ -183,16 +184,16 @@ static int cmd_init(const char *backing, const struct ekmfs_config *cfg)
 		goto out;
 	ekmfs_hex(vol.volume_id, sizeof(vol.volume_id), id);
 	printf("created ekmfs volume %s in %s\n", id, backing);
-	if (strcmp(cfg->tenants[0].provider, "aws-kms") == 0)
-		printf("  tenant default: KEK v1 wrapped by AWS KMS key %s\n",
-		       cfg->tenants[0].aws.key_id);
-	else if (strcmp(cfg->tenants[0].provider, "azure-keyvault") == 0)
-		printf("  tenant default: KEK v1 wrapped by Azure Key Vault key %s\n",
-		       cfg->tenants[0].azure.key_id);
-	else
-		printf("  tenant default: KEK v1 wrapped by the local key (%s)\n",
-		       cfg->tenants[0].local_source == EKMFS_LOCAL_KEY_FILE ?
-		       cfg->tenants[0].key_file : "passphrase");
+	{
+		const struct ekmfs_provider_desc *d = ekmfs_provider_of(&cfg->tenants[0]);
+		const char *ref = ekmfs_provider_ref(&cfg->tenants[0]);
+
+		if (d->caps & EKMFS_PROV_REMOTE)
+			printf("  tenant default: KEK v1 wrapped by %s %s\n", d->what, ref);
+		else
+			printf("  tenant default: KEK v1 wrapped by the %s (%s)\n", d->what,
+			       ref[0] ? ref : "passphrase");
+	}
 	printf("  mount it with: ekmfs%s%s %s MOUNTPOINT\n", cfg->path[0] ? " -c " : "",
 	       cfg->path, backing);
 	/* Creates the audit key and the chain head, and records the init. */

@@ -672,3 +672,34 @@ fail:
 	free(p);
 	return ret;
 }
+
+/* ---- the descriptor (provider.h) ---- */
+
+static const char *const aws_keys[] = {
+	"key_id", "region", "endpoint", "profile", NULL,
+};
+
+static char *aws_ref(struct ekmfs_tenant_config *tc, size_t *cap)
+{
+	if (cap)
+		*cap = sizeof(tc->aws.key_id);
+	return tc->aws.key_id;
+}
+
+static const char *aws_check(const struct ekmfs_tenant_config *tc, const char **key)
+{
+	*key = NULL;
+	return tc->aws.key_id[0] && tc->aws.region[0] ? NULL : "needs key_id and region";
+}
+
+const struct ekmfs_provider_desc ekmfs_aws_kms_desc = {
+	.name = "aws-kms",
+	.what = "AWS KMS key",
+	.keys = aws_keys,
+	.ref_key = "key_id",
+	.ref_format = "a key id, key ARN, alias/NAME or alias ARN",
+	.caps = EKMFS_PROV_REMOTE | EKMFS_PROV_CMK_REF,
+	.ref = aws_ref,
+	.check = aws_check,
+	.open = ekmfs_aws_kms_open,
+};

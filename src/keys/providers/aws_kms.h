@@ -16,6 +16,7 @@
 #include "../cloud.h"
 #include "ekmfs/provider.h"
 
+extern const struct ekmfs_provider_desc ekmfs_aws_kms_desc;
 int ekmfs_aws_kms_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant_record *rec,
 		       bool create, struct ekmfs_provider **out);
 

@@ -700,3 +700,53 @@ fail:
 	free(p);
 	return ret;
 }
+
+/* ---- the descriptor (provider.h) ---- */
+
+static const char *const azure_keys[] = {
+	"key_id", "tenant_id", "client_id", "client_secret_file", "authority_host",
+	"use_managed_identity", "imds_endpoint", "api_version", "algorithm", NULL,
+};
+
+static char *az_ref(struct ekmfs_tenant_config *tc, size_t *cap)
+{
+	if (cap)
+		*cap = sizeof(tc->azure.key_id);
+	return tc->azure.key_id;
+}
+
+static size_t az_secrets(const struct ekmfs_tenant_config *tc, const char **path,
+			 const char **what, size_t n)
+{
+	if (n == 0 || !tc->azure.client_secret_file[0])
+		return 0;
+	*path = tc->azure.client_secret_file;
+	*what = "client secret file";
+	return 1;
+}
+
+static const char *az_check(const struct ekmfs_tenant_config *tc, const char **key)
+{
+	*key = NULL;
+	if (strncmp(tc->azure.key_id, "https://", 8) != 0 || !strstr(tc->azure.key_id + 8, "/keys/")) {
+		*key = "key_id";
+		return "needs key_id = https://VAULT/keys/NAME[/VERSION]";
+	}
+	if (!tc->azure.use_managed_identity && (!tc->azure.tenant_id[0] || !tc->azure.client_id[0]))
+		return "needs tenant_id and client_id (with client_secret_file), or "
+		       "use_managed_identity = true";
+	return NULL;
+}
+
+const struct ekmfs_provider_desc ekmfs_azure_kv_desc = {
+	.name = "azure-keyvault",
+	.what = "Azure Key Vault key",
+	.keys = azure_keys,
+	.ref_key = "key_id",
+	.ref_format = "https://VAULT/keys/NAME[/VERSION]",
+	.caps = EKMFS_PROV_REMOTE | EKMFS_PROV_CMK_REF,
+	.ref = az_ref,
+	.secrets = az_secrets,
+	.check = az_check,
+	.open = ekmfs_azure_kv_open,
+};

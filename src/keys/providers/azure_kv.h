@@ -14,6 +14,7 @@
 
 #define EKMFS_AZURE_BIND_LABEL "ekmfs-kek-binding-v1"
 
+extern const struct ekmfs_provider_desc ekmfs_azure_kv_desc;
 int ekmfs_azure_kv_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant_record *rec,
 			bool create, struct ekmfs_provider **out);
 
