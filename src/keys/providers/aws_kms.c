@@ -335,12 +335,6 @@ out:
 
 /* ---- 2. one signed call ---- */
 
-struct call_result {
-	struct ekmfs_http_response resp;
-	enum ekmfs_kms_class cls;       /* when an error answer came back */
-	bool answered;                  /* an HTTP answer arrived */
-};
-
 static int sign_and_send(struct aws_priv *ap, const char *op, const char *body,
 			 struct ekmfs_aws_creds *cr, struct ekmfs_http_response *resp)
 {
@@ -398,55 +392,56 @@ out:
 	return ret;
 }
 
-/* One KMS operation with retries on outages, throttling and 5xx. 0 with
- * res->resp holding a 200 answer; otherwise -errno with the message set and
- * res->cls telling what kind of refusal it was. */
-static int kms_call(struct aws_priv *ap, const char *op, const char *body,
-		    struct call_result *res)
-{
-	struct ekmfs_aws_creds *cr = ekmfs_secure_alloc(sizeof(*cr));
-	char type[96], msg[256];
-	unsigned attempt;
-	int ret = 0;
+/* One KMS operation through the shared call loop (cloud.h). */
+struct kms_attempt {
+	struct aws_priv *ap;
+	const char *op, *body;
+	struct ekmfs_aws_creds *cr;
+};
 
-	memset(res, 0, sizeof(*res));
-	res->cls = EKMFS_KMS_OTHER;
-	if (!cr)
+static int kms_auth(void *arg, bool fresh)
+{
+	struct kms_attempt *a = arg;
+
+	(void)fresh;
+	return ekmfs_aws_creds_get(a->ap->creds, a->cr);
+}
+
+static int kms_send(void *arg, struct ekmfs_http_response *resp)
+{
+	struct kms_attempt *a = arg;
+
+	return sign_and_send(a->ap, a->op, a->body, a->cr, resp);
+}
+
+static int kms_error(void *arg, const struct ekmfs_http_response *resp,
+		     enum ekmfs_kms_class *cls)
+{
+	struct kms_attempt *a = arg;
+	char type[96], msg[256];
+	int ret = ekmfs_aws_kms_error(resp->status, resp->body, cls, type, sizeof(type), msg,
+				      sizeof(msg));
+
+	ekmfs_seterr("AWS KMS %s with key %s: %s: %s", a->op, a->ap->tc->aws.key_id, type, msg);
+	return ret;
+}
+
+/* 0 with res->resp holding a 200 answer; otherwise -errno with the message
+ * set and res->cls telling what kind of refusal it was. */
+static int kms_call(struct aws_priv *ap, const char *op, const char *body,
+		    struct ekmfs_cloud_result *res)
+{
+	struct kms_attempt a = { ap, op, body, ekmfs_secure_alloc(sizeof(*a.cr)) };
+	struct ekmfs_cloud_call call = { kms_auth, kms_send, kms_error, &a,
+					 ap->tc->max_retries, false };
+	int ret;
+
+	if (!a.cr) {
+		memset(res, 0, sizeof(*res));
 		return -ENOMEM;
-	for (attempt = 0;; attempt++) {
-		ekmfs_http_response_free(&res->resp);
-		res->answered = false;
-		ret = ekmfs_aws_creds_get(ap->creds, cr);
-		if (ret) {
-			res->cls = EKMFS_KMS_AUTH;
-			if (!ekmfs_http_is_outage(ret))
-				break;
-		} else {
-			ret = sign_and_send(ap, op, body, cr, &res->resp);
-		}
-		if (ret == 0) {
-			res->answered = true;
-			if (res->resp.status == 200)
-				break;
-			ret = ekmfs_aws_kms_error(res->resp.status, res->resp.body, &res->cls,
-						  type, sizeof(type), msg, sizeof(msg));
-			ekmfs_seterr("AWS KMS %s with key %s: %s: %s", op, ap->tc->aws.key_id,
-				     type, msg);
-			if (res->cls != EKMFS_KMS_RETRY)
-				break;
-		} else if (!ekmfs_http_is_outage(ret)) {
-			break;
-		}
-		if (attempt >= ap->tc->max_retries)
-			break;
-		ekmfs_log(EKMFS_LOG_DEBUG, "%s; retry %u of %u", ekmfs_lasterr(), attempt + 1,
-			  ap->tc->max_retries);
-		ekmfs_http_backoff(attempt + 1, EKMFS_CLOUD_BACKOFF_BASE_MS,
-				   EKMFS_CLOUD_BACKOFF_CAP_MS);
 	}
-	ekmfs_secure_free(cr, sizeof(*cr));
-	if (ret)
-		ekmfs_http_response_free(&res->resp);
+	ret = ekmfs_cloud_call(&call, res);
+	ekmfs_secure_free(a.cr, sizeof(*a.cr));
 	return ret;
 }
 
@@ -462,7 +457,7 @@ static int aws_wrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *c
 {
 	struct aws_priv *ap = priv(p);
 	char *body = ekmfs_secure_alloc(BODY_MAX);
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -487,7 +482,7 @@ static int aws_unwrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context 
 	struct aws_priv *ap = priv(p);
 	char *body = malloc(BODY_MAX), arn[EKMFS_REF_MAX];
 	const char *key = in->cmk_version[0] ? in->cmk_version : in->cmk_ref;
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	if (!body) {
@@ -517,7 +512,7 @@ static int aws_rewrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context 
 {
 	struct aws_priv *ap = priv(p);
 	char *body = malloc(BODY_MAX), *blob = malloc(B64_MAX), ec[1024];
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -557,7 +552,7 @@ static int aws_probe(struct ekmfs_provider *p, struct ekmfs_provider_probe *pr)
 {
 	struct aws_priv *ap = priv(p);
 	char body[1024], arn[EKMFS_REF_MAX];
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	memset(pr, 0, sizeof(*pr));

@@ -392,71 +392,59 @@ out:
 
 /* ---- 2. one authorised call ---- */
 
-struct call_result {
-	struct ekmfs_http_response resp;
-	enum ekmfs_kms_class cls;
-	bool answered;
-	bool token_failed;
+/* method + url (already with api-version) + JSON body, through the shared
+ * call loop (cloud.h): a 401 refreshes the token once; throttling, 5xx and
+ * outages are retried with backoff. */
+struct kv_attempt {
+	struct azure_priv *ap;
+	const char *method, *url, *body, *what;
+	char *auth;                     /* the header, secure memory, HDR_MAX */
 };
 
-/* method + url (already with api-version) + JSON body. A 401 refreshes the
- * token once; throttling, 5xx and outages are retried with backoff. */
-static int kv_call(struct azure_priv *ap, const char *method, const char *url,
-		   const char *body, const char *what, struct call_result *res)
+static int kv_auth(void *arg, bool fresh)
 {
-	char *auth = ekmfs_secure_alloc(HDR_MAX), code[128], msg[300];
-	const char *hdrs[] = { NULL, "Content-Type: application/json",
-			       "Accept: application/json", NULL };
-	bool refreshed = false;
-	unsigned attempt;
-	int ret = 0;
+	struct kv_attempt *a = arg;
 
-	memset(res, 0, sizeof(*res));
-	res->cls = EKMFS_KMS_OTHER;
-	if (!auth)
+	return ekmfs_azure_auth_header(a->ap->auth, fresh, a->auth, HDR_MAX);
+}
+
+static int kv_send(void *arg, struct ekmfs_http_response *resp)
+{
+	struct kv_attempt *a = arg;
+	const char *hdrs[] = { a->auth, "Content-Type: application/json",
+			       "Accept: application/json", NULL };
+
+	return ekmfs_http_request(a->method, a->url, hdrs, a->body,
+				  a->body ? strlen(a->body) : 0, &a->ap->http, resp);
+}
+
+static int kv_error(void *arg, const struct ekmfs_http_response *resp,
+		    enum ekmfs_kms_class *cls)
+{
+	struct kv_attempt *a = arg;
+	char code[128], msg[300];
+	int ret = ekmfs_azure_kv_error(resp->status, resp->body, cls, code, sizeof(code), msg,
+				       sizeof(msg));
+
+	ekmfs_seterr("Azure Key Vault %s of %s: %s: %s", a->what, a->ap->tc->azure.key_id, code,
+		     msg);
+	return ret;
+}
+
+static int kv_call(struct azure_priv *ap, const char *method, const char *url,
+		   const char *body, const char *what, struct ekmfs_cloud_result *res)
+{
+	struct kv_attempt a = { ap, method, url, body, what, ekmfs_secure_alloc(HDR_MAX) };
+	struct ekmfs_cloud_call call = { kv_auth, kv_send, kv_error, &a, ap->tc->max_retries,
+					 true };
+	int ret;
+
+	if (!a.auth) {
+		memset(res, 0, sizeof(*res));
 		return -ENOMEM;
-	for (attempt = 0;; attempt++) {
-		ekmfs_http_response_free(&res->resp);
-		res->answered = res->token_failed = false;
-		ret = ekmfs_azure_auth_header(ap->auth, false, auth, HDR_MAX);
-		if (ret) {
-			res->token_failed = true;
-			res->cls = EKMFS_KMS_AUTH;
-			if (!ekmfs_http_is_outage(ret) && ret != -ETIMEDOUT)
-				break;
-		} else {
-			hdrs[0] = auth;
-			ret = ekmfs_http_request(method, url, hdrs, body, body ? strlen(body) : 0,
-						 &ap->http, &res->resp);
-		}
-		if (ret == 0) {
-			res->answered = true;
-			if (res->resp.status == 200)
-				break;
-			ret = ekmfs_azure_kv_error(res->resp.status, res->resp.body, &res->cls,
-						   code, sizeof(code), msg, sizeof(msg));
-			ekmfs_seterr("Azure Key Vault %s of %s: %s: %s", what, ap->tc->azure.key_id,
-				     code, msg);
-			if (res->cls == EKMFS_KMS_AUTH && !refreshed) {
-				/* the token may have been revoked: one fresh one */
-				refreshed = true;
-				ekmfs_azure_auth_header(ap->auth, true, auth, HDR_MAX);
-				attempt--;
-				continue;
-			}
-			if (res->cls != EKMFS_KMS_RETRY)
-				break;
-		} else if (!ekmfs_http_is_outage(ret)) {
-			break;
-		}
-		if (attempt >= ap->tc->max_retries)
-			break;
-		ekmfs_http_backoff(attempt + 1, EKMFS_CLOUD_BACKOFF_BASE_MS,
-				   EKMFS_CLOUD_BACKOFF_CAP_MS);
 	}
-	ekmfs_secure_free(auth, HDR_MAX);
-	if (ret)
-		ekmfs_http_response_free(&res->resp);
+	ret = ekmfs_cloud_call(&call, res);
+	ekmfs_secure_free(a.auth, HDR_MAX);
 	return ret;
 }
 
@@ -487,7 +475,7 @@ static int az_wrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ct
 	struct azure_priv *ap = priv(p);
 	char *body = ekmfs_secure_alloc(BODY_MAX), url[2048];
 	char value[4 * ((KEK_SIZE + 2) / 3) + 1], kver[64];
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -524,7 +512,7 @@ static int az_unwrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *
 	struct azure_priv *ap = priv(p);
 	char *body = malloc(BODY_MAX), *value = malloc(B64URL_MAX), url[2048], kver[64];
 	uint8_t mac[32];
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	if (!body || !value) {
@@ -583,7 +571,7 @@ static int az_probe(struct ekmfs_provider *p, struct ekmfs_provider_probe *pr)
 {
 	struct azure_priv *ap = priv(p);
 	char url[2048];
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	bool enabled = false;
 	int ret;
 
@@ -596,7 +584,7 @@ static int az_probe(struct ekmfs_provider *p, struct ekmfs_provider_probe *pr)
 	if (ret) {
 		pr->err = ret;
 		snprintf(pr->reason, sizeof(pr->reason), "%s", ekmfs_lasterr());
-		if (res.token_failed)
+		if (res.auth_failed)
 			pr->failed = ekmfs_http_is_outage(ret) ? EKMFS_PROBE_REACH : EKMFS_PROBE_AUTH;
 		else if (!res.answered || res.cls == EKMFS_KMS_RETRY)
 			pr->failed = EKMFS_PROBE_REACH;
