@@ -14,7 +14,8 @@
  *   events.c    the audit record of a key-manager event
  *   provider.c  the provider table and what every provider shares
  *               (provider.h); providers/ one file per key service;
- *               cloud/ the HTTP call, credentials and signing they share
+ *               cloud/ the HTTP call and retry loop, credentials and signing
+ *               they share
  *
  * Locking (lock order: k->lock, then k->flight_mu):
  *   k->lock (rwlock) guards the keyring copy, its stamp, the tenant table,

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/keys/cloud.h"
+#include "../../src/keys/cloud/cloud.h"
 #include "../../src/keys/providers/aws_kms.h"
 #include "../../src/keys/providers/azure_kv.h"
 #include "check.h"

@@ -26,8 +26,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../aws_creds.h"
-#include "../cloud.h"
+#include "../cloud/aws_creds.h"
+#include "../cloud/cloud.h"
 #include "aws_kms.h"
 #include "ekmfs/aead.h"
 #include "ekmfs/http.h"

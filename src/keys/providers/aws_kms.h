@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../cloud.h"
+#include "../cloud/cloud.h"
 #include "ekmfs/provider.h"
 
 extern const struct ekmfs_provider_desc ekmfs_aws_kms_desc;

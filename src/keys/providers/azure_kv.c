@@ -32,8 +32,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../azure_auth.h"
-#include "../cloud.h"
+#include "../cloud/azure_auth.h"
+#include "../cloud/cloud.h"
 #include "azure_kv.h"
 #include "ekmfs/aead.h"
 #include "ekmfs/http.h"

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../cloud.h"
+#include "../cloud/cloud.h"
 #include "ekmfs/provider.h"
 
 #define EKMFS_AZURE_BIND_LABEL "ekmfs-kek-binding-v1"

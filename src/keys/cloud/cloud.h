@@ -1,7 +1,9 @@
 /*
- * cloud.h - helpers the cloud KMS providers share, private to src/keys/.
+ * cloud.h - what the cloud KMS providers share (src/keys/cloud/), private
+ * to src/keys/.
  *
- * Owns: the HTTP options a tenant's configuration implies; taking a secret
+ * Owns: the one call-and-retry loop of a cloud key service and its error
+ * classes; the HTTP options a tenant's configuration implies; taking a secret
  * string out of a JSON answer before anything else parses it (so json-c's
  * buffers never hold key material or tokens); JSON string escaping for
  * request bodies built by hand in secure memory; base64url; URL splitting;

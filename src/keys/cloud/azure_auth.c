@@ -21,7 +21,7 @@
 #include "ekmfs/http.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
-#include "secret_file.h"
+#include "../secret_file.h"
 
 #define SECRET_MAX 1024
 #define REFRESH_MARGIN 300

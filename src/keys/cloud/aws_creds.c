@@ -24,7 +24,7 @@
 #include "ekmfs/http.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
-#include "secret_file.h"
+#include "../secret_file.h"
 
 #define FILE_MAX (64 * 1024)
 #define REFRESH_MARGIN 300
