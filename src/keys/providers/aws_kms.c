@@ -41,6 +41,7 @@
 
 struct aws_priv {
 	const struct ekmfs_tenant_config *tc;
+	char region[32];                /* region, else $AWS_REGION, $AWS_DEFAULT_REGION */
 	char url[EKMFS_URL_MAX];
 	char host[256];
 	char path[256];
@@ -356,7 +357,7 @@ static int sign_and_send(struct aws_priv *ap, const char *op, const char *body,
 		sh[nh++] = (struct ekmfs_sigv4_header){ "X-Amz-Security-Token",
 							cr->session_token };
 	struct ekmfs_sigv4_request r = { "POST", ap->path, NULL, sh, nh, hash, true };
-	ret = ekmfs_sigv4_authorization(&r, cr->access_key, cr->secret_key, ap->tc->aws.region,
+	ret = ekmfs_sigv4_authorization(&r, cr->access_key, cr->secret_key, ap->region,
 					"kms", date, &auth);
 	if (ret)
 		return ret;
@@ -557,7 +558,7 @@ static int aws_probe(struct ekmfs_provider *p, struct ekmfs_provider_probe *pr)
 
 	memset(pr, 0, sizeof(*pr));
 	snprintf(pr->endpoint, sizeof(pr->endpoint), "%.200s (region %s)", ap->url,
-		 ap->tc->aws.region);
+		 ap->region);
 	ret = start_body("KeyId", ap->tc->aws.key_id, body, sizeof(body));
 	if (!ret)
 		ret = append(body, sizeof(body), "\"}");
@@ -625,12 +626,20 @@ static const struct ekmfs_provider_ops aws_ops = {
 
 /* ---- 4. open ---- */
 
+static const char *env_or(const char *name, const char *dflt)
+{
+	const char *v = getenv(name);
+
+	return v && v[0] ? v : dflt;
+}
+
 int ekmfs_aws_kms_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant_record *rec,
 		       bool create, struct ekmfs_provider **out)
 {
 	struct ekmfs_provider *p = calloc(1, sizeof(*p));
 	struct aws_priv *ap = calloc(1, sizeof(*ap));
 	char origin[EKMFS_URL_MAX];
+	const char *region, *endpoint;
 	int ret;
 
 	*out = NULL;
@@ -641,11 +650,23 @@ int ekmfs_aws_kms_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant
 	if (create)
 		rec->kdf[0] = '\0';
 	ap->tc = tc;
-	if (tc->aws.endpoint[0])
-		snprintf(ap->url, sizeof(ap->url), "%s", tc->aws.endpoint);
+	region = ekmfs_aws_region(tc);
+	if (!region[0] || strlen(region) >= sizeof(ap->region) ||
+	    strspn(region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(region)) {
+		ekmfs_seterr("tenant '%s': no usable AWS region ('%s'): set region, or "
+			     "AWS_REGION / AWS_DEFAULT_REGION", tc->name, region);
+		ret = -EINVAL;
+		goto fail;
+	}
+	snprintf(ap->region, sizeof(ap->region), "%s", region);
+	/* The configured endpoint, else the SDKs' variables for KMS. */
+	endpoint = tc->aws.endpoint;
+	if (!endpoint[0])
+		endpoint = env_or("AWS_ENDPOINT_URL_KMS", env_or("AWS_ENDPOINT_URL", ""));
+	if (endpoint[0])
+		snprintf(ap->url, sizeof(ap->url), "%s", endpoint);
 	else
-		snprintf(ap->url, sizeof(ap->url), "https://kms.%s.amazonaws.com/",
-			 tc->aws.region);
+		snprintf(ap->url, sizeof(ap->url), "https://kms.%s.amazonaws.com/", ap->region);
 	if (ekmfs_url_split(ap->url, origin, sizeof(origin), ap->host, sizeof(ap->host),
 			    ap->path, sizeof(ap->path))) {
 		ekmfs_seterr("tenant '%s': AWS KMS endpoint '%s' is not an http(s) URL",
@@ -684,7 +705,7 @@ static char *aws_ref(struct ekmfs_tenant_config *tc, size_t *cap)
 static const char *aws_check(const struct ekmfs_tenant_config *tc, const char **key)
 {
 	*key = NULL;
-	return tc->aws.key_id[0] && tc->aws.region[0] ? NULL : "needs key_id and region";
+	return tc->aws.key_id[0] && ekmfs_aws_region(tc)[0] ? NULL : "needs key_id and region";
 }
 
 const struct ekmfs_provider_desc ekmfs_aws_kms_desc = {
