@@ -23,6 +23,8 @@ vault requests, {"latency_ms", "drip_ms": MS, "hang": bool} while set
 (faults.py), down
 {"down": bool}, deny {"client_id", "deny"} (access policy removed), stats,
 reset_stats, expire_tokens (every token issued so far becomes invalid).
+The token endpoint also takes a federated credential (workload identity:
+client_assertion_type jwt-bearer, client_assertion = FEDERATED_TOKEN).
 
 Checked with the official Azure SDK (azure-identity ClientSecretCredential
 and azure-keyvault-keys KeyClient / CryptographyClient, Debian's
@@ -51,6 +53,10 @@ from faults import Faults, send_raw  # noqa: E402
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "0f7c1d2e-3a4b-4c5d-8e9f-ekmfs0000001"
 CLIENT_SECRET = "ekmfs~test~client~secret~0000000000"
+# The service account token AKS projects for workload identity (a JWT in
+# real life; Entra ID checks it against the app's federated credential).
+FEDERATED_TOKEN = "eyJhbGciOiJSUzI1NiJ9.ekmfs-test-federated-token.c2lnbmF0dXJl"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RESOURCE = "https://vault.azure.net"
 
 
@@ -103,6 +109,7 @@ class KvState:
         self.lock = threading.Lock()
         self.keys = {}                  # name -> [KeyVersion] (last is current)
         self.clients = {CLIENT_ID: CLIENT_SECRET}
+        self.federated = {CLIENT_ID: FEDERATED_TOKEN}   # workload identity
         self.denied = set()             # client ids without an access policy
         self.tokens = {}                # token -> (client id, expiry)
         self.token_life = 3600
@@ -187,7 +194,17 @@ class Handler(BaseHTTPRequestHandler):
         if get("grant_type") != "client_credentials":
             return self._send(400, {"error": "unsupported_grant_type"})
         client = get("client_id")
-        if self.st.clients.get(client) is None or \
+        if get("client_assertion_type") == JWT_BEARER:
+            # workload identity: a federated credential instead of a secret
+            with self.st.lock:
+                self.st.stats["federated"] = self.st.stats.get("federated", 0) + 1
+            if self.st.federated.get(client) is None or \
+                    not secrets.compare_digest(self.st.federated[client],
+                                               get("client_assertion")):
+                return self._send(401, {"error": "invalid_client", "error_description":
+                                        "AADSTS700213: No matching federated identity "
+                                        "record found for presented assertion."})
+        elif self.st.clients.get(client) is None or \
                 not secrets.compare_digest(self.st.clients[client], get("client_secret")):
             return self._send(401, {"error": "invalid_client", "error_description":
                                     "AADSTS7000215: Invalid client secret provided."})

@@ -315,3 +315,32 @@ def test_keyring_pointing_at_another_host_is_refused_without_connecting(az_vol):
     assert len(tampered) >= len(targets), [e["event"] for e in events]
     assert tampered[0]["outcome"] == "refused" and tampered[0]["tenant"] == "default"
     assert "127.0.0.2" in tampered[0]["reason"]
+
+
+def test_workload_identity_federated_token(az_vol, monkeypatch):
+    """AKS workload identity: AZURE_TENANT_ID, AZURE_CLIENT_ID and the
+    projected token in AZURE_FEDERATED_TOKEN_FILE, exchanged with Entra ID
+    as a client assertion; no client secret anywhere."""
+    vol = az_vol
+    token = vol.keydir / "azure-identity-token"
+    token.write_text(azure_kv.FEDERATED_TOKEN + "\n")
+    os.chmod(token, 0o600)
+    vol.write_config("[tenant.default]\nprovider = azure-keyvault\nkey_id = %s\n"
+                     "authority_host = %s\nca_file = %s\n" % (vol.key_url, vol.kv.url,
+                                                              vol.kv.ca))
+    monkeypatch.setenv("AZURE_TENANT_ID", azure_kv.TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", azure_kv.CLIENT_ID)
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token))
+    vol.init()
+    assert vol.kv.state.stats.get("federated", 0) >= 1
+    m = vol.mount()
+    (vol.mnt / "f").write_bytes(b"workload identity")
+    m = vol.remount(m)
+    assert (vol.mnt / "f").read_bytes() == b"workload identity"
+    m.unmount()
+    assert azure_kv.FEDERATED_TOKEN not in m.log()
+    # A token the app has no federated credential for is refused.
+    token.write_text("eyJ.not-federated.x\n")
+    r = vol.admin("test", vol.backing)
+    assert r.returncode == 1
+    assert "AADSTS700213" in check_line(r, "authentication"), r.stdout

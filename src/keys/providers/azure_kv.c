@@ -720,7 +720,9 @@ static const char *az_check(const struct ekmfs_tenant_config *tc, const char **k
 		*key = "key_id";
 		return "needs key_id = https://VAULT/keys/NAME[/VERSION]";
 	}
-	if (!tc->azure.use_managed_identity && (!tc->azure.tenant_id[0] || !tc->azure.client_id[0]))
+	if (!tc->azure.use_managed_identity &&
+	    (!ekmfs_azure_id(tc->azure.tenant_id, "AZURE_TENANT_ID")[0] ||
+	     !ekmfs_azure_id(tc->azure.client_id, "AZURE_CLIENT_ID")[0]))
 		return "needs tenant_id and client_id (with client_secret_file), or "
 		       "use_managed_identity = true";
 	return NULL;
