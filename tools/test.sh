@@ -34,9 +34,15 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Mounts left by an interrupted earlier run would make fusermount3 and rm fail.
+# Test mounts whose daemon is gone (a killed run): a stat of the mountpoint
+# fails (ENOTCONN) or hangs. Mounts of another test run that is still going
+# on this machine answer, and are left alone.
 cleanup_stale_mounts() {
 	awk '$3 == "fuse.ekmfs" && $2 ~ /^\/tmp\/ekmfs-it-/ { print $2 }' /proc/self/mounts |
-	while read -r m; do fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+	while read -r m; do
+		timeout 5 stat -- "$m" >/dev/null 2>&1 && continue
+		fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+	done
 }
 cleanup_stale_mounts
 
