@@ -38,7 +38,7 @@ enum ekmfs_local_source {
 #define EKMFS_DEFAULT_KEY_CACHE_TTL 300
 #define EKMFS_DEFAULT_OUTAGE_GRACE 3600
 
-/* provider = aws-kms (docs in ekmfs.ini.example). */
+/* The AWS KMS provider's settings (providers/aws_kms.c; ekmfs.ini.example). */
 struct ekmfs_aws_config {
 	char key_id[EKMFS_URL_MAX];         /* key id, key ARN, alias/NAME or alias ARN */
 	char region[32];
@@ -46,7 +46,7 @@ struct ekmfs_aws_config {
 	char profile[EKMFS_NAME_MAX];       /* "" = $AWS_PROFILE, else "default" */
 };
 
-/* provider = azure-keyvault. */
+/* The Azure Key Vault provider's settings (providers/azure_kv.c). */
 struct ekmfs_azure_config {
 	char key_id[EKMFS_URL_MAX];         /* https://VAULT/keys/NAME[/VERSION] */
 	char tenant_id[64];
@@ -61,7 +61,7 @@ struct ekmfs_azure_config {
 
 struct ekmfs_tenant_config {
 	char name[EKMFS_NAME_MAX];
-	char provider[32];                  /* "local", "aws-kms", "azure-keyvault" */
+	char provider[32];                  /* a name in the provider table (provider.h) */
 	/* KEK cache: re-unwrap through the provider after key_cache_ttl
 	 * seconds; while the provider is unreachable keep serving a cached
 	 * KEK for outage_grace seconds past its expiry. */

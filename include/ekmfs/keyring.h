@@ -1,11 +1,12 @@
 /*
- * keyring.h - volume metadata under BACKING/.ekmfs/: the volume descriptor,
- * the keyring of wrapped KEKs, and the lock that serializes their writers.
+ * keyring.h - the keyring of wrapped KEKs, .ekmfs/keyring.json
+ * (src/volume/keyring.c).
  *
- * Owns: the JSON documents volume.json and keyring.json (see docs/FORMAT.md),
- * their atomic replacement (write temp, fsync, rename, fsync dir) and the
- * advisory lock file. Knows nothing about providers: a wrapped KEK is an
- * opaque blob plus the CMK reference and version that produced it.
+ * Owns: the keyring document (see docs/FORMAT.md), its strict parsing, its
+ * read-modify-write under the meta lock, and the in-memory records. Stored
+ * through the volume's one metadata store (volume.h, which this header
+ * includes). Knows nothing about providers: a wrapped KEK is an opaque blob
+ * plus the CMK reference and version that produced it.
  */
 #ifndef EKMFS_KEYRING_H
 #define EKMFS_KEYRING_H
@@ -15,28 +16,12 @@
 #include <stdint.h>
 #include <time.h>
 
-#define EKMFS_META_DIR ".ekmfs"
-#define EKMFS_VOLUME_FILE "volume.json"
+#include "ekmfs/volume.h"
+
 #define EKMFS_KEYRING_FILE "keyring.json"
-#define EKMFS_LOCK_FILE "lock"
-/* Written by ekmfs-rotate while a pass runs ("<pid> <done> <total> <label>"),
- * read by the daemon's metrics. */
-#define EKMFS_ROTATE_PROGRESS_FILE "rotate.progress"
-#define EKMFS_VOLUME_ID_SIZE 16
 #define EKMFS_WRAPPED_MAX 1024
 #define EKMFS_REF_MAX 256
 #define EKMFS_WRAP_MAC_SIZE 32
-
-/* volume.json versions: 1 (files of format 1, or a mix being upgraded),
- * 2 (every file is format 2: ekmfs-admin init, or a finished upgrade). */
-#define EKMFS_VOLUME_VERSION 2
-
-struct ekmfs_volume {
-	uint32_t format_version;        /* volume.json "version" */
-	uint8_t volume_id[EKMFS_VOLUME_ID_SIZE];
-	uint32_t block_size;
-	time_t created;
-};
 
 /* A KEK as stored: wrapped by a CMK, with the reference and key version of
  * that CMK (an ARN and version id, a Key Vault kid, a local key fingerprint). */
@@ -79,19 +64,6 @@ struct ekmfs_keyring {
 	struct ekmfs_tenant_record *tenants;
 };
 
-/* Descriptor. read: 0, -ENOENT (no .ekmfs: not a volume), -EPROTO (foreign
- * or unsupported version), -EBADMSG (corrupt). write_new: creates .ekmfs/
- * (mode 0700) and the descriptor; -EEXIST if a volume is already there. */
-int ekmfs_volume_read(int backing_fd, struct ekmfs_volume *v);
-int ekmfs_volume_write_new(int backing_fd, const struct ekmfs_volume *v);
-/* Replace the descriptor of an existing volume atomically (ekmfs-admin
- * upgrade: the version). 0 or -errno with ekmfs_lasterr(). */
-int ekmfs_volume_rewrite(int backing_fd, const struct ekmfs_volume *v);
-/* Where the daemon serving the volume listens, and ekmfs-admin calls it:
- * CONTROL_DIR/<volume id in hex>.sock. 0 or -ENAMETOOLONG. */
-int ekmfs_volume_control_path(const char *control_dir, const struct ekmfs_volume *v,
-			      char *out, size_t len);
-
 /* Keyring. read fills kr (free with ekmfs_keyring_free); write replaces the
  * file atomically and durably. The caller holds the exclusive meta lock. */
 int ekmfs_keyring_read(int backing_fd, struct ekmfs_keyring *kr);
@@ -126,16 +98,5 @@ time_t ekmfs_tenant_cmk_change_time(const struct ekmfs_tenant_record *t, time_t 
 int ekmfs_keyring_add_tenant(struct ekmfs_keyring *kr, const struct ekmfs_tenant_record *rec);
 int ekmfs_tenant_add_kek(struct ekmfs_tenant_record *t, const struct ekmfs_kek_record *rec);
 const char *ekmfs_kek_state_name(enum ekmfs_kek_state s);
-
-/* The .ekmfs/ store: read .ekmfs/name whole (16 MiB at most; a
- * NUL-terminated malloc'd buffer), and replace it atomically and durably
- * (name.tmp, fsync, rename, fsync of the directory). 0 or -errno (-ENOENT
- * when absent, without a message). */
-int ekmfs_meta_read(int backing_fd, const char *name, char **text, size_t *len);
-int ekmfs_meta_replace(int backing_fd, const char *name, const char *text);
-
-/* flock() on .ekmfs/lock. wait=false returns -EWOULDBLOCK when held. */
-int ekmfs_meta_lock(int backing_fd, bool exclusive, bool wait, int *lock_fd);
-void ekmfs_meta_unlock(int lock_fd);
 
 #endif

@@ -6,6 +6,8 @@
  * unwrapping the DEK of an existing one. Thread-safe: the daemon calls it from
  * every worker. The keyring is re-read when the file changes on disk, so the
  * daemon picks up keyring changes made by other tools without a restart.
+ * A key service is never asked with a lock held that another tenant's open
+ * needs: a slow or hung one costs only its own tenant (src/keys/cache.c).
  */
 #ifndef EKMFS_KEYS_H
 #define EKMFS_KEYS_H
@@ -84,6 +86,26 @@ int ekmfs_keys_check_slots(struct ekmfs_keys *k, const struct ekmfs_header *h);
  * 0 or -EINVAL with ekmfs_lasterr() saying why. */
 int ekmfs_check_secret_outside(int backing_fd, const char *secret, const char *what);
 
+/* The daemon's bound on the opens that may wait for a key service at
+ * once (0: none): per tenant, and in all. An open beyond it fails with
+ * ENOKEY at once instead of taking a worker thread, so one stuck key service
+ * cannot stall the others' tenants. Opens waiting for the same fetch share
+ * its answer. */
+void ekmfs_keys_set_wait_limits(struct ekmfs_keys *k, unsigned per_tenant, unsigned total);
+
+/* The rule every reader of a file header follows (the key manager,
+ * ekmfs-rotate): open the newest key slot that names a tenant, then the
+ * other one (a re-wrap cut short leaves the older valid; a slot naming
+ * tenant 0 is a slot write cut short and is skipped). open_slot unwraps
+ * slot idx of h into dek (0, or -errno with ekmfs_lasterr()). Returns the
+ * index of the slot that opened, with first_err (may be NULL) holding the
+ * newer slot's reason when the older one opened; or the first slot's error
+ * with its reason, dek wiped (-EBADMSG when no slot is in use). */
+typedef int (*ekmfs_slot_open_fn)(void *arg, const struct ekmfs_header *h, int idx,
+				  uint8_t *dek);
+int ekmfs_header_open_dek(const struct ekmfs_header *h, ekmfs_slot_open_fn open_slot,
+			  void *arg, uint8_t *dek, char *first_err, size_t errlen);
+
 /* Lock (ekmfs-admin lock): drop the cached KEKs of tenant (NULL: every
  * tenant) and refuse them (-ENOKEY) until ekmfs_keys_unlock(), which clears
  * the flag and unwraps each current KEK again through the provider (its
@@ -115,6 +137,9 @@ enum ekmfs_key_event {
 	EKMFS_CMK_SET,            /* ... under this CMK (follows TENANT_CREATED) */
 	EKMFS_TENANT_ENABLED,     /* enabled = true recorded (BYOK on) */
 	EKMFS_TENANT_DISABLED,    /* enabled = false recorded (BYOK off) */
+	/* A keyring record the provider refused before asking anyone: it names
+	 * another key service than the configured one (-EREMOTE). */
+	EKMFS_KEYRING_TAMPERED,
 };
 /* The audit record of a key-manager event (docs/AUDIT.md): fills ev's
  * event name ("cache_fetch", "tenant_created", ...), outcome, tenant,
@@ -123,8 +148,9 @@ struct ekmfs_audit_event;
 void ekmfs_key_event_record(struct ekmfs_audit_event *ev, enum ekmfs_key_event kev,
 			    const char *tenant, const char *cmk_ref, uint32_t kek_version,
 			    const char *reason);
-/* Called with the key manager's lock held: it must not block or call back
- * into the key manager (queue the event and return). */
+/* Called with the key manager's lock held (never during a call to a key
+ * service): it must not block or call back into the key manager (queue the
+ * event and return). */
 typedef void (*ekmfs_key_event_fn)(void *arg, enum ekmfs_key_event ev, const char *tenant,
 				   const char *cmk_ref, uint32_t kek_version, const char *reason);
 void ekmfs_keys_set_event_hook(struct ekmfs_keys *k, ekmfs_key_event_fn fn, void *arg);

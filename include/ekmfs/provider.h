@@ -16,6 +16,10 @@
  *                  the service is unreachable, or kept failing (throttling,
  *                  5xx) after the configured retries: an outage
  *   -EPERM         a secrets file has loose permissions
+ *   -EREMOTE       the keyring record names another key service or key than
+ *                  the configured one: refused before any connection (a
+ *                  tampered record; the key manager audits it as
+ *                  keyring_tampered and files see ENOKEY)
  * with ekmfs_lasterr() naming the cause in one line.
  */
 #ifndef EKMFS_PROVIDER_H
@@ -80,6 +84,56 @@ struct ekmfs_provider {
 	const struct ekmfs_tenant_config *cfg;
 	void *priv;
 };
+
+/*
+ * What the rest of ekmfs knows about a provider, declared by the provider's
+ * own file (providers/NAME.c) and listed once in the table (provider.c):
+ * configuration, secrets, messages and ekmfs-rotate ask the descriptor, so
+ * no provider name is compared anywhere else. A new key service is its file
+ * and one table line.
+ */
+enum {
+	EKMFS_PROV_REMOTE = 1 << 0,     /* a network key service: timeouts, retries,
+					   ca_file apply; ekmfs-admin test probes it */
+	EKMFS_PROV_CMK_REF = 1 << 1,    /* ekmfs-rotate cmk --to REF: another key of the
+					   same service, written to ref_key */
+	EKMFS_PROV_CMK_FILE = 1 << 2,   /* ekmfs-rotate cmk --to FILE: a new key file */
+};
+
+struct ekmfs_provider_desc {
+	const char *name;               /* provider = NAME in [tenant.X] */
+	const char *what;               /* the CMK in messages: "AWS KMS key" */
+	const char *const *keys;        /* the [tenant.X] keys only it reads (NULL-ended) */
+	const char *ref_key;            /* the key naming the CMK: "key_id", "key_file" */
+	const char *ref_format;         /* what ref_key holds, for messages */
+	unsigned caps;                  /* EKMFS_PROV_* */
+	/* The CMK reference in tc ("" when there is none: a passphrase), with
+	 * its capacity in *cap when cap is not NULL (ekmfs-rotate cmk --to). */
+	char *(*ref)(struct ekmfs_tenant_config *tc, size_t *cap);
+	/* The secret files tc names, which must lie outside BACKING: fills at
+	 * most n (path, what) pairs and returns how many. */
+	size_t (*secrets)(const struct ekmfs_tenant_config *tc, const char **path,
+			  const char **what, size_t n);
+	/* NULL when a section using it has what it needs; else the message
+	 * ("needs key_id and region"), with *key naming the key whose line to
+	 * report (NULL: the provider line). Optional. */
+	const char *(*check)(const struct ekmfs_tenant_config *tc, const char **key);
+	int (*open)(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant_record *rec,
+		    bool create, struct ekmfs_provider **out);
+};
+
+/* The provider called name, or NULL. */
+const struct ekmfs_provider_desc *ekmfs_provider_find(const char *name);
+/* The i-th provider of the table (NULL past the end); 0 is the default. */
+const struct ekmfs_provider_desc *ekmfs_provider_at(size_t i);
+/* The descriptor of tc's provider (the default one if unknown). */
+const struct ekmfs_provider_desc *ekmfs_provider_of(const struct ekmfs_tenant_config *tc);
+/* Whether provider d reads [tenant.X] key name. */
+bool ekmfs_provider_takes(const struct ekmfs_provider_desc *d, const char *key);
+/* "a, b or c": the names of the providers that read key (NULL: of all). */
+void ekmfs_provider_names(const char *key, char *out, size_t len);
+/* The CMK reference of tc, read-only ("" when none). */
+const char *ekmfs_provider_ref(const struct ekmfs_tenant_config *tc);
 
 /*
  * Open the provider configured for a tenant. rec is the tenant's keyring

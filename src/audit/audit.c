@@ -6,7 +6,7 @@
  * and chain verification. docs/AUDIT.md specifies the bytes.
  *
  * Divisions:
- *   1. MACs and small file helpers (.ekmfs/ read and atomic replace)
+ *   1. MACs
  *   2. the head
  *   3. record lines: build, split off the MAC, parse
  *   4. open / close
@@ -48,10 +48,11 @@
 #define MAC_HEX (2 * EKMFS_AUDIT_MAC_SIZE)
 /* ,"mac":"<64 hex>"} */
 #define MAC_SUFFIX_LEN (8 + MAC_HEX + 2)
+/* The head and the audit key are a few hundred bytes. */
 #define META_READ_MAX (64 * 1024)
 #define QUEUE_MAX 1024
 
-/* ---- 1. MACs and file helpers ---- */
+/* ---- 1. MACs ---- */
 
 /* HMAC-SHA256(key, label || a || b). 0 or -EIO. */
 static int mac3(const uint8_t *key, const char *label, const void *a, size_t alen,
@@ -80,78 +81,6 @@ static int mac3(const uint8_t *key, const char *label, const void *a, size_t ale
 		return -EIO;
 	}
 	return 0;
-}
-
-int audit_meta_read(int backing_fd, const char *name, char **out)
-{
-	char rel[64], *buf;
-	ssize_t n;
-	int fd, ret;
-
-	*out = NULL;
-	snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, name);
-	fd = openat(backing_fd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		ret = -errno;
-		if (ret != -ENOENT)
-			ekmfs_seterr("cannot open %s: %s", rel, strerror(errno));
-		return ret;
-	}
-	buf = malloc(META_READ_MAX + 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	n = ekmfs_read_full(fd, buf, META_READ_MAX + 1, 0);
-	close(fd);
-	if (n < 0 || n > META_READ_MAX) {
-		free(buf);
-		ekmfs_seterr("cannot read %s: %s", rel, n < 0 ? strerror((int)-n) : "too large");
-		return n < 0 ? (int)n : -EFBIG;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	return 0;
-}
-
-int audit_meta_replace(int backing_fd, const char *name, const char *text)
-{
-	char rel[64], tmp[64];
-	int fd, dfd, ret = 0;
-
-	snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, name);
-	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", EKMFS_META_DIR, name);
-	if (ekmfs_io->unlinkat(backing_fd, tmp, 0) < 0 && errno != ENOENT) {
-		ret = -errno;
-		goto fail;
-	}
-	fd = ekmfs_io->openat(backing_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-			      0600);
-	if (fd < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	ret = ekmfs_write_full(fd, text, strlen(text), 0);
-	if (!ret && ekmfs_io->fsync(fd) < 0)
-		ret = -errno;
-	if (close(fd) < 0 && !ret)
-		ret = -errno;
-	if (!ret && ekmfs_io->renameat2(backing_fd, tmp, backing_fd, rel, 0) < 0)
-		ret = -errno;
-	if (ret) {
-		ekmfs_io->unlinkat(backing_fd, tmp, 0);
-		goto fail;
-	}
-	dfd = openat(backing_fd, EKMFS_META_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || ekmfs_io->fsync(dfd) < 0)
-		ret = -errno;
-	if (dfd >= 0)
-		close(dfd);
-	if (!ret)
-		return 0;
-fail:
-	ekmfs_seterr("cannot replace %s: %s", rel, strerror(-ret));
-	return ret;
 }
 
 /* ---- 2. the head ---- */
@@ -188,7 +117,7 @@ static int head_write(int backing_fd, const uint8_t *vid, const uint8_t *key,
 		 "{\"format\": \"" HEAD_FORMAT "\", \"version\": 1, \"seq\": %llu,\n"
 		 " \"mac\": \"%s\",\n \"head_mac\": \"%s\"}\n",
 		 (unsigned long long)h->seq, mac_hex, hm_hex);
-	return audit_meta_replace(backing_fd, EKMFS_AUDIT_HEAD_FILE, text);
+	return ekmfs_meta_replace(backing_fd, EKMFS_AUDIT_HEAD_FILE, text);
 }
 
 int audit_head_init(int backing_fd, const uint8_t *vid, const uint8_t *key)
@@ -204,9 +133,10 @@ static int head_read(int backing_fd, const uint8_t *vid, const uint8_t *key, str
 	json_object *root = NULL, *v;
 	uint8_t want[EKMFS_AUDIT_MAC_SIZE], got[EKMFS_AUDIT_MAC_SIZE];
 	char *text = NULL;
+	size_t len;
 	int ret;
 
-	ret = audit_meta_read(backing_fd, EKMFS_AUDIT_HEAD_FILE, &text);
+	ret = ekmfs_meta_read_max(backing_fd, EKMFS_AUDIT_HEAD_FILE, META_READ_MAX, &text, &len);
 	if (ret == -ENOENT)
 		ekmfs_seterr("the audit chain head .ekmfs/" EKMFS_AUDIT_HEAD_FILE " is missing "
 			     "(deleted?) while the volume has an audit key");

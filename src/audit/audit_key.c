@@ -31,6 +31,7 @@
 
 #define KEY_FORMAT "ekmfs-audit-key"
 #define MAX_WRAPS 4
+#define KEY_DOC_MAX (64 * 1024)    /* a few wraps of at most 1 KiB each */
 
 /* ---- 1. the document ---- */
 
@@ -85,10 +86,11 @@ static int doc_read(int backing_fd, struct key_doc *doc)
 	json_object *root = NULL, *v, *wraps;
 	const char *fmt;
 	char *text = NULL;
+	size_t len;
 	int ret;
 
 	memset(doc, 0, sizeof(*doc));
-	ret = audit_meta_read(backing_fd, EKMFS_AUDIT_KEY_FILE, &text);
+	ret = ekmfs_meta_read_max(backing_fd, EKMFS_AUDIT_KEY_FILE, KEY_DOC_MAX, &text, &len);
 	if (ret)
 		return ret;
 	root = json_tokener_parse(text);
@@ -168,7 +170,7 @@ static int doc_write(int backing_fd, const struct key_doc *doc)
 		memcpy(line, text, len);
 		line[len] = '\n';
 		line[len + 1] = '\0';
-		ret = audit_meta_replace(backing_fd, EKMFS_AUDIT_KEY_FILE, line);
+		ret = ekmfs_meta_replace(backing_fd, EKMFS_AUDIT_KEY_FILE, line);
 		free(line);
 	}
 out:

@@ -2,7 +2,8 @@
  * audit_priv.h - private map of src/audit/.
  *
  *   audit.c      records, the MAC chain, the head, appending, the async
- *                writer, verification
+ *                writer, verification (the head and the key are stored in
+ *                .ekmfs/ through the volume's store, volume.h)
  *   audit_key.c  .ekmfs/audit.key.json: create, unwrap, re-wrap
  *   events.c     the names of the events (the one list)
  */
@@ -24,10 +25,6 @@
 /* audit.c */
 /* Write a fresh head (seq 0) for key. 0 or -errno. */
 int audit_head_init(int backing_fd, const uint8_t *vid, const uint8_t *key);
-/* Atomic replacement of .ekmfs/name (temp, fsync, rename, fsync dir). */
-int audit_meta_replace(int backing_fd, const char *name, const char *text);
-/* Read .ekmfs/name (at most 64 KiB) into a NUL-terminated malloc'd buffer. */
-int audit_meta_read(int backing_fd, const char *name, char **out);
 
 /* audit_key.c */
 /* Unwrap the audit key into key (EKMFS_AUDIT_MAC_SIZE bytes, secure memory).

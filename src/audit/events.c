@@ -33,6 +33,7 @@ static const char *const event_names[] = {
 	"tenant_enabled", "tenant_disabled",
 	/* daemon: the key service */
 	"kms_refused", "kms_outage_start", "kms_access_restored",
+	"keyring_tampered",
 	"scheduled_rotation_start", "scheduled_rotation_finish",
 	/* ekmfs-rotate */
 	"kek_created", "kek_rotated",

@@ -502,6 +502,11 @@ int main(int argc, char **argv)
 	}
 	fs.backing_fd = backing_fd;
 	fs.volume_version = ekmfs_keys_volume(fs.keys)->format_version;
+	/* Opens waiting for a key service hold worker threads: at most half
+	 * of them per tenant and three quarters in all, so a stuck key service
+	 * leaves the other tenants threads to run on (docs/BYOK.md). */
+	ekmfs_keys_set_wait_limits(fs.keys, cfg.max_threads / 2 ? cfg.max_threads / 2 : 1,
+				   cfg.max_threads * 3 / 4 ? cfg.max_threads * 3 / 4 : 1);
 	/* One daemon per volume: the lock on the backing store itself, so a
 	 * second mount on this or another host is refused, nothing mounted. */
 	ekmfs_clearerr();

@@ -1,9 +1,12 @@
 /*
  * provider.c - the table of CMK providers (include/ekmfs/provider.h).
  *
- * Owns: mapping a tenant's configured provider name to the code that opens
- * it. A new provider adds its file under providers/ and one line here; nothing
- * else in ekmfs changes.
+ * Owns: the table of provider descriptors (provider.h), looking one up by
+ * the name a tenant configures, and what every provider shares (the round
+ * trip self-test). A new provider adds its file under providers/, declaring
+ * its descriptor, and one line here; nothing else in ekmfs changes (the
+ * test tests/lint/provider_names.py checks that no provider name is used
+ * anywhere else).
  */
 #include <errno.h>
 #include <string.h>
@@ -18,29 +21,76 @@
 #include "providers/azure_kv.h"
 #include "providers/local.h"
 
-typedef int (*provider_open_fn)(const struct ekmfs_tenant_config *tc,
-				struct ekmfs_tenant_record *rec, bool create,
-				struct ekmfs_provider **out);
-
-static const struct {
-	const char *name;
-	provider_open_fn open;
-} providers[] = {
-	{ "local", ekmfs_local_open },
-	{ "aws-kms", ekmfs_aws_kms_open },
-	{ "azure-keyvault", ekmfs_azure_kv_open },
+/* The table: one line per provider; the first is the default. */
+static const struct ekmfs_provider_desc *const providers[] = {
+	&ekmfs_local_desc,
+	&ekmfs_aws_kms_desc,
+	&ekmfs_azure_kv_desc,
 };
+
+const struct ekmfs_provider_desc *ekmfs_provider_at(size_t i)
+{
+	return i < EKMFS_ARRAY_SIZE(providers) ? providers[i] : NULL;
+}
+
+const struct ekmfs_provider_desc *ekmfs_provider_find(const char *name)
+{
+	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(providers); i++)
+		if (strcmp(name, providers[i]->name) == 0)
+			return providers[i];
+	return NULL;
+}
+
+const struct ekmfs_provider_desc *ekmfs_provider_of(const struct ekmfs_tenant_config *tc)
+{
+	const struct ekmfs_provider_desc *d = ekmfs_provider_find(tc->provider);
+
+	return d ? d : providers[0];
+}
+
+bool ekmfs_provider_takes(const struct ekmfs_provider_desc *d, const char *key)
+{
+	for (const char *const *k = d->keys; k && *k; k++)
+		if (strcmp(*k, key) == 0)
+			return true;
+	return false;
+}
+
+void ekmfs_provider_names(const char *key, char *out, size_t len)
+{
+	const char *names[EKMFS_ARRAY_SIZE(providers)];
+	size_t n = 0, used = 0;
+
+	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(providers); i++)
+		if (!key || ekmfs_provider_takes(providers[i], key))
+			names[n++] = providers[i]->name;
+	out[0] = '\0';
+	for (size_t i = 0; i < n && used < len; i++)
+		used += (size_t)snprintf(out + used, len - used, "%s%s",
+					 i == 0 ? "" : i + 1 == n ? " or " : ", ", names[i]);
+}
+
+const char *ekmfs_provider_ref(const struct ekmfs_tenant_config *tc)
+{
+	const struct ekmfs_provider_desc *d = ekmfs_provider_of(tc);
+
+	/* ref() takes a writable config for ekmfs-rotate; it writes nothing. */
+	return d->ref ? d->ref((struct ekmfs_tenant_config *)tc, NULL) : "";
+}
 
 int ekmfs_provider_open(const struct ekmfs_tenant_config *tc,
 			struct ekmfs_tenant_record *rec, bool create,
 			struct ekmfs_provider **out)
 {
+	const struct ekmfs_provider_desc *d = ekmfs_provider_find(tc->provider);
+	char names[160];
+
 	*out = NULL;
-	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(providers); i++)
-		if (strcmp(tc->provider, providers[i].name) == 0)
-			return providers[i].open(tc, rec, create, out);
-	ekmfs_seterr("tenant '%s': unknown provider '%s' (this release has: local, aws-kms, azure-keyvault)",
-		     tc->name, tc->provider);
+	if (d)
+		return d->open(tc, rec, create, out);
+	ekmfs_provider_names(NULL, names, sizeof(names));
+	ekmfs_seterr("tenant '%s': unknown provider '%s' (this release has: %s)",
+		     tc->name, tc->provider, names);
 	return -ENOPROTOOPT;
 }
 

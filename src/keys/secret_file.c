@@ -1,17 +1,23 @@
 /*
  * secret_file.c - reading files that hold secrets (secret_file.h).
  *
- * Owns: the permission rule for secrets files and reading one whole into
- * secure memory. Moved here from the local provider so the cloud providers'
- * credential files obey the same rule.
+ * Owns: the permission rule for secrets files, reading one whole into
+ * secure memory, and the rule that no secret lies inside the backing
+ * directory (a backup of the ciphertext must never carry the key that opens
+ * it). Shared so every provider's secrets obey the same rules.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "ekmfs/io.h"
+#include "ekmfs/keys.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "secret_file.h"
@@ -94,4 +100,86 @@ out:
 	if (ret)
 		ekmfs_wipe(buf, cap + 1);
 	return ret;
+}
+
+/* ---- secrets outside the backing directory ---- */
+
+/* Canonical form of path, which may not exist yet: the real path of its
+ * deepest existing ancestor followed by the rest. */
+static int resolve_maybe_missing(const char *path, char *out, size_t outlen)
+{
+	char head[PATH_MAX], real[PATH_MAX];
+	const char *rest;
+	char *slash;
+
+	if (strlen(path) >= sizeof(head))
+		return -ENAMETOOLONG;
+	strcpy(head, path);
+	for (;;) {
+		if (realpath(head, real)) {
+			rest = path + strlen(head);
+			if (strcmp(real, "/") == 0 && *rest == '/')
+				real[0] = '\0';
+			if ((size_t)snprintf(out, outlen, "%s%s", real, rest) >= outlen)
+				return -ENAMETOOLONG;
+			return 0;
+		}
+		if (errno != ENOENT && errno != ENOTDIR)
+			return -errno;
+		slash = strrchr(head, '/');
+		if (!slash)
+			return -EINVAL;
+		*(slash == head ? slash + 1 : slash) = '\0';
+	}
+}
+
+static bool has_dot_component(const char *path)
+{
+	for (const char *p = path; (p = strchr(p, '/')); p++) {
+		if (p[1] == '.' && (p[2] == '/' || p[2] == '\0'))
+			return true;
+		if (p[1] == '.' && p[2] == '.' && (p[3] == '/' || p[3] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/* A backup of the ciphertext must never carry the key that opens it. */
+static int check_secret_outside(const char *secret, const char *what, const char *backing)
+{
+	char real[PATH_MAX];
+	size_t n = strlen(backing);
+	int ret;
+
+	if (has_dot_component(secret)) {
+		ekmfs_seterr("%s %s must not contain '.' or '..' components", what, secret);
+		return -EINVAL;
+	}
+	ret = resolve_maybe_missing(secret, real, sizeof(real));
+	if (ret) {
+		ekmfs_seterr("cannot resolve %s %s: %s", what, secret, strerror(-ret));
+		return ret;
+	}
+	if (strcmp(backing, "/") == 0 ||
+	    (strncmp(real, backing, n) == 0 && (real[n] == '/' || real[n] == '\0'))) {
+		ekmfs_seterr("%s %s is inside the backing directory %s: a copy of the "
+			     "encrypted data must never contain its key; keep it elsewhere",
+			     what, secret, backing);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int ekmfs_check_secret_outside(int backing_fd, const char *secret, const char *what)
+{
+	char link[64], path[PATH_MAX];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", backing_fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0)
+		snprintf(path, sizeof(path), "BACKING");
+	else
+		path[n] = '\0';
+	return check_secret_outside(secret, what, path);
 }

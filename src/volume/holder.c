@@ -108,22 +108,6 @@ static int holder_write(int backing_fd, const char *name, const struct ekmfs_hol
 	return ret;
 }
 
-static int remove_meta(int backing_fd, const char *name)
-{
-	char rel[64];
-	int dfd, ret = 0;
-
-	snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, name);
-	if (ekmfs_io->unlinkat(backing_fd, rel, 0) < 0 && errno != ENOENT)
-		return -errno;
-	dfd = openat(backing_fd, EKMFS_META_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || ekmfs_io->fsync(dfd) < 0)
-		ret = -errno;
-	if (dfd >= 0)
-		close(dfd);
-	return ret;
-}
-
 /* ---- 2. the lock ---- */
 
 static int lock_open(int backing_fd, bool create)
@@ -222,7 +206,7 @@ int ekmfs_volume_take(int backing_fd, const char *mountpoint, struct ekmfs_mount
 	}
 	lock = calloc(1, sizeof(*lock));
 	if (!lock) {
-		(void)remove_meta(backing_fd, EKMFS_HOLDER_FILE);
+		(void)ekmfs_meta_remove(backing_fd, EKMFS_HOLDER_FILE);
 		close(fd);
 		return -ENOMEM;
 	}
@@ -233,14 +217,14 @@ int ekmfs_volume_take(int backing_fd, const char *mountpoint, struct ekmfs_mount
 
 int ekmfs_volume_recovered(int backing_fd)
 {
-	return remove_meta(backing_fd, EKMFS_RECOVERY_FILE);
+	return ekmfs_meta_remove(backing_fd, EKMFS_RECOVERY_FILE);
 }
 
 void ekmfs_volume_release(int backing_fd, struct ekmfs_mount_lock *lock)
 {
 	if (!lock)
 		return;
-	if (remove_meta(backing_fd, EKMFS_HOLDER_FILE) < 0)
+	if (ekmfs_meta_remove(backing_fd, EKMFS_HOLDER_FILE) < 0)
 		ekmfs_log(EKMFS_LOG_WARN, "cannot remove the holder record: the next mount "
 			  "will check the files changed since this one started");
 	close(lock->fd);       /* releases the lock */

@@ -13,7 +13,9 @@ credentials, STS AssumeRoleWithWebIdentity) so those paths can be tested.
 
 Knobs for the tests, on the same port under /__emu/ (never counted as KMS
 requests): POST /__emu/knobs {"throttle": N, "fail5xx": N, "drop": N,
-"latency_ms": MS} applies to the next N KMS requests; POST /__emu/rotate
+"malformed": N, "oversized": N} applies to the next N KMS requests,
+{"latency_ms": MS, "drip_ms": MS, "hang": bool} to every one while set
+(faults.py); POST /__emu/rotate
 {"KeyId": K} rotates key material as KMS's automatic rotation does (older
 botocore lacks RotateKeyOnDemand); GET /__emu/stats gives
 request counts per operation; POST /__emu/reset_stats; POST /__emu/down
@@ -33,7 +35,6 @@ import hmac
 import json
 import os
 import re
-import socket
 import ssl
 import sys
 import threading
@@ -46,6 +47,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testca  # noqa: E402
+from faults import Faults, send_raw  # noqa: E402
 
 ACCOUNT = "111122223333"
 DEFAULT_AKID = "AKIDEKMFSTEST0000001"
@@ -211,8 +213,7 @@ class KmsState:
         self.aliases = {}
         self.creds = {DEFAULT_AKID: (DEFAULT_SECRET, None, None)}
         self.stats = {}
-        self.knobs = {"throttle": 0, "fail5xx": 0, "drop": 0, "latency_ms": 0}
-        self.down = False
+        self.faults = Faults()
 
     def resolve(self, key_id, must_exist=True):
         if not isinstance(key_id, str) or not key_id:
@@ -444,16 +445,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status, obj=None, ctype="application/x-amz-json-1.1", raw=None,
-              extra=()):
+              extra=(), drip_ms=0):
         data = raw if raw is not None else json.dumps(obj if obj is not None else {}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        for k, v in extra:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        send_raw(self, status, ctype, data, drip_ms,
+                 [("x-amzn-RequestId", str(uuid.uuid4()))] + list(extra))
 
     def _error(self, e):
         self._send(e.status, {"__type": e.kind, "message": e.message},
@@ -506,13 +501,11 @@ class Handler(BaseHTTPRequestHandler):
         req = json.loads(body or b"{}")
         with st.lock:
             if self.path == "/__emu/knobs":
-                for k in ("throttle", "fail5xx", "drop", "latency_ms"):
-                    if k in req:
-                        st.knobs[k] = int(req[k])
+                st.faults.set(req)
             elif self.path == "/__emu/reset_stats":
                 st.stats.clear()
             elif self.path == "/__emu/down":
-                st.down = bool(req.get("down"))
+                st.faults.down = bool(req.get("down"))
             elif self.path == "/__emu/deny":
                 k = st.resolve(req["KeyId"])
                 (k.denied.add if req.get("deny", True) else k.denied.discard)(req["AccessKeyId"])
@@ -560,24 +553,9 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             st.stats[op] = st.stats.get(op, 0) + 1
             st.stats["total"] = st.stats.get("total", 0) + 1
-            knobs = dict(st.knobs)
-            for k in ("throttle", "fail5xx", "drop"):
-                if st.knobs[k] > 0:
-                    st.knobs[k] -= 1
-                    break
-            else:
-                k = None
-            down = st.down
-        if down or k == "drop":
-            # Close without an answer, as a crashed load balancer would.
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            k = st.faults.take()
+        if st.faults.before_answer(self, k):
             return
-        if knobs["latency_ms"]:
-            time.sleep(knobs["latency_ms"] / 1000.0)
         if k == "throttle":
             return self._error(KmsError("ThrottlingException", "Rate exceeded"))
         if k == "fail5xx":
@@ -594,7 +572,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise KmsError("SerializationException", "body is not JSON")
             if not isinstance(req, dict):
                 raise KmsError("SerializationException", "body is not a JSON object")
-            self._send(200, do_op(st, op, req, akid))
+            self._send(200, do_op(st, op, req, akid), drip_ms=st.faults.drip_ms)
         except KmsError as e:
             self._error(e)
 

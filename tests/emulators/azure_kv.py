@@ -18,9 +18,13 @@ python3-cryptography) that is at once
   ({"error": {"code", "message", "innererror"}}).
 
 Knobs for the tests under /__emu/ (not counted as vault requests): knobs
-{"throttle", "fail5xx", "drop": N} for the next N vault requests, down
+{"throttle", "fail5xx", "drop", "malformed", "oversized": N} for the next N
+vault requests, {"latency_ms", "drip_ms": MS, "hang": bool} while set
+(faults.py), down
 {"down": bool}, deny {"client_id", "deny"} (access policy removed), stats,
 reset_stats, expire_tokens (every token issued so far becomes invalid).
+The token endpoint also takes a federated credential (workload identity:
+client_assertion_type jwt-bearer, client_assertion = FEDERATED_TOKEN).
 
 Checked with the official Azure SDK (azure-identity ClientSecretCredential
 and azure-keyvault-keys KeyClient / CryptographyClient, Debian's
@@ -44,10 +48,15 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testca  # noqa: E402
+from faults import Faults, send_raw  # noqa: E402
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "0f7c1d2e-3a4b-4c5d-8e9f-ekmfs0000001"
 CLIENT_SECRET = "ekmfs~test~client~secret~0000000000"
+# The service account token AKS projects for workload identity (a JWT in
+# real life; Entra ID checks it against the app's federated credential).
+FEDERATED_TOKEN = "eyJhbGciOiJSUzI1NiJ9.ekmfs-test-federated-token.c2lnbmF0dXJl"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RESOURCE = "https://vault.azure.net"
 
 
@@ -100,12 +109,12 @@ class KvState:
         self.lock = threading.Lock()
         self.keys = {}                  # name -> [KeyVersion] (last is current)
         self.clients = {CLIENT_ID: CLIENT_SECRET}
+        self.federated = {CLIENT_ID: FEDERATED_TOKEN}   # workload identity
         self.denied = set()             # client ids without an access policy
         self.tokens = {}                # token -> (client id, expiry)
         self.token_life = 3600
         self.stats = {}
-        self.knobs = {"throttle": 0, "fail5xx": 0, "drop": 0}
-        self.down = False
+        self.faults = Faults()
         self.base = None
         self.managed_identity_client = "managed-identity-client"
 
@@ -143,16 +152,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
-    def _send(self, status, obj, extra=()):
+    def _send(self, status, obj, extra=(), drip_ms=0):
         data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-ms-request-id", str(uuid.uuid4()))
-        for k, v in extra:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        send_raw(self, status, "application/json; charset=utf-8", data, drip_ms,
+                 [("x-ms-request-id", str(uuid.uuid4()))] + list(extra))
 
     def _kv_error(self, e, extra=()):
         err = {"code": e.code, "message": e.message}
@@ -191,7 +194,17 @@ class Handler(BaseHTTPRequestHandler):
         if get("grant_type") != "client_credentials":
             return self._send(400, {"error": "unsupported_grant_type"})
         client = get("client_id")
-        if self.st.clients.get(client) is None or \
+        if get("client_assertion_type") == JWT_BEARER:
+            # workload identity: a federated credential instead of a secret
+            with self.st.lock:
+                self.st.stats["federated"] = self.st.stats.get("federated", 0) + 1
+            if self.st.federated.get(client) is None or \
+                    not secrets.compare_digest(self.st.federated[client],
+                                               get("client_assertion")):
+                return self._send(401, {"error": "invalid_client", "error_description":
+                                        "AADSTS700213: No matching federated identity "
+                                        "record found for presented assertion."})
+        elif self.st.clients.get(client) is None or \
                 not secrets.compare_digest(self.st.clients[client], get("client_secret")):
             return self._send(401, {"error": "invalid_client", "error_description":
                                     "AADSTS7000215: Invalid client secret provided."})
@@ -309,19 +322,8 @@ class Handler(BaseHTTPRequestHandler):
             self.st.stats["vault"] = self.st.stats.get("vault", 0) + 1
             op = path.rsplit("/", 1)[-1] if path.endswith("key") else method
             self.st.stats[op] = self.st.stats.get(op, 0) + 1
-            knob = None
-            for k in ("throttle", "fail5xx", "drop"):
-                if self.st.knobs[k] > 0:
-                    self.st.knobs[k] -= 1
-                    knob = k
-                    break
-            down = self.st.down
-        if down or knob == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            knob = self.st.faults.take()
+        if self.st.faults.before_answer(self, knob):
             return
         if knob == "throttle":
             return self._kv_error(KvError(429, "Throttled", "Request was not processed "
@@ -333,7 +335,7 @@ class Handler(BaseHTTPRequestHandler):
             with self.st.lock:
                 self._authorize()
                 result = self._vault(method, path, query, body)
-            self._send(200, result)
+            self._send(200, result, drip_ms=self.st.faults.drip_ms)
         except KvError as e:
             self._kv_error(e, self._challenge() if e.status == 401 else ())
 
@@ -345,11 +347,9 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/__emu/reset_stats":
                 self.st.stats.clear()
             elif path == "/__emu/knobs":
-                for k in self.st.knobs:
-                    if k in req:
-                        self.st.knobs[k] = int(req[k])
+                self.st.faults.set(req)
             elif path == "/__emu/down":
-                self.st.down = bool(req.get("down"))
+                self.st.faults.down = bool(req.get("down"))
             elif path == "/__emu/deny":
                 (self.st.denied.add if req.get("deny", True)
                  else self.st.denied.discard)(req["client_id"])

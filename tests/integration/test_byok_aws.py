@@ -489,3 +489,83 @@ def test_rotate_cmk_to_a_new_kms_key_uses_reencrypt(aws_vol):
     m.unmount()
     events = [e["event"] for e in audit_events(vol)]
     assert "cmk_changed" in events
+
+
+# ---- credential sources the AWS SDKs also read --------------------------------
+
+@pytest.mark.parametrize("var", ["AWS_REGION", "AWS_DEFAULT_REGION"])
+def test_region_and_endpoint_from_environment(aws_vol, var):
+    """No region or endpoint in the section: AWS_REGION (or
+    AWS_DEFAULT_REGION) and AWS_ENDPOINT_URL_KMS, as the SDKs read them."""
+    vol = aws_vol
+    vol.write_config("[tenant.default]\nprovider = aws-kms\nkey_id = %s\nca_file = %s\n"
+                     % (vol.key.arn, vol.kms.ca))
+    r = vol.admin("init", vol.backing)
+    assert r.returncode != 0 and "needs key_id and region" in r.stderr, r.stderr
+    vol.env.setenv("AWS_ENDPOINT_URL_KMS", vol.kms.url + "/")
+    # The emulator checks the SigV4 region as KMS does: a wrong one fails.
+    vol.env.setenv(var, "eu-west-3")
+    r = vol.admin("init", vol.backing)
+    assert r.returncode != 0, r.stdout
+    vol.env.setenv(var, vol.kms.region)
+    vol.init()
+    m = vol.mount()
+    (vol.mnt / "f").write_bytes(b"region from the environment")
+    m = vol.remount(m)
+    assert (vol.mnt / "f").read_bytes() == b"region from the environment"
+    m.unmount()
+    assert kms_stats(vol.kms).get("Decrypt", 0) >= 1
+
+
+def _process_profile(vol, tmp_path, script_body):
+    script = tmp_path / "creds.sh"
+    script.write_text("#!/bin/sh\n" + script_body)
+    os.chmod(script, 0o700)
+    config = tmp_path / "aws-config"
+    config.write_text("[profile other]\naws_access_key_id = AKIDWRONG\n"
+                      "aws_secret_access_key = x\n"
+                      "[profile ekmfs]\ncredential_process = %s --flag\n" % script)
+    os.chmod(config, 0o600)
+    vol.env.setenv("AWS_CONFIG_FILE", str(config))
+    vol.env.delenv("AWS_ACCESS_KEY_ID")
+    vol.env.delenv("AWS_SECRET_ACCESS_KEY")
+    vol.write_config(aws_config(vol.kms, vol.key.arn, extra="profile = ekmfs\ntimeout = 2\n"
+                                "max_retries = 0\n") + "[daemon]\nlog_level = debug\n")
+
+
+def test_credential_process(aws_vol, tmp_path):
+    vol = aws_vol
+    runs = tmp_path / "runs"
+    _process_profile(vol, tmp_path, (
+        'echo "$1" >> %s\ncat <<EOF\n{"Version": 1, "AccessKeyId": "%s",\n'
+        ' "SecretAccessKey": "%s", "Expiration": "2099-01-01T00:00:00Z"}\nEOF\n')
+        % (runs, aws_kms.DEFAULT_AKID, aws_kms.DEFAULT_SECRET))
+    vol.init()
+    r = vol.admin("test", vol.backing)
+    assert r.returncode == 0, r.stdout
+    m = vol.mount()
+    (vol.mnt / "f").write_bytes(b"process credentials")
+    m = vol.remount(m)
+    assert (vol.mnt / "f").read_bytes() == b"process credentials"
+    m.unmount()
+    assert runs.read_text().split() and set(runs.read_text().split()) == {"--flag"}
+    for text in (r.stdout, r.stderr, m.log()):
+        assert aws_kms.DEFAULT_SECRET not in text
+
+
+@pytest.mark.parametrize("mode", ["fails", "hangs", "bad-answer"])
+def test_credential_process_failures(aws_vol, tmp_path, mode):
+    vol = aws_vol
+    body = {"fails": "echo oops >&2\nexit 3\n",
+            "hangs": "exec sleep 30\n",
+            "bad-answer": 'echo \'{"Version": 2, "AccessKeyId": "A", "SecretAccessKey": "S"}\'\n'}
+    _process_profile(vol, tmp_path, body[mode])
+    t0 = time.monotonic()
+    r = vol.admin("test", vol.backing)
+    took = time.monotonic() - t0
+    assert r.returncode == 1, r.stdout
+    line = check_line(r, "authentication")
+    assert "credential_process of profile 'ekmfs'" in line, line
+    assert {"fails": "exit status 3", "hangs": "no answer within the timeout",
+            "bad-answer": '"Version": 1'}[mode] in line, line
+    assert took < 10 * SLOW, took

@@ -250,3 +250,97 @@ def test_secret_file_rules_and_no_secret_in_logs(az_vol):
     vol.write_config(azure_config(vol.kv, vol.key_url, inside))
     r = vol.admin("init", other)
     assert r.returncode == 1 and "inside the backing directory" in r.stderr
+
+
+def test_keyring_pointing_at_another_host_is_refused_without_connecting(az_vol):
+    """The bearer token goes to the configured vault only (issue 13): a key
+    version in the keyring that names another host, port or key is refused
+    as tampering, audited, and nothing connects there."""
+    import select
+    import socket
+
+    vol = az_vol
+    vol.write_config(azure_config(vol.kv, vol.key_url, vol.secret_file,
+                                  extra="key_cache_ttl = 1\n"))
+    vol.init()
+    m = vol.mount()
+    f = vol.mnt / "f"
+    f.write_bytes(b"vault data")
+    path = vol.backing / ".ekmfs" / "keyring.json"
+    original = path.read_text()
+    kid = keyring(vol)["tenants"][0]["keks"][0]["cmk_version"]
+    version = kid.rsplit("/", 1)[1]
+    # Listeners where a tampered record points: another host (127.0.0.2)
+    # and another port of the vault's own host.
+    listeners = []
+    for host in ("127.0.0.2", "127.0.0.1"):
+        s = socket.socket()
+        s.bind((host, 0))
+        s.listen(8)
+        s.setblocking(False)
+        listeners.append(s)
+    targets = ["https://127.0.0.2:%d/keys/ekmfs-cmk/%s" % (listeners[0].getsockname()[1],
+                                                          version),
+               "https://127.0.0.1:%d/keys/ekmfs-cmk/%s" % (listeners[1].getsockname()[1],
+                                                          version),
+               "%s/keys/another-key/%s" % (vol.kv.url, version)]
+    try:
+        for target in targets:
+            kr = json.loads(original)
+            kr["tenants"][0]["keks"][0]["cmk_version"] = target
+            path.write_text(json.dumps(kr))
+            before = dict(vol.kv.state.stats)
+            time.sleep(1.2)                # past the TTL: the record is used again
+            assert open_errno(f) == errno.ENOKEY, target
+            # The daemon asked the vault nothing for the record.
+            assert vol.kv.state.stats.get("unwrapkey", 0) == before.get("unwrapkey", 0)
+            # ekmfs-admin test refuses it too (its own round trip still
+            # goes to the configured vault).
+            r = vol.admin("test", vol.backing)
+            line = check_line(r, "keyring KEK unwraps")
+            assert "FAILED" in line and "names another key" in line, r.stdout
+            # Nothing connected where the record points.
+            assert select.select(listeners, [], [], 0.3)[0] == [], target
+    finally:
+        for s in listeners:
+            s.close()
+    path.write_text(original)
+    wait_for(lambda: open_errno(f) == 0, 10 * SLOW, "access with the real record")
+    assert f.read_bytes() == b"vault data"
+    m.unmount()
+    assert "names another key than the configured" in m.log()
+    events = [json.loads(l) for l in (vol.root / "audit.log").read_text().splitlines()
+              if l.strip()]
+    tampered = [e for e in events if e["event"] == "keyring_tampered"]
+    assert len(tampered) >= len(targets), [e["event"] for e in events]
+    assert tampered[0]["outcome"] == "refused" and tampered[0]["tenant"] == "default"
+    assert "127.0.0.2" in tampered[0]["reason"]
+
+
+def test_workload_identity_federated_token(az_vol, monkeypatch):
+    """AKS workload identity: AZURE_TENANT_ID, AZURE_CLIENT_ID and the
+    projected token in AZURE_FEDERATED_TOKEN_FILE, exchanged with Entra ID
+    as a client assertion; no client secret anywhere."""
+    vol = az_vol
+    token = vol.keydir / "azure-identity-token"
+    token.write_text(azure_kv.FEDERATED_TOKEN + "\n")
+    os.chmod(token, 0o600)
+    vol.write_config("[tenant.default]\nprovider = azure-keyvault\nkey_id = %s\n"
+                     "authority_host = %s\nca_file = %s\n" % (vol.key_url, vol.kv.url,
+                                                              vol.kv.ca))
+    monkeypatch.setenv("AZURE_TENANT_ID", azure_kv.TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", azure_kv.CLIENT_ID)
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token))
+    vol.init()
+    assert vol.kv.state.stats.get("federated", 0) >= 1
+    m = vol.mount()
+    (vol.mnt / "f").write_bytes(b"workload identity")
+    m = vol.remount(m)
+    assert (vol.mnt / "f").read_bytes() == b"workload identity"
+    m.unmount()
+    assert azure_kv.FEDERATED_TOKEN not in m.log()
+    # A token the app has no federated credential for is refused.
+    token.write_text("eyJ.not-federated.x\n")
+    r = vol.admin("test", vol.backing)
+    assert r.returncode == 1
+    assert "AADSTS700213" in check_line(r, "authentication"), r.stdout

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/keys/cloud.h"
+#include "../../src/keys/cloud/cloud.h"
 #include "../../src/keys/providers/aws_kms.h"
 #include "../../src/keys/providers/azure_kv.h"
 #include "check.h"
@@ -231,6 +231,69 @@ static void test_azure_key_id(void)
 						 sizeof(name), ver, sizeof(ver)), -EINVAL);
 }
 
+/* A keyring record may name a key version, never another vault, port or key
+ * (issue 13: the bearer token followed the record's URL). */
+static void test_azure_kid_check_and_resource(void)
+{
+	const char *cfg = "https://v.vault.azure.net/keys/cmk-1";
+	static const struct { const char *kid; int ret; const char *ver; } cases[] = {
+		{ "https://v.vault.azure.net/keys/cmk-1/0a1b", 0, "0a1b" },
+		{ "https://V.Vault.Azure.NET:443/keys/CMK-1/0a1b", 0, "0a1b" },
+		{ "https://v.vault.azure.net/keys/cmk-1", -EREMOTE, "" },        /* no version */
+		{ "https://x.vault.azure.net/keys/cmk-1/0a1b", -EREMOTE, "" },   /* other vault */
+		{ "https://v.vault.azure.net:8443/keys/cmk-1/0a1b", -EREMOTE, "" },
+		{ "http://v.vault.azure.net/keys/cmk-1/0a1b", -EREMOTE, "" },    /* scheme */
+		{ "https://v.vault.azure.net/keys/cmk-2/0a1b", -EREMOTE, "" },   /* other key */
+		{ "https://v.vault.azure.net.evil.example/keys/cmk-1/0a1b", -EREMOTE, "" },
+		{ "https://evil@v.vault.azure.net/keys/cmk-1/0a1b", -EREMOTE, "" },
+		{ "https://v.vault.azure.net/keys/cmk-1/0a1b/unwrapkey", -EREMOTE, "" },
+		{ "", -EREMOTE, "" },
+	};
+	char ver[64], res[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = ekmfs_azure_kv_check_kid(cfg, cases[i].kid, ver, sizeof(ver));
+
+		if (r != cases[i].ret || strcmp(ver, cases[i].ver) != 0) {
+			fprintf(stderr, "kid case %zu (%s): %d '%s'\n", i, cases[i].kid, r, ver);
+			check_failures++;
+		}
+	}
+	CHECK_EQ_INT(ekmfs_azure_kv_check_kid("https://127.0.0.1:8443/keys/k",
+					      "https://127.0.0.1:8443/keys/k/ab", ver,
+					      sizeof(ver)), 0);
+	CHECK_EQ_INT(ekmfs_azure_kv_check_kid("https://127.0.0.1:8443/keys/k",
+					      "https://127.0.0.1:8444/keys/k/ab", ver,
+					      sizeof(ver)), -EREMOTE);
+	CHECK_EQ_INT(ekmfs_azure_kv_check_kid("nonsense", "https://v/keys/k/ab", ver,
+					      sizeof(ver)), -EINVAL);
+
+	static const struct { const char *base, *authority, *want; } res_cases[] = {
+		{ "https://v.vault.azure.net", "https://login.microsoftonline.com/",
+		  "https://vault.azure.net" },
+		{ "https://v.vault.azure.cn", "https://login.chinacloudapi.cn/",
+		  "https://vault.azure.cn" },
+		{ "https://v.vault.usgovcloudapi.net", "https://login.microsoftonline.us/",
+		  "https://vault.usgovcloudapi.net" },
+		{ "https://h.managedhsm.azure.net", "https://login.microsoftonline.com/",
+		  "https://managedhsm.azure.net" },
+		{ "https://H.ManagedHSM.usgovcloudapi.net:443", "", "https://managedhsm.usgovcloudapi.net" },
+		/* a private endpoint or an emulator: the authority host's cloud */
+		{ "https://127.0.0.1:8443", "https://login.chinacloudapi.cn", "https://vault.azure.cn" },
+		{ "https://kv.internal", "https://login.microsoftonline.us/",
+		  "https://vault.usgovcloudapi.net" },
+		{ "https://127.0.0.1:8443", "https://127.0.0.1:8443", "https://vault.azure.net" },
+	};
+	for (size_t i = 0; i < sizeof(res_cases) / sizeof(res_cases[0]); i++) {
+		CHECK_EQ_INT(ekmfs_azure_kv_resource(res_cases[i].base, res_cases[i].authority, res,
+						     sizeof(res)), 0);
+		if (strcmp(res, res_cases[i].want) != 0) {
+			fprintf(stderr, "resource case %zu: %s\n", i, res);
+			check_failures++;
+		}
+	}
+}
+
 static void test_azure_errors_and_answers(void)
 {
 	static const struct {
@@ -339,6 +402,7 @@ int main(void)
 	RUN(test_b64url_and_urls);
 	RUN(test_backoff);
 	RUN(test_azure_key_id);
+	RUN(test_azure_kid_check_and_resource);
 	RUN(test_azure_errors_and_answers);
 	RUN(test_azure_binding_mac);
 	return CHECK_DONE();

@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "ekmfs/io.h"
 #include "ekmfs/keyring.h"
 #include "ekmfs/keys.h"
+#include "ekmfs/provider.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 
@@ -184,16 +184,16 @@ static int cmd_init(const char *backing, const struct ekmfs_config *cfg)
 		goto out;
 	ekmfs_hex(vol.volume_id, sizeof(vol.volume_id), id);
 	printf("created ekmfs volume %s in %s\n", id, backing);
-	if (strcmp(cfg->tenants[0].provider, "aws-kms") == 0)
-		printf("  tenant default: KEK v1 wrapped by AWS KMS key %s\n",
-		       cfg->tenants[0].aws.key_id);
-	else if (strcmp(cfg->tenants[0].provider, "azure-keyvault") == 0)
-		printf("  tenant default: KEK v1 wrapped by Azure Key Vault key %s\n",
-		       cfg->tenants[0].azure.key_id);
-	else
-		printf("  tenant default: KEK v1 wrapped by the local key (%s)\n",
-		       cfg->tenants[0].local_source == EKMFS_LOCAL_KEY_FILE ?
-		       cfg->tenants[0].key_file : "passphrase");
+	{
+		const struct ekmfs_provider_desc *d = ekmfs_provider_of(&cfg->tenants[0]);
+		const char *ref = ekmfs_provider_ref(&cfg->tenants[0]);
+
+		if (d->caps & EKMFS_PROV_REMOTE)
+			printf("  tenant default: KEK v1 wrapped by %s %s\n", d->what, ref);
+		else
+			printf("  tenant default: KEK v1 wrapped by the %s (%s)\n", d->what,
+			       ref[0] ? ref : "passphrase");
+	}
 	printf("  mount it with: ekmfs%s%s %s MOUNTPOINT\n", cfg->path[0] ? " -c " : "",
 	       cfg->path, backing);
 	/* Creates the audit key and the chain head, and records the init. */
@@ -306,41 +306,45 @@ int main(int argc, char **argv)
 	return admin_verify(argv[optind], &cfg);
 }
 
-/* ---- the tree walk shared by status and verify ---- */
+/* ---- the tree walk shared by status, verify and upgrade ---- */
 
-static admin_file_fn walk_fn;
-static void *walk_arg;
-static size_t walk_root_len;
-static int walk_rc;
+struct admin_walk {
+	const char *backing;
+	admin_file_fn fn;
+	void *arg;
+	int rc;
+};
 
-static int walk_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+static int walk_one(const char *rel, const struct stat *st, void *arg)
 {
-	const char *rel = path + walk_root_len;
+	struct admin_walk *w = arg;
+	char path[PATH_MAX];
 
-	while (*rel == '/')
-		rel++;
-	/* The volume's own metadata is not a file of the volume. */
-	if (ftw->level == 1 && type == FTW_D && strcmp(rel, EKMFS_META_DIR) == 0)
-		return FTW_SKIP_SUBTREE;
-	if (type == FTW_DNR || type == FTW_NS) {
-		fprintf(stderr, "ekmfs-admin: cannot read %s\n", path);
-		walk_rc = -EIO;
-		return FTW_CONTINUE;
+	if (!st) {
+		fprintf(stderr, "ekmfs-admin: %s\n", ekmfs_lasterr());
+		w->rc = -EIO;
+		return 0;       /* the rest of the volume is still checked */
 	}
-	if (type != FTW_F || !S_ISREG(st->st_mode))
-		return FTW_CONTINUE;
-	return walk_fn(path, rel, st, walk_arg) ? FTW_STOP : FTW_CONTINUE;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", w->backing, rel) >= sizeof(path)) {
+		fprintf(stderr, "ekmfs-admin: cannot read %s/%s: path too long\n", w->backing, rel);
+		w->rc = -EIO;
+		return 0;
+	}
+	return w->fn(path, rel, st, w->arg) ? 1 : 0;
 }
 
 int admin_walk_files(const char *backing, admin_file_fn fn, void *arg)
 {
-	walk_fn = fn;
-	walk_arg = arg;
-	walk_root_len = strlen(backing);
-	walk_rc = 0;
-	if (nftw(backing, walk_one, 32, FTW_PHYS | FTW_ACTIONRETVAL) < 0)
+	struct admin_walk w = { backing, fn, arg, 0 };
+	int fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
+
+	if (fd < 0)
 		return -errno;
-	return walk_rc;
+	rc = ekmfs_volume_walk(fd, walk_one, &w);
+	close(fd);
+	if (rc < 0)
+		return rc;
+	return w.rc;
 }
 
 /* ---- the size of a volume's files, for progress totals ---- */

@@ -318,9 +318,8 @@ static int run_test(const char *backing, const struct ekmfs_config *cfg, const c
 	}
 	set(&r, C_CONFIG, CHECK_OK, "%s: tenant '%s', provider %s%s%s%s",
 	    cfg->path[0] ? cfg->path : "built-in defaults", tenant, tc->provider,
-	    strcmp(tc->provider, "local") ? ", key " : "",
-	    strcmp(tc->provider, "aws-kms") == 0 ? tc->aws.key_id :
-	    strcmp(tc->provider, "azure-keyvault") == 0 ? tc->azure.key_id : "",
+	    ekmfs_provider_of(tc)->caps & EKMFS_PROV_REMOTE ? ", key " : "",
+	    ekmfs_provider_of(tc)->caps & EKMFS_PROV_REMOTE ? ekmfs_provider_ref(tc) : "",
 	    have_volume ? "" : " (BACKING is not a volume yet: random volume id)");
 	ctx = (struct ekmfs_wrap_context){ vol.volume_id, tenant, 0 };
 	run_provider(&r, p, &ctx, rec, have_volume);

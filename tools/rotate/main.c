@@ -25,6 +25,7 @@
 
 #include "ekmfs/io.h"
 #include "ekmfs/keys.h"
+#include "ekmfs/provider.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "rotate.h"
@@ -68,11 +69,12 @@ static const char usage_text[] =
 "                    is wiped from the keyring: files and backups that still\n"
 "                    reference N then need an older keyring copy to be read.\n"
 "  cmk [--to REF] [--force]\n"
-"                    Re-wrap the tenant's KEK versions under a new CMK (local\n"
-"                    provider: REF is the path of a new key file, mode 0600,\n"
-"                    outside BACKING; make one with 'ekmfs-admin keygen';\n"
-"                    aws-kms: a key id, ARN or alias; azure-keyvault: a key\n"
-"                    URL), or without --to under the configured CMK (its\n"
+"                    Re-wrap the tenant's KEK versions under a new CMK (REF\n"
+"                    as key_file or key_id would name it: the path of a new\n"
+"                    key file, mode 0600, outside BACKING, made with\n"
+"                    'ekmfs-admin keygen'; an AWS KMS key id, ARN or alias;\n"
+"                    an Azure Key Vault key URL), or without --to under the\n"
+"                    configured CMK (its\n"
 "                    newest version). On AWS KMS the KEKs are re-wrapped\n"
 "                    inside KMS (ReEncrypt) and never leave it. The\n"
 "                    configuration must still name the old CMK; afterwards\n"
@@ -528,6 +530,7 @@ static int cmd_cmk(struct rot_ctx *c)
 	 * was created with has not been changed yet, and replacing it (a fresh
 	 * volume moved to its real key, say) is the first change. */
 	bool first_change = !ekmfs_tenant_cmk_changed(c->trec);
+	const struct ekmfs_provider_desc *desc = ekmfs_provider_of(c->tc);
 	char why_free[384] = "";
 	size_t n = 0;
 	int ret;
@@ -558,17 +561,14 @@ static int cmd_cmk(struct rot_ctx *c)
 	ret = keys_load(c);
 	if (ret)
 		return report_failure_then(c, ret, "loading the KEKs", THEN_UNCHANGED);
-	if (c->opt.to && (strcmp(c->tc->provider, "aws-kms") == 0 ||
-			  strcmp(c->tc->provider, "azure-keyvault") == 0)) {
-		/* A cloud CMK: REF is the new key's id (AWS: key id, ARN or
-		 * alias; Azure: key URL), in the same service and account. */
+	if (c->opt.to && (desc->caps & EKMFS_PROV_CMK_REF)) {
+		/* A key service's CMK: REF is the new key's reference
+		 * (desc->ref_format), in the same service and account. */
 		char *dst;
 		size_t cap;
 
 		new_tc = *c->tc;
-		dst = strcmp(c->tc->provider, "aws-kms") == 0 ? new_tc.aws.key_id :
-		      new_tc.azure.key_id;
-		cap = sizeof(new_tc.aws.key_id);
+		dst = desc->ref(&new_tc, &cap);
 		if (strlen(c->opt.to) >= cap) {
 			report_outcome(c, "error", ROT_ERROR, "--to: key id too long");
 			return ROT_ERROR;
@@ -577,8 +577,7 @@ static int cmd_cmk(struct rot_ctx *c)
 	} else if (c->opt.to) {
 		struct stat st;
 
-		if (strcmp(c->tc->provider, "local") != 0 ||
-		    c->tc->local_source != EKMFS_LOCAL_KEY_FILE) {
+		if (!(desc->caps & EKMFS_PROV_CMK_FILE) || !ekmfs_provider_ref(c->tc)[0]) {
 			report_outcome(c, "error", ROT_ERROR, "--to needs a tenant whose CMK is a "
 				       "local key file; a passphrase tenant changes its CMK by "
 				       "re-initialising (not supported in this release)");
@@ -621,7 +620,7 @@ static int cmd_cmk(struct rot_ctx *c)
 	if (ret)
 		return report_failure_then(c, ret, "re-wrapping the KEKs", THEN_UNCHANGED);
 	if (c->opt.to) {
-		bool local = strcmp(c->tc->provider, "local") == 0;
+		bool local = desc->caps & EKMFS_PROV_CMK_FILE;
 
 		report_outcome(c, "done", ROT_OK, "%s%zu KEK versions of tenant '%s' %s under "
 			       "the %s %s (%s %s)%s%s. Now set '%s = %s' in [tenant.%s] of %s and "
@@ -633,7 +632,7 @@ static int cmd_cmk(struct rot_ctx *c)
 			       local ? "key file" : "key", c->opt.to,
 			       local ? "fingerprint" : "version", fpr,
 			       c->opt.force ? " (--force)" : "", why_free,
-			       local ? "key_file" : "key_id",
+			       desc->ref_key,
 			       c->opt.to, c->trec->name,
 			       c->cfg.path[0] ? c->cfg.path : EKMFS_DEFAULT_CONFIG,
 			       local ? "key file" : "key");

@@ -41,6 +41,7 @@
 #include "ekmfs/aead.h"
 #include "ekmfs/content.h"
 #include "ekmfs/io.h"
+#include "ekmfs/keys.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "rotate.h"
@@ -267,26 +268,31 @@ static bool kek_unusable(struct rot_pass *p, const char *path, int idx,
 	return true;
 }
 
-/* Unwrap the DEK from the newest slot, else from the other one (the state
- * an interrupted run leaves). The index of the slot that opened, or -1
+/* Unwrap slot idx with the KEK this run loaded: ekmfs_slot_open_fn. */
+static int open_slot(void *arg, const struct ekmfs_header *h, int idx, uint8_t *dek)
+{
+	struct rot_pass *p = arg;
+	const uint8_t *kek = keys_find(p->ctx, h->slot[idx].tenant_id,
+				       h->slot[idx].kek_version);
+
+	if (!kek) {
+		ekmfs_seterr("key slot %d names a KEK this run does not hold", idx);
+		return -ENOKEY;
+	}
+	return ekmfs_slot_unwrap(h, idx, kek, dek);
+}
+
+/* Unwrap the DEK by the rule every reader follows (the newest slot, else
+ * the other one: the state an interrupted run leaves; keys.h,
+ * ekmfs_header_open_dek). The index of the slot that opened, or -1
  * (reported). */
 static int open_dek(struct rot_pass *p, const struct ekmfs_header *h, const char *path,
 		    uint8_t *dek)
 {
-	int fallback, order[2];
+	int i = ekmfs_header_open_dek(h, open_slot, p, dek, NULL, 0);
 
-	order[0] = ekmfs_header_newest_slot(h, &fallback);
-	order[1] = fallback;
-	for (int j = 0; j < 2; j++) {
-		int i = order[j];
-		const uint8_t *kek;
-
-		if (i < 0 || !h->slot[i].tenant_id)
-			continue;
-		kek = keys_find(p->ctx, h->slot[i].tenant_id, h->slot[i].kek_version);
-		if (kek && ekmfs_slot_unwrap(h, i, kek, dek) == 0)
-			return i;
-	}
+	if (i >= 0)
+		return i;
 	add_skip(p, path, "no key slot authenticates (tampered or corrupt header)");
 	return -1;
 }

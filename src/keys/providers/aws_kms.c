@@ -26,8 +26,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../aws_creds.h"
-#include "../cloud.h"
+#include "../cloud/aws_creds.h"
+#include "../cloud/cloud.h"
 #include "aws_kms.h"
 #include "ekmfs/aead.h"
 #include "ekmfs/http.h"
@@ -41,6 +41,7 @@
 
 struct aws_priv {
 	const struct ekmfs_tenant_config *tc;
+	char region[32];                /* region, else $AWS_REGION, $AWS_DEFAULT_REGION */
 	char url[EKMFS_URL_MAX];
 	char host[256];
 	char path[256];
@@ -335,12 +336,6 @@ out:
 
 /* ---- 2. one signed call ---- */
 
-struct call_result {
-	struct ekmfs_http_response resp;
-	enum ekmfs_kms_class cls;       /* when an error answer came back */
-	bool answered;                  /* an HTTP answer arrived */
-};
-
 static int sign_and_send(struct aws_priv *ap, const char *op, const char *body,
 			 struct ekmfs_aws_creds *cr, struct ekmfs_http_response *resp)
 {
@@ -362,7 +357,7 @@ static int sign_and_send(struct aws_priv *ap, const char *op, const char *body,
 		sh[nh++] = (struct ekmfs_sigv4_header){ "X-Amz-Security-Token",
 							cr->session_token };
 	struct ekmfs_sigv4_request r = { "POST", ap->path, NULL, sh, nh, hash, true };
-	ret = ekmfs_sigv4_authorization(&r, cr->access_key, cr->secret_key, ap->tc->aws.region,
+	ret = ekmfs_sigv4_authorization(&r, cr->access_key, cr->secret_key, ap->region,
 					"kms", date, &auth);
 	if (ret)
 		return ret;
@@ -398,55 +393,56 @@ out:
 	return ret;
 }
 
-/* One KMS operation with retries on outages, throttling and 5xx. 0 with
- * res->resp holding a 200 answer; otherwise -errno with the message set and
- * res->cls telling what kind of refusal it was. */
-static int kms_call(struct aws_priv *ap, const char *op, const char *body,
-		    struct call_result *res)
-{
-	struct ekmfs_aws_creds *cr = ekmfs_secure_alloc(sizeof(*cr));
-	char type[96], msg[256];
-	unsigned attempt;
-	int ret = 0;
+/* One KMS operation through the shared call loop (cloud.h). */
+struct kms_attempt {
+	struct aws_priv *ap;
+	const char *op, *body;
+	struct ekmfs_aws_creds *cr;
+};
 
-	memset(res, 0, sizeof(*res));
-	res->cls = EKMFS_KMS_OTHER;
-	if (!cr)
+static int kms_auth(void *arg, bool fresh)
+{
+	struct kms_attempt *a = arg;
+
+	(void)fresh;
+	return ekmfs_aws_creds_get(a->ap->creds, a->cr);
+}
+
+static int kms_send(void *arg, struct ekmfs_http_response *resp)
+{
+	struct kms_attempt *a = arg;
+
+	return sign_and_send(a->ap, a->op, a->body, a->cr, resp);
+}
+
+static int kms_error(void *arg, const struct ekmfs_http_response *resp,
+		     enum ekmfs_kms_class *cls)
+{
+	struct kms_attempt *a = arg;
+	char type[96], msg[256];
+	int ret = ekmfs_aws_kms_error(resp->status, resp->body, cls, type, sizeof(type), msg,
+				      sizeof(msg));
+
+	ekmfs_seterr("AWS KMS %s with key %s: %s: %s", a->op, a->ap->tc->aws.key_id, type, msg);
+	return ret;
+}
+
+/* 0 with res->resp holding a 200 answer; otherwise -errno with the message
+ * set and res->cls telling what kind of refusal it was. */
+static int kms_call(struct aws_priv *ap, const char *op, const char *body,
+		    struct ekmfs_cloud_result *res)
+{
+	struct kms_attempt a = { ap, op, body, ekmfs_secure_alloc(sizeof(*a.cr)) };
+	struct ekmfs_cloud_call call = { kms_auth, kms_send, kms_error, &a,
+					 ap->tc->max_retries, false };
+	int ret;
+
+	if (!a.cr) {
+		memset(res, 0, sizeof(*res));
 		return -ENOMEM;
-	for (attempt = 0;; attempt++) {
-		ekmfs_http_response_free(&res->resp);
-		res->answered = false;
-		ret = ekmfs_aws_creds_get(ap->creds, cr);
-		if (ret) {
-			res->cls = EKMFS_KMS_AUTH;
-			if (!ekmfs_http_is_outage(ret))
-				break;
-		} else {
-			ret = sign_and_send(ap, op, body, cr, &res->resp);
-		}
-		if (ret == 0) {
-			res->answered = true;
-			if (res->resp.status == 200)
-				break;
-			ret = ekmfs_aws_kms_error(res->resp.status, res->resp.body, &res->cls,
-						  type, sizeof(type), msg, sizeof(msg));
-			ekmfs_seterr("AWS KMS %s with key %s: %s: %s", op, ap->tc->aws.key_id,
-				     type, msg);
-			if (res->cls != EKMFS_KMS_RETRY)
-				break;
-		} else if (!ekmfs_http_is_outage(ret)) {
-			break;
-		}
-		if (attempt >= ap->tc->max_retries)
-			break;
-		ekmfs_log(EKMFS_LOG_DEBUG, "%s; retry %u of %u", ekmfs_lasterr(), attempt + 1,
-			  ap->tc->max_retries);
-		ekmfs_http_backoff(attempt + 1, EKMFS_CLOUD_BACKOFF_BASE_MS,
-				   EKMFS_CLOUD_BACKOFF_CAP_MS);
 	}
-	ekmfs_secure_free(cr, sizeof(*cr));
-	if (ret)
-		ekmfs_http_response_free(&res->resp);
+	ret = ekmfs_cloud_call(&call, res);
+	ekmfs_secure_free(a.cr, sizeof(*a.cr));
 	return ret;
 }
 
@@ -462,7 +458,7 @@ static int aws_wrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *c
 {
 	struct aws_priv *ap = priv(p);
 	char *body = ekmfs_secure_alloc(BODY_MAX);
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -487,7 +483,7 @@ static int aws_unwrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context 
 	struct aws_priv *ap = priv(p);
 	char *body = malloc(BODY_MAX), arn[EKMFS_REF_MAX];
 	const char *key = in->cmk_version[0] ? in->cmk_version : in->cmk_ref;
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	if (!body) {
@@ -517,7 +513,7 @@ static int aws_rewrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context 
 {
 	struct aws_priv *ap = priv(p);
 	char *body = malloc(BODY_MAX), *blob = malloc(B64_MAX), ec[1024];
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -557,12 +553,12 @@ static int aws_probe(struct ekmfs_provider *p, struct ekmfs_provider_probe *pr)
 {
 	struct aws_priv *ap = priv(p);
 	char body[1024], arn[EKMFS_REF_MAX];
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	memset(pr, 0, sizeof(*pr));
 	snprintf(pr->endpoint, sizeof(pr->endpoint), "%.200s (region %s)", ap->url,
-		 ap->tc->aws.region);
+		 ap->region);
 	ret = start_body("KeyId", ap->tc->aws.key_id, body, sizeof(body));
 	if (!ret)
 		ret = append(body, sizeof(body), "\"}");
@@ -630,12 +626,20 @@ static const struct ekmfs_provider_ops aws_ops = {
 
 /* ---- 4. open ---- */
 
+static const char *env_or(const char *name, const char *dflt)
+{
+	const char *v = getenv(name);
+
+	return v && v[0] ? v : dflt;
+}
+
 int ekmfs_aws_kms_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant_record *rec,
 		       bool create, struct ekmfs_provider **out)
 {
 	struct ekmfs_provider *p = calloc(1, sizeof(*p));
 	struct aws_priv *ap = calloc(1, sizeof(*ap));
 	char origin[EKMFS_URL_MAX];
+	const char *region, *endpoint;
 	int ret;
 
 	*out = NULL;
@@ -646,11 +650,23 @@ int ekmfs_aws_kms_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant
 	if (create)
 		rec->kdf[0] = '\0';
 	ap->tc = tc;
-	if (tc->aws.endpoint[0])
-		snprintf(ap->url, sizeof(ap->url), "%s", tc->aws.endpoint);
+	region = ekmfs_aws_region(tc);
+	if (!region[0] || strlen(region) >= sizeof(ap->region) ||
+	    strspn(region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(region)) {
+		ekmfs_seterr("tenant '%s': no usable AWS region ('%s'): set region, or "
+			     "AWS_REGION / AWS_DEFAULT_REGION", tc->name, region);
+		ret = -EINVAL;
+		goto fail;
+	}
+	snprintf(ap->region, sizeof(ap->region), "%s", region);
+	/* The configured endpoint, else the SDKs' variables for KMS. */
+	endpoint = tc->aws.endpoint;
+	if (!endpoint[0])
+		endpoint = env_or("AWS_ENDPOINT_URL_KMS", env_or("AWS_ENDPOINT_URL", ""));
+	if (endpoint[0])
+		snprintf(ap->url, sizeof(ap->url), "%s", endpoint);
 	else
-		snprintf(ap->url, sizeof(ap->url), "https://kms.%s.amazonaws.com/",
-			 tc->aws.region);
+		snprintf(ap->url, sizeof(ap->url), "https://kms.%s.amazonaws.com/", ap->region);
 	if (ekmfs_url_split(ap->url, origin, sizeof(origin), ap->host, sizeof(ap->host),
 			    ap->path, sizeof(ap->path))) {
 		ekmfs_seterr("tenant '%s': AWS KMS endpoint '%s' is not an http(s) URL",
@@ -672,3 +688,34 @@ fail:
 	free(p);
 	return ret;
 }
+
+/* ---- the descriptor (provider.h) ---- */
+
+static const char *const aws_keys[] = {
+	"key_id", "region", "endpoint", "profile", NULL,
+};
+
+static char *aws_ref(struct ekmfs_tenant_config *tc, size_t *cap)
+{
+	if (cap)
+		*cap = sizeof(tc->aws.key_id);
+	return tc->aws.key_id;
+}
+
+static const char *aws_check(const struct ekmfs_tenant_config *tc, const char **key)
+{
+	*key = NULL;
+	return tc->aws.key_id[0] && ekmfs_aws_region(tc)[0] ? NULL : "needs key_id and region";
+}
+
+const struct ekmfs_provider_desc ekmfs_aws_kms_desc = {
+	.name = "aws-kms",
+	.what = "AWS KMS key",
+	.keys = aws_keys,
+	.ref_key = "key_id",
+	.ref_format = "a key id, key ARN, alias/NAME or alias ARN",
+	.caps = EKMFS_PROV_REMOTE | EKMFS_PROV_CMK_REF,
+	.ref = aws_ref,
+	.check = aws_check,
+	.open = ekmfs_aws_kms_open,
+};

@@ -13,9 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../cloud.h"
+#include "../cloud/cloud.h"
 #include "ekmfs/provider.h"
 
+extern const struct ekmfs_provider_desc ekmfs_aws_kms_desc;
 int ekmfs_aws_kms_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant_record *rec,
 		       bool create, struct ekmfs_provider **out);
 

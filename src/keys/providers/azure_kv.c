@@ -30,9 +30,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "../azure_auth.h"
-#include "../cloud.h"
+#include "../cloud/azure_auth.h"
+#include "../cloud/cloud.h"
 #include "azure_kv.h"
 #include "ekmfs/aead.h"
 #include "ekmfs/http.h"
@@ -84,6 +85,97 @@ int ekmfs_azure_kv_parse_key_id(const char *key_id, char *base, size_t blen, cha
 	}
 	if ((size_t)snprintf(base, blen, "%s", origin) >= blen)
 		return -EINVAL;
+	return 0;
+}
+
+/* "https://HOST[:PORT]" lower-cased, with the default port dropped, so
+ * spellings of one origin compare equal. */
+static int origin_norm(const char *origin, char *out, size_t len)
+{
+	size_t n = strlen(origin);
+
+	if (n >= len)
+		return -EINVAL;
+	for (size_t i = 0; i <= n; i++)
+		out[i] = (char)(origin[i] >= 'A' && origin[i] <= 'Z' ? origin[i] + 32 : origin[i]);
+	if (n > 4 && strcmp(out + n - 4, ":443") == 0)
+		out[n - 4] = '\0';
+	return 0;
+}
+
+int ekmfs_azure_kv_check_kid(const char *key_id, const char *kid, char *version, size_t vlen)
+{
+	char cb[EKMFS_URL_MAX], cn[128], cv[64], kb[EKMFS_URL_MAX], kn[128];
+	char co[EKMFS_URL_MAX], ko[EKMFS_URL_MAX];
+
+	version[0] = '\0';
+	if (ekmfs_azure_kv_parse_key_id(key_id, cb, sizeof(cb), cn, sizeof(cn), cv, sizeof(cv)) ||
+	    origin_norm(cb, co, sizeof(co))) {
+		ekmfs_seterr("the configured key_id '%s' is not https://VAULT/keys/NAME", key_id);
+		return -EINVAL;
+	}
+	if (ekmfs_azure_kv_parse_key_id(kid, kb, sizeof(kb), kn, sizeof(kn), version, vlen) ||
+	    !version[0] || origin_norm(kb, ko, sizeof(ko))) {
+		ekmfs_seterr("the key version '%.300s' is not https://VAULT/keys/NAME/VERSION",
+			     kid);
+		version[0] = '\0';
+		return -EREMOTE;
+	}
+	/* Key Vault host and key names are case-insensitive. */
+	if (strcmp(co, ko) != 0 || strcasecmp(cn, kn) != 0) {
+		ekmfs_seterr("the key version '%.300s' names another key than the configured "
+			     "'%.300s' (another vault, port or key name): refused without "
+			     "connecting, as a tampered keyring record", kid, key_id);
+		version[0] = '\0';
+		return -EREMOTE;
+	}
+	return 0;
+}
+
+/* The token audience of a vault: the vault's DNS suffix for the public and
+ * sovereign clouds ("v.vault.azure.cn" -> "https://vault.azure.cn",
+ * "h.managedhsm.usgovcloudapi.net" -> "https://managedhsm.usgovcloudapi.net");
+ * for a vault host of another shape (a private endpoint, an emulator), the
+ * cloud of the authority host. */
+int ekmfs_azure_kv_resource(const char *base, const char *authority_host, char *out,
+			    size_t len)
+{
+	static const struct { const char *authority, *resource; } clouds[] = {
+		{ "login.microsoftonline.com", "https://vault.azure.net" },
+		{ "login.chinacloudapi.cn", "https://vault.azure.cn" },
+		{ "login.microsoftonline.us", "https://vault.usgovcloudapi.net" },
+		{ "login.microsoftonline.de", "https://vault.microsoftazure.de" },
+	};
+	char origin[EKMFS_URL_MAX], host[256], path[EKMFS_URL_MAX];
+	const char *dot, *colon;
+	size_t hlen;
+
+	if (ekmfs_url_split(base, origin, sizeof(origin), host, sizeof(host), path,
+			    sizeof(path)) == 0) {
+		colon = strchr(host, ':');
+		hlen = colon ? (size_t)(colon - host) : strlen(host);
+		host[hlen] = '\0';
+		for (size_t i = 0; i < hlen; i++)
+			if (host[i] >= 'A' && host[i] <= 'Z')
+				host[i] = (char)(host[i] + 32);
+		dot = strchr(host, '.');
+		if (dot && (strncmp(dot + 1, "vault.", 6) == 0 ||
+			    strncmp(dot + 1, "managedhsm.", 11) == 0) &&
+		    strchr(strchr(dot + 1, '.') + 1, '.')) {
+			if ((size_t)snprintf(out, len, "https://%s", dot + 1) >= len)
+				return -EINVAL;
+			return 0;
+		}
+	}
+	if (ekmfs_url_split(authority_host, origin, sizeof(origin), host, sizeof(host), path,
+			    sizeof(path)) == 0) {
+		for (size_t i = 0; i < EKMFS_ARRAY_SIZE(clouds); i++)
+			if (strcasecmp(host, clouds[i].authority) == 0) {
+				snprintf(out, len, "%s", clouds[i].resource);
+				return 0;
+			}
+	}
+	snprintf(out, len, "%s", clouds[0].resource);
 	return 0;
 }
 
@@ -300,71 +392,59 @@ out:
 
 /* ---- 2. one authorised call ---- */
 
-struct call_result {
-	struct ekmfs_http_response resp;
-	enum ekmfs_kms_class cls;
-	bool answered;
-	bool token_failed;
+/* method + url (already with api-version) + JSON body, through the shared
+ * call loop (cloud.h): a 401 refreshes the token once; throttling, 5xx and
+ * outages are retried with backoff. */
+struct kv_attempt {
+	struct azure_priv *ap;
+	const char *method, *url, *body, *what;
+	char *auth;                     /* the header, secure memory, HDR_MAX */
 };
 
-/* method + url (already with api-version) + JSON body. A 401 refreshes the
- * token once; throttling, 5xx and outages are retried with backoff. */
-static int kv_call(struct azure_priv *ap, const char *method, const char *url,
-		   const char *body, const char *what, struct call_result *res)
+static int kv_auth(void *arg, bool fresh)
 {
-	char *auth = ekmfs_secure_alloc(HDR_MAX), code[128], msg[300];
-	const char *hdrs[] = { NULL, "Content-Type: application/json",
-			       "Accept: application/json", NULL };
-	bool refreshed = false;
-	unsigned attempt;
-	int ret = 0;
+	struct kv_attempt *a = arg;
 
-	memset(res, 0, sizeof(*res));
-	res->cls = EKMFS_KMS_OTHER;
-	if (!auth)
+	return ekmfs_azure_auth_header(a->ap->auth, fresh, a->auth, HDR_MAX);
+}
+
+static int kv_send(void *arg, struct ekmfs_http_response *resp)
+{
+	struct kv_attempt *a = arg;
+	const char *hdrs[] = { a->auth, "Content-Type: application/json",
+			       "Accept: application/json", NULL };
+
+	return ekmfs_http_request(a->method, a->url, hdrs, a->body,
+				  a->body ? strlen(a->body) : 0, &a->ap->http, resp);
+}
+
+static int kv_error(void *arg, const struct ekmfs_http_response *resp,
+		    enum ekmfs_kms_class *cls)
+{
+	struct kv_attempt *a = arg;
+	char code[128], msg[300];
+	int ret = ekmfs_azure_kv_error(resp->status, resp->body, cls, code, sizeof(code), msg,
+				       sizeof(msg));
+
+	ekmfs_seterr("Azure Key Vault %s of %s: %s: %s", a->what, a->ap->tc->azure.key_id, code,
+		     msg);
+	return ret;
+}
+
+static int kv_call(struct azure_priv *ap, const char *method, const char *url,
+		   const char *body, const char *what, struct ekmfs_cloud_result *res)
+{
+	struct kv_attempt a = { ap, method, url, body, what, ekmfs_secure_alloc(HDR_MAX) };
+	struct ekmfs_cloud_call call = { kv_auth, kv_send, kv_error, &a, ap->tc->max_retries,
+					 true };
+	int ret;
+
+	if (!a.auth) {
+		memset(res, 0, sizeof(*res));
 		return -ENOMEM;
-	for (attempt = 0;; attempt++) {
-		ekmfs_http_response_free(&res->resp);
-		res->answered = res->token_failed = false;
-		ret = ekmfs_azure_auth_header(ap->auth, false, auth, HDR_MAX);
-		if (ret) {
-			res->token_failed = true;
-			res->cls = EKMFS_KMS_AUTH;
-			if (!ekmfs_http_is_outage(ret) && ret != -ETIMEDOUT)
-				break;
-		} else {
-			hdrs[0] = auth;
-			ret = ekmfs_http_request(method, url, hdrs, body, body ? strlen(body) : 0,
-						 &ap->http, &res->resp);
-		}
-		if (ret == 0) {
-			res->answered = true;
-			if (res->resp.status == 200)
-				break;
-			ret = ekmfs_azure_kv_error(res->resp.status, res->resp.body, &res->cls,
-						   code, sizeof(code), msg, sizeof(msg));
-			ekmfs_seterr("Azure Key Vault %s of %s: %s: %s", what, ap->tc->azure.key_id,
-				     code, msg);
-			if (res->cls == EKMFS_KMS_AUTH && !refreshed) {
-				/* the token may have been revoked: one fresh one */
-				refreshed = true;
-				ekmfs_azure_auth_header(ap->auth, true, auth, HDR_MAX);
-				attempt--;
-				continue;
-			}
-			if (res->cls != EKMFS_KMS_RETRY)
-				break;
-		} else if (!ekmfs_http_is_outage(ret)) {
-			break;
-		}
-		if (attempt >= ap->tc->max_retries)
-			break;
-		ekmfs_http_backoff(attempt + 1, EKMFS_CLOUD_BACKOFF_BASE_MS,
-				   EKMFS_CLOUD_BACKOFF_CAP_MS);
 	}
-	ekmfs_secure_free(auth, HDR_MAX);
-	if (ret)
-		ekmfs_http_response_free(&res->resp);
+	ret = ekmfs_cloud_call(&call, res);
+	ekmfs_secure_free(a.auth, HDR_MAX);
 	return ret;
 }
 
@@ -375,16 +455,18 @@ static struct azure_priv *priv(struct ekmfs_provider *p)
 	return p->priv;
 }
 
-static void op_url(struct azure_priv *ap, const char *kid, const char *op, char *url,
+/* The URL of an operation on the configured key: always the configured
+ * vault and key name; version NULL for the configured one (or none). A
+ * keyring record only ever contributes a version checked by
+ * ekmfs_azure_kv_check_kid, so no record can send the token elsewhere. */
+static void op_url(struct azure_priv *ap, const char *version, const char *op, char *url,
 		   size_t len)
 {
-	if (kid)
-		snprintf(url, len, "%s%s%s?api-version=%s", kid, op ? "/" : "", op ? op : "",
-			 ap->tc->azure.api_version);
-	else
-		snprintf(url, len, "%s/keys/%s%s%s%s%s?api-version=%s", ap->base, ap->name,
-			 ap->version[0] ? "/" : "", ap->version, op ? "/" : "", op ? op : "",
-			 ap->tc->azure.api_version);
+	if (!version)
+		version = ap->version;
+	snprintf(url, len, "%s/keys/%s%s%s%s%s?api-version=%s", ap->base, ap->name,
+		 version[0] ? "/" : "", version, op ? "/" : "", op ? op : "",
+		 ap->tc->azure.api_version);
 }
 
 static int az_wrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ctx,
@@ -392,8 +474,8 @@ static int az_wrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ct
 {
 	struct azure_priv *ap = priv(p);
 	char *body = ekmfs_secure_alloc(BODY_MAX), url[2048];
-	char value[4 * ((KEK_SIZE + 2) / 3) + 1];
-	struct call_result res;
+	char value[4 * ((KEK_SIZE + 2) / 3) + 1], kver[64];
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -408,6 +490,13 @@ static int az_wrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *ct
 		ret = ekmfs_azure_kv_parse_wrap(res.resp.body, out);
 		ekmfs_http_response_free(&res.resp);
 	}
+	if (!ret && ekmfs_azure_kv_check_kid(ap->tc->azure.key_id, out->cmk_version, kver,
+					     sizeof(kver))) {
+		ekmfs_seterr("Azure Key Vault wrapkey of %s answered with key version '%.300s', "
+			     "not a version of the configured key", ap->tc->azure.key_id,
+			     out->cmk_version);
+		ret = -EPROTO;
+	}
 	if (!ret) {
 		snprintf(out->cmk_ref, sizeof(out->cmk_ref), "%.255s", ap->tc->azure.key_id);
 		ret = ekmfs_azure_kv_binding_mac(kek, ctx, out, out->mac);
@@ -421,26 +510,38 @@ static int az_unwrap(struct ekmfs_provider *p, const struct ekmfs_wrap_context *
 		     const struct ekmfs_wrapped_kek *in, uint8_t kek[32])
 {
 	struct azure_priv *ap = priv(p);
-	char *body = malloc(BODY_MAX), *value = malloc(B64URL_MAX), url[2048];
+	char *body = malloc(BODY_MAX), *value = malloc(B64URL_MAX), url[2048], kver[64];
 	uint8_t mac[32];
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	int ret;
 
 	if (!body || !value) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	if (in->mac_len != EKMFS_WRAP_MAC_SIZE || strncmp(in->cmk_version, "https://", 8) != 0) {
-		ekmfs_seterr("keyring record for tenant %s KEK v%u has no binding MAC or "
-			     "versioned kid (tampered, or not made by azure-keyvault)",
+	if (in->mac_len != EKMFS_WRAP_MAC_SIZE) {
+		ekmfs_seterr("keyring record for tenant %s KEK v%u has no binding MAC "
+			     "(tampered, or not made by azure-keyvault)",
 			     ctx->tenant, ctx->kek_version);
 		ret = -EKEYREJECTED;
+		goto out;
+	}
+	/* The record is not trusted (anyone who can write the backing store
+	 * can edit it): it may name a key version, never where the token goes. */
+	ret = ekmfs_azure_kv_check_kid(ap->tc->azure.key_id, in->cmk_version, kver,
+				       sizeof(kver));
+	if (ret) {
+		char why[700];
+
+		snprintf(why, sizeof(why), "keyring record for tenant %s KEK v%u: %s",
+			 ctx->tenant, ctx->kek_version, ekmfs_lasterr());
+		ekmfs_seterr("%s", why);
 		goto out;
 	}
 	ekmfs_b64url_encode(in->blob, in->len, value);
 	snprintf(body, BODY_MAX, "{\"alg\":\"%s\",\"value\":\"%s\"}", ap->alg, value);
 	/* Unwrap with the version that wrapped, whatever is current now. */
-	op_url(ap, in->cmk_version, "unwrapkey", url, sizeof(url));
+	op_url(ap, kver, "unwrapkey", url, sizeof(url));
 	ret = kv_call(ap, "POST", url, body, "unwrapkey", &res);
 	if (!ret) {
 		ret = ekmfs_azure_kv_parse_unwrap(res.resp.body, kek);
@@ -470,7 +571,7 @@ static int az_probe(struct ekmfs_provider *p, struct ekmfs_provider_probe *pr)
 {
 	struct azure_priv *ap = priv(p);
 	char url[2048];
-	struct call_result res;
+	struct ekmfs_cloud_result res;
 	bool enabled = false;
 	int ret;
 
@@ -483,7 +584,7 @@ static int az_probe(struct ekmfs_provider *p, struct ekmfs_provider_probe *pr)
 	if (ret) {
 		pr->err = ret;
 		snprintf(pr->reason, sizeof(pr->reason), "%s", ekmfs_lasterr());
-		if (res.token_failed)
+		if (res.auth_failed)
 			pr->failed = ekmfs_http_is_outage(ret) ? EKMFS_PROBE_REACH : EKMFS_PROBE_AUTH;
 		else if (!res.answered || res.cls == EKMFS_KMS_RETRY)
 			pr->failed = EKMFS_PROBE_REACH;
@@ -541,7 +642,7 @@ int ekmfs_azure_kv_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenan
 {
 	struct ekmfs_provider *p = calloc(1, sizeof(*p));
 	struct azure_priv *ap = calloc(1, sizeof(*ap));
-	const char *resource;
+	char resource[128];
 	int ret;
 
 	*out = NULL;
@@ -572,8 +673,7 @@ int ekmfs_azure_kv_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenan
 	}
 	snprintf(ap->alg, sizeof(ap->alg), "%s",
 		 strncmp(rec->kdf, "alg=", 4) == 0 ? rec->kdf + 4 : tc->azure.algorithm);
-	resource = strstr(ap->base, ".managedhsm.") ? "https://managedhsm.azure.net" :
-		   "https://vault.azure.net";
+	ekmfs_azure_kv_resource(ap->base, tc->azure.authority_host, resource, sizeof(resource));
 	ekmfs_cloud_http_opts(tc, &ap->http);
 	ret = ekmfs_azure_auth_open(tc, resource, &ap->auth);
 	if (ret)
@@ -588,3 +688,55 @@ fail:
 	free(p);
 	return ret;
 }
+
+/* ---- the descriptor (provider.h) ---- */
+
+static const char *const azure_keys[] = {
+	"key_id", "tenant_id", "client_id", "client_secret_file", "authority_host",
+	"use_managed_identity", "imds_endpoint", "api_version", "algorithm", NULL,
+};
+
+static char *az_ref(struct ekmfs_tenant_config *tc, size_t *cap)
+{
+	if (cap)
+		*cap = sizeof(tc->azure.key_id);
+	return tc->azure.key_id;
+}
+
+static size_t az_secrets(const struct ekmfs_tenant_config *tc, const char **path,
+			 const char **what, size_t n)
+{
+	if (n == 0 || !tc->azure.client_secret_file[0])
+		return 0;
+	*path = tc->azure.client_secret_file;
+	*what = "client secret file";
+	return 1;
+}
+
+static const char *az_check(const struct ekmfs_tenant_config *tc, const char **key)
+{
+	*key = NULL;
+	if (strncmp(tc->azure.key_id, "https://", 8) != 0 || !strstr(tc->azure.key_id + 8, "/keys/")) {
+		*key = "key_id";
+		return "needs key_id = https://VAULT/keys/NAME[/VERSION]";
+	}
+	if (!tc->azure.use_managed_identity &&
+	    (!ekmfs_azure_id(tc->azure.tenant_id, "AZURE_TENANT_ID")[0] ||
+	     !ekmfs_azure_id(tc->azure.client_id, "AZURE_CLIENT_ID")[0]))
+		return "needs tenant_id and client_id (with client_secret_file), or "
+		       "use_managed_identity = true";
+	return NULL;
+}
+
+const struct ekmfs_provider_desc ekmfs_azure_kv_desc = {
+	.name = "azure-keyvault",
+	.what = "Azure Key Vault key",
+	.keys = azure_keys,
+	.ref_key = "key_id",
+	.ref_format = "https://VAULT/keys/NAME[/VERSION]",
+	.caps = EKMFS_PROV_REMOTE | EKMFS_PROV_CMK_REF,
+	.ref = az_ref,
+	.secrets = az_secrets,
+	.check = az_check,
+	.open = ekmfs_azure_kv_open,
+};

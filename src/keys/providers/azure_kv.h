@@ -9,11 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../cloud.h"
+#include "../cloud/cloud.h"
 #include "ekmfs/provider.h"
 
 #define EKMFS_AZURE_BIND_LABEL "ekmfs-kek-binding-v1"
 
+extern const struct ekmfs_provider_desc ekmfs_azure_kv_desc;
 int ekmfs_azure_kv_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant_record *rec,
 			bool create, struct ekmfs_provider **out);
 
@@ -21,6 +22,18 @@ int ekmfs_azure_kv_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenan
  * version ("" when absent). -EINVAL otherwise. */
 int ekmfs_azure_kv_parse_key_id(const char *key_id, char *base, size_t blen, char *name,
 				size_t nlen, char *version, size_t vlen);
+
+/* Whether kid, a versioned key id from a keyring record or a wrapkey
+ * answer, names the configured key_id: the same scheme, host
+ * (case-insensitive), port (443 when absent) and key name, with a version,
+ * which is copied to version. 0, -EREMOTE (another key or not a versioned
+ * key id: nothing may be sent for it) or -EINVAL (key_id itself is bad). */
+int ekmfs_azure_kv_check_kid(const char *key_id, const char *kid, char *version, size_t vlen);
+
+/* The token resource (audience) for the vault at base: its cloud's vault
+ * suffix, from the host, else from authority_host, else the public cloud. */
+int ekmfs_azure_kv_resource(const char *base, const char *authority_host, char *out,
+			    size_t len);
 
 /* Classify an error answer: {"error":{"code":..,"message":..,"innererror":
  * {"code":..}}}. code receives "Forbidden/KeyDisabled" style text. */

@@ -646,3 +646,46 @@ fail:
 	free(p);
 	return ret;
 }
+
+/* ---- the descriptor (provider.h) ---- */
+
+static const char *const local_keys[] = {
+	"key_file", "passphrase_file", "passphrase", "scrypt_n", NULL,
+};
+
+static char *local_ref(struct ekmfs_tenant_config *tc, size_t *cap)
+{
+	if (cap)
+		*cap = sizeof(tc->key_file);
+	return tc->local_source == EKMFS_LOCAL_KEY_FILE ? tc->key_file : (char *)"";
+}
+
+static size_t local_secrets(const struct ekmfs_tenant_config *tc, const char **path,
+			    const char **what, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (tc->local_source == EKMFS_LOCAL_KEY_FILE) {
+		*path = tc->key_file;
+		*what = "key file";
+		return 1;
+	}
+	if (tc->local_source == EKMFS_LOCAL_PASSPHRASE_FILE) {
+		*path = tc->passphrase_file;
+		*what = "passphrase file";
+		return 1;
+	}
+	return 0;
+}
+
+const struct ekmfs_provider_desc ekmfs_local_desc = {
+	.name = "local",
+	.what = "local key",
+	.keys = local_keys,
+	.ref_key = "key_file",
+	.ref_format = "the absolute path of a key file (ekmfs-admin keygen)",
+	.caps = EKMFS_PROV_CMK_FILE,
+	.ref = local_ref,
+	.secrets = local_secrets,
+	.open = ekmfs_local_open,
+};

@@ -18,6 +18,7 @@
 #define EKMFS_LOCAL_BLOB_SIZE (12 + 32 + 16)
 #define EKMFS_LOCAL_FPR_HEX 16
 
+extern const struct ekmfs_provider_desc ekmfs_local_desc;
 int ekmfs_local_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant_record *rec,
 		     bool create, struct ekmfs_provider **out);
 

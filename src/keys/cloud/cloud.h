@@ -1,7 +1,9 @@
 /*
- * cloud.h - helpers the cloud KMS providers share, private to src/keys/.
+ * cloud.h - what the cloud KMS providers share (src/keys/cloud/), private
+ * to src/keys/.
  *
- * Owns: the HTTP options a tenant's configuration implies; taking a secret
+ * Owns: the one call-and-retry loop of a cloud key service and its error
+ * classes; the HTTP options a tenant's configuration implies; taking a secret
  * string out of a JSON answer before anything else parses it (so json-c's
  * buffers never hold key material or tokens); JSON string escaping for
  * request bodies built by hand in secure memory; base64url; URL splitting;
@@ -32,6 +34,37 @@ enum ekmfs_kms_class {
 };
 
 void ekmfs_cloud_http_opts(const struct ekmfs_tenant_config *tc, struct ekmfs_http_opts *o);
+
+/*
+ * One call to a cloud key service with retries: the loop both cloud
+ * providers use. Each attempt gets credentials (auth), sends (send) and, for
+ * an answer other than 200, classifies it (error: returns -errno, sets the
+ * class and the one-line reason with ekmfs_seterr). Outages (unreachable,
+ * timed out) and EKMFS_KMS_RETRY answers (throttling, 5xx) are retried up
+ * to max_retries times with exponential backoff and full jitter; an
+ * EKMFS_KMS_AUTH answer gets one fresh credential (auth with fresh = true)
+ * without counting as an attempt, when refresh_on_auth is set. Returns 0
+ * with res->resp holding the 200 answer (free it), or -errno with the
+ * reason set and res telling how far it got.
+ */
+struct ekmfs_cloud_result {
+	struct ekmfs_http_response resp;
+	enum ekmfs_kms_class cls;       /* when an error answer came back */
+	bool answered;                  /* an HTTP answer arrived */
+	bool auth_failed;               /* getting credentials failed */
+};
+
+struct ekmfs_cloud_call {
+	int (*auth)(void *arg, bool fresh);
+	int (*send)(void *arg, struct ekmfs_http_response *resp);
+	int (*error)(void *arg, const struct ekmfs_http_response *resp,
+		     enum ekmfs_kms_class *cls);
+	void *arg;
+	unsigned max_retries;
+	bool refresh_on_auth;
+};
+
+int ekmfs_cloud_call(const struct ekmfs_cloud_call *call, struct ekmfs_cloud_result *res);
 
 /*
  * Find the string value of top-level member key in the JSON object text,

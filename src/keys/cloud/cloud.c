@@ -239,6 +239,55 @@ long ekmfs_b64url_decode(const char *in, uint8_t *out, size_t cap)
 	return (long)o;
 }
 
+int ekmfs_cloud_call(const struct ekmfs_cloud_call *call, struct ekmfs_cloud_result *res)
+{
+	bool refreshed = false, fresh = false;
+	unsigned attempt;
+	int ret = 0;
+
+	memset(res, 0, sizeof(*res));
+	res->cls = EKMFS_KMS_OTHER;
+	for (attempt = 0;; attempt++) {
+		ekmfs_http_response_free(&res->resp);
+		res->answered = res->auth_failed = false;
+		ret = call->auth(call->arg, fresh);
+		fresh = false;
+		if (ret) {
+			res->auth_failed = true;
+			res->cls = EKMFS_KMS_AUTH;
+			if (!ekmfs_http_is_outage(ret))
+				break;
+		} else {
+			ret = call->send(call->arg, &res->resp);
+		}
+		if (ret == 0) {
+			res->answered = true;
+			if (res->resp.status == 200)
+				break;
+			ret = call->error(call->arg, &res->resp, &res->cls);
+			if (res->cls == EKMFS_KMS_AUTH && call->refresh_on_auth && !refreshed) {
+				/* the token may have been revoked: one fresh one */
+				refreshed = fresh = true;
+				attempt--;
+				continue;
+			}
+			if (res->cls != EKMFS_KMS_RETRY)
+				break;
+		} else if (!ekmfs_http_is_outage(ret)) {
+			break;
+		}
+		if (attempt >= call->max_retries)
+			break;
+		ekmfs_log(EKMFS_LOG_DEBUG, "%s; retry %u of %u", ekmfs_lasterr(), attempt + 1,
+			  call->max_retries);
+		ekmfs_http_backoff(attempt + 1, EKMFS_CLOUD_BACKOFF_BASE_MS,
+				   EKMFS_CLOUD_BACKOFF_CAP_MS);
+	}
+	if (ret)
+		ekmfs_http_response_free(&res->resp);
+	return ret;
+}
+
 int ekmfs_url_split(const char *url, char *origin, size_t olen, char *host, size_t hlen,
 		    char *path, size_t plen)
 {

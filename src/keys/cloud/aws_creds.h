@@ -45,4 +45,8 @@ void ekmfs_aws_creds_close(struct ekmfs_aws_cred_chain *c);
  * unreachable; -EACCES when STS refuses the web identity. Thread-safe. */
 int ekmfs_aws_creds_get(struct ekmfs_aws_cred_chain *c, struct ekmfs_aws_creds *out);
 
+/* The tenant's AWS region: region in its section, else $AWS_REGION, else
+ * $AWS_DEFAULT_REGION, as the AWS SDKs do ("" when none). */
+const char *ekmfs_aws_region(const struct ekmfs_tenant_config *tc);
+
 #endif

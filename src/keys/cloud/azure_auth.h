@@ -37,4 +37,9 @@ int ekmfs_azure_auth_header(struct ekmfs_azure_auth *a, bool force, char *hdr, s
  * 0 or -EPROTO. */
 int ekmfs_azure_parse_token(char *body, char *token, size_t cap, long *expires_in);
 
+/* A tenant or client id: configured, else from the environment variable
+ * env (AZURE_TENANT_ID, AZURE_CLIENT_ID: what AKS workload identity
+ * injects); "" when neither. */
+const char *ekmfs_azure_id(const char *configured, const char *env);
+
 #endif

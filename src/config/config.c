@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "ekmfs/config.h"
+#include "ekmfs/provider.h"
 #include "ekmfs/util.h"
 
 #define TENANT_PREFIX "tenant."
@@ -41,7 +42,7 @@ static void tenant_defaults(struct ekmfs_tenant_config *tc, const char *name)
 {
 	memset(tc, 0, sizeof(*tc));
 	snprintf(tc->name, sizeof(tc->name), "%s", name);
-	snprintf(tc->provider, sizeof(tc->provider), "local");
+	snprintf(tc->provider, sizeof(tc->provider), "%s", ekmfs_provider_at(0)->name);
 	tc->local_source = EKMFS_LOCAL_KEY_FILE;
 	snprintf(tc->key_file, sizeof(tc->key_file), "%s", EKMFS_DEFAULT_KEY_FILE);
 	tc->scrypt_n = 65536;
@@ -317,10 +318,12 @@ struct load_state {
 	struct section_state {
 		/* Which of the three CMK sources the section set explicitly. */
 		bool set_key_file, set_passphrase_file, set_prompt;
-		/* First line that set a key of each provider family, for the
-		 * check that they match the provider chosen (in any order). */
-		int local_line, aws_line, azure_line, provider_line, keyid_line;
-		const char *local_key, *aws_key, *azure_key;
+		/* The provider keys the section set (first line of each, in
+		 * order), for the check that the provider chosen takes them
+		 * (in any order in the section). */
+		struct { const char *key; int line; } pk[24];
+		unsigned npk;
+		int provider_line;
 		int header_line;              /* of the [tenant.NAME] line */
 		int enforce_line, enabled_line;
 		int path_lines[EKMFS_TENANT_PATHS_MAX];
@@ -450,29 +453,11 @@ static int check_one_source(struct load_state *st, struct section_state *ss,
 	return 1;
 }
 
-static void note_family(int *line, const char **key, int lineno, const char *name)
-{
-	static const char *const names[] = {
-		"key_file", "passphrase_file", "passphrase", "scrypt_n",
-		"key_id", "region", "endpoint", "profile", "tenant_id", "client_id",
-		"client_secret_file", "authority_host", "use_managed_identity",
-		"imds_endpoint", "api_version", "algorithm",
-	};
-
-	if (*line)
-		return;
-	*line = lineno;
-	for (size_t i = 0; i < EKMFS_ARRAY_SIZE(names); i++)
-		if (strcmp(name, names[i]) == 0)
-			*key = names[i];
-}
-
 /* The keys of the cloud providers. Returns 1 when name is one of them (with
  * *why set if the value is bad), 0 when it is not. key_id means the AWS or
  * the Azure key depending on the provider, which may come later in the
  * section: it is stored in both, and ekmfs_config_load() checks the rest. */
-static int cloud_key(struct load_state *st, struct section_state *ss,
-		     struct ekmfs_tenant_config *tc, const char *name, const char *value,
+static int cloud_key(struct ekmfs_tenant_config *tc, const char *name, const char *value,
 		     const char **why)
 {
 	static char reason[64];
@@ -506,7 +491,6 @@ static int cloud_key(struct load_state *st, struct section_state *ss,
 		}
 	} else if (strcmp(name, "region") == 0 || strcmp(name, "endpoint") == 0 ||
 		   strcmp(name, "profile") == 0) {
-		note_family(&ss->aws_line, &ss->aws_key, st->lineno, name);
 		if (name[0] == 'r') {
 			if (!value[0] || strlen(value) >= sizeof(tc->aws.region) ||
 			    strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(value))
@@ -528,7 +512,6 @@ static int cloud_key(struct load_state *st, struct section_state *ss,
 		}
 	} else if (strcmp(name, "tenant_id") == 0 || strcmp(name, "client_id") == 0) {
 		char *out = name[0] == 't' ? tc->azure.tenant_id : tc->azure.client_id;
-		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		if (!value[0] || strlen(value) >= sizeof(tc->azure.tenant_id) ||
 		    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 			   "0123456789-._") != strlen(value))
@@ -536,12 +519,10 @@ static int cloud_key(struct load_state *st, struct section_state *ss,
 		else
 			snprintf(out, sizeof(tc->azure.tenant_id), "%s", value);
 	} else if (strcmp(name, "client_secret_file") == 0) {
-		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		*why = parse_path(value, tc->azure.client_secret_file,
 				  sizeof(tc->azure.client_secret_file));
 	} else if (strcmp(name, "authority_host") == 0 || strcmp(name, "imds_endpoint") == 0) {
 		char *out = name[0] == 'a' ? tc->azure.authority_host : tc->azure.imds_endpoint;
-		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		if (name[0] == 'a' && strncmp(value, "https://", 8) != 0)
 			*why = "must be an https:// URL";
 		else if (strncmp(value, "https://", 8) != 0 && strncmp(value, "http://", 7) != 0)
@@ -551,7 +532,6 @@ static int cloud_key(struct load_state *st, struct section_state *ss,
 		else
 			snprintf(out, EKMFS_URL_MAX, "%s", value);
 	} else if (strcmp(name, "use_managed_identity") == 0) {
-		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
 			tc->azure.use_managed_identity = true;
 		else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
@@ -559,14 +539,12 @@ static int cloud_key(struct load_state *st, struct section_state *ss,
 		else
 			*why = "must be true or false";
 	} else if (strcmp(name, "api_version") == 0) {
-		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		if (!value[0] || strlen(value) >= sizeof(tc->azure.api_version) ||
 		    strspn(value, "0123456789.-preview") != strlen(value))
 			*why = "not an API version like 7.4";
 		else
 			snprintf(tc->azure.api_version, sizeof(tc->azure.api_version), "%s", value);
 	} else if (strcmp(name, "algorithm") == 0) {
-		note_family(&ss->azure_line, &ss->azure_key, st->lineno, name);
 		if (strcmp(value, "RSA-OAEP-256") != 0 && strcmp(value, "A256KW") != 0)
 			*why = "must be RSA-OAEP-256 or A256KW (Managed HSM)";
 		else
@@ -632,6 +610,28 @@ static const char *tenant_policy(struct load_state *st, struct section_state *ss
 	return NULL;
 }
 
+/* Remember the first line of a key some provider takes (key_file,
+ * region, ...), for check_provider_keys(). */
+static void note_provider_key(struct section_state *ss, const char *name, int lineno)
+{
+	const struct ekmfs_provider_desc *d;
+	bool taken = false;
+
+	for (size_t i = 0; (d = ekmfs_provider_at(i)); i++)
+		for (const char *const *k = d->keys; k && *k && !taken; k++)
+			if (strcmp(*k, name) == 0) {
+				name = *k;      /* static storage */
+				taken = true;
+			}
+	if (!taken || ss->npk == EKMFS_ARRAY_SIZE(ss->pk))
+		return;
+	for (unsigned i = 0; i < ss->npk; i++)
+		if (ss->pk[i].key == name)
+			return;
+	ss->pk[ss->npk].key = name;
+	ss->pk[ss->npk++].line = lineno;
+}
+
 static int tenant_key(struct load_state *st, const char *section, const char *name,
 		      const char *value)
 {
@@ -639,23 +639,20 @@ static int tenant_key(struct load_state *st, const char *section, const char *na
 	struct ekmfs_tenant_config *tc = &st->cfg->tenants[idx];
 	struct section_state *ss = &st->ts[idx];
 	const char *why = NULL;
-	char reason[64];
+	char reason[64], names[160], must[180];
 	uint64_t n;
 
-	if (strcmp(name, "key_file") == 0 || strcmp(name, "passphrase_file") == 0 ||
-	    strcmp(name, "passphrase") == 0 || strcmp(name, "scrypt_n") == 0)
-		note_family(&ss->local_line, &ss->local_key, st->lineno, name);
-	if (strcmp(name, "key_id") == 0 && !ss->keyid_line)
-		ss->keyid_line = st->lineno;
+	note_provider_key(ss, name, st->lineno);
 	if (strcmp(name, "provider") == 0) {
-		if (strcmp(value, "local") != 0 && strcmp(value, "aws-kms") != 0 &&
-		    strcmp(value, "azure-keyvault") != 0) {
-			why = "must be local, aws-kms or azure-keyvault";
+		if (!ekmfs_provider_find(value)) {
+			ekmfs_provider_names(NULL, names, sizeof(names));
+			snprintf(must, sizeof(must), "must be %s", names);
+			why = must;
 		} else {
 			snprintf(tc->provider, sizeof(tc->provider), "%s", value);
 			ss->provider_line = st->lineno;
 		}
-	} else if (cloud_key(st, ss, tc, name, value, &why)) {
+	} else if (cloud_key(tc, name, value, &why)) {
 		/* parsed there (or refused with why) */
 	} else if (strcmp(name, "key_file") == 0) {
 		why = parse_path(value, tc->key_file, sizeof(tc->key_file));
@@ -712,50 +709,27 @@ static void check_provider_keys(struct load_state *st, unsigned idx)
 {
 	const struct ekmfs_tenant_config *tc = &st->cfg->tenants[idx];
 	const struct section_state *ss = &st->ts[idx];
-	const char *p = tc->provider;
-	bool aws = strcmp(p, "aws-kms") == 0, azure = strcmp(p, "azure-keyvault") == 0;
-	bool local = !aws && !azure;
-	int line = 0;
-	const char *key = NULL, *needs = NULL;
+	const struct ekmfs_provider_desc *d = ekmfs_provider_of(tc);
+	const char *why, *key = NULL;
+	char needs[160];
 
-	if (ss->local_line && !local) {
-		line = ss->local_line;
-		key = ss->local_key;
-		needs = "local";
-	} else if (ss->aws_line && !aws) {
-		line = ss->aws_line;
-		key = ss->aws_key;
-		needs = "aws-kms";
-	} else if (ss->azure_line && !azure) {
-		line = ss->azure_line;
-		key = ss->azure_key;
-		needs = "azure-keyvault";
-	} else if (ss->keyid_line && local) {
-		line = ss->keyid_line;
-		key = "key_id";
-		needs = "aws-kms or azure-keyvault";
-	}
-	if (line) {
-		st->lineno = line;
+	for (unsigned i = 0; i < ss->npk; i++) {
+		if (ekmfs_provider_takes(d, ss->pk[i].key))
+			continue;
+		ekmfs_provider_names(ss->pk[i].key, needs, sizeof(needs));
+		st->lineno = ss->pk[i].line;
 		fail(st, "key '%s' in [tenant.%s] needs provider = %s (the provider is %s)",
-		     key, tc->name, needs, p);
+		     ss->pk[i].key, tc->name, needs, d->name);
 		return;
 	}
 	st->lineno = ss->provider_line ? ss->provider_line : ss->header_line;
-	if (aws && (!tc->aws.key_id[0] || !tc->aws.region[0])) {
-		fail(st, "provider aws-kms in [tenant.%s] needs key_id and region", tc->name);
-	} else if (azure && (strncmp(tc->azure.key_id, "https://", 8) != 0 ||
-			     !strstr(tc->azure.key_id + 8, "/keys/"))) {
-		if (ss->keyid_line)
-			st->lineno = ss->keyid_line;
-		fail(st, "provider azure-keyvault in [tenant.%s] needs key_id = "
-		     "https://VAULT/keys/NAME[/VERSION]", tc->name);
-	} else if (azure && !tc->azure.use_managed_identity &&
-		   (!tc->azure.tenant_id[0] || !tc->azure.client_id[0])) {
-		fail(st, "provider azure-keyvault in [tenant.%s] needs tenant_id and "
-		     "client_id (with client_secret_file), or use_managed_identity = true",
-		     tc->name);
-	}
+	why = d->check ? d->check(tc, &key) : NULL;
+	if (!why)
+		return;
+	for (unsigned i = 0; key && i < ss->npk; i++)
+		if (strcmp(ss->pk[i].key, key) == 0)
+			st->lineno = ss->pk[i].line;
+	fail(st, "provider %s in [tenant.%s] %s", d->name, tc->name, why);
 }
 
 /* Whether subtrees a and b overlap: equal, or one inside the other. */

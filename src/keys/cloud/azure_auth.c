@@ -4,7 +4,7 @@
  * Divisions:
  *   1. state and the token cache
  *   2. the token answer
- *   3. client credentials
+ *   3. client credentials (a secret, or a federated token: workload identity)
  *   4. managed identity
  *   5. the header
  */
@@ -21,7 +21,7 @@
 #include "ekmfs/http.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
-#include "secret_file.h"
+#include "../secret_file.h"
 
 #define SECRET_MAX 1024
 #define REFRESH_MARGIN 300
@@ -137,11 +137,26 @@ static void token_error(const char *who, long status, const char *body)
 
 /* ---- 3. client credentials ---- */
 
-static int load_secret(const struct ekmfs_tenant_config *tc, char *secret, size_t cap)
+const char *ekmfs_azure_id(const char *configured, const char *env)
+{
+	const char *v = getenv(env);
+
+	return configured[0] ? configured : v && v[0] ? v : "";
+}
+
+/* What proves the client: its secret (client_secret_file, else
+ * AZURE_CLIENT_SECRET), else the federated token in
+ * AZURE_FEDERATED_TOKEN_FILE (AKS workload identity), sent as a
+ * client_assertion. *federated tells which. */
+static int load_secret(const struct ekmfs_tenant_config *tc, char *secret, size_t cap,
+		       bool *federated)
 {
 	const char *env = getenv("AZURE_CLIENT_SECRET");
+	const char *fed = getenv("AZURE_FEDERATED_TOKEN_FILE");
 	size_t len = 0;
 	int ret;
+
+	*federated = false;
 
 	if (tc->azure.client_secret_file[0]) {
 		ret = ekmfs_secret_read(tc->azure.client_secret_file, "client secret file",
@@ -161,8 +176,23 @@ static int load_secret(const struct ekmfs_tenant_config *tc, char *secret, size_
 		memcpy(secret, env, strlen(env) + 1);
 		return 0;
 	}
+	if (fed && fed[0]) {
+		ret = ekmfs_secret_read(fed, "federated token file (AZURE_FEDERATED_TOKEN_FILE)",
+					secret, cap - 1, &len);
+		if (ret)
+			return ret;
+		while (len && (secret[len - 1] == '\n' || secret[len - 1] == '\r'))
+			secret[--len] = '\0';
+		if (!len) {
+			ekmfs_seterr("federated token file %s is empty", fed);
+			return -ENOKEY;
+		}
+		*federated = true;
+		return 0;
+	}
 	ekmfs_seterr("tenant '%s': no client secret (set client_secret_file, or "
-		     "AZURE_CLIENT_SECRET, or use_managed_identity = true)", tc->name);
+		     "AZURE_CLIENT_SECRET, or AZURE_FEDERATED_TOKEN_FILE, or "
+		     "use_managed_identity = true)", tc->name);
 	return -ENOKEY;
 }
 
@@ -176,6 +206,7 @@ static int client_credentials(struct ekmfs_azure_auth *a, long *expires_in)
 			       "Accept: application/json", NULL };
 	struct ekmfs_http_response resp = { 0 };
 	struct ekmfs_http_opts o;
+	bool federated;
 	size_t n, hlen;
 	int ret;
 
@@ -183,19 +214,22 @@ static int client_credentials(struct ekmfs_azure_auth *a, long *expires_in)
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = load_secret(tc, secret, SECRET_MAX);
+	ret = load_secret(tc, secret, SECRET_MAX, &federated);
 	if (ret)
 		goto out;
 	hlen = strlen(tc->azure.authority_host);
 	while (hlen && tc->azure.authority_host[hlen - 1] == '/')
 		hlen--;
 	snprintf(url, sizeof(url), "%.*s/%s/oauth2/v2.0/token", (int)hlen,
-		 tc->azure.authority_host, tc->azure.tenant_id);
+		 tc->azure.authority_host, ekmfs_azure_id(tc->azure.tenant_id, "AZURE_TENANT_ID"));
 	snprintf(scope, sizeof(scope), "%s/.default", a->resource);
 	ekmfs_url_encode(scope, enc_scope, sizeof(enc_scope));
-	ekmfs_url_encode(tc->azure.client_id, enc_client, sizeof(enc_client));
-	n = (size_t)snprintf(body, bcap, "grant_type=client_credentials&client_id=%s&scope=%s"
-			     "&client_secret=", enc_client, enc_scope);
+	ekmfs_url_encode(ekmfs_azure_id(tc->azure.client_id, "AZURE_CLIENT_ID"), enc_client,
+			 sizeof(enc_client));
+	n = (size_t)snprintf(body, bcap, "grant_type=client_credentials&client_id=%s&scope=%s%s",
+			     enc_client, enc_scope, federated ?
+			     "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-"
+			     "assertion-type%3Ajwt-bearer&client_assertion=" : "&client_secret=");
 	ret = ekmfs_url_encode(secret, body + n, bcap - n);
 	if (ret)
 		goto out;

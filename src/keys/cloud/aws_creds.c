@@ -4,7 +4,7 @@
  * Divisions:
  *   1. the chain's state and the refresh rule
  *   2. environment variables
- *   3. shared credentials / config files
+ *   3. shared credentials / config files (with credential_process)
  *   4. web identity (STS AssumeRoleWithWebIdentity)
  *   5. container credentials and EC2 instance metadata (IMDSv2)
  *   6. get
@@ -13,18 +13,24 @@
  * holding a secret lands in a buffer we cannot wipe.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "aws_creds.h"
 #include "cloud.h"
 #include "ekmfs/http.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
-#include "secret_file.h"
+#include "../secret_file.h"
 
 #define FILE_MAX (64 * 1024)
 #define REFRESH_MARGIN 300
@@ -35,6 +41,15 @@
 #define STS_VERSION "2011-06-15"
 
 /* ---- 1. state ---- */
+
+const char *ekmfs_aws_region(const struct ekmfs_tenant_config *tc)
+{
+	const char *r = getenv("AWS_REGION"), *d = getenv("AWS_DEFAULT_REGION");
+
+	if (tc->aws.region[0])
+		return tc->aws.region;
+	return r && r[0] ? r : d && d[0] ? d : "";
+}
 
 struct ekmfs_aws_cred_chain {
 	const struct ekmfs_tenant_config *tc;
@@ -143,6 +158,7 @@ struct profile_vals {
 	bool found;
 	char *akid, *secret, *token;    /* point into the file buffer */
 	char *role_arn, *token_file, *session_name;
+	char *process;                  /* credential_process */
 };
 
 /* Parse text (a secure buffer, modified in place) and collect the keys of
@@ -194,12 +210,17 @@ static void parse_profile(char *text, const char *profile, bool config_file,
 			pv->token_file = val;
 		else if (strcmp(key, "role_session_name") == 0)
 			pv->session_name = val;
+		else if (strcmp(key, "credential_process") == 0)
+			pv->process = val;
 	}
 }
 
 static int web_identity(const struct ekmfs_tenant_config *tc, const char *role_arn,
 			const char *token_file, const char *session_name,
 			struct ekmfs_aws_creds *cr);
+static int from_process(const struct ekmfs_tenant_config *tc, const char *cmd,
+			struct ekmfs_aws_creds *cr);
+static int parse_iso_time(const char *s, time_t *t);
 
 /* One file of the pair: -ENOENT when it or the profile is absent. */
 static int from_file(const struct ekmfs_tenant_config *tc, const char *path,
@@ -233,6 +254,10 @@ static int from_file(const struct ekmfs_tenant_config *tc, const char *path,
 					pv.token ? pv.token : "", "session token", cr->source);
 	} else if (pv.role_arn && pv.token_file) {
 		ret = web_identity(tc, pv.role_arn, pv.token_file, pv.session_name, cr);
+	} else if (pv.process && pv.process[0]) {
+		snprintf(cr->source, sizeof(cr->source), "credential_process of profile '%s' in %s",
+			 profile, path);
+		ret = from_process(tc, pv.process, cr);
 	} else {
 		ret = -ENOENT;
 	}
@@ -260,6 +285,155 @@ static int from_files(const struct ekmfs_tenant_config *tc, struct ekmfs_aws_cre
 	ret = from_file(tc, path, profile, true, cr);
 	if (ret == -ENOENT)
 		snprintf(tried + strlen(tried), triedlen - strlen(tried), " and %s", path);
+	return ret;
+}
+
+/*
+ * credential_process: the profile names a command (run with /bin/sh -c, as
+ * the AWS CLI runs it through a shell on POSIX) that prints
+ * {"Version": 1, "AccessKeyId", "SecretAccessKey", "SessionToken",
+ * "Expiration"} on stdout. Its output is read into secure memory and the
+ * secrets taken out before anything else parses it; it must finish within
+ * the tenant's timeout (else -ETIMEDOUT, retried like an outage) and exit 0
+ * (else -EACCES: the helper refused).
+ */
+static int read_process(int fd, pid_t pid, double timeout, char *out, size_t cap,
+			size_t *len)
+{
+	struct timespec t0, t;
+	int ret = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	*len = 0;
+	for (;;) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		double left;
+		ssize_t n;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = timeout - ((double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9);
+		if (left <= 0) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		if (poll(&p, 1, (int)(left * 1000) + 1) < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			break;
+		}
+		if (!p.revents)
+			continue;
+		if (*len == cap) {
+			ret = -EMSGSIZE;
+			break;
+		}
+		n = read(fd, out + *len, cap - *len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		*len += (size_t)n;
+	}
+	if (ret)
+		kill(-pid, SIGKILL);    /* its process group: a shell's children too */
+	out[*len] = '\0';
+	return ret;
+}
+
+static int from_process(const struct ekmfs_tenant_config *tc, const char *cmd,
+			struct ekmfs_aws_creds *cr)
+{
+	extern char **environ;
+	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+	char *out = ekmfs_secure_alloc(FILE_MAX + 1), version[16] = "", exp[64] = "";
+	char source[sizeof(cr->source)];
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	int pfd[2] = { -1, -1 }, status = 0, ret;
+	size_t len = 0;
+	pid_t pid;
+
+	snprintf(source, sizeof(source), "%s", cr->source);
+	if (!out)
+		return -ENOMEM;
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	/* In a process group of its own, so a timeout kills all of it. */
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+	posix_spawnattr_setpgroup(&attr, 0);
+	ret = -posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pfd[1]);
+	if (ret) {
+		ekmfs_seterr("%s: cannot run it: %s", source, strerror(-ret));
+		goto out;
+	}
+	ret = read_process(pfd[0], pid, tc->timeout > 0 ? tc->timeout : 10.0, out, FILE_MAX,
+			   &len);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (ret) {
+		ekmfs_seterr("%s: %s", source, ret == -ETIMEDOUT ? "no answer within the timeout "
+			     "(killed)" : ret == -EMSGSIZE ? "answer too large" : strerror(-ret));
+		goto out;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		ekmfs_seterr("%s: the command failed (%s %d)", source,
+			     WIFEXITED(status) ? "exit status" : "signal",
+			     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+		ret = -EACCES;
+		goto out;
+	}
+	if (ekmfs_json_take_string(out, "SecretAccessKey", cr->secret_key,
+				   sizeof(cr->secret_key)) ||
+	    ekmfs_json_take_string(out, "AccessKeyId", cr->access_key, sizeof(cr->access_key))) {
+		ekmfs_seterr("%s: the answer lacks AccessKeyId and SecretAccessKey", source);
+		ret = -EPROTO;
+		goto out;
+	}
+	if (ekmfs_json_take_string(out, "SessionToken", cr->session_token,
+				   sizeof(cr->session_token)))
+		cr->session_token[0] = '\0';
+	/* Version is a number: accept exactly 1, the only version there is. */
+	{
+		const char *v = strstr(out, "\"Version\"");
+
+		if (v && (v = strchr(v, ':'))) {
+			v += 1 + strspn(v + 1, " \t\r\n");
+			snprintf(version, sizeof(version), "%.*s", (int)strcspn(v, " \t\r\n,}"), v);
+		}
+	}
+	if (strcmp(version, "1") != 0) {
+		ekmfs_seterr("%s: the answer has no \"Version\": 1", source);
+		ret = -EPROTO;
+		goto out;
+	}
+	if (ekmfs_json_take_string(out, "Expiration", exp, sizeof(exp)) == 0 &&
+	    parse_iso_time(exp, &cr->expires) != 0) {
+		ekmfs_seterr("%s: the answer has an unreadable Expiration", source);
+		ret = -EPROTO;
+		goto out;
+	}
+	snprintf(cr->source, sizeof(cr->source), "%s", source);
+	ret = 0;
+out:
+	if (pfd[0] >= 0)
+		close(pfd[0]);
+	ekmfs_secure_free(out, FILE_MAX + 1);
+	if (ret)
+		ekmfs_wipe(cr, sizeof(*cr));
 	return ret;
 }
 
@@ -324,7 +498,7 @@ static int web_identity(const struct ekmfs_tenant_config *tc, const char *role_a
 		snprintf(url, sizeof(url), "%s", sts);
 	else
 		snprintf(url, sizeof(url), "https://sts.%s.amazonaws.com/",
-			 tc->aws.region[0] ? tc->aws.region : "us-east-1");
+			 ekmfs_aws_region(tc)[0] ? ekmfs_aws_region(tc) : "us-east-1");
 	if (ekmfs_url_encode(role_arn, enc_role, sizeof(enc_role)) ||
 	    ekmfs_url_encode(session_name && session_name[0] ? session_name : "ekmfs",
 			     enc_name, sizeof(enc_name))) {

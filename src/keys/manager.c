@@ -1,0 +1,339 @@
+/*
+ * manager.c - the key manager's state (include/ekmfs/keys.h, keys_priv.h).
+ *
+ * Owns: opening the key hierarchy of a volume (descriptor, keyring, each
+ * tenant's provider and current KEK, so a wrong or missing key fails before
+ * anything is mounted) and closing it; the keyring copy and its refresh
+ * when another tool changed the file; the tenant table and the
+ * reference-counted providers; the audit hook; statistics.
+ *
+ * Divisions:
+ *   1. tenants and providers
+ *   2. the keyring copy
+ *   3. events and statistics
+ *   4. open / close
+ *
+ * Locking: keys_priv.h.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ekmfs/aead.h"
+#include "ekmfs/secmem.h"
+#include "ekmfs/util.h"
+#include "keys_priv.h"
+
+/* ---- 1. tenants and providers ---- */
+
+struct key_tenant *keys_tenant_by_id(struct ekmfs_keys *k, uint32_t id)
+{
+	for (size_t i = 0; i < k->ntenants; i++)
+		if (k->tenants[i]->id == id)
+			return k->tenants[i];
+	return NULL;
+}
+
+struct key_tenant *keys_tenant_by_name(struct ekmfs_keys *k, const char *name)
+{
+	for (size_t i = 0; i < k->ntenants; i++)
+		if (strcmp(k->tenants[i]->name, name) == 0)
+			return k->tenants[i];
+	return NULL;
+}
+
+const char *keys_tenant_name(struct ekmfs_keys *k, uint32_t id)
+{
+	struct key_tenant *kt = keys_tenant_by_id(k, id);
+
+	return kt ? kt->name : "?";
+}
+
+int keys_provider_open(const struct ekmfs_tenant_config *tc, struct ekmfs_tenant_record *rec,
+		       struct key_provider **out)
+{
+	struct key_provider *kp = calloc(1, sizeof(*kp));
+	int ret;
+
+	*out = NULL;
+	if (!kp)
+		return -ENOMEM;
+	kp->tc = malloc(sizeof(*kp->tc));
+	if (!kp->tc) {
+		free(kp);
+		return -ENOMEM;
+	}
+	*kp->tc = *tc;
+	ret = ekmfs_provider_open(kp->tc, rec, false, &kp->prov);
+	if (ret) {
+		free(kp->tc);
+		free(kp);
+		return ret;
+	}
+	kp->refs = 1;
+	*out = kp;
+	return 0;
+}
+
+struct key_provider *keys_provider_get(struct key_provider *kp)
+{
+	__atomic_add_fetch(&kp->refs, 1, __ATOMIC_RELAXED);
+	return kp;
+}
+
+void keys_provider_put(struct key_provider *kp)
+{
+	if (!kp || __atomic_sub_fetch(&kp->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	ekmfs_provider_close(kp->prov);
+	free(kp->tc);
+	free(kp);
+}
+
+int keys_tenant_add(struct ekmfs_keys *k, const struct ekmfs_tenant_record *rec,
+		    const struct ekmfs_tenant_config *tc, struct key_provider *kp)
+{
+	struct key_tenant *kt, **grown;
+
+	grown = realloc(k->tenants, (k->ntenants + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	k->tenants = grown;
+	kt = calloc(1, sizeof(*kt));
+	if (!kt)
+		return -ENOMEM;
+	kt->id = rec->id;
+	snprintf(kt->name, sizeof(kt->name), "%s", rec->name);
+	kt->tc = *tc;
+	kt->kp = kp;
+	k->tenants[k->ntenants++] = kt;
+	return 0;
+}
+
+struct ekmfs_provider *ekmfs_keys_provider(struct ekmfs_keys *k, const char *tenant)
+{
+	struct key_tenant *kt = keys_tenant_by_name(k, tenant);
+
+	return kt ? kt->kp->prov : NULL;
+}
+
+/* ---- 2. the keyring copy ---- */
+
+bool keys_keyring_changed(struct ekmfs_keys *k)
+{
+	uint64_t stamp[3];
+
+	if (ekmfs_keyring_stamp(k->backing_fd, stamp) < 0)
+		return false;
+	return memcmp(stamp, k->stamp, sizeof(stamp)) != 0;
+}
+
+/* Providers copy what they need from their record at open, and fetches copy
+ * the wrapped record they send, so replacing k->kr leaves nothing pointing
+ * into the old one. */
+int keys_keyring_refresh(struct ekmfs_keys *k)
+{
+	struct ekmfs_keyring fresh;
+	uint64_t stamp[3];
+	int ret;
+
+	ret = ekmfs_keyring_stamp(k->backing_fd, stamp);
+	if (ret)
+		return 0; /* vanished or unreadable: keep serving what we have */
+	if (memcmp(stamp, k->stamp, sizeof(stamp)) == 0)
+		return 0;
+	ret = ekmfs_keyring_read(k->backing_fd, &fresh);
+	if (ret) {
+		ekmfs_log(EKMFS_LOG_WARN, "keeping the keyring in memory: %s", ekmfs_lasterr());
+		return 0;
+	}
+	ekmfs_keyring_free(&k->kr);
+	k->kr = fresh;
+	memcpy(k->stamp, stamp, sizeof(stamp));
+	for (size_t i = k->ncache; i-- > 0;) {
+		struct ekmfs_tenant_record *t = ekmfs_keyring_tenant_by_id(&k->kr,
+									   k->cache[i].tenant_id);
+		struct ekmfs_kek_record *r = t ? ekmfs_tenant_kek(t, k->cache[i].version) : NULL;
+		if (!r || r->state == EKMFS_KEK_DESTROYED)
+			keys_cache_drop(k, i);
+	}
+	return 0;
+}
+
+/* ---- 3. events and statistics ---- */
+
+void keys_event(struct ekmfs_keys *k, enum ekmfs_key_event ev, uint32_t tenant_id,
+		uint32_t version, const char *reason)
+{
+	struct ekmfs_tenant_record *rec;
+	const char *ref = NULL;
+
+	if (!k->event_fn)
+		return;
+	rec = ekmfs_keyring_tenant_by_id(&k->kr, tenant_id);
+	if (rec) {
+		struct ekmfs_kek_record *kr = ekmfs_tenant_kek(rec, version);
+
+		if (kr)
+			ref = kr->wrapped.cmk_ref;
+	}
+	k->event_fn(k->event_arg, ev, keys_tenant_name(k, tenant_id), ref, version, reason);
+}
+
+void ekmfs_keys_set_event_hook(struct ekmfs_keys *k, ekmfs_key_event_fn fn, void *arg)
+{
+	pthread_rwlock_wrlock(&k->lock);
+	k->event_fn = fn;
+	k->event_arg = arg;
+	pthread_rwlock_unlock(&k->lock);
+}
+
+void ekmfs_keys_set_wait_limits(struct ekmfs_keys *k, unsigned per_tenant, unsigned total)
+{
+	pthread_mutex_lock(&k->flight_mu);
+	k->wait_per_tenant = per_tenant;
+	k->wait_total = total;
+	pthread_mutex_unlock(&k->flight_mu);
+}
+
+void keys_stat_add(uint64_t *counter, uint64_t n)
+{
+	__atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+void ekmfs_keys_stats(struct ekmfs_keys *k, struct ekmfs_keys_stats *out)
+{
+	out->cache_hits = __atomic_load_n(&k->st_hits, __ATOMIC_RELAXED);
+	out->cache_misses = __atomic_load_n(&k->st_misses, __ATOMIC_RELAXED);
+	out->provider_calls = __atomic_load_n(&k->st_calls, __ATOMIC_RELAXED);
+	out->provider_errors = __atomic_load_n(&k->st_errors, __ATOMIC_RELAXED);
+	out->provider_ns = __atomic_load_n(&k->st_ns, __ATOMIC_RELAXED);
+	pthread_rwlock_rdlock(&k->lock);
+	out->keyring_generation = k->kr.generation;
+	pthread_rwlock_unlock(&k->lock);
+}
+
+const struct ekmfs_volume *ekmfs_keys_volume(const struct ekmfs_keys *k)
+{
+	return &k->vol;
+}
+
+/* ---- 4. open / close ---- */
+
+static void backing_path(int backing_fd, char *out, size_t outlen)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", backing_fd);
+	n = readlink(link, out, outlen - 1);
+	if (n <= 0)
+		snprintf(out, outlen, "BACKING");
+	else
+		out[n] = '\0';
+}
+
+/* Open rec's tenant at mount: its provider, and its current KEK into the
+ * cache, so a wrong or missing key fails now, not at the first file. Nothing
+ * else runs yet: no lock is needed around the provider. */
+static int open_tenant(struct ekmfs_keys *k, const struct ekmfs_config *cfg,
+		       struct ekmfs_tenant_record *rec)
+{
+	const struct ekmfs_tenant_config *tc = ekmfs_config_tenant(cfg, rec->name);
+	struct ekmfs_kek_record *cur = ekmfs_tenant_kek(rec, rec->current_version);
+	struct ekmfs_wrap_context ctx = { k->vol.volume_id, rec->name, rec->current_version };
+	struct key_provider *kp = NULL;
+	uint8_t *key;
+	int ret;
+
+	if (!tc) {
+		ekmfs_seterr("the keyring has tenant '%s', which the configuration lacks "
+			     "([tenant.%s])", rec->name, rec->name);
+		return -ENOKEY;
+	}
+	if (strcmp(tc->provider, rec->provider) != 0) {
+		ekmfs_seterr("tenant '%s' uses provider '%s' in the keyring but '%s' in the "
+			     "configuration", rec->name, rec->provider, tc->provider);
+		return -EINVAL;
+	}
+	ret = keys_provider_open(tc, rec, &kp);
+	if (ret)
+		return ret;
+	ret = keys_tenant_add(k, rec, tc, kp);
+	if (ret) {
+		keys_provider_put(kp);
+		return ret;
+	}
+	key = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	if (!key)
+		return -ENOMEM;
+	ret = keys_unwrap(k, kp->prov, &ctx, &cur->wrapped, key);
+	if (ret) {
+		ekmfs_secure_free(key, EKMFS_KEY_SIZE);
+		return ret;
+	}
+	return keys_cache_insert(k, tc, rec->id, rec->current_version, key);
+}
+
+int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg, struct ekmfs_keys **out)
+{
+	struct ekmfs_keys *k = calloc(1, sizeof(*k));
+	char path[PATH_MAX];
+	int ret;
+
+	*out = NULL;
+	if (!k)
+		return -ENOMEM;
+	k->backing_fd = backing_fd;
+	pthread_rwlock_init(&k->lock, NULL);
+	pthread_mutex_init(&k->flight_mu, NULL);
+	ret = ekmfs_volume_read(backing_fd, &k->vol);
+	if (ret == -ENOENT) {
+		backing_path(backing_fd, path, sizeof(path));
+		ekmfs_seterr("%s is not an ekmfs volume (no %s/%s); create one with: "
+			     "ekmfs-admin init %s", path, EKMFS_META_DIR, EKMFS_VOLUME_FILE, path);
+	}
+	if (ret)
+		goto fail;
+	/* Stamp before reading: a change racing the read then forces a re-read. */
+	ret = ekmfs_keyring_stamp(backing_fd, k->stamp);
+	if (!ret)
+		ret = ekmfs_keyring_read(backing_fd, &k->kr);
+	else
+		ekmfs_keyring_read(backing_fd, &k->kr); /* for its message */
+	if (ret)
+		goto fail;
+	for (size_t i = 0; i < k->kr.ntenants; i++) {
+		ret = open_tenant(k, cfg, &k->kr.tenants[i]);
+		if (ret)
+			goto fail;
+	}
+	*out = k;
+	return 0;
+fail:
+	ekmfs_keys_close(k);
+	return ret;
+}
+
+void ekmfs_keys_close(struct ekmfs_keys *k)
+{
+	if (!k)
+		return;
+	for (size_t i = 0; i < k->ncache; i++)
+		ekmfs_secure_free(k->cache[i].key, EKMFS_KEY_SIZE);
+	free(k->cache);
+	for (size_t i = 0; i < k->ntenants; i++) {
+		keys_provider_put(k->tenants[i]->kp);
+		free(k->tenants[i]);
+	}
+	free(k->tenants);
+	free(k->policy);
+	keys_flights_free(k);
+	ekmfs_keyring_free(&k->kr);
+	pthread_mutex_destroy(&k->flight_mu);
+	pthread_rwlock_destroy(&k->lock);
+	free(k);
+}
