@@ -502,6 +502,14 @@ int main(int argc, char **argv)
 	}
 	fs.backing_fd = backing_fd;
 	fs.volume_version = ekmfs_keys_volume(fs.keys)->format_version;
+	/* The audit trail fails closed (docs/AUDIT.md): before the volume is
+	 * taken, so a refusal leaves nothing to recover. */
+	ret = efs_audit_open(&fs, &cfg, backing_fd);
+	if (ret < 0) {
+		fprintf(stderr, "ekmfs: %s; not mounted (docs/AUDIT.md: [audit] enabled = false "
+			"mounts without an audit log)\n", ekmfs_lasterr());
+		goto out;
+	}
 	/* One daemon per volume: the lock on the backing store itself, so a
 	 * second mount on this or another host is refused, nothing mounted. */
 	ekmfs_clearerr();
@@ -534,7 +542,6 @@ int main(int argc, char **argv)
 	fs.attr_timeout = cfg.attr_timeout;
 	fs.entry_timeout = cfg.entry_timeout;
 	fs.debug = cl.debug;
-	efs_audit_open(&fs, backing_fd);        /* logs and carries on if it fails */
 	/* A daemon died with the volume mounted: settle what it left before
 	 * anyone sees it. Files whose key is not at hand now are settled when
 	 * first loaded (logged). */
