@@ -27,6 +27,8 @@
 
 #define EKMFS_AUDIT_KEY_FILE "audit.key.json"
 #define EKMFS_AUDIT_HEAD_FILE "audit.head"
+/* Left by a writer while [audit] enabled = false; docs/AUDIT.md. */
+#define EKMFS_AUDIT_OFF_FILE "audit.off"
 #define EKMFS_AUDIT_DEFAULT_DIR "/var/log/ekmfs"
 #define EKMFS_AUDIT_MAC_SIZE 32
 /* A record line never exceeds this (paths are at most PATH_MAX). */
@@ -65,12 +67,28 @@ void ekmfs_audit_log_path(const struct ekmfs_config *cfg, const struct ekmfs_vol
 /* Open the audit trail of the volume in backing_fd (kept by the caller).
  * prov is the default tenant's provider: it unwraps the audit key, or,
  * when the volume has none yet, a new one is created, wrapped by it, and the
- * head initialised (under the meta lock). The log file is opened (created
- * 0600 in a 0700 directory if missing) so an unwritable log fails here.
- * 0 or -errno with ekmfs_lasterr(). */
+ * head initialised (under the meta lock) - only when there is no trace of
+ * a chain (a key gone while its head or records remain is -EBADMSG). The
+ * log file is opened (created 0600 in a 0700 directory if missing) so an
+ * unwritable log fails here; the head must authenticate and agree with the
+ * log's last record (a rolled-back head, records cut from the log, another
+ * chain's log: -EBADMSG). Fails closed: the caller must not go on without
+ * its trail. 0 or -errno with ekmfs_lasterr(). */
 int ekmfs_audit_open(int backing_fd, const struct ekmfs_config *cfg,
 		     const struct ekmfs_volume *vol, struct ekmfs_provider *prov,
 		     struct ekmfs_audit **out);
+/* For ekmfs_audit_verify only: unwraps the key (never creates one) and
+ * checks nothing, so that verify can report what is wrong; whatever
+ * [audit] enabled says. Never write through it. */
+int ekmfs_audit_open_to_verify(int backing_fd, const struct ekmfs_config *cfg,
+			       const struct ekmfs_volume *vol, struct ekmfs_provider *prov,
+			       struct ekmfs_audit **out);
+/* With [audit] enabled = false, ekmfs_audit_open sets *out to NULL (every
+ * call below takes a NULL trail and does nothing) and leaves this mark:
+ * .ekmfs/audit.off saying since when and by whom (who: the program), kept
+ * from the first writer on; the first open with the log on again records
+ * it (audit_resumed) and removes it. 0 or -errno. */
+int ekmfs_audit_mark_off(int backing_fd, const char *who);
 /* Stops the asynchronous writer (writing what is queued) and wipes the key. */
 void ekmfs_audit_close(struct ekmfs_audit *a);
 const char *ekmfs_audit_path(const struct ekmfs_audit *a);

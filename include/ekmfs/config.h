@@ -117,6 +117,10 @@ struct ekmfs_config {
 	 * and whether each record also goes to syslog (LOG_AUTHPRIV). */
 	char audit_file[PATH_MAX];
 	bool audit_syslog;
+	/* enabled = false: no records at all; every writer leaves the mark
+	 * .ekmfs/audit.off, and the first writer with the log back on records
+	 * the gap (audit_resumed). Default true. */
+	bool audit_enabled;
 	/* [tenant.NAME] sections; tenants[0] is always "default". */
 	unsigned ntenants;
 	struct ekmfs_tenant_config tenants[EKMFS_MAX_TENANTS];

@@ -275,6 +275,7 @@ static char *record_line(const char *c, const uint8_t mac[EKMFS_AUDIT_MAC_SIZE])
 struct parsed {
 	uint64_t seq;
 	uint8_t mac[EKMFS_AUDIT_MAC_SIZE];
+	char volume[2 * EKMFS_VOLUME_ID_SIZE + 1];      /* "" when absent */
 	char *c;                        /* canonical text, malloc'd */
 	size_t clen;
 };
@@ -314,6 +315,8 @@ static int parse_line(const char *line, size_t len, struct parsed *p)
 		return -EBADMSG;
 	}
 	p->seq = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "volume", &v) && json_object_is_type(v, json_type_string))
+		snprintf(p->volume, sizeof(p->volume), "%s", json_object_get_string(v));
 	json_object_put(o);
 	return 0;
 }
@@ -362,14 +365,130 @@ static int log_open(const char *path)
 	return fd;
 }
 
-int ekmfs_audit_open(int backing_fd, const struct ekmfs_config *cfg,
-		     const struct ekmfs_volume *vol, struct ekmfs_provider *prov,
-		     struct ekmfs_audit **out)
+/* 1 when the volume has no audit chain at all yet (no key, no head, no
+ * record of it at the end of its log): a first writer may create one. A key
+ * that is gone while the chain it MACed is still there is tampering (or a
+ * damaged volume), never a reason to start a second chain: -EBADMSG. */
+static int chain_absent(struct ekmfs_audit *a)
 {
-	struct ekmfs_audit *a = calloc(1, sizeof(*a));
+	bool key, head, records = false;
+	char rel[64];
+	struct stat st;
+	int fd;
+
+	snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, EKMFS_AUDIT_KEY_FILE);
+	key = fstatat(a->backing_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (key)
+		return 0;
+	snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, EKMFS_AUDIT_HEAD_FILE);
+	head = fstatat(a->backing_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	fd = open(a->log, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		char buf[EKMFS_AUDIT_LINE_MAX + 1];
+		ssize_t n = ekmfs_read_full(fd, buf, sizeof(buf) - 1, 0);
+
+		buf[n > 0 ? n : 0] = '\0';
+		records = strstr(buf, a->vid_hex) != NULL;
+		close(fd);
+	}
+	if (!head && !records)
+		return 1;
+	ekmfs_seterr("the audit key .ekmfs/" EKMFS_AUDIT_KEY_FILE " is missing (deleted?) "
+		     "while the volume's audit chain %s: refusing to start another chain",
+		     head ? "has its head .ekmfs/" EKMFS_AUDIT_HEAD_FILE
+		     : "has records in the log");
+	return -EBADMSG;
+}
+
+static int check_tail(struct ekmfs_audit *a, int fd, struct head *h);
+
+/* At every open: the head must be there and authenticate, and the log's end
+ * must agree with it (check_tail); a head one record behind is moved up. */
+static int open_check(struct ekmfs_audit *a)
+{
+	struct head h, was;
+	int fd, ret;
+
+	fd = log_open(a->log);
+	if (fd < 0)
+		return fd;
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			ret = -errno;
+			ekmfs_seterr("cannot lock the audit log %s: %s", a->log, strerror(errno));
+			goto out;
+		}
+	}
+	ret = head_read(a->backing_fd, a->vol.volume_id, a->key, &h);
+	was = h;
+	if (!ret)
+		ret = check_tail(a, fd, &h);
+	if (!ret && h.seq != was.seq)
+		ret = head_write(a->backing_fd, a->vol.volume_id, a->key, &h);
+out:
+	close(fd);
+	return ret;
+}
+
+/* A writer with the log turned back on records the gap the mark
+ * .ekmfs/audit.off describes, then removes the mark. */
+static int resume_after_off(struct ekmfs_audit *a)
+{
+	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
+	char *text = NULL, reason[512];
+	size_t len;
+	int ret;
+
+	ret = ekmfs_meta_read_max(a->backing_fd, EKMFS_AUDIT_OFF_FILE, 4096, &text, &len);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret)
+		return ret;
+	text[strcspn(text, "\n")] = '\0';
+	snprintf(reason, sizeof(reason), "the audit log was off: %s", text);
+	free(text);
+	ev.event = "audit_resumed";
+	ev.outcome = "success";
+	ev.reason = reason;
+	ev.uid = (long long)getuid();
+	ev.pid = (long long)getpid();
+	ret = ekmfs_audit_write(a, &ev);
+	if (!ret)
+		ret = ekmfs_meta_remove(a->backing_fd, EKMFS_AUDIT_OFF_FILE);
+	return ret;
+}
+
+int ekmfs_audit_mark_off(int backing_fd, const char *who)
+{
+	char text[512], host[256] = "", when[32];
+	char *old = NULL;
+	size_t len;
+	int ret;
+
+	/* The first mark says since when; later writers leave it. */
+	ret = ekmfs_meta_read_max(backing_fd, EKMFS_AUDIT_OFF_FILE, 4096, &old, &len);
+	free(old);
+	if (ret != -ENOENT)
+		return ret;
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		snprintf(host, sizeof(host), "?");
+	ekmfs_time_rfc3339(time(NULL), when, sizeof(when));
+	snprintf(text, sizeof(text), "since %s, by %s (pid %ld on %s)\n", when, who,
+		 (long)getpid(), host);
+	return ekmfs_meta_replace(backing_fd, EKMFS_AUDIT_OFF_FILE, text);
+}
+
+static int audit_open(int backing_fd, const struct ekmfs_config *cfg,
+		      const struct ekmfs_volume *vol, struct ekmfs_provider *prov,
+		      bool to_verify, struct ekmfs_audit **out)
+{
+	struct ekmfs_audit *a;
 	int fd, ret;
 
 	*out = NULL;
+	if (!to_verify && cfg && !cfg->audit_enabled)
+		return ekmfs_audit_mark_off(backing_fd, program_invocation_short_name);
+	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	a->backing_fd = backing_fd;
@@ -391,7 +510,19 @@ int ekmfs_audit_open(int backing_fd, const struct ekmfs_config *cfg,
 		goto fail;
 	}
 	close(fd);
-	ret = audit_key_load_or_create(backing_fd, vol, prov, a->key);
+	if (to_verify) {
+		ret = audit_key_load(backing_fd, vol, prov, a->key);
+	} else {
+		ret = chain_absent(a);
+		if (ret == 1)
+			ret = audit_key_load_or_create(backing_fd, vol, prov, a->key);
+		else if (!ret)
+			ret = audit_key_load(backing_fd, vol, prov, a->key);
+		if (!ret)
+			ret = open_check(a);
+		if (!ret)
+			ret = resume_after_off(a);
+	}
 	if (ret)
 		goto fail;
 	*out = a;
@@ -401,6 +532,20 @@ fail:
 	return ret;
 }
 
+int ekmfs_audit_open(int backing_fd, const struct ekmfs_config *cfg,
+		     const struct ekmfs_volume *vol, struct ekmfs_provider *prov,
+		     struct ekmfs_audit **out)
+{
+	return audit_open(backing_fd, cfg, vol, prov, false, out);
+}
+
+int ekmfs_audit_open_to_verify(int backing_fd, const struct ekmfs_config *cfg,
+			       const struct ekmfs_volume *vol, struct ekmfs_provider *prov,
+			       struct ekmfs_audit **out)
+{
+	return audit_open(backing_fd, cfg, vol, prov, true, out);
+}
+
 const char *ekmfs_audit_path(const struct ekmfs_audit *a)
 {
 	return a->log;
@@ -408,14 +553,27 @@ const char *ekmfs_audit_path(const struct ekmfs_audit *a)
 
 /* ---- 5. appending ---- */
 
-/* A crash between the append and the head update leaves the log one record
- * ahead of the head. If the log's last line is exactly the next record of
- * the chain (its MAC proves it), the head moves up to it instead of a second
- * record taking the same seq. A torn last line (no newline: the crash came
- * mid-write) never made it into the chain and is cut off. */
-static int catch_up_tail(struct ekmfs_audit *a, int fd, struct head *h)
+/* The log's end against the chain head, before anything is appended (and
+ * at every open): the chain head in the volume and the log outside it must
+ * name the same last record, so that neither can be rolled back or swapped
+ * without the next writer refusing (docs/AUDIT.md, "Failing closed").
+ *
+ * Among the lines of the log's last EKMFS_AUDIT_LINE_MAX bytes, the last
+ * record of this volume L (records of other volumes sharing the file are
+ * passed over; none in that window: nothing to compare):
+ *   - L.seq == head.seq and L's MAC is the head's MAC: in step;
+ *   - L.seq == head.seq + 1 and L's MAC chains from the head: a crash came
+ *     between the append and the head update; the head moves up to L
+ *     instead of a second record taking the same seq;
+ *   - anything else (a head rolled back, records cut from the log, a log
+ *     of another chain, a last line that is no record): -EBADMSG, naming
+ *     both ends.
+ * An empty log (a fresh file after log rotation) is in step with any head.
+ * A torn last line (no newline: the crash came mid-write) never made it
+ * into the chain and is cut off. */
+static int check_tail(struct ekmfs_audit *a, int fd, struct head *h)
 {
-	char *buf = NULL, *start;
+	char *buf = NULL, *end, *start;
 	struct parsed p = { 0 };
 	uint8_t mac[EKMFS_AUDIT_MAC_SIZE];
 	struct stat st;
@@ -439,13 +597,17 @@ static int catch_up_tail(struct ekmfs_audit *a, int fd, struct head *h)
 	}
 	buf[n] = '\0';
 	len = (size_t)n;
-	if (buf[len - 1] != '\n') {
+	if (len && buf[len - 1] != '\n') {
 		char *nl = memrchr(buf, '\n', len);
 		off_t keep = nl ? from + (nl - buf) + 1 : from;
 
-		if (!nl && from > 0)
-			goto out;       /* a line longer than any record: leave it */
-		if (ftruncate(fd, keep) < 0) {
+		if (!nl && from > 0) {
+			ekmfs_seterr("the audit log %s ends in a line longer than any record "
+				     "(edited?)", a->log);
+			ret = -EBADMSG;
+			goto out;
+		}
+		if (ekmfs_io->ftruncate(fd, keep) < 0) {
 			ret = -errno;
 			goto out;
 		}
@@ -453,18 +615,61 @@ static int catch_up_tail(struct ekmfs_audit *a, int fd, struct head *h)
 			  a->log, (long long)(st.st_size - keep));
 		len = nl ? (size_t)(nl - buf) + 1 : 0;
 	}
-	if (len < 2)
-		goto out;
-	buf[len - 1] = '\0';
-	start = memrchr(buf, '\n', len - 1);
-	start = start ? start + 1 : buf;
-	if (parse_line(start, strlen(start), &p) < 0 || p.seq != h->seq + 1)
-		goto out;
-	ret = mac3(a->key, RECORD_LABEL, h->mac, sizeof(h->mac), p.c, p.clen, mac);
-	if (!ret && CRYPTO_memcmp(mac, p.mac, sizeof(mac)) == 0) {
-		h->seq = p.seq;
-		memcpy(h->mac, p.mac, sizeof(h->mac));
+	/* Whole lines from the end: [start, end). The first line of a window
+	 * that does not begin the file may be cut: it is never looked at. */
+	end = buf + len;
+	while (end > buf) {
+		*--end = '\0';                 /* the newline */
+		start = memrchr(buf, '\n', (size_t)(end - buf));
+		if (!start && from > 0)
+			break;
+		start = start ? start + 1 : buf;
+		free(p.c);
+		if (parse_line(start, (size_t)(end - start), &p) < 0) {
+			ekmfs_seterr("the audit log %s: a line near its end is not an audit "
+				     "record (edited?)", a->log);
+			ret = -EBADMSG;
+			goto out;
+		}
+		if (!p.volume[0] || strcmp(p.volume, a->vid_hex) == 0)
+			goto found;
+		end = start;
 	}
+	goto out;               /* no record of this volume near the end */
+found:
+	if (p.seq == h->seq) {
+		if (CRYPTO_memcmp(p.mac, h->mac, sizeof(p.mac)) == 0)
+			goto out;
+		ekmfs_seterr("the audit log %s ends at seq %llu with a record the chain head "
+			     ".ekmfs/" EKMFS_AUDIT_HEAD_FILE " does not name (the log or the "
+			     "head was replaced)", a->log, (unsigned long long)p.seq);
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (p.seq == h->seq + 1) {
+		ret = mac3(a->key, RECORD_LABEL, h->mac, sizeof(h->mac), p.c, p.clen, mac);
+		if (ret)
+			goto out;
+		if (CRYPTO_memcmp(mac, p.mac, sizeof(mac)) == 0) {
+			h->seq = p.seq;
+			memcpy(h->mac, p.mac, sizeof(h->mac));
+			goto out;
+		}
+		ekmfs_seterr("the audit log %s ends at seq %llu with a record that does not "
+			     "follow the chain head (edited, or the head was replaced)", a->log,
+			     (unsigned long long)p.seq);
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (p.seq > h->seq)
+		ekmfs_seterr("the audit chain head .ekmfs/" EKMFS_AUDIT_HEAD_FILE " (seq %llu) "
+			     "is behind the log %s (seq %llu): the head was rolled back",
+			     (unsigned long long)h->seq, a->log, (unsigned long long)p.seq);
+	else
+		ekmfs_seterr("the audit log %s ends at seq %llu but the chain head is at seq "
+			     "%llu: records were cut from the log (or an older copy restored)",
+			     a->log, (unsigned long long)p.seq, (unsigned long long)h->seq);
+	ret = -EBADMSG;
 out:
 	free(p.c);
 	free(buf);
@@ -495,7 +700,7 @@ static int append_body(struct ekmfs_audit *a, json_object *body)
 	}
 	ret = head_read(a->backing_fd, a->vol.volume_id, a->key, &h);
 	if (!ret)
-		ret = catch_up_tail(a, fd, &h);
+		ret = check_tail(a, fd, &h);
 	if (ret)
 		goto out;
 	ret = -ENOMEM;

@@ -27,6 +27,8 @@ static const char *const event_names[] = {
 	"import_plaintext_start", "import_plaintext", "import_plaintext_finish",
 	/* daemon: the audit queue and the key cache */
 	"audit_events_dropped",
+	/* any writer: the log back on after [audit] enabled = false */
+	"audit_resumed",
 	"cache_fetch", "cache_expire",
 	/* daemon, import-plaintext, ekmfs-rotate migrate: tenants */
 	"tenant_created", "cmk_set",

@@ -74,6 +74,7 @@ void ekmfs_config_defaults(struct ekmfs_config *cfg)
 	cfg->log_level = EKMFS_LOG_INFO;
 	cfg->metrics_interval = 15;
 	cfg->rotation_by_daemon = true;
+	cfg->audit_enabled = true;
 	cfg->rotation_check_interval = 3600;
 	snprintf(cfg->control_dir, sizeof(cfg->control_dir), "%s", EKMFS_DEFAULT_CONTROL_DIR);
 	cfg->ntenants = 1;
@@ -425,11 +426,13 @@ static int audit_key(struct load_state *st, const char *section, const char *nam
 
 	if (strcmp(name, "file") == 0) {
 		why = parse_path(value, cfg->audit_file, sizeof(cfg->audit_file));
-	} else if (strcmp(name, "syslog") == 0) {
+	} else if (strcmp(name, "syslog") == 0 || strcmp(name, "enabled") == 0) {
+		bool *to = strcmp(name, "syslog") == 0 ? &cfg->audit_syslog : &cfg->audit_enabled;
+
 		if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
-			cfg->audit_syslog = true;
+			*to = true;
 		else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
-			cfg->audit_syslog = false;
+			*to = false;
 		else
 			why = "must be true or false";
 	} else {

@@ -279,8 +279,10 @@ int efs_log_start(const char *backing, const char *mnt, const char *log_file);
 bool efs_log_detach(void);
 void efs_log_reload(const char *log_file);
 
-/* fsaudit.c: the daemon's audit records (never block, never fail a request) */
-void efs_audit_open(struct efs_data *fs, int backing_fd);
+/* fsaudit.c: the daemon's audit records (never block, never fail a request).
+ * open: 0 (fs->audit NULL when [audit] enabled = false) or -errno with
+ * ekmfs_lasterr(): the volume must not be mounted. */
+int efs_audit_open(struct efs_data *fs, const struct ekmfs_config *cfg, int backing_fd);
 void efs_audit_event(struct efs_data *fs, const char *event, const char *reason);
 /* A file failed authentication: block UINT64_MAX means its header. */
 void efs_audit_tamper(struct efs_data *fs, int fd, const uint8_t *file_id, uint64_t block);

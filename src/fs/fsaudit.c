@@ -9,13 +9,17 @@
  * audit module's writer thread, which is rate-limited (RATE per second,
  * bursts of 5 * RATE; the excess is counted and reported in the chain as
  * audit_events_dropped), so an attacker who corrupts many blocks cannot
- * make the daemon wait on the log. When the log cannot be opened at mount,
- * the daemon logs one line and serves without it.
+ * make the daemon wait on the log. The trail fails closed: when it cannot
+ * be opened at mount (key or head missing or not authenticating, a head
+ * rolled back against the log, an unwritable log), the volume is not
+ * mounted; only [audit] enabled = false serves without it (and leaves
+ * .ekmfs/audit.off, recorded when the log is turned back on).
  */
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "ekmfs/audit.h"
@@ -36,23 +40,29 @@ static void key_event_hook(void *arg, enum ekmfs_key_event kev, const char *tena
 	ekmfs_audit_post(fs->audit, &ev);
 }
 
-void efs_audit_open(struct efs_data *fs, int backing_fd)
+int efs_audit_open(struct efs_data *fs, const struct ekmfs_config *cfg, int backing_fd)
 {
 	int ret;
 
 	ekmfs_clearerr();
-	ret = ekmfs_audit_open(backing_fd, fs->cfg, ekmfs_keys_volume(fs->keys),
+	ret = ekmfs_audit_open(backing_fd, cfg, ekmfs_keys_volume(fs->keys),
 			       ekmfs_keys_provider(fs->keys, EKMFS_DEFAULT_TENANT), &fs->audit);
+	if (!ret && !fs->audit) {
+		ekmfs_log(EKMFS_LOG_WARN, "audit log off ([audit] enabled = false): nothing is "
+			  "recorded until it is turned back on");
+		return 0;
+	}
 	if (!ret)
 		ret = ekmfs_audit_start_async(fs->audit, RATE);
 	if (!ret)
 		ekmfs_keys_set_event_hook(fs->keys, key_event_hook, fs);
 	if (ret) {
-		ekmfs_log(EKMFS_LOG_ERR, "audit log unavailable, serving without it: %s",
-			  ekmfs_lasterr()[0] ? ekmfs_lasterr() : "cannot start its writer");
+		if (!ekmfs_lasterr()[0])
+			ekmfs_seterr("cannot start the audit writer: %s", strerror(-ret));
 		ekmfs_audit_close(fs->audit);
 		fs->audit = NULL;
 	}
+	return ret;
 }
 
 void efs_audit_event(struct efs_data *fs, const char *event, const char *reason)

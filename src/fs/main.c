@@ -507,6 +507,14 @@ int main(int argc, char **argv)
 	 * leaves the other tenants threads to run on (docs/BYOK.md). */
 	ekmfs_keys_set_wait_limits(fs.keys, cfg.max_threads / 2 ? cfg.max_threads / 2 : 1,
 				   cfg.max_threads * 3 / 4 ? cfg.max_threads * 3 / 4 : 1);
+	/* The audit trail fails closed (docs/AUDIT.md): before the volume is
+	 * taken, so a refusal leaves nothing to recover. */
+	ret = efs_audit_open(&fs, &cfg, backing_fd);
+	if (ret < 0) {
+		fprintf(stderr, "ekmfs: %s; not mounted (docs/AUDIT.md: [audit] enabled = false "
+			"mounts without an audit log)\n", ekmfs_lasterr());
+		goto out;
+	}
 	/* One daemon per volume: the lock on the backing store itself, so a
 	 * second mount on this or another host is refused, nothing mounted. */
 	ekmfs_clearerr();
@@ -539,7 +547,6 @@ int main(int argc, char **argv)
 	fs.attr_timeout = cfg.attr_timeout;
 	fs.entry_timeout = cfg.entry_timeout;
 	fs.debug = cl.debug;
-	efs_audit_open(&fs, backing_fd);        /* logs and carries on if it fails */
 	/* A daemon died with the volume mounted: settle what it left before
 	 * anyone sees it. Files whose key is not at hand now are settled when
 	 * first loaded (logged). */

@@ -414,3 +414,80 @@ def test_audit_config_errors(fresh):
     fresh.write_config("[audit]\nfiles = /x\n")
     r = fresh.admin("init", fresh.backing)
     assert r.returncode == 1 and "unknown key 'files'" in r.stderr
+
+
+# ---- the trail fails closed ---------------------------------------------------
+
+def refused_mount(vol):
+    """ekmfs in the foreground: must exit 1 with one line, nothing mounted."""
+    r = subprocess.run([str(BUILD / "ekmfs"), "-c", str(vol.config), "-f",
+                        str(vol.backing), str(vol.mnt)],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=60)
+    assert not is_mounted(vol.mnt)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ekmfs: "), r.stderr
+    assert lines[0].endswith("; not mounted (docs/AUDIT.md: [audit] enabled = false "
+                             "mounts without an audit log)"), r.stderr
+    return lines[0]
+
+
+def test_mount_refused_when_the_audit_key_is_corrupt(avol):
+    make_records(avol, 1)
+    key = avol.backing / ".ekmfs" / "audit.key.json"
+    doc = json.loads(key.read_text())
+    w = bytearray(doc["wraps"][0]["wrapped"], "ascii")
+    w[10] = ord("A") if w[10] != ord("A") else ord("B")
+    doc["wraps"][0]["wrapped"] = w.decode()
+    key.write_text(json.dumps(doc))
+    n = len(records(avol))
+    line = refused_mount(avol)
+    assert "audit" in line or "authent" in line, line
+    assert len(records(avol)) == n
+    # Deleted: no second chain is started (the head and the log remain).
+    key.unlink()
+    assert "audit key .ekmfs/audit.key.json is missing" in refused_mount(avol)
+    assert not key.exists()
+
+
+def test_mount_refused_when_the_head_is_deleted_or_rolled_back(avol):
+    make_records(avol, 1)
+    head = avol.backing / ".ekmfs" / "audit.head"
+    old = head.read_bytes()
+    avol.mount().unmount()
+    now = head.read_bytes()
+    head.write_bytes(old)                       # two records back
+    line = refused_mount(avol)
+    assert "rolled back" in line, line
+    head.unlink()
+    assert "audit.head is missing" in refused_mount(avol)
+    head.write_bytes(now)
+    avol.mount().unmount()                      # the real head: mounts
+    assert verify(avol).returncode == 0
+
+
+def test_records_cut_from_the_log_refuse_the_mount(avol):
+    make_records(avol, 2)
+    edit_log(avol, lambda l: l[:-2])
+    assert "cut from the log" in refused_mount(avol)
+
+
+def test_audit_off_is_marked_and_recorded_when_back_on(avol):
+    make_records(avol, 1)
+    cfg = avol.config.read_text()
+    avol.write_config(cfg.replace("[audit]\n", "[audit]\nenabled = false\n"))
+    n = len(records(avol))
+    m = avol.mount()
+    (avol.mnt / "f").write_bytes(b"x")
+    m.unmount()
+    assert len(records(avol)) == n              # nothing recorded while off
+    mark = avol.backing / ".ekmfs" / "audit.off"
+    assert mark.read_text().startswith("since ")
+    avol.write_config(cfg)
+    avol.mount().unmount()
+    recs = records(avol)
+    assert [r["event"] for r in recs[n:]] == ["audit_resumed", "mount", "unmount"]
+    assert recs[n]["reason"].startswith("the audit log was off: since ")
+    assert not mark.exists()
+    assert verify(avol).returncode == 0

@@ -288,10 +288,15 @@ def test_backup_before_rotation_restores_with_its_own_keyring(mounted):
     assert r.returncode == 0, r.stderr
     assert "backup" in r.stdout.lower()
     # the backup, with its own keyring copy (v1 intact), still mounts and reads
+    # - restored as on another machine, with its own audit log: its chain
+    # head is older than the live volume's log, which refuses it (AUDIT.md)
     bvol = Volume.__new__(Volume)
     bvol.__dict__.update(vol.__dict__)
     bvol.backing = backup
     bvol.mounts = []
+    bvol.config = vol.root / "backup.ini"
+    bvol.config.write_text(vol.config.read_text().replace(
+        str(vol.root / "audit.log"), str(vol.root / "backup-audit.log")))
     m = bvol.mount()
     check_through_mount(mnt, expect)
     m.unmount()

@@ -428,6 +428,95 @@ static void test_async_rate_limit(void)
 	teardown();
 }
 
+/* The trail fails closed: a writer or an open refuses a head rolled back
+ * against the log, records cut from the log's end, and a key deleted while
+ * its chain remains; none of them starts a second chain. */
+static void test_fails_closed(void)
+{
+	struct ekmfs_audit_report rep;
+	struct ekmfs_provider *p;
+	struct ekmfs_audit *again = NULL;
+	char head[256], old[256], cur[256], key[256], keep[256];
+	int n;
+
+	CHECK_EQ_INT(setup(), 0);
+	p = ekmfs_keys_provider(F.keys, "default");
+	snprintf(head, sizeof(head), "%s/.ekmfs/audit.head", F.backing);
+	snprintf(key, sizeof(key), "%s/.ekmfs/audit.key.json", F.backing);
+	snprintf(old, sizeof(old), "%s/old.head", F.dir);
+	snprintf(keep, sizeof(keep), "%s/key.json", F.dir);
+	snprintf(cur, sizeof(cur), "%s/cur.head", F.dir);
+	CHECK_EQ_INT(write_n(2), 0);
+	CHECK_EQ_INT(copy_file(head, old), 0);
+	CHECK_EQ_INT(write_n(2), 0);
+	CHECK_EQ_INT(copy_file(head, cur), 0);
+
+	/* Head rolled back two records: no write (no seq used twice), no open. */
+	CHECK_EQ_INT(copy_file(old, head), 0);
+	CHECK_EQ_INT(write_n(1), -EBADMSG);
+	CHECK(strstr(ekmfs_lasterr(), "rolled back") != NULL);
+	CHECK_EQ_INT(ekmfs_audit_open(F.bfd, &F.cfg, &F.vol, p, &again), -EBADMSG);
+	CHECK(again == NULL);
+	CHECK_EQ_INT(read_lines(lines, NREC + 4), 4);
+
+	/* Records cut from the log's end (the head is the real one). */
+	CHECK_EQ_INT(copy_file(cur, head), 0);
+	CHECK_EQ_INT(verify(&rep), 0);
+	n = read_lines(lines, NREC + 4);
+	write_lines(lines, n - 1);
+	CHECK_EQ_INT(ekmfs_audit_open(F.bfd, &F.cfg, &F.vol, p, &again), -EBADMSG);
+	CHECK(strstr(ekmfs_lasterr(), "cut from the log") != NULL);
+	write_lines(lines, n);
+	CHECK_EQ_INT(ekmfs_audit_open(F.bfd, &F.cfg, &F.vol, p, &again), 0);
+	ekmfs_audit_close(again);
+	again = NULL;
+
+	/* The key deleted: no new key, no new chain, with the head or the log. */
+	CHECK_EQ_INT(copy_file(key, keep), 0);
+	unlink(key);
+	CHECK_EQ_INT(ekmfs_audit_open(F.bfd, &F.cfg, &F.vol, p, &again), -EBADMSG);
+	CHECK(strstr(ekmfs_lasterr(), "missing") != NULL);
+	unlink(head);
+	CHECK_EQ_INT(ekmfs_audit_open(F.bfd, &F.cfg, &F.vol, p, &again), -EBADMSG);
+	CHECK(strstr(ekmfs_lasterr(), "records in the log") != NULL);
+	CHECK(access(key, F_OK) != 0);
+	CHECK(access(head, F_OK) != 0);
+	teardown();
+}
+
+/* [audit] enabled = false: no trail, a mark; the next open with the log on
+ * records the gap and removes the mark. */
+static void test_off_and_back_on(void)
+{
+	struct ekmfs_provider *p;
+	struct ekmfs_audit *off = (struct ekmfs_audit *)&off, *on = NULL;
+	char mark[256], buf[EKMFS_AUDIT_LINE_MAX];
+	FILE *f;
+	int n;
+
+	CHECK_EQ_INT(setup(), 0);
+	p = ekmfs_keys_provider(F.keys, "default");
+	snprintf(mark, sizeof(mark), "%s/.ekmfs/audit.off", F.backing);
+	CHECK_EQ_INT(write_n(1), 0);
+	F.cfg.audit_enabled = false;
+	CHECK_EQ_INT(ekmfs_audit_open(F.bfd, &F.cfg, &F.vol, p, &off), 0);
+	CHECK(off == NULL);
+	CHECK_EQ_INT(access(mark, F_OK), 0);
+	f = fopen(mark, "r");
+	CHECK(f && fgets(buf, sizeof(buf), f) && strstr(buf, "since ") == buf);
+	if (f)
+		fclose(f);
+	F.cfg.audit_enabled = true;
+	CHECK_EQ_INT(ekmfs_audit_open(F.bfd, &F.cfg, &F.vol, p, &on), 0);
+	CHECK(access(mark, F_OK) != 0);
+	n = read_lines(lines, NREC + 4);
+	CHECK_EQ_INT(n, 2);
+	CHECK(n == 2 && strstr(lines[1], "\"event\":\"audit_resumed\"") != NULL);
+	CHECK(n == 2 && strstr(lines[1], "the audit log was off: since ") != NULL);
+	ekmfs_audit_close(on);
+	teardown();
+}
+
 int main(void)
 {
 	ekmfs_secmem_init();
@@ -442,5 +531,7 @@ int main(void)
 	RUN(test_rotated_logs);
 	RUN(test_key_handling);
 	RUN(test_async_rate_limit);
+	RUN(test_fails_closed);
+	RUN(test_off_and_back_on);
 	return CHECK_DONE();
 }

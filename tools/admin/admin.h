@@ -113,7 +113,10 @@ struct admin_audit {
 	struct ekmfs_keys *keys;
 	struct ekmfs_audit *audit;
 };
-int admin_audit_open(const char *backing, const struct ekmfs_config *cfg,
+/* Open the volume's keys and audit trail (fails closed, audit.h);
+ * to_verify: only for `audit verify` (ekmfs_audit_open_to_verify). With
+ * [audit] enabled = false, out->audit is NULL and records are no-ops. */
+int admin_audit_open(const char *backing, const struct ekmfs_config *cfg, bool to_verify,
 		     struct admin_audit *out);
 void admin_audit_close(struct admin_audit *a);
 /* Write ev now with this process's uid and pid. 0 or -errno. */

@@ -43,7 +43,7 @@ static void key_event_hook(void *arg, enum ekmfs_key_event kev, const char *tena
 		fprintf(stderr, "ekmfs-admin: audit log: %s\n", ekmfs_lasterr());
 }
 
-int admin_audit_open(const char *backing, const struct ekmfs_config *cfg,
+int admin_audit_open(const char *backing, const struct ekmfs_config *cfg, bool to_verify,
 		     struct admin_audit *out)
 {
 	int rc;
@@ -58,9 +58,9 @@ int admin_audit_open(const char *backing, const struct ekmfs_config *cfg,
 	ekmfs_clearerr();
 	rc = ekmfs_keys_open(out->fd, cfg, &out->keys);
 	if (!rc)
-		rc = ekmfs_audit_open(out->fd, cfg, ekmfs_keys_volume(out->keys),
-				      ekmfs_keys_provider(out->keys, EKMFS_DEFAULT_TENANT),
-				      &out->audit);
+		rc = (to_verify ? ekmfs_audit_open_to_verify : ekmfs_audit_open)(
+			out->fd, cfg, ekmfs_keys_volume(out->keys),
+			ekmfs_keys_provider(out->keys, EKMFS_DEFAULT_TENANT), &out->audit);
 	if (!rc)
 		ekmfs_keys_set_event_hook(out->keys, key_event_hook, out);
 	if (rc)
@@ -115,7 +115,7 @@ int admin_audit_init_record(const char *backing, const struct ekmfs_config *cfg)
 	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;
 	struct ekmfs_keyring kr = { 0 };
 	struct admin_audit a;
-	int rc = admin_audit_open(backing, cfg, &a);
+	int rc = admin_audit_open(backing, cfg, false, &a);
 
 	if (rc)
 		return rc;
@@ -127,7 +127,8 @@ int admin_audit_init_record(const char *backing, const struct ekmfs_config *cfg)
 	rc = admin_audit_record(&a, &ev);
 	ekmfs_keyring_free(&kr);
 	if (!rc)
-		printf("  audit log: %s\n", ekmfs_audit_path(a.audit));
+		printf("  audit log: %s\n", a.audit ? ekmfs_audit_path(a.audit)
+					  : "off ([audit] enabled = false)");
 	admin_audit_close(&a);
 	return rc;
 }
@@ -160,7 +161,7 @@ static int audit_verify(int argc, char **argv, const struct ekmfs_config *cfg)
 	}
 	if (tool_refuse_mount_path(argv[optind], TOOL_BACKING))
 		return EXIT_FAIL;
-	rc = admin_audit_open(argv[optind], cfg, &a);
+	rc = admin_audit_open(argv[optind], cfg, true, &a);
 	if (rc)
 		return say(rc);
 	ekmfs_clearerr();

@@ -433,7 +433,7 @@ int admin_import_main(int argc, char **argv, const struct ekmfs_config *cfg)
 			argv[1]);
 		return EXIT_FAIL;
 	}
-	ret = admin_audit_open(s.root, cfg, &s.a);
+	ret = admin_audit_open(s.root, cfg, false, &s.a);
 	if (!ret)   /* a file in a tenant's paths is imported under its CMK */
 		ret = ekmfs_keys_apply_config(s.a.keys, cfg);
 	if (ret) {

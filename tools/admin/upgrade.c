@@ -184,7 +184,7 @@ int admin_upgrade(const char *backing, const struct ekmfs_config *cfg)
 	bool recover, resuming;
 	int rc, status = EXIT_FAIL;
 
-	rc = admin_audit_open(backing, cfg, &s.a);
+	rc = admin_audit_open(backing, cfg, false, &s.a);
 	if (rc < 0) {
 		fprintf(stderr, "ekmfs-admin: %s\n",
 			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-rc));
