@@ -13,13 +13,15 @@
 # the daemon holds afterwards) close the report. Any error fails the run.
 #
 # Usage: bench/scale.sh [--files N] [--build DIR] [--dir DIR] [--report FILE]
-#                       [--nofile N] [--jobs N]
+#                       [--nofile N] [--jobs N] [--keep] [--reuse]
 #   --files   total files (default 1000000; tests/integration/test_scale.py
 #             runs 3000)
 #   --dir     work directory (default: a new one under /tmp; use /dev/shm for
 #             tmpfs); it is removed at the end
 #   --nofile  the daemon's descriptor limit (prlimit; default 4096): far
 #             below FILES, so a descriptor per inode would fail
+#   --keep    leave the work directory (unmounted) for further runs
+#   --reuse   the work directory holds a kept run: skip init and creates
 # Run as root. Report lines: STEP COUNT SECONDS RATE/s RSS_KiB.
 set -eu -o pipefail
 
@@ -29,6 +31,8 @@ DIR=
 REPORT=/dev/stdout
 NOFILE=4096
 JOBS=2
+KEEP=
+REUSE=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--files) FILES=$2; shift 2 ;;
@@ -37,6 +41,8 @@ while [ $# -gt 0 ]; do
 	--report) REPORT=$2; shift 2 ;;
 	--nofile) NOFILE=$2; shift 2 ;;
 	--jobs) JOBS=$2; shift 2 ;;
+	--keep) KEEP=1; shift ;;
+	--reuse) REUSE=1; KEEP=1; shift ;;
 	*) echo "usage: $0 [--files N] [--build DIR] [--dir DIR] [--report FILE]" \
 		"[--nofile N] [--jobs N]" >&2; exit 2 ;;
 	esac
@@ -60,8 +66,8 @@ BACK=$DIR/backing MNT=$DIR/mnt CONF=$DIR/ekmfs.ini
 PID= SAMPLER=
 mkdir -p "$BACK" "$MNT" "$DIR/keys"
 chmod 700 "$DIR/keys"
-printf '[tenant.default]\nkey_file = %s/keys/local.key\n[audit]\nfile = %s/audit.log\n' \
-	"$DIR" "$DIR" >"$CONF"
+printf '[daemon]\ncontrol_dir = %s/ctl\n[tenant.default]\nkey_file = %s/keys/local.key\n[audit]\nfile = %s/audit.log\n' \
+	"$DIR" "$DIR" "$DIR" >"$CONF"
 
 cleanup() {
 	[ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
@@ -69,7 +75,7 @@ cleanup() {
 		fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT"
 	fi
 	[ -n "$PID" ] && wait "$PID" 2>/dev/null
-	rm -rf "$DIR"
+	[ -n "$KEEP" ] || rm -rf "$DIR"
 }
 trap cleanup EXIT
 
@@ -132,9 +138,33 @@ unmount_fs() {
 }
 
 rss_of() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
-inodes_of() {
-	"$ADMIN" -c "$CONF" status --json "$BACK" |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["daemon"]["inodes"])'
+
+# The daemon's `inodes` answer (control socket), one JSON object.
+cat >"$DIR/inodes.py" <<'EOF'
+import glob, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(glob.glob(sys.argv[1] + "/*.sock")[0])
+s.sendall(b"inodes\n")
+data = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    data += b
+assert data.startswith(b"ok "), data
+print(data[3:].decode().strip())
+EOF
+inodes_json() { python3 "$DIR/inodes.py" "$DIR/ctl"; }
+inodes_now() {
+	echo "$(rss_of) $(inodes_json | python3 -c 'import json,sys; print(json.load(sys.stdin)["inodes"])')"
+}
+# "RSS_KiB INODES" of the daemon every second while it runs (the kernel may
+# forget inodes at any time: another job's drop_caches, memory pressure).
+sample_inodes() {
+	while kill -0 "$PID" 2>/dev/null; do
+		inodes_now
+		sleep 1
+	done
 }
 
 # create ROOT FIRST COUNT PER_DIR: files of 20-odd bytes, PER_DIR a directory
@@ -155,23 +185,30 @@ EOF
 
 TREE=$((FILES / 2))
 FLAT=$((FILES - TREE))
-"$ADMIN" -c "$CONF" init "$BACK" >/dev/null
 report "# ekmfs scale run: $FILES files ($TREE in a tree of 1000 per directory, $FLAT flat)," \
 	"daemon descriptor limit $NOFILE, $(nproc) CPUs, backing $(stat -f -c %T "$BACK")"
-mount_fs
-step create-tree "$TREE" python3 "$DIR/create.py" "$MNT/tree" 0 "$TREE" 1000
-step create-flat "$FLAT" python3 "$DIR/create.py" "$MNT/flat" "$TREE" "$FLAT" 0
-unmount_fs create
+if [ -z "$REUSE" ]; then
+	"$ADMIN" -c "$CONF" init "$BACK" >/dev/null
+	mount_fs
+	step create-tree "$TREE" python3 "$DIR/create.py" "$MNT/tree" 0 "$TREE" 1000
+	step create-flat "$FLAT" python3 "$DIR/create.py" "$MNT/flat" "$TREE" "$FLAT" 0
+	unmount_fs create
+fi
 
-# A fresh daemon: what it costs to hold every inode comes from the find.
+# A fresh daemon: what it costs to hold every inode comes from the find:
+# the RSS growth at the sample with the most inodes held, over them.
 mount_fs
 rss0=$(rss_of)
+sample_inodes >"$DIR/inode-samples" &
+ISAMPLER=$!
 step find-stat "$FILES" bash -c "n=\$(find '$MNT' -type f -printf '%s\n' | wc -l); [ \$n -eq $FILES ]"
-rss1=$(rss_of)
-inodes=$(inodes_of)
-"$ADMIN" -c "$CONF" status --json "$BACK" >"$DIR/status.json"
-ibytes=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["daemon"]; print(d["inode_bytes"], d["inode_size"], d["descriptors"])' "$DIR/status.json")
-report "$(printf 'inodes           %8d held by the kernel; daemon RSS %d -> %d KiB: %d bytes per inode (table: %d bytes, %d per inode struct); %d descriptors' \
+inodes_now >>"$DIR/inode-samples"
+kill "$ISAMPLER" 2>/dev/null || true
+wait "$ISAMPLER" 2>/dev/null || true
+inodes_json >"$DIR/inodes.json"
+read -r rss1 inodes < <(sort -k2,2n "$DIR/inode-samples" | tail -1)
+ibytes=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["inode_bytes"], d["inode_size"], d["descriptors"])' "$DIR/inodes.json")
+report "$(printf 'inodes           %8d held by the kernel at most; daemon RSS %d -> %d KiB: %d bytes per inode (now: table %d bytes, %d per inode struct, %d descriptors)' \
 	"$inodes" "$rss0" "$rss1" "$(( (rss1 - rss0) * 1024 / (inodes > 0 ? inodes : 1) ))" \
 	$ibytes)"
 SAMPLE=$(( FILES / 1000 > 10 ? FILES / 1000 : 10 ))
