@@ -158,8 +158,9 @@ inodes_json() { python3 "$DIR/inodes.py" "$DIR/ctl"; }
 inodes_now() {
 	echo "$(rss_of) $(inodes_json | python3 -c 'import json,sys; print(json.load(sys.stdin)["inodes"])')"
 }
-# "RSS_KiB INODES" of the daemon every second while it runs (the kernel may
-# forget inodes at any time: another job's drop_caches, memory pressure).
+# "RSS_KiB INODES" of the daemon every second while it runs (the kernel
+# forgets inodes at any time: a dentry past its entry timeout goes when its
+# last user lets go; drop_caches, memory pressure).
 sample_inodes() {
 	while kill -0 "$PID" 2>/dev/null; do
 		inodes_now
