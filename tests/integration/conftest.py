@@ -234,7 +234,7 @@ class Mount:
     def start(self, expect_ok=True):
         # launcher: a command that execs the daemon (e.g. prlimit), so
         # proc.pid is still the daemon's
-        argv = list(self.vol.launcher) + [str(EKMFS)]
+        argv = list(getattr(self.vol, "launcher", ())) + [str(EKMFS)]
         if self.vol.config_enabled:
             argv += ["-c", str(self.vol.config)]
         argv += list(self.args) + ["-f"]
