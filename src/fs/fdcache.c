@@ -378,6 +378,22 @@ int efs_fdcache_adopt(struct efs_data *fs, struct efs_inode *inode, int *fd)
 
 	pthread_mutex_lock(&c->mu);
 	if (inode->slot >= 0) {
+		struct fdslot *s = &c->slot[inode->slot];
+
+		/* Known already: an idle descriptor is swapped for the fresh
+		 * one (the caller closes the old). A descriptor opened by a
+		 * lookup names the object by its path; one opened by its handle
+		 * may not (a disconnected dentry, once the backing file system
+		 * dropped it from its cache), and the path picks the tenant of
+		 * a new header (efs_route_path). */
+		if (!s->pins && !s->kept) {
+			int old = s->fd;
+
+			s->fd = *fd;
+			*fd = old;
+			list_remove(c, inode->slot);
+			list_push(c, inode->slot);
+		}
 		pthread_mutex_unlock(&c->mu);
 		return 0;
 	}

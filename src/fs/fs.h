@@ -246,8 +246,14 @@ void efs_content_env(struct efs_data *fs, const struct stat *st,
  * NULL: a lookup's object, not in the table yet). */
 void efs_plain_stat(struct efs_data *fs, struct efs_inode *inode, struct efs_istate *ist,
 		    int fd, struct stat *st);
-/* Path of fd relative to BACKING, for log lines and tenant selection. */
+/* Path of fd relative to BACKING, for log lines. */
 void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len);
+/* Path of inode's object (fd: a descriptor of it) relative to BACKING, for
+ * the tenant of a new header: 0, or -ESTALE when no descriptor at hand
+ * names it by a path (opened by handle after the backing file system
+ * dropped its dentry; the kernel's retry looks it up again). */
+int efs_route_path(struct efs_data *fs, struct efs_inode *inode, int fd, char *buf,
+		   size_t len);
 
 /* fdcache.c: the bounded cache of inode descriptors (see there). */
 /* limit: idle descriptors cached; budget: descriptors inodes without a
@@ -258,8 +264,9 @@ void efs_fdcache_destroy(struct efs_data *fs);
  * the cached one, or opened by its handle. A descriptor or -errno. */
 int efs_inode_fd(struct efs_data *fs, struct efs_inode *inode);
 void efs_inode_fd_put(struct efs_data *fs, struct efs_inode *inode);
-/* Cache *fd (O_PATH, of inode's object) for inode if it has none; *fd is
- * then -1. 0, or -ENOMEM, or -ENFILE past the budget (*fd untouched). */
+/* Cache *fd (O_PATH, of inode's object) for inode: *fd is then -1, or the
+ * idle descriptor it replaced (the caller closes it; a busy one stays and
+ * *fd is untouched). 0, or -ENOMEM, or -ENFILE past the budget. */
 int efs_fdcache_adopt(struct efs_data *fs, struct efs_inode *inode, int *fd);
 /* inode's object is about to lose its last name while the kernel may still
  * use it: hold a descriptor of it until the inode is freed. 0 or -errno. */

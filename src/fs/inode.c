@@ -464,6 +464,10 @@ int efs_inode_open(struct efs_data *fs, struct efs_inode *inode, int flags)
 	int fd, pathfd;
 
 	flags |= O_CLOEXEC;
+	/* A cached descriptor was opened by the last lookup, by name: a
+	 * reopen through it keeps the file's path (efs_route_path). */
+	if (!(flags & O_PATH) && __atomic_load_n(&inode->slot, __ATOMIC_RELAXED) >= 0)
+		len = 0;
 	if (len) {
 		h.fh.handle_bytes = len;
 		h.fh.handle_type = inode->fh_type;
@@ -614,8 +618,10 @@ static int write_fresh_header(struct efs_data *fs, struct efs_inode *inode, int 
 	char rel[PATH_MAX];
 	int ret = -ENOMEM;
 
-	efs_relpath(fs, fd, rel, sizeof(rel));
 	if (!dek)
+		goto out;
+	ret = efs_route_path(fs, inode, fd, rel, sizeof(rel));
+	if (ret < 0)
 		goto out;
 	ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
 	if (ret < 0)
@@ -813,7 +819,9 @@ void efs_plain_stat(struct efs_data *fs, struct efs_inode *inode, struct efs_ist
 
 /* ---- 5. paths relative to BACKING ---- */
 
-void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len)
+/* The path of fd relative to BACKING in buf; false when fd's path is not
+ * below BACKING (then buf holds what the kernel says). */
+static bool relpath(struct efs_data *fs, int fd, char *buf, size_t len)
 {
 	char proc[64], target[PATH_MAX];
 	ssize_t n;
@@ -822,14 +830,52 @@ void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len)
 	n = readlink(proc, target, sizeof(target) - 1);
 	if (n < 0) {
 		snprintf(buf, len, "<fd %d>", fd);
-		return;
+		return false;
 	}
 	target[n] = '\0';
 	if (strncmp(target, fs->backing, fs->backing_len) == 0 &&
-	    target[fs->backing_len] == '/')
+	    target[fs->backing_len] == '/') {
 		snprintf(buf, len, "%s", target + fs->backing_len + 1);
-	else if (strcmp(target, fs->backing) == 0)
+		return true;
+	}
+	if (strcmp(target, fs->backing) == 0) {
 		snprintf(buf, len, ".");
-	else
-		snprintf(buf, len, "%s", target);
+		return true;
+	}
+	snprintf(buf, len, "%s", target);
+	return false;
+}
+
+void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len)
+{
+	(void)relpath(fs, fd, buf, len);
+}
+
+/*
+ * A descriptor opened by handle (open_by_handle_at) names a regular file by
+ * a disconnected dentry once the backing file system has dropped the
+ * file's dentry from its cache: /proc then says "/", and a header made
+ * with that path would take the wrong tenant's key. The inode's cached
+ * descriptor is the one its last lookup opened by name (efs_fdcache_adopt
+ * keeps the newest), so it is tried next; without one, -ESTALE, which makes
+ * the kernel look the name up again and retry the open.
+ */
+int efs_route_path(struct efs_data *fs, struct efs_inode *inode, int fd, char *buf,
+		   size_t len)
+{
+	bool known;
+	int pfd;
+
+	if (relpath(fs, fd, buf, len))
+		return 0;
+	pfd = efs_inode_fd(fs, inode);
+	known = pfd >= 0 && relpath(fs, pfd, buf, len);
+	if (pfd >= 0)
+		efs_inode_fd_put(fs, inode);
+	if (known)
+		return 0;
+	ekmfs_seterr("the backing file's path is not known (opened by its handle after the "
+		     "backing file system dropped its name from its cache), so neither is its "
+		     "tenant: retry");
+	return -ESTALE;
 }

@@ -296,9 +296,10 @@ static int rekey(struct efs_data *fs, struct efs_inode *inode, int fd)
 
 	if (!dek)
 		return -ENOMEM;
-	efs_relpath(fs, fd, rel, sizeof(rel));
 	ekmfs_clearerr();
-	ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
+	ret = efs_route_path(fs, inode, fd, rel, sizeof(rel));
+	if (ret == 0)
+		ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
 	if (ret == 0)
 		ret = ekmfs_content_rekey(inode->st->ci_content, &h, dek);
 	if (ret < 0)

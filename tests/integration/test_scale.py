@@ -16,6 +16,7 @@ with a small count.
 import errno
 import json
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -194,3 +195,41 @@ def test_scale_script(volume, tmp_path):
                  "verify", "backup-manifest", "rotate-kek", "remount", "daemon"):
         assert "\n" + step + " " in "\n" + report, step + " missing:\n" + report
     assert "EMFILE" not in r.stdout + r.stderr
+
+
+def test_tenant_of_a_file_reopened_by_handle(fresh):
+    """A file whose descriptor was evicted is reopened by its handle; once
+    the backing file system has dropped its dentry that descriptor has no
+    path ("/"), and a new header (O_TRUNC) must still take the tenant of
+    the file's path, not the default one."""
+    vol = fresh
+    vol.run_dir = vol.root / "run"
+    vol.write_config("[daemon]\ncontrol_dir = %s\nfd_cache = 1\nentry_timeout = 60\n"
+                     "[tenant.default]\nkey_file = %s\n"
+                     "[tenant.acme]\nkey_file = %s\npaths = /acme\n"
+                     % (vol.run_dir, vol.key_file, vol.keydir / "acme.key"))
+    vol.init()
+    os.mkdir(vol.backing / "acme")
+    m = vol.mount()
+    mnt = vol.mnt
+    names = ["f%d" % i for i in range(20)]
+    held = []
+    for n in names:
+        os.mknod(mnt / "acme" / n, 0o644 | stat.S_IFREG)   # empty, no header yet
+        # pinned in the kernel (drop_caches would make it forget them)
+        held.append(os.open(mnt / "acme" / n, os.O_PATH))
+    (mnt / "other").write_bytes(b"x")      # evicts the last descriptors
+    for _ in range(3):
+        subprocess.run(["sh", "-c", "sync; echo 2 > /proc/sys/vm/drop_caches"], check=True)
+    for n in names:
+        with open(mnt / "acme" / n, "r+b") as f:  # the first write makes the header
+            f.write(b"second")
+        assert (mnt / "acme" / n).read_bytes() == b"second"
+    for fd in held:
+        os.close(fd)
+    r = vol.admin("status", "--json", str(vol.backing))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["misplaced_files"] == 0, [
+        (t["name"], t["misplaced_files"], t["misplaced_away"]) for t in doc["tenants"]]
+    m.unmount()
