@@ -93,6 +93,13 @@ struct ekmfs_tenant_config {
 	bool enabled;                       /* false: BYOK switched off, files go to default */
 };
 
+/* [daemon] inode_file_handles */
+enum ekmfs_handles {
+	EKMFS_HANDLES_PREFER,       /* file handles where the backing store has them */
+	EKMFS_HANDLES_MANDATORY,    /* refuse to mount without them */
+	EKMFS_HANDLES_NEVER,        /* one descriptor per inode, as passthrough_ll */
+};
+
 struct ekmfs_config {
 	char path[PATH_MAX];                /* "" when the embedded defaults apply */
 	/* [daemon] */
@@ -101,6 +108,9 @@ struct ekmfs_config {
 	unsigned max_threads;
 	bool writeback_cache;               /* kernel write-back caching of file data */
 	unsigned read_ahead_kb;             /* the mount's kernel read-ahead (0: kernel default) */
+	/* Inodes named by file handles (docs/DESIGN.md): enum ekmfs_handles. */
+	int inode_file_handles;
+	unsigned fd_cache;                  /* idle inode descriptors kept (0: automatic) */
 	int log_level;                      /* enum ekmfs_log_level */
 	char log_file[PATH_MAX];            /* the daemon's own log file; "" = syslog/stderr */
 	char metrics_file[PATH_MAX];        /* Prometheus text file; "" = none */

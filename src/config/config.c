@@ -384,6 +384,20 @@ static int daemon_key(struct load_state *st, const char *section, const char *na
 		why = parse_uint(value, 0, 65536, &n, reason);
 		if (!why)
 			cfg->read_ahead_kb = (unsigned)n;
+	} else if (strcmp(name, "inode_file_handles") == 0) {
+		why = NULL;
+		if (strcmp(value, "prefer") == 0)
+			cfg->inode_file_handles = EKMFS_HANDLES_PREFER;
+		else if (strcmp(value, "mandatory") == 0)
+			cfg->inode_file_handles = EKMFS_HANDLES_MANDATORY;
+		else if (strcmp(value, "never") == 0)
+			cfg->inode_file_handles = EKMFS_HANDLES_NEVER;
+		else
+			why = "must be prefer, mandatory or never";
+	} else if (strcmp(name, "fd_cache") == 0) {
+		why = parse_uint(value, 0, 1u << 24, &n, reason);
+		if (!why)
+			cfg->fd_cache = (unsigned)n;
 	} else if (strcmp(name, "log_level") == 0) {
 		why = parse_log_level(value, &cfg->log_level);
 	} else if (strcmp(name, "log_file") == 0) {

@@ -17,6 +17,13 @@
  *                         (one line of JSON, any length; ekmfs-admin status)
  *   fence SECONDS     ->  ok fenced for N s | ok fence released (0)
  *                         (ekmfs-rotate while it re-wraps: fence.c)
+ *   inodes            ->  ok {"inodes":N,"inode_states":N,"inode_bytes":N,
+ *                            "inode_size":N,"file_handles":true,
+ *                            "descriptors":N,"descriptor_limit":N,
+ *                            "fd_cache":{"held":N,"cached":N,"pinned":N,
+ *                            "kept":N,"limit":N,"hits":N,"misses":N,
+ *                            "evictions":N,"budget":N,"refused":N}}
+ *                         (ekmfs-admin status)
  * cache is one of locked, cached, outage, refused, expired, empty (keys.h);
  * expires_in is the seconds until the KEK is fetched again.
  *
@@ -31,7 +38,7 @@
  * re-fetches the current KEKs through the provider and lets opens, and the
  * handles opened before the lock, work again.
  *
- * Divisions: lock and unlock; tenant states; the socket (path, listen); the
+ * Divisions: lock and unlock; tenant states; inodes and descriptors; the socket (path, listen); the
  * thread and the protocol; start and stop.
  */
 #include <errno.h>
@@ -66,42 +73,46 @@ static struct {
 
 /* ---- lock and unlock ---- */
 
-/* Wipe the DEK of every regular file that has one loaded. */
+/* Wipe the DEK of every regular file that has one loaded. A state is
+ * loaded only while a handle is open (or inside one operation, which the
+ * lock generation catches), so the open handles name them all. */
 static void drop_all_deks(struct efs_data *fs)
 {
 	struct efs_inode **list = NULL, **grown;
 	size_t n = 0, cap = 0;
 
-	pthread_mutex_lock(&fs->mutex);
-	for (size_t b = 0; b < fs->nbuckets; b++) {
-		for (struct efs_inode *p = fs->table[b]; p; p = p->hnext) {
-			if (!S_ISREG(p->type) || p == &fs->root)
-				continue;
-			grown = ekmfs_grow(list, &cap, n, sizeof(*list), 64);
-			if (!grown)
-				break;
-			list = grown;
-			p->refcount++;          /* kept alive until we are done */
-			list[n++] = p;
+	pthread_mutex_lock(&fs->files_mutex);
+	for (struct efs_file *f = fs->files; f; f = f->next) {
+		grown = ekmfs_grow(list, &cap, n, sizeof(*list), 64);
+		if (!grown)
+			break;
+		list = grown;
+		efs_inode_ref(fs, f->inode);    /* kept alive until we are done */
+		if (!efs_istate_get(fs, f->inode)) {
+			efs_inode_unref(fs, f->inode, 1);
+			continue;
 		}
+		list[n++] = f->inode;
 	}
-	pthread_mutex_unlock(&fs->mutex);
+	pthread_mutex_unlock(&fs->files_mutex);
 
 	for (size_t i = 0; i < n; i++) {
 		struct efs_inode *inode = list[i];
+		struct efs_istate *ist = inode->st;
 		bool had = false;
 
-		pthread_rwlock_wrlock(&inode->ci_lock);
-		if (inode->ci_content) {
+		pthread_rwlock_wrlock(&ist->ci_lock);
+		if (ist->ci_content) {
 			/* Closed as at a last release (its journal folded in
 			 * with the keys still at hand), then gone. */
 			efs_crypto_close(fs, inode);
 			had = true;
 		}
-		pthread_rwlock_unlock(&inode->ci_lock);
+		pthread_rwlock_unlock(&ist->ci_lock);
 		/* Cached plaintext pages would still answer reads. */
 		if (had && fs->se)
 			fuse_lowlevel_notify_inval_inode(fs->se, efs_inode_id(fs, inode), 0, 0);
+		efs_istate_put(fs, inode);
 		efs_inode_unref(fs, inode, 1);
 	}
 	free(list);
@@ -273,6 +284,32 @@ static int listen_socket(struct efs_data *fs)
 	return fd;
 }
 
+/* ---- inodes and descriptors ---- */
+
+/* The `inodes` answer: the inode table and the descriptors it costs. */
+static int inodes_reply(struct efs_data *fs, char **out)
+{
+	struct efs_table_stats ts;
+	struct efs_fdcache_stats fc;
+
+	efs_table_stats(fs, &ts);
+	efs_fdcache_stats(fs, &fc);
+	if (asprintf(out, "ok {\"inodes\":%zu,\"inode_states\":%zu,\"inode_bytes\":%zu,"
+		     "\"inode_size\":%zu,\"file_handles\":%s,\"descriptors\":%ld,"
+		     "\"descriptor_limit\":%ld,\"fd_cache\":{\"held\":%zu,\"cached\":%zu,"
+		     "\"pinned\":%zu,\"kept\":%zu,\"limit\":%zu,\"hits\":%llu,"
+		     "\"misses\":%llu,\"evictions\":%llu,\"budget\":%zu,\"refused\":%llu}}\n",
+		     ts.inodes, ts.states, ts.bytes, ts.inode_size, ts.handles ? "true" : "false",
+		     efs_fd_count(), efs_fd_limit(), fc.held, fc.cached, fc.pinned, fc.kept,
+		     fc.limit, (unsigned long long)fc.hits, (unsigned long long)fc.misses,
+		     (unsigned long long)fc.evictions, fc.budget,
+		     (unsigned long long)fc.refused) < 0) {
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* ---- the thread and the protocol ---- */
 
 static void audit_control(struct efs_data *fs, const char *event, const char *tenant,
@@ -331,6 +368,10 @@ static void handle(struct efs_data *fs, int c)
 		ret = tenants_reply(fs, &long_reply, &n);
 		/* What the log shows; the client gets long_reply. */
 		snprintf(msg, sizeof(msg), "states of %zu tenant%s", n, n == 1 ? "" : "s");
+	} else if (strcmp(req, "inodes") == 0) {
+		ret = inodes_reply(fs, &long_reply);
+		quiet = true;           /* monitoring may poll it */
+		snprintf(msg, sizeof(msg), "inode table and descriptors");
 	} else if (strncmp(req, "fence ", 6) == 0) {
 		char *end;
 		unsigned long secs = strtoul(req + 6, &end, 10);
@@ -348,7 +389,7 @@ static void handle(struct efs_data *fs, int c)
 			snprintf(msg, sizeof(msg), "fence released");
 	} else {
 		snprintf(reply, sizeof(reply), "error EINVAL unknown request (lock, unlock, "
-			 "status, tenants, fence)\n");
+			 "status, tenants, inodes, fence)\n");
 		goto out;
 	}
 	if (ret)

@@ -77,10 +77,7 @@ void efs_fence_enter(struct efs_data *fs, struct efs_inode *inode, int fd, struc
 	}
 	__atomic_sub_fetch(&fs->fence_unfenced, 1, __ATOMIC_SEQ_CST);
 	if (fd < 0 && inode) {
-		char proc[64];
-
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", inode->fd);
-		fd = open(proc, O_RDONLY | O_CLOEXEC);
+		fd = efs_inode_open(fs, inode, O_RDONLY);
 		t->own = fd >= 0;
 	}
 	/* A descriptor open for reading takes a read lock; a rotation holds

@@ -6,9 +6,10 @@
  * (struct efs_file), and the prototypes that tie main.c, inode.c and ops.c
  * together. The map of the module, grouped by file:
  *   main.c   command line, start-up order, mount, session loop, shutdown
- *   inode.c  inode table keyed by (st_dev, st_ino), lookup counts, and the
- *            per-inode content state (src/content: keys, states, journal)
- *            shared by names and opens
+ *   inode.c  inode table keyed by (st_dev, st_ino), lookup counts, file
+ *            handles, and the per-inode content state (src/content: keys,
+ *            states, journal) shared by names and opens
+ *   fdcache.c  the bounded cache of inode descriptors (O_PATH)
  *   seal.c   files closed with an unsynced state: sealed after a syncfs
  *   recover.c  settling the files a crashed daemon left, at mount
  *   metrics.c  counters and the Prometheus metrics file (metrics.h)
@@ -22,7 +23,8 @@
  *
  * Lock order: an inode's content lock (ci_lock) may be held while taking
  * efs_data.mutex (the table lock), never the other way round. A block range
- * is locked only under a shared ci_lock; rl_mu is a leaf lock.
+ * is locked only under a shared ci_lock; rl_mu, the state stripe locks
+ * (st_mu) and the descriptor cache's lock are leaf locks.
  */
 #ifndef EKMFS_FS_H
 #define EKMFS_FS_H
@@ -45,15 +47,17 @@
 _Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t),
 	       "fuse_ino_t too small to hold uintptr_t values");
 
-struct efs_inode {
-	struct efs_inode *hnext;      /* hash chain; protected by efs_data.mutex */
-	int fd;                       /* O_PATH fd of the backing object */
-	dev_t dev;
-	ino_t ino;
-	mode_t type;                  /* S_IFMT bits; fixed for life */
-	/* Kernel lookups plus open file handles; the inode is freed when it
-	 * drops to zero. Protected by efs_data.mutex. */
-	uint64_t refcount;
+/*
+ * What a regular file needs while it is in use (open, or inside an
+ * operation that reads or changes its size, times or content): its locks
+ * and its content state. Allocated on first use and freed when the last
+ * user is gone, so an inode the kernel merely remembers (find, ls -R, a
+ * backup pass over millions of files) costs only its struct efs_inode.
+ */
+struct efs_istate {
+	/* Operations in flight that use it, plus one per open handle.
+	 * Protected by the inode's state stripe lock (inode.c). */
+	unsigned users;
 
 	/*
 	 * Content state of a regular file, shared by all its names and opens.
@@ -64,7 +68,6 @@ struct efs_inode {
 	pthread_rwlock_t ci_lock;
 	struct ekmfs_content *ci_content; /* loaded: file id, DEK, states (NULL: not) */
 	unsigned ci_nopen;            /* open handles; the state is closed at 0 */
-	uint8_t ci_format;            /* format version of the file; 0: not known yet */
 	/* 1 + the last damaged block logged while the state was loaded, so the
 	 * kernel's retries (read-ahead, then page by page) log it once.
 	 * Atomic: readers update it under the shared lock. */
@@ -74,23 +77,50 @@ struct efs_inode {
 	 * Block-range locks (rangelock.c), taken inside a shared ci_lock:
 	 * reads lock their blocks shared, writes that stay inside the file
 	 * lock theirs exclusively, so writes to different blocks run in
-	 * parallel. rl_mu protects rl_held and the cache stamp below.
+	 * parallel. rl_mu protects rl_held, and the inode's cache stamp and
+	 * kernel mtime (cs_, km_ in struct efs_inode).
 	 */
 	pthread_mutex_t rl_mu;
 	pthread_cond_t rl_cv;
 	struct efs_range *rl_held;
-	/* The backing file's ctime and size after the daemon's last change
-	 * (or at the last open): an open may let the kernel keep its page
-	 * cache only if the backing file still matches, i.e. nobody changed
-	 * it behind the mount (keep_cache). */
-	bool cs_valid;
-	struct timespec cs_ctime;
-	off_t cs_size;
+};
+
+/* The longest file handle kept in an inode; a longer one (no common file
+ * system has one) makes the inode keep a descriptor instead. */
+#define EFS_HANDLE_MAX 40
+
+/*
+ * One inode of the mounted view. Kept small (about 100 bytes: it exists
+ * for every inode the kernel has looked up): the backing object is named
+ * by its file handle, and a descriptor of it is held only in the bounded
+ * descriptor cache (fdcache.c) or while it is in use.
+ */
+struct efs_inode {
+	struct efs_inode *hnext;      /* hash chain; protected by efs_data.mutex */
+	struct efs_istate *st;        /* in use (NULL: idle); the stripe lock */
+	/* Kernel lookups plus open file handles; the inode is freed when it
+	 * drops to zero. Protected by efs_data.mutex. */
+	uint64_t refcount;
+	ino_t ino;
+	dev_t dev;
+	/* The backing file's ctime (ns) and size after the daemon's last
+	 * change (or at the last open): an open may let the kernel keep its
+	 * page cache only if the backing file still matches, i.e. nobody
+	 * changed it behind the mount (keep_cache). Under st->rl_mu. */
+	int64_t cs_ctime_ns, cs_size;
 	/* Under the writeback cache the kernel owns mtime and sends it by
 	 * setattr, possibly before the writes it covers reach us: the last
-	 * mtime it set, which our writes put back (km_valid: one was set). */
-	bool km_valid;
-	struct timespec km_mtime;
+	 * mtime it set (ns), which our writes put back. Under st->rl_mu. */
+	int64_t km_mtime_ns;
+	int32_t slot;                 /* fdcache.c: slot of its descriptor, -1: none */
+	int32_t fh_type;              /* file handle type (name_to_handle_at) */
+	uint16_t type;                /* S_IFMT bits; fixed for life */
+	uint8_t fh_len;               /* handle bytes; 0: none, the descriptor stays */
+	uint8_t ci_format;            /* format version of the file; 0: not known yet */
+	bool cs_valid;                /* cs_ holds a stamp (under st->rl_mu) */
+	bool km_valid;                /* km_ holds the kernel's mtime (atomic) */
+	bool unhashed;                /* its (dev, ino) names another file now */
+	unsigned char fh[];           /* fh_len bytes of file handle */
 };
 
 /* One held block range [first, last]; lives on the holder's stack. */
@@ -101,6 +131,10 @@ struct efs_range {
 };
 
 struct efs_seal_list;
+struct efs_fdcache;
+
+/* Stripes of the locks that attach and detach an inode's efs_istate. */
+#define EFS_STATE_STRIPES 64
 
 struct efs_data {
 	pthread_mutex_t mutex;        /* the inode table */
@@ -108,10 +142,20 @@ struct efs_data {
 	 * sends no RELEASE) still closes and frees them. */
 	pthread_mutex_t files_mutex;
 	struct efs_file *files;
-	struct efs_inode root;        /* never freed; not counted */
+	struct efs_inode *root;       /* never freed; not counted */
 	struct efs_inode **table;     /* hash buckets of (dev, ino) */
 	size_t nbuckets;
 	size_t ninodes;
+	size_t inode_bytes;           /* heap bytes of the inodes and buckets (mutex) */
+	pthread_mutex_t st_mu[EFS_STATE_STRIPES];  /* efs_istate attach/detach */
+	size_t nstates;               /* states allocated (atomic) */
+
+	/* Inodes are named by file handles (inode.c), decoded against
+	 * backing_fd; false on a backing file system without them, or with
+	 * inode_file_handles = never: each inode then keeps a descriptor. */
+	bool handles;
+	dev_t backing_dev;            /* st_dev of BACKING: handles only there */
+	struct efs_fdcache *fdc;      /* fdcache.c */
 
 	struct ekmfs_keys *keys;
 	const struct ekmfs_config *cfg;
@@ -155,14 +199,40 @@ int efs_table_init(struct efs_data *fs, int root_fd);
 void efs_table_destroy(struct efs_data *fs);
 struct efs_inode *efs_inode_get(struct efs_data *fs, fuse_ino_t ino);
 fuse_ino_t efs_inode_id(struct efs_data *fs, struct efs_inode *inode);
-/* Find the inode of st (taking a reference) or adopt fd into a new one;
- * *fd is set to -1 when the table took it. NULL with errno on failure. */
+/* Find the inode of st (taking a reference) or make one (*fresh) for the
+ * object that fd (O_PATH) is a descriptor of; *fd is set to -1 when the
+ * descriptor cache took it. NULL with errno on failure. */
 struct efs_inode *efs_inode_find_or_add(struct efs_data *fs, const struct stat *st,
-					int *fd);
+					int *fd, bool *fresh);
+/* The inode of (dev, ino) if the table has it, with a reference; or NULL. */
+struct efs_inode *efs_inode_find(struct efs_data *fs, dev_t dev, ino_t ino);
 void efs_inode_ref(struct efs_data *fs, struct efs_inode *inode);
 void efs_inode_unref(struct efs_data *fs, struct efs_inode *inode, uint64_t n);
-/* Content state; the caller holds ci_lock exclusively. load: 0 when
- * loaded, -ENODATA for a 0-byte file (with create: it gets its header). */
+/* Bytes allocated for one inode (with its handle room). */
+size_t efs_inode_alloc_size(void);
+struct efs_table_stats {
+	size_t inodes;      /* in the table (the kernel holds them), the root too */
+	size_t states;      /* of them with an in-use state attached */
+	size_t bytes;       /* heap bytes of the inodes and the hash buckets */
+	size_t inode_size;  /* bytes allocated for one inode */
+	bool handles;       /* inodes are named by file handles */
+};
+void efs_table_stats(struct efs_data *fs, struct efs_table_stats *out);
+/* Record the file handle of fd (a descriptor of inode's object) in inode.
+ * 0 or -errno (EOPNOTSUPP: no handles here; EOVERFLOW: too long). */
+int efs_inode_take_handle(struct efs_data *fs, struct efs_inode *inode, int fd);
+/* 1 when fd's handle is inode's, 0 when not, -1 when either has none. */
+int efs_inode_same_handle(struct efs_data *fs, struct efs_inode *inode, int fd);
+/* Open inode's backing object with flags (O_CLOEXEC added): by its handle,
+ * or through its descriptor. A descriptor or -errno (ESTALE: it is gone). */
+int efs_inode_open(struct efs_data *fs, struct efs_inode *inode, int flags);
+/* The in-use state of inode, attached (allocated) if it has none; every get
+ * is paired with a put, which frees it after the last user. NULL: ENOMEM. */
+struct efs_istate *efs_istate_get(struct efs_data *fs, struct efs_inode *inode);
+void efs_istate_put(struct efs_data *fs, struct efs_inode *inode);
+/* Content state; the caller holds a state use and ci_lock exclusively.
+ * load: 0 when loaded, -ENODATA for a 0-byte file (with create: it gets
+ * its header). */
 int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd,
 		    bool create);
 /* Close the state (folding, sealing). */
@@ -171,14 +241,60 @@ void efs_crypto_drop_if_unused(struct efs_data *fs, struct efs_inode *inode);
 /* The environment content loads use (journal directory, settling). */
 void efs_content_env(struct efs_data *fs, const struct stat *st,
 		     struct ekmfs_content_env *env);
-/* The plaintext size of a backing file nobody has loaded (stat). */
-void efs_plain_stat(struct efs_data *fs, struct efs_inode *inode, struct stat *st);
-/* Path of fd relative to BACKING, for log lines and tenant selection. */
+/* st (of fd, a descriptor of inode) with the plaintext size: from ist's
+ * loaded state if any (ist: the caller's use of the state, or NULL; inode
+ * NULL: a lookup's object, not in the table yet). */
+void efs_plain_stat(struct efs_data *fs, struct efs_inode *inode, struct efs_istate *ist,
+		    int fd, struct stat *st);
+/* Path of fd relative to BACKING, for log lines. */
 void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len);
+/* Path of inode's object (fd: a descriptor of it) relative to BACKING, for
+ * the tenant of a new header: 0, or -ESTALE when no descriptor at hand
+ * names it by a path (opened by handle after the backing file system
+ * dropped its dentry; the kernel's retry looks it up again). */
+int efs_route_path(struct efs_data *fs, struct efs_inode *inode, int fd, char *buf,
+		   size_t len);
 
-/* rangelock.c */
-void efs_range_init(struct efs_inode *inode);
-void efs_range_destroy(struct efs_inode *inode);
+/* fdcache.c: the bounded cache of inode descriptors (see there). */
+/* limit: idle descriptors cached; budget: descriptors inodes without a
+ * handle may keep (past it their lookups fail with ENFILE). */
+int efs_fdcache_init(struct efs_data *fs, size_t limit, size_t budget);
+void efs_fdcache_destroy(struct efs_data *fs);
+/* An O_PATH descriptor of inode's object, held until efs_inode_fd_put:
+ * the cached one, or opened by its handle. A descriptor or -errno. */
+int efs_inode_fd(struct efs_data *fs, struct efs_inode *inode);
+void efs_inode_fd_put(struct efs_data *fs, struct efs_inode *inode);
+/* Cache *fd (O_PATH, of inode's object) for inode: *fd is then -1, or the
+ * idle descriptor it replaced (the caller closes it; a busy one stays and
+ * *fd is untouched). 0, or -ENOMEM, or -ENFILE past the budget. */
+int efs_fdcache_adopt(struct efs_data *fs, struct efs_inode *inode, int *fd);
+/* inode's object is about to lose its last name while the kernel may still
+ * use it: hold a descriptor of it until the inode is freed. 0 or -errno. */
+int efs_fdcache_keep(struct efs_data *fs, struct efs_inode *inode);
+/* Whether any descriptor was ever evicted (until then every inode has one). */
+bool efs_fdcache_evicted(struct efs_data *fs);
+/* inode is being freed: its descriptor goes. */
+void efs_fdcache_forget(struct efs_data *fs, struct efs_inode *inode);
+struct efs_fdcache_stats {
+	size_t held;        /* descriptors held for inodes */
+	size_t cached;      /* of them idle in the LRU list */
+	size_t pinned;      /* in use by operations */
+	size_t kept;        /* kept for good (no handle, or deleted while held) */
+	size_t limit;       /* the LRU list's limit */
+	size_t budget;      /* for kept descriptors of inodes without handles */
+	size_t slot_bytes;  /* heap bytes of the slot array */
+	uint64_t hits, misses, evictions, keep_failures, refused;
+};
+void efs_fdcache_stats(struct efs_data *fs, struct efs_fdcache_stats *out);
+/* Descriptors the process holds now (/proc/self/fd), and its soft
+ * RLIMIT_NOFILE; -1 when unknown. */
+long efs_fd_count(void);
+long efs_fd_limit(void);
+
+/* rangelock.c: the caller holds a use of the inode's state (efs_istate_get,
+ * or an open handle). */
+void efs_range_init(struct efs_istate *st);
+void efs_range_destroy(struct efs_istate *st);
 void efs_range_lock(struct efs_inode *inode, struct efs_range *r, uint64_t first,
 		    uint64_t last, bool excl);
 void efs_range_unlock(struct efs_inode *inode, struct efs_range *r);
@@ -192,10 +308,11 @@ void efs_mtime_restore(struct efs_inode *inode, int fd, const struct timespec *s
 /* The kernel has set this file's mtime since it was loaded: a write need
  * not save the backing mtime first. */
 bool efs_mtime_known(struct efs_inode *inode);
-/* setattr of times: fd >= 0, or path; records the kernel's mtime. 0/-1.
+/* setattr of times: through fd >= 0, or pathfd (an O_PATH descriptor of
+ * the inode, also used to stat it); records the kernel's mtime. 0/-1.
  * *changed: false when the time flush of an unlinked file was skipped. */
-int efs_mtime_set(struct efs_inode *inode, int fd, const char *path,
-		  const struct timespec tv[2], bool writeback, bool *changed);
+int efs_mtime_set(struct efs_inode *inode, int fd, int pathfd, const struct timespec tv[2],
+		  bool writeback, bool *changed);
 
 /* wire.c: /dev/fuse I/O through libfuse's custom I/O, to negotiate
  * FUSE_HANDLE_KILLPRIV_V2 (see there). attach after fuse_session_mount;
@@ -215,9 +332,10 @@ void efs_seal_add(struct efs_data *fs, struct efs_inode *inode, int fd, uint64_t
 		  uint64_t size);
 /* The size of a file waiting to be sealed (its backing file may still be
  * longer: the trim waits for the seal). */
-bool efs_seal_size(struct efs_data *fs, struct efs_inode *inode, uint64_t *size);
-/* The seq a load of inode must expect (the entry is taken); 0: none. */
-uint64_t efs_seal_take(struct efs_data *fs, struct efs_inode *inode);
+bool efs_seal_size(struct efs_data *fs, dev_t dev, ino_t ino, int fd, uint64_t *size);
+/* The seq a load of inode (fd: a descriptor of it) must expect (the entry
+ * is taken); 0: none. */
+uint64_t efs_seal_take(struct efs_data *fs, struct efs_inode *inode, int fd);
 /* syncfs BACKING, then seal every file closed before it. */
 void efs_seal_run(struct efs_data *fs);
 /* Files waiting (for the housekeeping thread's decision and metrics). */

@@ -2,22 +2,36 @@
  * inode.c - the daemon's inode table and per-file crypto state.
  *
  * Owns: the mapping from FUSE node ids to backing objects. As in libfuse's
- * passthrough_ll, each inode holds an O_PATH fd of its backing object and is
- * keyed by (st_dev, st_ino), so every hard link of a file reaches the same
- * inode and therefore the same crypto state. The kernel's lookup counts
- * (nlookup, returned by forget) and our open handles keep an inode alive.
+ * passthrough_ll, inodes are keyed by (st_dev, st_ino), so every hard link
+ * of a file reaches the same inode and therefore the same crypto state, and
+ * the kernel's lookup counts (nlookup, returned by forget) and our open
+ * handles keep an inode alive. Unlike passthrough_ll, an inode does not
+ * hold a descriptor of its backing object for its whole life: it is named
+ * by its file handle (name_to_handle_at, taken when fdcache.c lets its
+ * descriptor go) and opened by it (open_by_handle_at; the daemon runs as
+ * root), so the number of inodes the kernel holds is bounded by memory,
+ * not by RLIMIT_NOFILE. On a backing file system without file handles
+ * (probed at mount: efs_table_init) every inode keeps its descriptor.
+ *
+ * An inode is small (struct efs_inode, ~110 bytes with its handle); what a
+ * regular file needs while in use (locks, content state) is a struct
+ * efs_istate attached on first use and freed when the last user is gone.
  *
  * Divisions:
  *   1. the table (hash of (dev, ino), find / add / reference counting)
- *   2. content state: loading a file's header, DEK and states (settling it
+ *   2. file handles: taking, comparing, opening by handle
+ *   3. in-use state: attach / detach
+ *   4. content state: loading a file's header, DEK and states (settling it
  *      after a crash), closing it on the last release, plaintext sizes
- *   3. paths relative to BACKING for log lines
+ *   5. paths relative to BACKING for log lines
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "ekmfs/content.h"
@@ -25,6 +39,10 @@
 #include "ekmfs/util.h"
 #include "fs.h"
 #include "metrics.h"
+
+/* statfs f_type of FUSE: its handles decode only while the kernel caches the
+ * inode (unless the server supports exports, which we cannot see). */
+#define FUSE_MAGIC 0x65735546
 
 /* ---- 1. the table ---- */
 
@@ -37,23 +55,6 @@ static size_t bucket_of(const struct efs_data *fs, dev_t dev, ino_t ino)
 	return (size_t)(h ^ (h >> 29)) & (fs->nbuckets - 1);
 }
 
-static void inode_init_common(struct efs_inode *inode, int fd, const struct stat *st)
-{
-	pthread_rwlockattr_t attr;
-
-	inode->fd = fd;
-	inode->dev = st->st_dev;
-	inode->ino = st->st_ino;
-	inode->type = st->st_mode & S_IFMT;
-	/* glibc's default prefers readers: a stream of reads would starve a
-	 * writer. Nobody takes ci_lock recursively, so writers may go first. */
-	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&inode->ci_lock, &attr);
-	pthread_rwlockattr_destroy(&attr);
-	efs_range_init(inode);
-}
-
 static void table_insert(struct efs_data *fs, struct efs_inode *inode)
 {
 	size_t b = bucket_of(fs, inode->dev, inode->ino);
@@ -61,6 +62,23 @@ static void table_insert(struct efs_data *fs, struct efs_inode *inode)
 	inode->hnext = fs->table[b];
 	fs->table[b] = inode;
 	fs->ninodes++;
+}
+
+/* Unlink inode from its chain; caller holds fs->mutex. */
+static void table_remove(struct efs_data *fs, struct efs_inode *inode)
+{
+	struct efs_inode **pp;
+
+	if (inode->unhashed)
+		return;
+	for (pp = &fs->table[bucket_of(fs, inode->dev, inode->ino)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == inode) {
+			*pp = inode->hnext;
+			fs->ninodes--;
+			break;
+		}
+	}
+	inode->unhashed = true;
 }
 
 /* Double the bucket array when chains grow long; failure to grow only costs
@@ -78,6 +96,7 @@ static void table_maybe_grow(struct efs_data *fs)
 	fs->table = grown;
 	fs->nbuckets = oldn * 2;
 	fs->ninodes = 0;
+	fs->inode_bytes += oldn * sizeof(*grown);
 	for (i = 0; i < oldn; i++) {
 		struct efs_inode *p = old[i], *next;
 
@@ -89,36 +108,113 @@ static void table_maybe_grow(struct efs_data *fs)
 	free(old);
 }
 
+/* Room for a handle in every inode: the root's size, at least 16 bytes
+ * (xfs's handles grow from 8 to 12 bytes with 64-bit inode numbers), and
+ * EFS_HANDLE_MAX at most. 0 when handles are not used. */
+static size_t handle_room(struct efs_data *fs, int root_fd)
+{
+	struct {
+		struct file_handle fh;
+		unsigned char bytes[MAX_HANDLE_SZ];
+	} h;
+	struct statfs sfs;
+	int mount_id;
+	size_t room;
+
+	if (fs->cfg->inode_file_handles == EKMFS_HANDLES_NEVER) {
+		errno = EOPNOTSUPP;
+		return 0;
+	}
+	h.fh.handle_bytes = MAX_HANDLE_SZ;
+	if (fstatfs(root_fd, &sfs) == 0 && sfs.f_type == FUSE_MAGIC) {
+		errno = EOPNOTSUPP;
+		return 0;
+	}
+	if (name_to_handle_at(root_fd, "", &h.fh, &mount_id, AT_EMPTY_PATH) < 0)
+		return 0;
+	/* The handles must also open: open_by_handle_at needs
+	 * CAP_DAC_READ_SEARCH. */
+	{
+		int fd = open_by_handle_at(fs->backing_fd, &h.fh, O_PATH | O_CLOEXEC);
+
+		if (fd < 0)
+			return 0;
+		close(fd);
+	}
+	room = h.fh.handle_bytes < 16 ? 16 : (h.fh.handle_bytes + 7) & ~(size_t)7;
+	if (room > EFS_HANDLE_MAX) {
+		errno = EOVERFLOW;
+		return 0;
+	}
+	return room;
+}
+
+static size_t fh_room;          /* bytes of handle room in every inode */
+
 int efs_table_init(struct efs_data *fs, int root_fd)
 {
+	int mode = fs->cfg->inode_file_handles;
 	struct stat st;
+	int ret;
 
 	if (fstatat(root_fd, "", &st, AT_EMPTY_PATH) == -1)
 		return -errno;
+	fh_room = handle_room(fs, root_fd);
+	fs->handles = fh_room > 0;
+	fs->backing_dev = st.st_dev;
+	if (!fs->handles && mode == EKMFS_HANDLES_MANDATORY) {
+		ekmfs_seterr("the backing file system has no usable file handles (%s), and "
+			     "inode_file_handles = mandatory", strerror(errno));
+		return -EOPNOTSUPP;
+	}
+	if (!fs->handles && mode != EKMFS_HANDLES_NEVER)
+		ekmfs_log(EKMFS_LOG_WARN, "the backing file system has no usable file handles "
+			  "(%s): every inode the kernel holds keeps a descriptor, up to the "
+			  "descriptor limit (docs/DESIGN.md, \"Inodes without descriptors\")",
+			  strerror(errno));
 	pthread_mutex_init(&fs->mutex, NULL);
 	pthread_mutex_init(&fs->files_mutex, NULL);
+	for (size_t i = 0; i < EFS_STATE_STRIPES; i++)
+		pthread_mutex_init(&fs->st_mu[i], NULL);
 	fs->nbuckets = INITIAL_BUCKETS;
 	fs->ninodes = 0;
 	fs->table = calloc(fs->nbuckets, sizeof(*fs->table));
-	if (!fs->table)
+	fs->root = calloc(1, sizeof(*fs->root) + fh_room);
+	if (!fs->table || !fs->root)
 		return -ENOMEM;
-	memset(&fs->root, 0, sizeof(fs->root));
-	inode_init_common(&fs->root, root_fd, &st);
+	fs->inode_bytes = fs->nbuckets * sizeof(*fs->table);
+	fs->root->dev = st.st_dev;
+	fs->root->ino = st.st_ino;
+	fs->root->type = (uint16_t)(st.st_mode & S_IFMT);
+	fs->root->slot = -1;
 	/* The kernel never forgets the root: a count that cannot reach 0. */
-	fs->root.refcount = UINT64_MAX / 2;
-	table_insert(fs, &fs->root);
+	fs->root->refcount = UINT64_MAX / 2;
+	ret = efs_fdcache_adopt(fs, fs->root, &root_fd);
+	if (ret < 0)
+		return ret;
+	table_insert(fs, fs->root);
 	return 0;
 }
 
-static void inode_free(struct efs_inode *inode)
+size_t efs_inode_alloc_size(void)
 {
-	/* The last handle's release closed the state; a daemon stopped by a
-	 * signal closed it in efs_table_destroy. */
-	ekmfs_content_free(inode->ci_content);
-	inode->ci_content = NULL;
-	pthread_rwlock_destroy(&inode->ci_lock);
-	efs_range_destroy(inode);
-	close(inode->fd);
+	return sizeof(struct efs_inode) + fh_room;
+}
+
+void efs_table_stats(struct efs_data *fs, struct efs_table_stats *out)
+{
+	pthread_mutex_lock(&fs->mutex);
+	out->inodes = fs->ninodes;
+	out->bytes = fs->inode_bytes;
+	pthread_mutex_unlock(&fs->mutex);
+	out->states = __atomic_load_n(&fs->nstates, __ATOMIC_RELAXED);
+	out->inode_size = efs_inode_alloc_size();
+	out->handles = fs->handles;
+}
+
+static void inode_free(struct efs_data *fs, struct efs_inode *inode)
+{
+	efs_fdcache_forget(fs, inode);
 	free(inode);
 }
 
@@ -132,10 +228,11 @@ void efs_table_destroy(struct efs_data *fs)
 	 * states are closed properly, as a release would. */
 	while (fs->files) {
 		struct efs_file *f = fs->files;
+		struct efs_istate *st = f->inode->st;
 
 		fs->files = f->next;
-		if (f->inode->ci_content) {
-			f->inode->ci_nopen = 0;
+		if (st && st->ci_content) {
+			st->ci_nopen = 0;
 			efs_crypto_close(fs, f->inode);
 		}
 		close(f->fd);
@@ -147,56 +244,140 @@ void efs_table_destroy(struct efs_data *fs)
 
 		for (; p; p = next) {
 			next = p->hnext;
-			if (p != &fs->root)
-				inode_free(p);
+			if (p->st) {
+				pthread_rwlock_destroy(&p->st->ci_lock);
+				efs_range_destroy(p->st);
+				ekmfs_content_free(p->st->ci_content);
+				free(p->st);
+				p->st = NULL;
+			}
+			if (p != fs->root)
+				inode_free(fs, p);
 		}
 	}
 	free(fs->table);
 	fs->table = NULL;
-	pthread_rwlock_destroy(&fs->root.ci_lock);
-	efs_range_destroy(&fs->root);
-	close(fs->root.fd);
+	if (fs->root) {
+		efs_fdcache_forget(fs, fs->root);
+		free(fs->root);
+		fs->root = NULL;
+	}
+	for (i = 0; i < EFS_STATE_STRIPES; i++)
+		pthread_mutex_destroy(&fs->st_mu[i]);
 	pthread_mutex_destroy(&fs->mutex);
 }
 
 struct efs_inode *efs_inode_get(struct efs_data *fs, fuse_ino_t ino)
 {
 	if (ino == FUSE_ROOT_ID)
-		return &fs->root;
+		return fs->root;
 	return (struct efs_inode *)(uintptr_t)ino;
 }
 
 fuse_ino_t efs_inode_id(struct efs_data *fs, struct efs_inode *inode)
 {
-	return inode == &fs->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)inode;
+	return inode == fs->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)inode;
+}
+
+/* The hashed inode of (dev, ino); caller holds fs->mutex. */
+static struct efs_inode *table_find(struct efs_data *fs, dev_t dev, ino_t ino)
+{
+	struct efs_inode *p;
+
+	for (p = fs->table[bucket_of(fs, dev, ino)]; p; p = p->hnext)
+		if (p->ino == ino && p->dev == dev)
+			return p;
+	return NULL;
+}
+
+struct efs_inode *efs_inode_find(struct efs_data *fs, dev_t dev, ino_t ino)
+{
+	struct efs_inode *p;
+
+	pthread_mutex_lock(&fs->mutex);
+	p = table_find(fs, dev, ino);
+	if (p)
+		p->refcount++;
+	pthread_mutex_unlock(&fs->mutex);
+	return p;
+}
+
+/*
+ * Whether the inode found for a fresh descriptor fd is really fd's object.
+ * An inode that holds a descriptor pins its backing object, so its number
+ * cannot have been given to another one; an inode named only by its handle
+ * may have lost its object behind the mount (deleted from the backing
+ * directory), and the number been reused: the handles then differ (they
+ * carry a generation).
+ */
+static bool still_same(struct efs_data *fs, struct efs_inode *inode, int fd)
+{
+	if (__atomic_load_n(&inode->slot, __ATOMIC_RELAXED) >= 0 ||
+	    !__atomic_load_n(&inode->fh_len, __ATOMIC_ACQUIRE))
+		return true;
+	return efs_inode_same_handle(fs, inode, fd) != 0;
 }
 
 struct efs_inode *efs_inode_find_or_add(struct efs_data *fs, const struct stat *st,
-					int *fd)
+					int *fd, bool *fresh)
 {
-	struct efs_inode *p, *fresh = NULL;
+	struct efs_inode *p, *made = NULL;
+	size_t size = efs_inode_alloc_size();
+	int ret;
 
+	*fresh = false;
 	pthread_mutex_lock(&fs->mutex);
-	for (p = fs->table[bucket_of(fs, st->st_dev, st->st_ino)]; p; p = p->hnext) {
-		if (p->ino == st->st_ino && p->dev == st->st_dev) {
-			p->refcount++;
-			pthread_mutex_unlock(&fs->mutex);
-			return p;
-		}
-	}
-	fresh = calloc(1, sizeof(*fresh));
-	if (!fresh) {
+	p = table_find(fs, st->st_dev, st->st_ino);
+	if (p)
+		p->refcount++;
+	pthread_mutex_unlock(&fs->mutex);
+	if (p && !still_same(fs, p, *fd)) {
+		/* Its object is gone: the kernel keeps the old inode until it
+		 * forgets it (operations on it fail with ESTALE); the number
+		 * now names the object of fd, a new inode. */
+		pthread_mutex_lock(&fs->mutex);
+		table_remove(fs, p);
 		pthread_mutex_unlock(&fs->mutex);
+		efs_inode_unref(fs, p, 1);
+		p = NULL;
+	}
+	if (p) {
+		(void)efs_fdcache_adopt(fs, p, fd);  /* saves the next use a reopen */
+		return p;
+	}
+
+	made = calloc(1, size);
+	if (!made) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	inode_init_common(fresh, *fd, st);
-	fresh->refcount = 1;
-	*fd = -1;
+	made->dev = st->st_dev;
+	made->ino = st->st_ino;
+	made->type = (uint16_t)(st->st_mode & S_IFMT);
+	made->slot = -1;
+	made->refcount = 1;
+	/* Its descriptor first: once in the table, others may use it. */
+	ret = efs_fdcache_adopt(fs, made, fd);
+	if (ret < 0) {
+		free(made);
+		errno = -ret;
+		return NULL;
+	}
+	pthread_mutex_lock(&fs->mutex);
+	p = table_find(fs, st->st_dev, st->st_ino);
+	if (p) {
+		/* Added by another lookup meanwhile: that one stands. */
+		p->refcount++;
+		pthread_mutex_unlock(&fs->mutex);
+		inode_free(fs, made);
+		return p;
+	}
 	table_maybe_grow(fs);
-	table_insert(fs, fresh);
+	table_insert(fs, made);
+	fs->inode_bytes += malloc_usable_size(made);
 	pthread_mutex_unlock(&fs->mutex);
-	return fresh;
+	*fresh = true;
+	return made;
 }
 
 void efs_inode_ref(struct efs_data *fs, struct efs_inode *inode)
@@ -208,9 +389,7 @@ void efs_inode_ref(struct efs_data *fs, struct efs_inode *inode)
 
 void efs_inode_unref(struct efs_data *fs, struct efs_inode *inode, uint64_t n)
 {
-	struct efs_inode **pp;
-
-	if (inode == &fs->root)
+	if (inode == fs->root)
 		return;
 	pthread_mutex_lock(&fs->mutex);
 	if (inode->refcount < n) {
@@ -225,19 +404,163 @@ void efs_inode_unref(struct efs_data *fs, struct efs_inode *inode, uint64_t n)
 		pthread_mutex_unlock(&fs->mutex);
 		return;
 	}
-	for (pp = &fs->table[bucket_of(fs, inode->dev, inode->ino)]; *pp;
-	     pp = &(*pp)->hnext) {
-		if (*pp == inode) {
-			*pp = inode->hnext;
-			fs->ninodes--;
-			break;
-		}
-	}
+	table_remove(fs, inode);
+	fs->inode_bytes -= malloc_usable_size(inode);
 	pthread_mutex_unlock(&fs->mutex);
-	inode_free(inode);
+	inode_free(fs, inode);
 }
 
-/* ---- 2. content state ---- */
+/* ---- 2. file handles ---- */
+
+struct handle_buf {
+	struct file_handle fh;
+	unsigned char bytes[MAX_HANDLE_SZ];
+};
+
+static int handle_of(int fd, struct handle_buf *h)
+{
+	int mount_id;
+
+	h->fh.handle_bytes = MAX_HANDLE_SZ;
+	return name_to_handle_at(fd, "", &h->fh, &mount_id, AT_EMPTY_PATH) < 0 ? -errno : 0;
+}
+
+int efs_inode_take_handle(struct efs_data *fs, struct efs_inode *inode, int fd)
+{
+	struct handle_buf h;
+	int ret;
+
+	if (!fs->handles || inode->dev != fs->backing_dev)
+		return -EOPNOTSUPP;
+	ret = handle_of(fd, &h);
+	if (ret < 0)
+		return ret;
+	if (h.fh.handle_bytes > fh_room || h.fh.handle_bytes == 0)
+		return -EOVERFLOW;
+	memcpy(inode->fh, h.fh.f_handle, h.fh.handle_bytes);
+	inode->fh_type = h.fh.handle_type;
+	/* Published last: readers that see fh_len see the bytes. */
+	__atomic_store_n(&inode->fh_len, (uint8_t)h.fh.handle_bytes, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int efs_inode_same_handle(struct efs_data *fs, struct efs_inode *inode, int fd)
+{
+	struct handle_buf h;
+	uint8_t len = __atomic_load_n(&inode->fh_len, __ATOMIC_ACQUIRE);
+
+	(void)fs;
+	if (!len || handle_of(fd, &h) < 0)
+		return -1;
+	return h.fh.handle_bytes == len && h.fh.handle_type == inode->fh_type &&
+	       memcmp(h.fh.f_handle, inode->fh, len) == 0;
+}
+
+int efs_inode_open(struct efs_data *fs, struct efs_inode *inode, int flags)
+{
+	uint8_t len = __atomic_load_n(&inode->fh_len, __ATOMIC_ACQUIRE);
+	struct handle_buf h;
+	char proc[64];
+	int fd, pathfd;
+
+	flags |= O_CLOEXEC;
+	/* A cached descriptor was opened by the last lookup, by name: a
+	 * reopen through it keeps the file's path (efs_route_path). */
+	if (!(flags & O_PATH) && __atomic_load_n(&inode->slot, __ATOMIC_RELAXED) >= 0)
+		len = 0;
+	if (len) {
+		h.fh.handle_bytes = len;
+		h.fh.handle_type = inode->fh_type;
+		memcpy(h.fh.f_handle, inode->fh, len);
+		fd = open_by_handle_at(fs->backing_fd, &h.fh, flags);
+		if (fd >= 0 || errno != ESTALE || (flags & O_PATH))
+			return fd < 0 ? -errno : fd;
+		/* A deleted object still held by a kept descriptor (some file
+		 * systems do not decode the handle of an unlinked inode). */
+	} else if (flags & O_PATH) {
+		return -ESTALE;         /* no handle and no descriptor: gone */
+	}
+	pathfd = efs_inode_fd(fs, inode);
+	if (pathfd < 0)
+		return pathfd;
+	proc_path(pathfd, proc, sizeof(proc));
+	fd = open(proc, flags);
+	if (fd < 0)
+		fd = -errno;
+	efs_inode_fd_put(fs, inode);
+	return fd;
+}
+
+/* ---- 3. in-use state ---- */
+
+static pthread_mutex_t *stripe_of(struct efs_data *fs, struct efs_inode *inode)
+{
+	uintptr_t h = (uintptr_t)inode;
+
+	return &fs->st_mu[(h >> 7 ^ h >> 13) % EFS_STATE_STRIPES];
+}
+
+static struct efs_istate *istate_new(void)
+{
+	struct efs_istate *st = calloc(1, sizeof(*st));
+	pthread_rwlockattr_t attr;
+
+	if (!st)
+		return NULL;
+	/* glibc's default prefers readers: a stream of reads would starve a
+	 * writer. Nobody takes ci_lock recursively, so writers may go first. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&st->ci_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	efs_range_init(st);
+	return st;
+}
+
+struct efs_istate *efs_istate_get(struct efs_data *fs, struct efs_inode *inode)
+{
+	pthread_mutex_t *mu = stripe_of(fs, inode);
+	struct efs_istate *st;
+
+	pthread_mutex_lock(mu);
+	st = inode->st;
+	if (!st) {
+		st = istate_new();
+		if (!st) {
+			pthread_mutex_unlock(mu);
+			return NULL;
+		}
+		inode->st = st;
+		__atomic_add_fetch(&fs->nstates, 1, __ATOMIC_RELAXED);
+	}
+	st->users++;
+	pthread_mutex_unlock(mu);
+	return st;
+}
+
+void efs_istate_put(struct efs_data *fs, struct efs_inode *inode)
+{
+	pthread_mutex_t *mu = stripe_of(fs, inode);
+	struct efs_istate *st;
+
+	pthread_mutex_lock(mu);
+	st = inode->st;
+	if (--st->users) {
+		pthread_mutex_unlock(mu);
+		return;
+	}
+	/* Nobody uses it: no handle is open (each holds a use), so its
+	 * content state was closed at the last release. */
+	inode->st = NULL;
+	pthread_mutex_unlock(mu);
+	__atomic_sub_fetch(&fs->nstates, 1, __ATOMIC_RELAXED);
+	ekmfs_content_free(st->ci_content);
+	pthread_rwlock_destroy(&st->ci_lock);
+	efs_range_destroy(st);
+	free(st);
+}
+
+/* ---- 4. content state ---- */
 
 static bool ctime_since(const struct stat *st, const struct timespec *since)
 {
@@ -295,14 +618,16 @@ static int write_fresh_header(struct efs_data *fs, struct efs_inode *inode, int 
 	char rel[PATH_MAX];
 	int ret = -ENOMEM;
 
-	efs_relpath(fs, fd, rel, sizeof(rel));
 	if (!dek)
+		goto out;
+	ret = efs_route_path(fs, inode, fd, rel, sizeof(rel));
+	if (ret < 0)
 		goto out;
 	ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
 	if (ret < 0)
 		goto out;
 	efs_content_env(fs, NULL, &env);
-	ret = ekmfs_content_create(&inode->ci_content, fd, &h, dek, &env);
+	ret = ekmfs_content_create(&inode->st->ci_content, fd, &h, dek, &env);
 	if (ret == 0)
 		inode->ci_format = EKMFS_FORMAT_V2;
 out:
@@ -339,7 +664,7 @@ int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool c
 	struct stat st;
 	int ret;
 
-	if (inode->ci_content)
+	if (inode->st->ci_content)
 		return 0;
 	if (fstat(fd, &st) < 0)
 		return -errno;
@@ -390,9 +715,9 @@ int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool c
 		efs_audit_tamper(fs, fd, h.file_id, UINT64_MAX);
 	}
 	env.settled_arg = rel;
-	env.expect_seq = efs_seal_take(fs, inode);
+	env.expect_seq = efs_seal_take(fs, inode, fd);
 	ekmfs_clearerr();
-	ret = ekmfs_content_load(&inode->ci_content, fd, &h, dek, &env);
+	ret = ekmfs_content_load(&inode->st->ci_content, fd, &h, dek, &env);
 	if (ret == -EBADMSG || ret == -EPROTO)
 		ret = report_damage(fs, fd, h.file_id, ret);
 	if (ret == 0)
@@ -417,19 +742,19 @@ void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode)
 	char rel[PATH_MAX];
 	int fd;
 
-	if (!inode->ci_content)
+	if (!inode->st->ci_content)
 		return;
-	size = ekmfs_content_size(inode->ci_content);
+	size = ekmfs_content_size(inode->st->ci_content);
 	/* Kept open past the close, for the seal list and the log. */
-	fd = fcntl(ekmfs_content_fd(inode->ci_content), F_DUPFD_CLOEXEC, 0);
+	fd = fcntl(ekmfs_content_fd(inode->st->ci_content), F_DUPFD_CLOEXEC, 0);
 	ekmfs_clearerr();
 	efs_fence_enter(fs, NULL, fd, &fence);
-	if (ekmfs_content_close(inode->ci_content, &seal) < 0) {
+	if (ekmfs_content_close(inode->st->ci_content, &seal) < 0) {
 		efs_relpath(fs, fd, rel, sizeof(rel));
 		ekmfs_log(EKMFS_LOG_ERR, "%s: closing: %s", rel, ekmfs_lasterr());
 	}
 	efs_fence_leave(fs, &fence);
-	inode->ci_content = NULL;
+	inode->st->ci_content = NULL;
 	if (seal)
 		efs_seal_add(fs, inode, fd, seal, size);
 	if (fd >= 0)
@@ -440,58 +765,63 @@ void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode)
  * which also picks up a header re-wrapped by ekmfs-rotate meanwhile. */
 void efs_crypto_drop_if_unused(struct efs_data *fs, struct efs_inode *inode)
 {
-	if (!inode->ci_nopen)
+	if (!inode->st->ci_nopen)
 		efs_crypto_close(fs, inode);
 }
 
 /* The format version of a file on a volume that may still hold v1 files
- * (volume.json version 1): from its header, once. */
-static uint16_t format_of(struct efs_data *fs, struct efs_inode *inode)
+ * (volume.json version 1): from its header (fd: a descriptor of it), once
+ * per inode (NULL: a lookup's, not in the table yet). */
+static uint16_t format_of(struct efs_data *fs, struct efs_inode *inode, int fd)
 {
-	uint8_t hdr[8];
+	uint8_t hdr[8], format = 0;
 	char proc[64];
-	int fd;
+	int rfd;
 
 	if (fs->volume_version >= 2)
 		return EKMFS_FORMAT_V2;
-	if (inode->ci_format)
+	if (inode && inode->ci_format)
 		return inode->ci_format;
-	proc_path(inode->fd, proc, sizeof(proc));
-	fd = open(proc, O_RDONLY | O_CLOEXEC | O_NOATIME);
-	if (fd < 0)
-		fd = open(proc, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0 && pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr) &&
+	proc_path(fd, proc, sizeof(proc));
+	rfd = open(proc, O_RDONLY | O_CLOEXEC | O_NOATIME);
+	if (rfd < 0)
+		rfd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (rfd >= 0 && pread(rfd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr) &&
 	    memcmp(hdr, EKMFS_MAGIC, 4) == 0 && ekmfs_layout_of((uint16_t)(hdr[4] | hdr[5] << 8)))
-		__atomic_store_n(&inode->ci_format, hdr[4], __ATOMIC_RELAXED);
-	if (fd >= 0)
-		close(fd);
-	return inode->ci_format ? inode->ci_format : EKMFS_FORMAT_V2;
+		format = hdr[4];
+	if (rfd >= 0)
+		close(rfd);
+	if (inode && format)
+		__atomic_store_n(&inode->ci_format, format, __ATOMIC_RELAXED);
+	return format ? format : EKMFS_FORMAT_V2;
 }
 
-void efs_plain_stat(struct efs_data *fs, struct efs_inode *inode, struct stat *st)
+void efs_plain_stat(struct efs_data *fs, struct efs_inode *inode, struct efs_istate *ist,
+		    int fd, struct stat *st)
 {
 	uint64_t plain = 0;
 
 	if (!S_ISREG(st->st_mode))
 		return;
-	if (inode && inode->ci_content) {
-		st->st_size = (off_t)ekmfs_content_size(inode->ci_content);
+	if (ist && ist->ci_content) {
+		st->st_size = (off_t)ekmfs_content_size(ist->ci_content);
 		return;
 	}
-	if (inode && efs_seal_size(fs, inode, &plain)) {
+	if (efs_seal_size(fs, st->st_dev, st->st_ino, fd, &plain)) {
 		st->st_size = (off_t)plain;
 		return;
 	}
 	/* At rest the backing size is the layout of the plaintext size; an
 	 * impossible one yields its intact prefix (opening it says why). */
-	(void)ekmfs_content_plain_size(inode ? format_of(fs, inode) : EKMFS_FORMAT_V2,
-				       (uint64_t)st->st_size, &plain);
+	(void)ekmfs_content_plain_size(format_of(fs, inode, fd), (uint64_t)st->st_size, &plain);
 	st->st_size = (off_t)plain;
 }
 
-/* ---- 3. paths relative to BACKING ---- */
+/* ---- 5. paths relative to BACKING ---- */
 
-void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len)
+/* The path of fd relative to BACKING in buf; false when fd's path is not
+ * below BACKING (then buf holds what the kernel says). */
+static bool relpath(struct efs_data *fs, int fd, char *buf, size_t len)
 {
 	char proc[64], target[PATH_MAX];
 	ssize_t n;
@@ -500,14 +830,52 @@ void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len)
 	n = readlink(proc, target, sizeof(target) - 1);
 	if (n < 0) {
 		snprintf(buf, len, "<fd %d>", fd);
-		return;
+		return false;
 	}
 	target[n] = '\0';
 	if (strncmp(target, fs->backing, fs->backing_len) == 0 &&
-	    target[fs->backing_len] == '/')
+	    target[fs->backing_len] == '/') {
 		snprintf(buf, len, "%s", target + fs->backing_len + 1);
-	else if (strcmp(target, fs->backing) == 0)
+		return true;
+	}
+	if (strcmp(target, fs->backing) == 0) {
 		snprintf(buf, len, ".");
-	else
-		snprintf(buf, len, "%s", target);
+		return true;
+	}
+	snprintf(buf, len, "%s", target);
+	return false;
+}
+
+void efs_relpath(struct efs_data *fs, int fd, char *buf, size_t len)
+{
+	(void)relpath(fs, fd, buf, len);
+}
+
+/*
+ * A descriptor opened by handle (open_by_handle_at) names a regular file by
+ * a disconnected dentry once the backing file system has dropped the
+ * file's dentry from its cache: /proc then says "/", and a header made
+ * with that path would take the wrong tenant's key. The inode's cached
+ * descriptor is the one its last lookup opened by name (efs_fdcache_adopt
+ * keeps the newest), so it is tried next; without one, -ESTALE, which makes
+ * the kernel look the name up again and retry the open.
+ */
+int efs_route_path(struct efs_data *fs, struct efs_inode *inode, int fd, char *buf,
+		   size_t len)
+{
+	bool known;
+	int pfd;
+
+	if (relpath(fs, fd, buf, len))
+		return 0;
+	pfd = efs_inode_fd(fs, inode);
+	known = pfd >= 0 && relpath(fs, pfd, buf, len);
+	if (pfd >= 0)
+		efs_inode_fd_put(fs, inode);
+	if (known)
+		return 0;
+	ekmfs_seterr("the backing file's path is not known (opened by its handle after the "
+		     "backing file system dropped its name from its cache), so neither is its "
+		     "tenant: retry");
+	return -ESTALE;
 }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -426,6 +427,47 @@ static int open_journal_dir(int backing_fd, int *out)
 	return *out < 0 ? -errno : 0;
 }
 
+/* ---- descriptors ---- */
+
+/*
+ * The daemon holds a descriptor per open file and directory, and a bounded
+ * cache of inode descriptors (fdcache.c): raise the soft RLIMIT_NOFILE to
+ * the hard limit, so the kernel's opens are what limits it. The cache takes
+ * half of that, at most 65536 (fd_cache sets it), so opens keep the rest.
+ * Without file handles every inode keeps a descriptor: they may take all
+ * but a quarter (at least 64), kept for opens, journals and the like.
+ */
+static void raise_nofile(const struct ekmfs_config *cfg, size_t *cache, size_t *budget)
+{
+	struct rlimit rl;
+	rlim_t was = 0, limit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		was = rl.rlim_cur;
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+				rl.rlim_cur = was;
+		}
+	} else {
+		rl.rlim_cur = 1024;
+	}
+	limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)1 << 30 ?
+		(rlim_t)1 << 30 : rl.rlim_cur;
+	*cache = cfg->fd_cache;
+	if (!*cache) {
+		*cache = (size_t)limit / 2;
+		if (*cache > 65536)
+			*cache = 65536;
+		if (*cache < 64)
+			*cache = 64;
+	}
+	*budget = limit > 256 ? (size_t)(limit - (limit / 4 > 64 ? limit / 4 : 64)) : 64;
+	ekmfs_log(EKMFS_LOG_DEBUG, "descriptor limit %llu (was %llu), inode descriptor cache "
+		  "%zu, budget without file handles %zu", (unsigned long long)rl.rlim_cur,
+		  (unsigned long long)was, *cache, *budget);
+}
+
 /* ---- main ---- */
 
 /* Large (one entry per possible tenant): not on the stack. */
@@ -442,6 +484,7 @@ int main(int argc, char **argv)
 	struct ekmfs_holder other;
 	char mnt[PATH_MAX], *fsname = NULL, *opts = NULL;
 	int backing_fd = -1, root_fd = -1, status = EXIT_RUNTIME, ret;
+	size_t fd_cache, fd_budget;
 	bool done, mounted = false, handlers = false, recover = false;
 
 	ret = parse_cmdline(argc, argv, &cl, &done);
@@ -537,13 +580,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ekmfs: BACKING %s: %s\n", cl.backing, strerror(errno));
 		goto out;
 	}
-	ret = efs_table_init(&fs, root_fd);
+	fs.cfg = &cfg;
+	raise_nofile(&cfg, &fd_cache, &fd_budget);
+	ret = efs_fdcache_init(&fs, fd_cache, fd_budget);
+	if (ret == 0) {
+		ekmfs_clearerr();
+		ret = efs_table_init(&fs, root_fd);
+	}
 	if (ret < 0) {
-		fprintf(stderr, "ekmfs: BACKING %s: %s\n", cl.backing, strerror(-ret));
+		fprintf(stderr, "ekmfs: BACKING %s: %s\n", cl.backing,
+			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-ret));
 		goto out;
 	}
 	root_fd = -1;                /* owned by the table's root inode now */
-	fs.cfg = &cfg;
 	fs.attr_timeout = cfg.attr_timeout;
 	fs.entry_timeout = cfg.entry_timeout;
 	fs.debug = cl.debug;
@@ -637,6 +686,7 @@ out:
 	if (se)
 		fuse_session_destroy(se);       /* calls .destroy if initialised */
 	efs_table_destroy(&fs);                 /* no-op after .destroy */
+	efs_fdcache_destroy(&fs);
 	/* Every state closed: one syncfs, then both records of each file
 	 * closed unsynced are made equal. A clean end only after that. */
 	efs_seal_run(&fs);

@@ -154,6 +154,44 @@ static void rotation_progress(struct efs_data *fs, struct out *o)
 	       "Files the running rotation pass will handle.", total);
 }
 
+/* The inode table and the descriptors it costs (fdcache.c, inode.c). */
+static void inode_metrics(struct efs_data *fs, struct out *o)
+{
+	struct efs_table_stats ts;
+	struct efs_fdcache_stats fc;
+	long fds = efs_fd_count(), limit = efs_fd_limit();
+
+	efs_table_stats(fs, &ts);
+	efs_fdcache_stats(fs, &fc);
+	metric(o, "ekmfs_inodes", "gauge", "Inodes the kernel holds (looked up, not forgotten).",
+	       ts.inodes);
+	metric(o, "ekmfs_inode_states", "gauge",
+	       "Inodes with an in-use state (open, or inside an operation).", ts.states);
+	metric(o, "ekmfs_inode_bytes", "gauge",
+	       "Heap bytes of the inode table (inodes and hash buckets).", ts.bytes);
+	metric(o, "ekmfs_inode_file_handles", "gauge",
+	       "1 when inodes are named by file handles, 0 when each keeps a descriptor.",
+	       ts.handles);
+	metric(o, "ekmfs_descriptors", "gauge", "Descriptors the daemon holds.",
+	       fds < 0 ? 0 : (uint64_t)fds);
+	metric(o, "ekmfs_descriptor_limit", "gauge", "The daemon's soft RLIMIT_NOFILE.",
+	       limit < 0 ? 0 : (uint64_t)limit);
+	metric(o, "ekmfs_inode_descriptors", "gauge",
+	       "Descriptors held for inodes (cached, in use or kept).", fc.held);
+	metric(o, "ekmfs_inode_descriptors_kept", "gauge",
+	       "Inode descriptors kept for good (no file handle, or deleted while held).",
+	       fc.kept);
+	metric(o, "ekmfs_inode_descriptor_cache_limit", "gauge",
+	       "Idle inode descriptors the cache keeps at most.", fc.limit);
+	metric(o, "ekmfs_inode_descriptor_evictions_total", "counter",
+	       "Idle inode descriptors closed to keep the cache at its limit.", fc.evictions);
+	metric(o, "ekmfs_inode_descriptor_misses_total", "counter",
+	       "Uses of an inode that had to open it by its file handle.", fc.misses);
+	metric(o, "ekmfs_inode_lookups_refused_total", "counter",
+	       "New inodes refused (ENFILE): no file handles and the descriptor budget spent.",
+	       fc.refused);
+}
+
 long efs_metrics_render(struct efs_data *fs, char *buf, size_t len)
 {
 	struct out o = { buf, len, 0, false };
@@ -188,6 +226,7 @@ long efs_metrics_render(struct efs_data *fs, char *buf, size_t len)
 	       get(&m.auth_failures));
 	metric(&o, "ekmfs_open_files", "gauge", "Open file handles.",
 	       (uint64_t)(open_files < 0 ? 0 : open_files));
+	inode_metrics(fs, &o);
 	metric(&o, "ekmfs_kek_cache_hits_total", "counter",
 	       "KEK lookups served from the in-memory cache.", ks.cache_hits);
 	metric(&o, "ekmfs_kek_cache_misses_total", "counter",

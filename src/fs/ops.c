@@ -59,17 +59,31 @@ static bool is_meta_name(fuse_ino_t parent, const char *name)
  * state, whatever the backing file says); errno or 0. */
 static int stat_inode(struct efs_data *fs, struct efs_inode *inode, struct stat *st)
 {
-	int res, saverr;
-	bool reg = S_ISREG(inode->type);
+	struct efs_istate *ist = NULL;
+	int fd, res, saverr;
 
-	if (reg)
-		pthread_rwlock_rdlock(&inode->ci_lock);
-	res = fstatat(inode->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+	fd = efs_inode_fd(fs, inode);
+	if (fd < 0)
+		return -fd;
+	/* A regular file's size is read under its content lock, so it is
+	 * never seen in the middle of a write or truncate. */
+	if (S_ISREG(inode->type)) {
+		ist = efs_istate_get(fs, inode);
+		if (!ist) {
+			efs_inode_fd_put(fs, inode);
+			return ENOMEM;
+		}
+		pthread_rwlock_rdlock(&ist->ci_lock);
+	}
+	res = fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 	saverr = errno;
 	if (res == 0)
-		efs_plain_stat(fs, inode, st);
-	if (reg)
-		pthread_rwlock_unlock(&inode->ci_lock);
+		efs_plain_stat(fs, inode, ist, fd, st);
+	if (ist) {
+		pthread_rwlock_unlock(&ist->ci_lock);
+		efs_istate_put(fs, inode);
+	}
+	efs_inode_fd_put(fs, inode);
 	return res == -1 ? saverr : 0;
 }
 
@@ -79,7 +93,7 @@ static void log_bad_block(struct efs_data *fs, struct efs_inode *inode, int fd,
 	char rel[PATH_MAX];
 
 	efs_metrics_auth_failure();
-	if (__atomic_exchange_n(&inode->ci_bad_logged, block + 1, __ATOMIC_RELAXED) ==
+	if (__atomic_exchange_n(&inode->st->ci_bad_logged, block + 1, __ATOMIC_RELAXED) ==
 	    block + 1)
 		return;
 	efs_relpath(fs, fd, rel, sizeof(rel));
@@ -90,8 +104,8 @@ static void log_bad_block(struct efs_data *fs, struct efs_inode *inode, int fd,
 		ekmfs_log(EKMFS_LOG_ERR, "%s: block %" PRIu64 ": %s", rel, block,
 			  *ekmfs_lasterr() ? ekmfs_lasterr()
 					   : "authentication failed (tampered or corrupt)");
-	efs_audit_tamper(fs, fd, inode->ci_content ? ekmfs_content_file_id(inode->ci_content)
-						   : NULL, block);
+	efs_audit_tamper(fs, fd, inode->st->ci_content ?
+			 ekmfs_content_file_id(inode->st->ci_content) : NULL, block);
 }
 
 /* Result of an ekmfs_content_* call that may have met a damaged block. */
@@ -186,35 +200,39 @@ static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct efs_data *fs = efs_data(req);
 	struct efs_inode *dir = efs_inode(req, parent), *inode;
 	struct stat st;
-	int fd, saverr;
+	int dirfd, fd, saverr;
+	bool fresh;
 
 	memset(e, 0, sizeof(*e));
 	fill_entry_timeouts(fs, e);
 	if (is_meta_name(parent, name))
 		return ENOENT;
 
-	fd = openat(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	dirfd = efs_inode_fd(fs, dir);
+	if (dirfd < 0)
+		return -dirfd;
+	fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	saverr = errno;
+	efs_inode_fd_put(fs, dir);
 	if (fd == -1)
-		return errno;
+		return saverr;
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
 		saverr = errno;
 		close(fd);
 		return saverr;
 	}
-	inode = efs_inode_find_or_add(fs, &st, &fd);
+	/* For a new inode: nothing of ours can be changing the file yet, so
+	 * the stat just taken is its attributes. */
+	e->attr = st;
+	efs_plain_stat(fs, NULL, NULL, fd, &e->attr);
+	inode = efs_inode_find_or_add(fs, &st, &fd, &fresh);
 	saverr = errno;
-	if (!inode) {
-		close(fd);
+	if (fd >= 0)
+		close(fd);              /* the inode has a descriptor already */
+	if (!inode)
 		return saverr;
-	}
-	if (fd == -1) {
-		/* A new inode took the descriptor: nothing of ours can be
-		 * changing the file, so the stat just taken is its attributes. */
-		e->attr = st;
-		efs_plain_stat(fs, inode, &e->attr);
-	} else {
+	if (!fresh) {
 		/* Known already: its size is read under its content lock. */
-		close(fd);
 		saverr = stat_inode(fs, inode, &e->attr);
 		if (saverr) {
 			efs_inode_unref(fs, inode, 1);
@@ -278,11 +296,12 @@ static int rekey(struct efs_data *fs, struct efs_inode *inode, int fd)
 
 	if (!dek)
 		return -ENOMEM;
-	efs_relpath(fs, fd, rel, sizeof(rel));
 	ekmfs_clearerr();
-	ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
+	ret = efs_route_path(fs, inode, fd, rel, sizeof(rel));
 	if (ret == 0)
-		ret = ekmfs_content_rekey(inode->ci_content, &h, dek);
+		ret = ekmfs_keys_new_header(fs->keys, rel, &h, dek);
+	if (ret == 0)
+		ret = ekmfs_content_rekey(inode->st->ci_content, &h, dek);
 	if (ret < 0)
 		ekmfs_log(EKMFS_LOG_ERR, "%s: emptying it under a new key: %s", rel,
 			  *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(-ret));
@@ -300,11 +319,11 @@ static int writable_state(struct efs_data *fs, struct efs_inode *inode, int fd)
 	char rel[PATH_MAX];
 	int ret;
 
-	if (ekmfs_content_version(inode->ci_content) == EKMFS_FORMAT_V2)
+	if (ekmfs_content_version(inode->st->ci_content) == EKMFS_FORMAT_V2)
 		return 0;
 	efs_relpath(fs, fd, rel, sizeof(rel));
 	ekmfs_clearerr();
-	ret = ekmfs_upgrade_file(fs->keys, fd, inode->ci_content);
+	ret = ekmfs_upgrade_file(fs->keys, fd, inode->st->ci_content);
 	if (ret < 0) {
 		ekmfs_log(EKMFS_LOG_ERR, "%s: converting it to format 2 before the change: %s",
 			  rel, *ekmfs_lasterr() ? ekmfs_lasterr() : strerror(-ret));
@@ -316,11 +335,12 @@ static int writable_state(struct efs_data *fs, struct efs_inode *inode, int fd)
 }
 
 /* Set the plaintext size; without a handle the backing file is opened here
- * and the content state loaded only for the duration of the call. */
+ * and the content state loaded only for the duration of the call. The
+ * caller holds a use of the inode's state. */
 static int do_truncate(struct efs_data *fs, struct efs_inode *inode,
 		       struct fuse_file_info *fi, off_t size)
 {
-	char proc[64];
+	struct efs_istate *ist = inode->st;
 	uint64_t bad = UINT64_MAX;
 	int fd, ret, err = 0;
 
@@ -331,13 +351,12 @@ static int do_truncate(struct efs_data *fs, struct efs_inode *inode,
 	if (fi) {
 		fd = efs_file(fi)->fd;
 	} else {
-		proc_path(inode->fd, proc, sizeof(proc));
-		fd = open(proc, O_RDWR | O_CLOEXEC);
-		if (fd == -1)
-			return errno;
+		fd = efs_inode_open(fs, inode, O_RDWR);
+		if (fd < 0)
+			return -fd;
 	}
 
-	pthread_rwlock_wrlock(&inode->ci_lock);
+	pthread_rwlock_wrlock(&ist->ci_lock);
 	ret = efs_crypto_load(fs, inode, fd, size > 0);
 	if (ret == -ENODATA) {
 		ret = 0;         /* empty without a header, and staying empty */
@@ -347,7 +366,7 @@ static int do_truncate(struct efs_data *fs, struct efs_inode *inode,
 	} else if (ret == 0) {
 		ret = writable_state(fs, inode, fd);
 		if (ret == 0) {
-			ret = ekmfs_content_truncate(inode->ci_content, (uint64_t)size, &bad);
+			ret = ekmfs_content_truncate(ist->ci_content, (uint64_t)size, &bad);
 			err = content_errno(fs, inode, fd, ret, bad);
 			ret = 0;
 		}
@@ -356,25 +375,25 @@ static int do_truncate(struct efs_data *fs, struct efs_inode *inode,
 	if (ret < 0)
 		err = -ret;
 	efs_crypto_drop_if_unused(fs, inode);
-	pthread_rwlock_unlock(&inode->ci_lock);
+	pthread_rwlock_unlock(&ist->ci_lock);
 
 	if (!fi)
 		close(fd);
 	return err;
 }
 
-static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
-		      int valid, struct fuse_file_info *fi)
+/* The work of setattr on pathfd, an O_PATH descriptor of the inode; the
+ * caller holds a use of its state. */
+static int do_setattr(struct efs_data *fs, struct efs_inode *inode, int pathfd,
+		      struct stat *attr, int valid, struct fuse_file_info *fi)
 {
-	struct efs_data *fs = efs_data(req);
-	struct efs_inode *inode = efs_inode(req, ino);
 	char proc[64];
 	bool changed = valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
 				FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE);
 	bool times_changed;
 	int res, err;
 
-	proc_path(inode->fd, proc, sizeof(proc));
+	proc_path(pathfd, proc, sizeof(proc));
 	if (valid & FUSE_SET_ATTR_MODE) {
 		if (fi)
 			res = ekmfs_io->fchmod(efs_file(fi)->fd, attr->st_mode & 07777);
@@ -387,7 +406,7 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		if (ekmfs_io->fchownat(inode->fd, "", uid, gid,
+		if (ekmfs_io->fchownat(pathfd, "", uid, gid,
 			     AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1)
 			return errno;
 	}
@@ -396,7 +415,7 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		if (err)
 			return err;
 		if (efs_wire_kill_suidgid())
-			efs_drop_suidgid(inode->fd);
+			efs_drop_suidgid(pathfd);
 	}
 	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
 		struct timespec tv[2] = {
@@ -412,7 +431,7 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			tv[1].tv_nsec = UTIME_NOW;
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
-		res = efs_mtime_set(inode, fi ? efs_file(fi)->fd : -1, proc, tv,
+		res = efs_mtime_set(inode, fi ? efs_file(fi)->fd : -1, pathfd, tv,
 				    fs->writeback && S_ISREG(inode->type),
 				    &times_changed);
 		if (res == -1)
@@ -423,39 +442,54 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	 * (Nothing changed: the stamp stays as it was, so a change made behind
 	 * the mount since is still noticed at the next open.) */
 	if (changed && S_ISREG(inode->type))
-		efs_cache_stamp(inode, inode->fd);
+		efs_cache_stamp(inode, pathfd);
 	return stat_inode(fs, inode, attr);
 }
 
 static void efs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			int valid, struct fuse_file_info *fi)
 {
+	struct efs_data *fs = efs_data(req);
 	struct efs_inode *inode = efs_inode(req, ino);
 	bool writes = S_ISREG(inode->type) &&
 		      (valid & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME));
 	struct efs_fence fence;
-	int err;
+	int pathfd, err = ENOMEM;
 
+	pathfd = efs_inode_fd(fs, inode);
+	if (pathfd < 0)
+		return (void)fuse_reply_err(req, -pathfd);
+	if (!efs_istate_get(fs, inode))
+		goto out;
 	if (writes)
-		efs_fence_enter(efs_data(req), inode, fi ? efs_file(fi)->fd : -1, &fence);
-	err = do_setattr(req, ino, attr, valid, fi);
+		efs_fence_enter(fs, inode, fi ? efs_file(fi)->fd : -1, &fence);
+	err = do_setattr(fs, inode, pathfd, attr, valid, fi);
 	if (writes)
-		efs_fence_leave(efs_data(req), &fence);
-
+		efs_fence_leave(fs, &fence);
+	efs_istate_put(fs, inode);
+out:
+	efs_inode_fd_put(fs, inode);
 	if (err)
 		fuse_reply_err(req, err);
 	else
-		fuse_reply_attr(req, attr, efs_data(req)->attr_timeout);
+		fuse_reply_attr(req, attr, fs->attr_timeout);
 }
 
 static void efs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+	struct efs_data *fs = efs_data(req);
+	struct efs_inode *inode = efs_inode(req, ino);
 	char buf[PATH_MAX + 1];
 	ssize_t res;
+	int fd = efs_inode_fd(fs, inode), saverr;
 
-	res = readlinkat(efs_inode(req, ino)->fd, "", buf, sizeof(buf));
+	if (fd < 0)
+		return (void)fuse_reply_err(req, -fd);
+	res = readlinkat(fd, "", buf, sizeof(buf));
+	saverr = errno;
+	efs_inode_fd_put(fs, inode);
 	if (res == -1)
-		return (void)fuse_reply_err(req, errno);
+		return (void)fuse_reply_err(req, saverr);
 	if (res == (ssize_t)sizeof(buf))
 		return (void)fuse_reply_err(req, ENAMETOOLONG);
 	buf[res] = '\0';
@@ -467,48 +501,82 @@ static void efs_readlink(fuse_req_t req, fuse_ino_t ino)
  * either fails. Three creators rather than one with a mode switch: symlink's
  * target is the only argument that one kind needs, and a shared creator
  * would pass it as NULL for the others. */
-static int node_created(fuse_req_t req, fuse_ino_t parent, const char *name,
+static int node_created(fuse_req_t req, fuse_ino_t parent, int dirfd, const char *name,
 			mode_t mode, struct fuse_entry_param *e)
 {
-	struct efs_inode *dir = efs_inode(req, parent);
 	int err;
 
-	err = give_to_caller(req, dir->fd, name, -1, mode);
+	err = give_to_caller(req, dirfd, name, -1, mode);
 	if (!err)
 		err = do_lookup(req, parent, name, e);
 	if (err)
-		(void)ekmfs_io->unlinkat(dir->fd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+		(void)ekmfs_io->unlinkat(dirfd, name, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
 	return err;
+}
+
+/* The descriptor of directory parent for a make_*(), pinned; -errno. */
+static int parent_fd(fuse_req_t req, fuse_ino_t parent)
+{
+	return efs_inode_fd(efs_data(req), efs_inode(req, parent));
+}
+
+static void parent_fd_put(fuse_req_t req, fuse_ino_t parent)
+{
+	efs_inode_fd_put(efs_data(req), efs_inode(req, parent));
 }
 
 static int make_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, dev_t rdev, struct fuse_entry_param *e)
 {
+	int dirfd, err;
+
 	if (is_meta_name(parent, name))
 		return EPERM;
-	if (ekmfs_io->mknodat(efs_inode(req, parent)->fd, name, mode, rdev) == -1)
-		return errno;
-	return node_created(req, parent, name, mode, e);
+	dirfd = parent_fd(req, parent);
+	if (dirfd < 0)
+		return -dirfd;
+	if (ekmfs_io->mknodat(dirfd, name, mode, rdev) == -1)
+		err = errno;
+	else
+		err = node_created(req, parent, dirfd, name, mode, e);
+	parent_fd_put(req, parent);
+	return err;
 }
 
 static int make_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_entry_param *e)
 {
+	int dirfd, err;
+
 	if (is_meta_name(parent, name))
 		return EPERM;
-	if (ekmfs_io->mkdirat(efs_inode(req, parent)->fd, name, mode & 07777) == -1)
-		return errno;
-	return node_created(req, parent, name, S_IFDIR | mode, e);
+	dirfd = parent_fd(req, parent);
+	if (dirfd < 0)
+		return -dirfd;
+	if (ekmfs_io->mkdirat(dirfd, name, mode & 07777) == -1)
+		err = errno;
+	else
+		err = node_created(req, parent, dirfd, name, S_IFDIR | mode, e);
+	parent_fd_put(req, parent);
+	return err;
 }
 
 static int make_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 			const char *name, struct fuse_entry_param *e)
 {
+	int dirfd, err;
+
 	if (is_meta_name(parent, name))
 		return EPERM;
-	if (ekmfs_io->symlinkat(link, efs_inode(req, parent)->fd, name) == -1)
-		return errno;
-	return node_created(req, parent, name, S_IFLNK | 0777, e);
+	dirfd = parent_fd(req, parent);
+	if (dirfd < 0)
+		return -dirfd;
+	if (ekmfs_io->symlinkat(link, dirfd, name) == -1)
+		err = errno;
+	else
+		err = node_created(req, parent, dirfd, name, S_IFLNK | 0777, e);
+	parent_fd_put(req, parent);
+	return err;
 }
 
 static void reply_entry_or_err(fuse_req_t req, int err, struct fuse_entry_param *e)
@@ -550,16 +618,27 @@ static int do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
 	struct efs_data *fs = efs_data(req);
 	struct efs_inode *inode = efs_inode(req, ino);
 	char proc[64];
-	int err;
+	int fd, dirfd, err = 0;
 
 	memset(e, 0, sizeof(*e));
 	fill_entry_timeouts(fs, e);
 	if (is_meta_name(parent, name))
 		return EPERM;
-	proc_path(inode->fd, proc, sizeof(proc));
-	if (ekmfs_io->linkat(AT_FDCWD, proc, efs_inode(req, parent)->fd, name,
-		   AT_SYMLINK_FOLLOW) == -1)
-		return errno;
+	fd = efs_inode_fd(fs, inode);
+	if (fd < 0)
+		return -fd;
+	dirfd = parent_fd(req, parent);
+	if (dirfd < 0) {
+		efs_inode_fd_put(fs, inode);
+		return -dirfd;
+	}
+	proc_path(fd, proc, sizeof(proc));
+	if (ekmfs_io->linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) == -1)
+		err = errno;
+	parent_fd_put(req, parent);
+	efs_inode_fd_put(fs, inode);
+	if (err)
+		return err;
 	err = stat_inode(fs, inode, &e->attr);
 	if (err)
 		return err;
@@ -580,39 +659,89 @@ static void efs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
 		fuse_reply_entry(req, &e);
 }
 
-static void efs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+/*
+ * name in dirfd is about to go (unlink, rmdir, rename over it). If that is
+ * its object's last name and the kernel holds its inode, the inode keeps a
+ * descriptor of it until the kernel forgets it: afterwards nothing else
+ * reaches a deleted object (its handle no longer opens on most file
+ * systems), and the kernel may still use it (a process's working
+ * directory, the time flush the writeback cache sends after an unlink).
+ * While the descriptor cache has never evicted, every inode has its
+ * descriptor (an eviction keeps one whose object has no name left), so
+ * nothing needs doing and an unlink costs no extra stat.
+ */
+static void keep_if_last_name(struct efs_data *fs, int dirfd, const char *name)
 {
-	int res;
+	struct efs_inode *victim;
+	struct stat st;
+
+	if (!fs->handles || !efs_fdcache_evicted(fs) ||
+	    fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    (!S_ISDIR(st.st_mode) && st.st_nlink > 1))
+		return;
+	victim = efs_inode_find(fs, st.st_dev, st.st_ino);
+	if (!victim)
+		return;
+	(void)efs_fdcache_keep(fs, victim);
+	efs_inode_unref(fs, victim, 1);
+}
+
+/* unlink and rmdir */
+static int do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
+{
+	struct efs_data *fs = efs_data(req);
+	int dirfd, err = 0;
 
 	if (is_meta_name(parent, name))
-		return (void)fuse_reply_err(req, ENOENT);
-	res = ekmfs_io->unlinkat(efs_inode(req, parent)->fd, name, 0);
-	fuse_reply_err(req, res == -1 ? errno : 0);
+		return ENOENT;
+	dirfd = parent_fd(req, parent);
+	if (dirfd < 0)
+		return -dirfd;
+	keep_if_last_name(fs, dirfd, name);
+	if (ekmfs_io->unlinkat(dirfd, name, flags) == -1)
+		err = errno;
+	parent_fd_put(req, parent);
+	return err;
+}
+
+static void efs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, do_remove(req, parent, name, 0));
 }
 
 static void efs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	int res;
-
-	if (is_meta_name(parent, name))
-		return (void)fuse_reply_err(req, ENOENT);
-	res = ekmfs_io->unlinkat(efs_inode(req, parent)->fd, name, AT_REMOVEDIR);
-	fuse_reply_err(req, res == -1 ? errno : 0);
+	fuse_reply_err(req, do_remove(req, parent, name, AT_REMOVEDIR));
 }
 
 static int do_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
+	struct efs_data *fs = efs_data(req);
+	int olddirfd, newdirfd, err = 0;
+
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
 		return EINVAL;
 	if (is_meta_name(parent, name))
 		return ENOENT;
 	if (is_meta_name(newparent, newname))
 		return EPERM;
-	if (ekmfs_io->renameat2(efs_inode(req, parent)->fd, name,
-		      efs_inode(req, newparent)->fd, newname, flags) == -1)
-		return errno;
-	return 0;
+	olddirfd = parent_fd(req, parent);
+	if (olddirfd < 0)
+		return -olddirfd;
+	newdirfd = parent_fd(req, newparent);
+	if (newdirfd < 0) {
+		parent_fd_put(req, parent);
+		return -newdirfd;
+	}
+	/* A rename over an existing name removes that name's object. */
+	if (!(flags & (RENAME_NOREPLACE | RENAME_EXCHANGE)))
+		keep_if_last_name(fs, newdirfd, newname);
+	if (ekmfs_io->renameat2(olddirfd, name, newdirfd, newname, flags) == -1)
+		err = errno;
+	parent_fd_put(req, newparent);
+	parent_fd_put(req, parent);
+	return err;
 }
 
 static void efs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -631,6 +760,7 @@ static int backing_flags(int user_flags)
 	return O_RDWR | O_CLOEXEC | (user_flags & (O_SYNC | O_DSYNC | O_NOATIME));
 }
 
+/* A handle for fd; it holds a use of the inode's state until discarded. */
 static struct efs_file *file_new(struct efs_data *fs, struct efs_inode *inode, int fd,
 				 int user_flags, bool fd_rw)
 {
@@ -638,6 +768,10 @@ static struct efs_file *file_new(struct efs_data *fs, struct efs_inode *inode, i
 
 	if (!f)
 		return NULL;
+	if (!efs_istate_get(fs, inode)) {
+		free(f);
+		return NULL;
+	}
 	f->fd = fd;
 	f->inode = inode;
 	f->append = (user_flags & O_APPEND) != 0;
@@ -665,6 +799,7 @@ static void file_discard(struct efs_data *fs, struct efs_file *f)
 	if (f->next)
 		f->next->prev = f->prev;
 	pthread_mutex_unlock(&fs->files_mutex);
+	efs_istate_put(fs, f->inode);
 	free(f);
 	efs_metrics_open_files(-1);
 }
@@ -673,12 +808,13 @@ static void file_discard(struct efs_data *fs, struct efs_file *f)
 static void file_close(struct efs_data *fs, struct efs_file *f)
 {
 	struct efs_inode *inode = f->inode;
+	struct efs_istate *ist = inode->st;
 
-	pthread_rwlock_wrlock(&inode->ci_lock);
-	if (inode->ci_nopen)
-		inode->ci_nopen--;
+	pthread_rwlock_wrlock(&ist->ci_lock);
+	if (ist->ci_nopen)
+		ist->ci_nopen--;
 	efs_crypto_drop_if_unused(fs, inode);
-	pthread_rwlock_unlock(&inode->ci_lock);
+	pthread_rwlock_unlock(&ist->ci_lock);
 	close(f->fd);
 	file_discard(fs, f);
 	efs_inode_unref(fs, inode, 1);
@@ -699,6 +835,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct efs_data *fs = efs_data(req);
 	struct efs_inode *dir = efs_inode(req, parent), *inode = NULL;
+	struct efs_istate *ist;
 	struct efs_file *f = NULL;
 	struct ekmfs_content *c = NULL;
 	struct ekmfs_content_env env;
@@ -706,17 +843,23 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	uint8_t *dek = NULL;
 	char rel[PATH_MAX];
 	uint64_t gen = __atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST);
-	int fd, ret, err;
+	int dirfd, fd, ret, err;
 
 	memset(&h, 0, sizeof(h));
 	if (is_meta_name(parent, name))
 		return EPERM;
-	fd = ekmfs_io->openat(dir->fd, name, backing_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
+	dirfd = efs_inode_fd(fs, dir);
+	if (dirfd < 0)
+		return -dirfd;
+	fd = ekmfs_io->openat(dirfd, name, backing_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
 		    mode & 07777);
-	if (fd == -1)
-		return errno;
+	if (fd == -1) {
+		err = errno;
+		efs_inode_fd_put(fs, dir);
+		return err;
+	}
 
-	err = give_to_caller(req, dir->fd, name, fd, mode);
+	err = give_to_caller(req, dirfd, name, fd, mode);
 	if (err)
 		goto out_unlink;
 
@@ -751,18 +894,19 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	f = file_new(fs, inode, fd, fi->flags, true);
 	if (!f)
 		goto out_unlink;
-	pthread_rwlock_wrlock(&inode->ci_lock);
-	if (!inode->ci_content) {
-		inode->ci_content = c;
+	ist = inode->st;
+	pthread_rwlock_wrlock(&ist->ci_lock);
+	if (!ist->ci_content) {
+		ist->ci_content = c;
 		inode->ci_format = EKMFS_FORMAT_V2;
 		c = NULL;
 	}
 	/* A lock during the create: the next use unwraps again (and fails). */
 	if (__atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST) != gen)
 		efs_crypto_close(fs, inode);
-	inode->ci_nopen++;
+	ist->ci_nopen++;
 	efs_cache_stamp(inode, fd);
-	pthread_rwlock_unlock(&inode->ci_lock);
+	pthread_rwlock_unlock(&ist->ci_lock);
 	efs_inode_ref(fs, inode);      /* the handle's reference */
 	reply_open_settings(fi, f);
 	err = 0;
@@ -771,12 +915,13 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 out_unlink:
 	/* Nothing half-made stays behind: no headerless file the user did
 	 * not ask for. */
-	(void)ekmfs_io->unlinkat(dir->fd, name, 0);
+	(void)ekmfs_io->unlinkat(dirfd, name, 0);
 	close(fd);
 	file_discard(fs, f);
 	if (inode)
 		efs_inode_unref(fs, inode, 1);
 out:
+	efs_inode_fd_put(fs, dir);
 	ekmfs_content_free(c);
 	ekmfs_wipe(&h, sizeof(h));
 	ekmfs_secure_free(dek, EKMFS_KEY_SIZE);
@@ -808,49 +953,48 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	bool want_write = (fi->flags & O_ACCMODE) != O_RDONLY;
 	bool fd_rw = true;
 	struct efs_fence fence;
+	struct efs_istate *ist;
 	struct efs_file *f;
-	char proc[64];
 	int fd, ret;
 	bool keep;
 
 	if (!S_ISREG(inode->type))
 		return S_ISDIR(inode->type) ? EISDIR : ENXIO;
-	proc_path(inode->fd, proc, sizeof(proc));
-	fd = open(proc, backing_flags(fi->flags));
-	if (fd == -1 && !want_write &&
-	    (errno == EACCES || errno == EROFS || errno == EPERM)) {
-		fd = open(proc, O_RDONLY | O_CLOEXEC);
+	fd = efs_inode_open(fs, inode, backing_flags(fi->flags));
+	if (fd < 0 && !want_write && (fd == -EACCES || fd == -EROFS || fd == -EPERM)) {
+		fd = efs_inode_open(fs, inode, O_RDONLY);
 		fd_rw = false;
 	}
-	if (fd == -1)
-		return errno;
+	if (fd < 0)
+		return -fd;
 	f = file_new(fs, inode, fd, fi->flags, fd_rw);
 	if (!f) {
 		close(fd);
 		return ENOMEM;
 	}
+	ist = inode->st;
 
 	/* Opening for writing may write a first header, or a new one (O_TRUNC). */
 	if (want_write)
 		efs_fence_enter(fs, inode, fd, &fence);
-	pthread_rwlock_wrlock(&inode->ci_lock);
+	pthread_rwlock_wrlock(&ist->ci_lock);
 	ret = efs_crypto_load(fs, inode, fd, want_write && fd_rw);
 	if (ret == -ENODATA)
 		ret = 0;         /* empty file, read-only open: nothing to load */
 	/* Decided before O_TRUNC: a truncate through the mount reaches the
 	 * page cache, a change behind the mount must empty it. */
 	keep = ret == 0 && efs_cache_still_valid(inode, fd);
-	if (ret == 0 && (fi->flags & O_TRUNC) && inode->ci_content && fd_rw) {
+	if (ret == 0 && (fi->flags & O_TRUNC) && ist->ci_content && fd_rw) {
 		ret = rekey(fs, inode, fd);
 		if (ret == 0 && efs_wire_kill_suidgid())
 			efs_drop_suidgid(fd);
 		efs_cache_stamp(inode, fd);
 	}
 	if (ret == 0)
-		inode->ci_nopen++;
+		ist->ci_nopen++;
 	else
 		efs_crypto_drop_if_unused(fs, inode);
-	pthread_rwlock_unlock(&inode->ci_lock);
+	pthread_rwlock_unlock(&ist->ci_lock);
 	if (want_write)
 		efs_fence_leave(fs, &fence);
 
@@ -894,20 +1038,20 @@ static int do_read(fuse_req_t req, size_t size, off_t off,
 	*outlen = 0;
 	if (off < 0)
 		return EINVAL;
-	pthread_rwlock_rdlock(&inode->ci_lock);
-	if (!inode->ci_content) {
-		pthread_rwlock_unlock(&inode->ci_lock);
-		pthread_rwlock_wrlock(&inode->ci_lock);
+	pthread_rwlock_rdlock(&inode->st->ci_lock);
+	if (!inode->st->ci_content) {
+		pthread_rwlock_unlock(&inode->st->ci_lock);
+		pthread_rwlock_wrlock(&inode->st->ci_lock);
 		shared = false;
 		ret = efs_crypto_load(fs, inode, f->fd, false);
 		if (ret < 0) {
-			pthread_rwlock_unlock(&inode->ci_lock);
+			pthread_rwlock_unlock(&inode->st->ci_lock);
 			return ret == -ENODATA ? 0 : -ret;
 		}
 	}
 	buf = malloc(size ? size : 1);
 	if (!buf) {
-		pthread_rwlock_unlock(&inode->ci_lock);
+		pthread_rwlock_unlock(&inode->st->ci_lock);
 		return ENOMEM;
 	}
 	/* Under the shared lock, in-place writers may be at work: never read
@@ -915,11 +1059,11 @@ static int do_read(fuse_req_t req, size_t size, off_t off,
 	if (shared && size)
 		efs_range_lock(inode, &range, (uint64_t)off / EKMFS_BLOCK_SIZE,
 			       ((uint64_t)off + size - 1) / EKMFS_BLOCK_SIZE, false);
-	n = ekmfs_content_read(inode->ci_content, buf, size, (uint64_t)off, &bad);
+	n = ekmfs_content_read(inode->st->ci_content, buf, size, (uint64_t)off, &bad);
 	err = content_errno(fs, inode, f->fd, n, bad);
 	if (shared && size)
 		efs_range_unlock(inode, &range);
-	pthread_rwlock_unlock(&inode->ci_lock);
+	pthread_rwlock_unlock(&inode->st->ci_lock);
 	if (err) {
 		/* Blocks before the bad one were opened into buf. */
 		ekmfs_wipe_bulk(buf, size);
@@ -967,11 +1111,11 @@ static bool write_in_place(struct efs_data *fs, struct efs_file *f, const char *
 
 	if (size == 0)
 		return false;
-	pthread_rwlock_rdlock(&inode->ci_lock);
-	if (inode->ci_content && ekmfs_content_write_in_place_ok(inode->ci_content, pos, size)) {
+	pthread_rwlock_rdlock(&inode->st->ci_lock);
+	if (inode->st->ci_content && ekmfs_content_write_in_place_ok(inode->st->ci_content, pos, size)) {
 		efs_range_lock(inode, &range, pos / EKMFS_BLOCK_SIZE,
 			       (pos + size - 1) / EKMFS_BLOCK_SIZE, true);
-		n = ekmfs_content_write(inode->ci_content, buf, size, pos, &bad);
+		n = ekmfs_content_write(inode->st->ci_content, buf, size, pos, &bad);
 		efs_range_unlock(inode, &range);
 		done = n != -EAGAIN;   /* -EAGAIN: its salt ran out meanwhile */
 		if (done) {
@@ -982,7 +1126,7 @@ static bool write_in_place(struct efs_data *fs, struct efs_file *f, const char *
 				efs_cache_stamp(inode, f->fd);
 		}
 	}
-	pthread_rwlock_unlock(&inode->ci_lock);
+	pthread_rwlock_unlock(&inode->st->ci_lock);
 	return done;
 }
 
@@ -1006,7 +1150,7 @@ static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
 	append = f->append && !fs->writeback;
 	if (!append && write_in_place(fs, f, buf, size, pos, written, &err))
 		return err;
-	pthread_rwlock_wrlock(&inode->ci_lock);
+	pthread_rwlock_wrlock(&inode->st->ci_lock);
 	ret = efs_crypto_load(fs, inode, f->fd, true);
 	if (ret == 0)
 		ret = writable_state(fs, inode, f->fd);
@@ -1017,19 +1161,19 @@ static int do_write(fuse_req_t req, const char *buf, size_t size, off_t off,
 	/* O_APPEND: the end is taken under the exclusive lock, so two
 	 * appenders never write to the same place. */
 	if (append)
-		pos = ekmfs_content_size(inode->ci_content);
-	n = ekmfs_content_write(inode->ci_content, buf, size, pos, &bad);
+		pos = ekmfs_content_size(inode->st->ci_content);
+	n = ekmfs_content_write(inode->st->ci_content, buf, size, pos, &bad);
 	err = content_errno(fs, inode, f->fd, n, bad);
 	if (!err) {
 		*written = (size_t)n;
 		/* A write may have replaced a damaged block: its next failure
 		 * is news again. */
-		__atomic_store_n(&inode->ci_bad_logged, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&inode->st->ci_bad_logged, 0, __ATOMIC_RELAXED);
 	}
 	if (!fs->writeback)            /* else efs_mtime_restore stamps */
 		efs_cache_stamp(inode, f->fd);
 out:
-	pthread_rwlock_unlock(&inode->ci_lock);
+	pthread_rwlock_unlock(&inode->st->ci_lock);
 	return err;
 }
 
@@ -1088,9 +1232,9 @@ static int do_fsync(struct efs_data *fs, struct efs_file *f, int datasync)
 	struct efs_inode *inode = f->inode;
 	int ret;
 
-	pthread_rwlock_wrlock(&inode->ci_lock);
-	if (inode->ci_content)
-		ret = ekmfs_content_sync(inode->ci_content, datasync);
+	pthread_rwlock_wrlock(&inode->st->ci_lock);
+	if (inode->st->ci_content)
+		ret = ekmfs_content_sync(inode->st->ci_content, datasync);
 	else
 		ret = (datasync ? ekmfs_io->fdatasync(f->fd) : ekmfs_io->fsync(f->fd)) < 0 ? -errno
 											: 0;
@@ -1100,7 +1244,7 @@ static int do_fsync(struct efs_data *fs, struct efs_file *f, int datasync)
 		efs_relpath(fs, f->fd, rel, sizeof(rel));
 		ekmfs_log(EKMFS_LOG_ERR, "%s: fsync: %s", rel, ekmfs_lasterr());
 	}
-	pthread_rwlock_unlock(&inode->ci_lock);
+	pthread_rwlock_unlock(&inode->st->ci_lock);
 	return -ret;
 }
 
@@ -1156,7 +1300,7 @@ static int do_fallocate(fuse_req_t req, int mode, off_t off, off_t len,
 		return EBADF;
 	end = (uint64_t)off + (uint64_t)len;
 
-	pthread_rwlock_wrlock(&inode->ci_lock);
+	pthread_rwlock_wrlock(&inode->st->ci_lock);
 	ret = efs_crypto_load(fs, inode, f->fd, true);
 	if (ret == 0)
 		ret = writable_state(fs, inode, f->fd);
@@ -1165,16 +1309,16 @@ static int do_fallocate(fuse_req_t req, int mode, off_t off, off_t len,
 		goto out;
 	}
 	if ((mode & ~FALLOC_FL_KEEP_SIZE) == 0) {
-		if (end > ekmfs_content_size(inode->ci_content))
-			ret = ekmfs_content_truncate(inode->ci_content, end, &bad);
+		if (end > ekmfs_content_size(inode->st->ci_content))
+			ret = ekmfs_content_truncate(inode->st->ci_content, end, &bad);
 	} else {
-		ret = ekmfs_content_punch(inode->ci_content, (uint64_t)off, (uint64_t)len, !keep,
+		ret = ekmfs_content_punch(inode->st->ci_content, (uint64_t)off, (uint64_t)len, !keep,
 					  &bad);
 	}
 	err = content_errno(fs, inode, f->fd, ret, bad);
 	efs_cache_stamp(inode, f->fd);
 out:
-	pthread_rwlock_unlock(&inode->ci_lock);
+	pthread_rwlock_unlock(&inode->st->ci_lock);
 	return err;
 }
 
@@ -1219,9 +1363,12 @@ static int do_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return ENOMEM;
-	fd = openat(efs_inode(req, ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd == -1)
+	fd = efs_inode_open(efs_data(req), efs_inode(req, ino), O_RDONLY | O_DIRECTORY);
+	if (fd < 0) {
+		errno = -fd;
+		fd = -1;
 		goto out_err;
+	}
 	d->dp = fdopendir(fd);
 	if (!d->dp)
 		goto out_err;
@@ -1368,10 +1515,18 @@ static void efs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 static void efs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	struct efs_data *fs = efs_data(req);
+	struct efs_inode *inode = efs_inode(req, ino);
 	struct statvfs st;
+	int fd = efs_inode_fd(fs, inode), res, saverr;
 
-	if (fstatvfs(efs_inode(req, ino)->fd, &st) == -1)
-		fuse_reply_err(req, errno);
+	if (fd < 0)
+		return (void)fuse_reply_err(req, -fd);
+	res = fstatvfs(fd, &st);
+	saverr = errno;
+	efs_inode_fd_put(fs, inode);
+	if (res == -1)
+		fuse_reply_err(req, saverr);
 	else
 		fuse_reply_statfs(req, &st);
 }

@@ -99,9 +99,10 @@ static struct seal_entry *unlink_entry(struct efs_seal_list *l, dev_t dev, ino_t
 	return NULL;
 }
 
-/* Whether e is still the file of inode: an inode number may come back for
- * a new file once the old one is gone; its handle has another generation. */
-static bool same_file(const struct seal_entry *e, struct efs_inode *inode)
+/* Whether e is still the file fd (a descriptor of the inode) is: an inode
+ * number may come back for a new file once the old one is gone; its handle
+ * has another generation. */
+static bool same_file(const struct seal_entry *e, int fd)
 {
 	struct {
 		struct file_handle fh;
@@ -110,7 +111,7 @@ static bool same_file(const struct seal_entry *e, struct efs_inode *inode)
 	int mount_id;
 
 	now.fh.handle_bytes = HANDLE_MAX;
-	if (name_to_handle_at(inode->fd, "", &now.fh, &mount_id, AT_EMPTY_PATH) < 0)
+	if (name_to_handle_at(fd, "", &now.fh, &mount_id, AT_EMPTY_PATH) < 0)
 		return false;
 	return now.fh.handle_type == e->fh.handle_type &&
 	       now.fh.handle_bytes == e->fh.handle_bytes &&
@@ -122,15 +123,23 @@ static bool same_file(const struct seal_entry *e, struct efs_inode *inode)
 /* No file handles here: make the state durable now and seal it. */
 static void seal_now(struct efs_data *fs, int fd, uint64_t seq)
 {
-	char rel[PATH_MAX];
-
+	char rel[PATH_MAX], proc[64];
 	struct efs_fence fence;
-	int rc = -1;
+	int rc = -1, sfd;
 
-	efs_fence_enter(fs, NULL, fd, &fence);
-	if (ekmfs_io->fdatasync(fd) == 0)
-		rc = ekmfs_content_seal(fd, seq);
+	/* Its own descriptor, as the pass opens one: O_NOATIME, so reading the
+	 * state does not move the atime the user may have just set (the
+	 * release that seals runs after close(2) has returned). */
+	proc_path(fd, proc, sizeof(proc));
+	sfd = open(proc, O_RDWR | O_CLOEXEC | O_NOATIME);
+	if (sfd < 0)
+		sfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	efs_fence_enter(fs, NULL, sfd, &fence);
+	if (sfd >= 0 && ekmfs_io->fdatasync(sfd) == 0)
+		rc = ekmfs_content_seal(sfd, seq);
 	efs_fence_leave(fs, &fence);
+	if (sfd >= 0)
+		close(sfd);
 	if (rc == 0)
 		return;
 	efs_relpath(fs, fd, rel, sizeof(rel));
@@ -145,7 +154,7 @@ void efs_seal_add(struct efs_data *fs, struct efs_inode *inode, int fd, uint64_t
 	struct seal_entry *e = calloc(1, sizeof(*e) + HANDLE_MAX), *old;
 	int mount_id;
 
-	if (!l || !e || getenv("EKMFS_TEST_NO_FILE_HANDLES")) {
+	if (!l || !e || !fs->handles || inode->dev != fs->backing_dev) {
 		free(e);
 		seal_now(fs, fd, seq);
 		return;
@@ -170,7 +179,7 @@ void efs_seal_add(struct efs_data *fs, struct efs_inode *inode, int fd, uint64_t
 	free(old);
 }
 
-uint64_t efs_seal_take(struct efs_data *fs, struct efs_inode *inode)
+uint64_t efs_seal_take(struct efs_data *fs, struct efs_inode *inode, int fd)
 {
 	struct efs_seal_list *l = fs->seals;
 	struct seal_entry *e;
@@ -181,13 +190,13 @@ uint64_t efs_seal_take(struct efs_data *fs, struct efs_inode *inode)
 	pthread_mutex_lock(&l->mu);
 	e = l->n ? unlink_entry(l, inode->dev, inode->ino) : NULL;
 	pthread_mutex_unlock(&l->mu);
-	if (e && same_file(e, inode))
+	if (e && same_file(e, fd))
 		seq = e->seq;
 	free(e);
 	return seq;
 }
 
-bool efs_seal_size(struct efs_data *fs, struct efs_inode *inode, uint64_t *size)
+bool efs_seal_size(struct efs_data *fs, dev_t dev, ino_t ino, int fd, uint64_t *size)
 {
 	struct efs_seal_list *l = fs->seals;
 	struct seal_entry *e = NULL;
@@ -195,10 +204,10 @@ bool efs_seal_size(struct efs_data *fs, struct efs_inode *inode, uint64_t *size)
 	if (!l || !__atomic_load_n(&l->n, __ATOMIC_RELAXED))
 		return false;
 	pthread_mutex_lock(&l->mu);
-	for (e = l->table[bucket(l, inode->dev, inode->ino)]; e; e = e->next)
-		if (e->dev == inode->dev && e->ino == inode->ino)
+	for (e = l->table[bucket(l, dev, ino)]; e; e = e->next)
+		if (e->dev == dev && e->ino == ino)
 			break;
-	if (e && same_file(e, inode))
+	if (e && same_file(e, fd))
 		*size = e->size;
 	else
 		e = NULL;

@@ -6,8 +6,8 @@
  * security labels) that the daemon, running as root, must not let a user set
  * on the backing files, so every call on them fails with EOPNOTSUPP. Values
  * are stored in plaintext (docs/DESIGN.md).
- * Every operation goes through /proc/self/fd/N of the inode's O_PATH fd, as
- * in libfuse's passthrough_ll.
+ * Every operation goes through /proc/self/fd/N of the inode's O_PATH fd
+ * (fdcache.c), as in libfuse's passthrough_ll.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,29 +25,52 @@ static bool is_user_xattr(const char *name)
 	return strncmp(name, XATTR_USER_PREFIX, sizeof(XATTR_USER_PREFIX) - 1) == 0;
 }
 
+/* /proc/self/fd/N of the inode's descriptor, pinned until proc_put; 0 or
+ * an errno. */
+static int proc_get(fuse_req_t req, fuse_ino_t ino, char proc[64])
+{
+	int fd = efs_inode_fd(efs_data(req), efs_inode(req, ino));
+
+	if (fd < 0)
+		return -fd;
+	proc_path(fd, proc, 64);
+	return 0;
+}
+
+static void proc_put(fuse_req_t req, fuse_ino_t ino)
+{
+	efs_inode_fd_put(efs_data(req), efs_inode(req, ino));
+}
+
 void efs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		  size_t size, int flags)
 {
 	char proc[64];
-	int res;
+	int err;
 
 	if (!is_user_xattr(name))
 		return (void)fuse_reply_err(req, EOPNOTSUPP);
-	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
-	res = ekmfs_io->setxattr(proc, name, value, size, flags);
-	fuse_reply_err(req, res == -1 ? errno : 0);
+	err = proc_get(req, ino, proc);
+	if (err)
+		return (void)fuse_reply_err(req, err);
+	err = ekmfs_io->setxattr(proc, name, value, size, flags) == -1 ? errno : 0;
+	proc_put(req, ino);
+	fuse_reply_err(req, err);
 }
 
 void efs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	char proc[64];
-	int res;
+	int err;
 
 	if (!is_user_xattr(name))
 		return (void)fuse_reply_err(req, EOPNOTSUPP);
-	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
-	res = ekmfs_io->removexattr(proc, name);
-	fuse_reply_err(req, res == -1 ? errno : 0);
+	err = proc_get(req, ino, proc);
+	if (err)
+		return (void)fuse_reply_err(req, err);
+	err = ekmfs_io->removexattr(proc, name) == -1 ? errno : 0;
+	proc_put(req, ino);
+	fuse_reply_err(req, err);
 }
 
 static int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
@@ -55,6 +78,7 @@ static int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 {
 	char proc[64];
 	ssize_t n;
+	int err;
 
 	*out = NULL;
 	/* "Not supported" rather than "no such attribute": that is what the
@@ -63,27 +87,25 @@ static int do_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	 * the first answer (two round trips per file of an ls -lR). */
 	if (!is_user_xattr(name))
 		return EOPNOTSUPP;
-	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
-	if (size == 0) {
-		n = getxattr(proc, name, NULL, 0);
-		if (n == -1)
-			return errno;
-		*outlen = n;
-		return 0;
+	if (size) {
+		*out = malloc(size);
+		if (!*out)
+			return ENOMEM;
 	}
-	*out = malloc(size);
-	if (!*out)
-		return ENOMEM;
+	err = proc_get(req, ino, proc);
+	if (err)
+		goto out;
 	n = getxattr(proc, name, *out, size);
-	if (n == -1) {
-		int saverr = errno;
-
+	err = n == -1 ? errno : 0;
+	proc_put(req, ino);
+	if (!err)
+		*outlen = n;
+out:
+	if (err) {
 		free(*out);
 		*out = NULL;
-		return saverr;
 	}
-	*outlen = n;
-	return 0;
+	return err;
 }
 
 void efs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -107,11 +129,13 @@ static int do_listxattr(fuse_req_t req, fuse_ino_t ino, char **out, size_t *outl
 	char proc[64], *all = NULL, *kept = NULL, *p;
 	ssize_t n = 0;
 	size_t klen = 0;
-	int tries;
+	int tries, saverr;
 
 	*out = NULL;
 	*outlen = 0;
-	proc_path(efs_inode(req, ino)->fd, proc, sizeof(proc));
+	n = proc_get(req, ino, proc);
+	if (n)
+		return (int)n;
 	/* The list may grow between sizing and reading it: retry a few times. */
 	for (tries = 0; tries < 5; tries++) {
 		n = listxattr(proc, NULL, 0);
@@ -119,15 +143,17 @@ static int do_listxattr(fuse_req_t req, fuse_ino_t ino, char **out, size_t *outl
 			break;
 		free(all);
 		all = malloc((size_t)n);
-		if (!all)
+		if (!all) {
+			proc_put(req, ino);
 			return ENOMEM;
+		}
 		n = listxattr(proc, all, (size_t)n);
 		if (n >= 0 || errno != ERANGE)
 			break;
 	}
+	saverr = errno;
+	proc_put(req, ino);
 	if (n < 0) {
-		int saverr = errno;
-
 		free(all);
 		return saverr;
 	}

@@ -232,7 +232,9 @@ class Mount:
         self.returncode = None
 
     def start(self, expect_ok=True):
-        argv = [str(EKMFS)]
+        # launcher: a command that execs the daemon (e.g. prlimit), so
+        # proc.pid is still the daemon's
+        argv = list(getattr(self.vol, "launcher", ())) + [str(EKMFS)]
         if self.vol.config_enabled:
             argv += ["-c", str(self.vol.config)]
         argv += list(self.args) + ["-f"]
@@ -327,6 +329,7 @@ class Volume:
         self.key_file = self.keydir / "local.key"
         self.config = self.root / "ekmfs.ini"
         self.config_enabled = True
+        self.launcher = []
         self.mounts = []
         for d in (self.backing, self.mnt):
             d.mkdir(mode=0o755)
@@ -339,6 +342,12 @@ class Volume:
         # line numbers of a test's own (possibly broken) lines do not move.
         if "[audit]" not in text:
             text += "\n[audit]\nfile = %s\n" % (self.root / "audit.log")
+        # The whole suite under another daemon setting, e.g.
+        # EKMFS_TEST_DAEMON="fd_cache = 1" (every inode descriptor evicted
+        # as soon as it is idle) or "inode_file_handles = never".
+        extra = os.environ.get("EKMFS_TEST_DAEMON")
+        if extra:
+            text += "\n[daemon]\n%s\n" % extra.replace(";", "\n")
         self.config.write_text(text)
 
     def admin(self, *args, config=True):

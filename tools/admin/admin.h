@@ -75,6 +75,7 @@ struct admin_status_ctx {
 	struct ekmfs_keyring *kr;
 	const struct admin_tally *tally;
 	struct json_object *states;     /* the daemon's `tenants` answer, or NULL */
+	struct json_object *inodes;     /* the daemon's `inodes` answer, or NULL */
 	char no_daemon[PATH_MAX + 128]; /* why states is NULL: "not mounted", ... */
 	time_t now;
 };
@@ -132,6 +133,13 @@ void admin_print_audit_events(FILE *f, int indent, int width);
  * NULL with why = "not mounted" or "unknown (...)". */
 struct json_object *admin_daemon_tenants(const struct ekmfs_config *cfg,
 					 const struct ekmfs_volume *vol, char *why, size_t whylen);
+/* The daemon's inode table and descriptors (a JSON object, caller puts
+ * it), or NULL (not mounted, or a daemon without the request). */
+struct json_object *admin_daemon_inodes(const struct ekmfs_config *cfg,
+					const struct ekmfs_volume *vol);
+/* status_tenant.c: the daemon's inodes line / JSON member */
+void admin_status_daemon_text(const struct admin_status_ctx *c);
+struct json_object *admin_status_daemon_json(const struct admin_status_ctx *c);
 /* The entry of tenant name in states (borrowed), or NULL. */
 struct json_object *admin_daemon_tenant(struct json_object *states, const char *name);
 /* lock.c: `lock [--tenant T] MOUNTPOINT`, `unlock [--tenant T] MOUNTPOINT` */

@@ -3,7 +3,8 @@
  * (src/fs/control.c owns the protocol).
  *
  * Owns: the `tenants` request that status uses to show each tenant's key
- * cache (the request itself: tools/common/control.c).
+ * cache, and the `inodes` request for the daemon's inode table and
+ * descriptors (the request itself: tools/common/control.c).
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -59,6 +60,27 @@ json_object *admin_daemon_tenants(const struct ekmfs_config *cfg,
 out:
 	free(reply);
 	return arr;
+}
+
+/* ---- the inodes request ---- */
+
+json_object *admin_daemon_inodes(const struct ekmfs_config *cfg, const struct ekmfs_volume *vol)
+{
+	char sock[PATH_MAX + 64];
+	json_object *o = NULL;
+	char *reply = NULL;
+
+	if (ekmfs_volume_control_path(cfg->control_dir, vol, sock, sizeof(sock)) == 0 &&
+	    tool_control_request(sock, "inodes\n", 5, &reply) == 0 &&
+	    strncmp(reply, "ok ", 3) == 0) {
+		o = json_tokener_parse(reply + 3);
+		if (o && !json_object_is_type(o, json_type_object)) {
+			json_object_put(o);
+			o = NULL;
+		}
+	}
+	free(reply);
+	return o;
 }
 
 json_object *admin_daemon_tenant(json_object *states, const char *name)

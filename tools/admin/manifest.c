@@ -18,18 +18,24 @@
  * not parse. PATH is last, with backslash, tab and newline escaped (\\ \t \n).
  * Nothing in it is secret: no plaintext, no key material.
  *
+ * Both commands stream: the walk visits BACKING in that order (memory grows
+ * with the largest directory, not the tree), the manifest is written as it
+ * goes, and --check merges it line by line with the walk.
+ *
  * Divisions: entries and the walk; hashing and header fields; writing;
  * reading a manifest back; the check; the command line.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -54,35 +60,8 @@ struct entry {
 	char key[FIELD_MAX];
 };
 
-struct entries {
-	struct entry *e;
-	size_t n, cap;
-};
-
-static int entries_add(struct entries *es, const struct entry *e)
-{
-	struct entry *grown = ekmfs_grow(es->e, &es->cap, es->n, sizeof(*grown), 64);
-
-	if (!grown)
-		return -ENOMEM;
-	es->e = grown;
-	es->e[es->n++] = *e;
-	return 0;
-}
-
-static void entries_free(struct entries *es)
-{
-	for (size_t i = 0; i < es->n; i++)
-		free(es->e[i].path);
-	free(es->e);
-	es->e = NULL;
-	es->n = es->cap = 0;
-}
-
-static int by_path(const void *a, const void *b)
-{
-	return strcmp(((const struct entry *)a)->path, ((const struct entry *)b)->path);
-}
+/* Called for each entry of BACKING in manifest order; nonzero stops. */
+typedef int (*entry_fn)(const struct entry *e, void *arg);
 
 /* ---- hashing and header fields ---- */
 
@@ -150,67 +129,82 @@ static void header_fields(int fd, off_t size, const struct ekmfs_keyring *kr,
 			 h.slot[slot].kek_version);
 }
 
-static struct {
-	struct entries *es;
+/*
+ * The walk visits BACKING in manifest order (paths sorted by strcmp) while
+ * holding only the names of the directories on the current path: each
+ * directory's names are sorted with, for a subdirectory, a second key
+ * "name/" standing for its subtree. Every path below it starts with that
+ * key and no sibling's name contains '/', so the subtree sorts exactly
+ * where strcmp puts its paths ("a", "a.x", "a/b"). Memory grows with the
+ * largest directory, not with the tree.
+ */
+struct walk {
 	const struct ekmfs_keyring *kr;
-	size_t root_len;
-	int rc;
-	struct tool_progress *progress;  /* on a terminal: bytes of data files hashed */
-} walk;
+	entry_fn fn;
+	void *arg;
+	int rc;                         /* first error (the walk goes on) */
+	bool stop;                      /* fn asked to stop */
+	struct tool_progress *progress; /* on a terminal: bytes of data files hashed */
+	char rel[PATH_MAX];             /* the current path relative to BACKING */
+};
 
-static int walk_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+struct item {
+	char *key;                      /* a name, or "name/" for its subtree */
+	bool subtree;
+};
+
+static int by_key(const void *a, const void *b)
 {
-	const char *rel = path + walk.root_len;
+	return strcmp(((const struct item *)a)->key, ((const struct item *)b)->key);
+}
+
+static void fail(struct walk *w, int rc, const char *what, const char *path)
+{
+	fprintf(stderr, "ekmfs-admin: %s %s: %s\n", what, path, strerror(-rc));
+	if (!w->rc)
+		w->rc = rc;
+}
+
+/* The entry of name in dirfd (rel: its path), handed to the visitor. */
+static void visit(struct walk *w, int dirfd, const char *name, const char *rel)
+{
 	struct entry e;
+	struct stat st;
 	int fd, rc;
 
-	(void)ftw;
-	while (*rel == '/')
-		rel++;
-	if (!*rel)
-		rel = ".";   /* BACKING itself: its mode and owner are the mount root's */
 	/* The lock file holds no data; a restore recreates it. */
 	if (strcmp(rel, EKMFS_META_DIR "/" EKMFS_LOCK_FILE) == 0)
-		return 0;
-	if (type == FTW_DNR || type == FTW_NS) {
-		fprintf(stderr, "ekmfs-admin: cannot read %s\n", path);
-		walk.rc = -EIO;
-		return 0;
-	}
+		return;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return fail(w, -errno, "cannot read", rel);
 	memset(&e, 0, sizeof(e));
-	e.mode = st->st_mode & 07777;
-	e.uid = st->st_uid;
-	e.gid = st->st_gid;
+	e.path = (char *)rel;
+	e.mode = st.st_mode & 07777;
+	e.uid = st.st_uid;
+	e.gid = st.st_gid;
 	strcpy(e.sha, "-");
 	strcpy(e.file_id, "-");
 	strcpy(e.key, "-");
 	strcpy(e.size, "-");
-	if (S_ISDIR(st->st_mode)) {
+	if (S_ISDIR(st.st_mode)) {
 		e.type = 'd';
-	} else if (S_ISLNK(st->st_mode)) {
+	} else if (S_ISLNK(st.st_mode)) {
 		char target[PATH_MAX];
-		ssize_t n = readlink(path, target, sizeof(target));
+		ssize_t n = readlinkat(dirfd, name, target, sizeof(target));
 
-		if (n < 0) {
-			fprintf(stderr, "ekmfs-admin: cannot read link %s: %s\n", path,
-				strerror(errno));
-			walk.rc = -errno;
-			return 0;
-		}
+		if (n < 0)
+			return fail(w, -errno, "cannot read link", rel);
 		e.type = 'l';
 		snprintf(e.size, sizeof(e.size), "%zd", n);
 		sha256_text(target, (size_t)n, e.sha);
-	} else if (S_ISREG(st->st_mode)) {
+	} else if (S_ISREG(st.st_mode)) {
 		e.type = 'f';
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0) {
-			fprintf(stderr, "ekmfs-admin: cannot open %s: %s\n", path, strerror(errno));
-			walk.rc = -errno;
-			return 0;
-		}
+		fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			return fail(w, -errno, "cannot open", rel);
 		if (strncmp(rel, EKMFS_META_DIR "/", sizeof(EKMFS_META_DIR)) != 0) {
-			header_fields(fd, st->st_size, walk.kr, &e);
-			tool_progress_add(walk.progress, (uint64_t)st->st_size);
+			header_fields(fd, st.st_size, w->kr, &e);
+			tool_progress_add(w->progress, (uint64_t)st.st_size);
 		}
 		rc = lseek(fd, 0, SEEK_SET) < 0 ? -errno : sha256_fd(fd, e.sha);
 		if (rc == 0) {
@@ -221,29 +215,118 @@ static int walk_one(const char *path, const struct stat *st, int type, struct FT
 			snprintf(e.size, sizeof(e.size), "%lld", (long long)now.st_size);
 		}
 		close(fd);
-		if (rc < 0) {
-			fprintf(stderr, "ekmfs-admin: cannot read %s: %s\n", path, strerror(-rc));
-			walk.rc = rc;
-			return 0;
-		}
+		if (rc < 0)
+			return fail(w, rc, "cannot read", rel);
 	} else {
-		return 0; /* sockets, fifos, devices: not volume content */
+		return; /* sockets, fifos, devices: not volume content */
 	}
-	e.path = strdup(rel);
-	if (!e.path || entries_add(walk.es, &e) < 0) {
-		free(e.path);
-		walk.rc = -ENOMEM;
-		return 1;
-	}
-	return 0;
+	if (w->fn(&e, w->arg))
+		w->stop = true;
 }
 
-/* Describe BACKING: its volume id (for the header) and its sorted entries. */
+static void free_items(struct item *it, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(it[i].key);
+	free(it);
+}
+
+/* Visit the entries of directory dirfd (consumed) whose path w->rel has
+ * len bytes ("" for BACKING, whose own entry is "."). */
+static void walk_dir(struct walk *w, int dirfd, size_t len)
+{
+	struct item *it = NULL, *grown;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d = fdopendir(dirfd);
+
+	if (!d) {
+		close(dirfd);
+		return fail(w, -errno, "cannot read", len ? w->rel : ".");
+	}
+	while ((errno = 0, de = readdir(d))) {
+		bool dir = de->d_type == DT_DIR;
+		size_t nlen = strlen(de->d_name);
+		struct stat st;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (de->d_type == DT_UNKNOWN)
+			dir = fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			      S_ISDIR(st.st_mode);
+		grown = ekmfs_grow(it, &cap, n + 1, sizeof(*it), 64);
+		if (!grown)
+			goto nomem;
+		it = grown;
+		if (!(it[n].key = strdup(de->d_name)))
+			goto nomem;
+		it[n++].subtree = false;
+		if (!dir)
+			continue;
+		if (!(it[n].key = malloc(nlen + 2)))
+			goto nomem;
+		memcpy(it[n].key, de->d_name, nlen);
+		memcpy(it[n].key + nlen, "/", 2);
+		it[n++].subtree = true;
+	}
+	if (errno)
+		fail(w, -errno, "cannot read", len ? w->rel : ".");
+	if (!len) {             /* BACKING itself: its mode and owner are the mount root's */
+		grown = ekmfs_grow(it, &cap, n, sizeof(*it), 64);
+		if (!grown || !(grown[n].key = strdup(".")))
+			goto nomem;
+		it = grown;
+		it[n++].subtree = false;
+	}
+	if (n)
+		qsort(it, n, sizeof(*it), by_key);
+	for (size_t i = 0; i < n && !w->stop; i++) {
+		char *name = it[i].key;
+		size_t nlen = strlen(name) - it[i].subtree;
+		int fd;
+
+		if (len + 1 + nlen >= sizeof(w->rel)) {
+			fail(w, -ENAMETOOLONG, "cannot read", w->rel);
+			continue;
+		}
+		if (len)
+			w->rel[len] = '/';
+		memcpy(w->rel + len + !!len, name, nlen);
+		w->rel[len + !!len + nlen] = '\0';
+		if (!len && !strcmp(name, ".")) {
+			visit(w, dirfd, ".", ".");
+		} else if (!it[i].subtree) {
+			visit(w, dirfd, name, w->rel);
+		} else {
+			name[nlen] = '\0';
+			fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0)
+				fail(w, -errno, "cannot read", w->rel);
+			else
+				walk_dir(w, fd, len + !!len + nlen);
+		}
+		w->rel[len] = '\0';
+	}
+	free_items(it, n);
+	closedir(d);
+	return;
+nomem:
+	fail(w, -ENOMEM, "cannot list", len ? w->rel : ".");
+	w->stop = true;
+	free_items(it, n);
+	closedir(d);
+}
+
+/*
+ * Visit BACKING's entries in manifest order; id gets its volume id (for the
+ * header). 0, or the first error (after the walk went on past it).
+ */
 static int describe(const char *backing, char id[2 * EKMFS_VOLUME_ID_SIZE + 1],
-		    struct entries *es)
+		    entry_fn fn, void *arg)
 {
 	struct ekmfs_keyring kr = { 0 };
 	struct ekmfs_volume vol;
+	struct walk *w;
 	int fd, rc;
 
 	fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -254,29 +337,31 @@ static int describe(const char *backing, char id[2 * EKMFS_VOLUME_ID_SIZE + 1],
 	rc = ekmfs_volume_read(fd, &vol);
 	if (rc == 0)
 		rc = ekmfs_keyring_read(fd, &kr);
-	close(fd);
 	if (rc < 0) {
+		close(fd);
 		fprintf(stderr, "ekmfs-admin: %s\n",
 			ekmfs_lasterr()[0] ? ekmfs_lasterr() : strerror(-rc));
 		return rc;
 	}
 	ekmfs_hex(vol.volume_id, sizeof(vol.volume_id), id);
-	walk.es = es;
-	walk.kr = &kr;
-	walk.root_len = strlen(backing);
-	walk.rc = 0;
-	walk.progress = tool_progress_start(&(struct tool_progress_opts){
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		close(fd);
+		ekmfs_keyring_free(&kr);
+		return -ENOMEM;
+	}
+	w->kr = &kr;
+	w->fn = fn;
+	w->arg = arg;
+	w->progress = tool_progress_start(&(struct tool_progress_opts){
 		.label = "backup-manifest", .unit = TOOL_BYTES, .show = TOOL_SHOW_TTY,
 		.total = tool_progress_shown(TOOL_SHOW_TTY) ? admin_bytes_below(backing) : 0 });
-	if (nftw(backing, walk_one, 32, FTW_PHYS) < 0 && !walk.rc)
-		walk.rc = -errno;
-	tool_progress_stop(walk.progress);
-	walk.progress = NULL;
+	walk_dir(w, fd, 0);
+	tool_progress_stop(w->progress);
+	rc = w->rc;
+	free(w);
 	ekmfs_keyring_free(&kr);
-	if (walk.rc < 0)
-		return walk.rc;
-	qsort(es->e, es->n, sizeof(es->e[0]), by_path);
-	return 0;
+	return rc;
 }
 
 /* ---- writing ---- */
@@ -303,25 +388,57 @@ static void put_entry(FILE *f, const struct entry *e)
 	fputc('\n', f);
 }
 
+static int put_visited(const struct entry *e, void *arg)
+{
+	put_entry(arg, e);
+	return 0;
+}
+
+/* Entries are written as the walk visits them, so memory does not grow with
+ * the number of files. The volume id heads the manifest: it is read first,
+ * and the header printed by the first entry (always ".", or nothing). */
+struct writer {
+	FILE *f;
+	const char *id;
+	bool started;
+};
+
+static void put_header(struct writer *wr)
+{
+	char now[32];
+
+	ekmfs_time_rfc3339(time(NULL), now, sizeof(now));
+	fprintf(wr->f, "%s\n# volume-id %s\n# written %s\n", MANIFEST_MAGIC, wr->id, now);
+	fprintf(wr->f, "# type mode uid:gid size sha256 file-id key path\n");
+	wr->started = true;
+}
+
+static int write_visited(const struct entry *e, void *arg)
+{
+	struct writer *wr = arg;
+
+	if (!wr->started)
+		put_header(wr);
+	return put_visited(e, wr->f);
+}
+
 static int write_manifest(const char *backing, const char *out_path)
 {
-	struct entries es = { 0 };
-	char id[2 * EKMFS_VOLUME_ID_SIZE + 1], now[32];
+	char id[2 * EKMFS_VOLUME_ID_SIZE + 1] = "";
+	struct writer wr = { .id = id };
 	FILE *f = stdout;
 	int status = EXIT_FAIL;
 
-	if (describe(backing, id, &es) < 0)
-		goto out;
 	if (out_path && !(f = fopen(out_path, "we"))) {
 		fprintf(stderr, "ekmfs-admin: cannot create %s: %s\n", out_path, strerror(errno));
 		f = NULL;
 		goto out;
 	}
-	ekmfs_time_rfc3339(time(NULL), now, sizeof(now));
-	fprintf(f, "%s\n# volume-id %s\n# written %s\n", MANIFEST_MAGIC, id, now);
-	fprintf(f, "# type mode uid:gid size sha256 file-id key path\n");
-	for (size_t i = 0; i < es.n; i++)
-		put_entry(f, &es.e[i]);
+	wr.f = f;
+	if (describe(backing, id, write_visited, &wr) < 0)
+		goto out;
+	if (!wr.started)
+		put_header(&wr);
 	if (fflush(f) != 0 || ferror(f)) {
 		fprintf(stderr, "ekmfs-admin: writing the manifest: %s\n", strerror(errno));
 		goto out;
@@ -332,7 +449,9 @@ out:
 		fprintf(stderr, "ekmfs-admin: writing %s: %s\n", out_path, strerror(errno));
 		status = EXIT_FAIL;
 	}
-	entries_free(&es);
+	/* No half manifest left under the name asked for. */
+	if (status != EXIT_OK && out_path && f)
+		(void)unlink(out_path);
 	return status;
 }
 
@@ -402,56 +521,84 @@ static int parse_line(char *line, struct entry *e)
 	return e->path ? 0 : -ENOMEM;
 }
 
-static int read_manifest(const char *path, char id[2 * EKMFS_VOLUME_ID_SIZE + 1],
-			 struct entries *es)
+/* A manifest read line by line: its entries come sorted by path. */
+struct reader {
+	const char *path;
+	FILE *f;
+	char *line;
+	size_t cap;
+	int lineno;
+	char id[2 * EKMFS_VOLUME_ID_SIZE + 1];
+	struct entry e;                 /* the current entry (e.path: NULL at the end) */
+};
+
+static void reader_close(struct reader *r)
 {
-	char *line = NULL;
-	size_t cap = 0;
+	free(r->e.path);
+	r->e.path = NULL;
+	free(r->line);
+	r->line = NULL;
+	if (r->f)
+		fclose(r->f);
+	r->f = NULL;
+}
+
+/* The next entry into r->e (r->e.path NULL at the end). 0 or -errno. */
+static int reader_next(struct reader *r)
+{
 	ssize_t len;
-	int lineno = 0, rc = 0;
-	FILE *f = fopen(path, "re");
+	char *prev = r->e.path;
+	int rc = 0;
 
-	id[0] = '\0';
-	if (!f) {
-		fprintf(stderr, "ekmfs-admin: cannot open %s: %s\n", path, strerror(errno));
-		return -errno;
-	}
-	while ((len = getline(&line, &cap, f)) >= 0) {
-		struct entry e;
-
-		lineno++;
-		if (len > 0 && line[len - 1] == '\n')
-			line[--len] = '\0';
-		if (lineno == 1 && strcmp(line, MANIFEST_MAGIC) != 0) {
+	r->e.path = NULL;
+	while ((len = getline(&r->line, &r->cap, r->f)) >= 0) {
+		r->lineno++;
+		if (len > 0 && r->line[len - 1] == '\n')
+			r->line[--len] = '\0';
+		if (r->lineno == 1 && strcmp(r->line, MANIFEST_MAGIC) != 0) {
 			fprintf(stderr, "ekmfs-admin: %s is not an ekmfs backup manifest "
-				"(first line is not '%s')\n", path, MANIFEST_MAGIC);
+				"(first line is not '%s')\n", r->path, MANIFEST_MAGIC);
 			rc = -EINVAL;
 			break;
 		}
-		if (line[0] == '#') {
-			if (strncmp(line, "# volume-id ", 12) == 0)
-				snprintf(id, 2 * EKMFS_VOLUME_ID_SIZE + 1, "%s", line + 12);
+		if (r->line[0] == '#') {
+			if (strncmp(r->line, "# volume-id ", 12) == 0)
+				snprintf(r->id, sizeof(r->id), "%s", r->line + 12);
 			continue;
 		}
-		if (!line[0])
+		if (!r->line[0])
 			continue;
-		rc = parse_line(line, &e);
-		if (rc == 0)
-			rc = entries_add(es, &e);
+		rc = parse_line(r->line, &r->e);
 		if (rc < 0) {
-			fprintf(stderr, "ekmfs-admin: %s:%d: malformed manifest line\n", path, lineno);
-			break;
+			fprintf(stderr, "ekmfs-admin: %s:%d: malformed manifest line\n", r->path,
+				r->lineno);
+		} else if (prev && strcmp(prev, r->e.path) >= 0) {
+			fprintf(stderr, "ekmfs-admin: %s:%d: not sorted by path (a manifest is "
+				"written sorted)\n", r->path, r->lineno);
+			rc = -EINVAL;
 		}
+		break;
 	}
-	if (lineno == 0 && rc == 0) {
-		fprintf(stderr, "ekmfs-admin: %s is empty\n", path);
+	if (rc == 0 && r->lineno == 0) {
+		fprintf(stderr, "ekmfs-admin: %s is empty\n", r->path);
 		rc = -EINVAL;
 	}
-	free(line);
-	fclose(f);
-	if (rc == 0)
-		qsort(es->e, es->n, sizeof(es->e[0]), by_path);
+	free(prev);
 	return rc;
+}
+
+/* Open the manifest and read up to its first entry (the header lines
+ * before it give the volume id). */
+static int reader_open(struct reader *r, const char *path)
+{
+	memset(r, 0, sizeof(*r));
+	r->path = path;
+	r->f = fopen(path, "re");
+	if (!r->f) {
+		fprintf(stderr, "ekmfs-admin: cannot open %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	return reader_next(r);
 }
 
 /* ---- the check ---- */
@@ -483,47 +630,78 @@ static void print_path(const char *label, const char *path, const char *what)
 	printf("\n");
 }
 
+/* The merge of the manifest's entries (want) with BACKING's (got, as the
+ * walk visits them): both come sorted by path, so nothing is held. */
+struct check {
+	struct reader want;
+	const char *backing;
+	const char *got_id;             /* BACKING's volume id (read before any entry) */
+	bool started;
+	int rc;                         /* the manifest's first error */
+	unsigned long long match, missing, differ, extra;
+};
+
+static int check_visited(const struct entry *got, void *arg)
+{
+	struct check *c = arg;
+	char what[160];
+	int cmp;
+
+	if (!c->started) {
+		c->started = true;
+		if (c->want.id[0] && strcmp(c->want.id, c->got_id) != 0)
+			printf("VOLUME %s has volume id %s, the manifest %s\n", c->backing,
+			       c->got_id, c->want.id);
+	}
+	for (;;) {
+		cmp = c->want.e.path ? strcmp(c->want.e.path, got->path) : 1;
+		if (cmp >= 0)
+			break;
+		print_path("MISSING", c->want.e.path, NULL);
+		c->missing++;
+		c->rc = reader_next(&c->want);
+		if (c->rc < 0)
+			return 1;
+	}
+	if (cmp > 0) {
+		print_path("EXTRA", got->path, NULL);
+		c->extra++;
+		return 0;
+	}
+	differences(&c->want.e, got, what, sizeof(what));
+	if (what[0]) {
+		print_path("DIFFERS", got->path, what);
+		c->differ++;
+	} else {
+		c->match++;
+	}
+	c->rc = reader_next(&c->want);
+	return c->rc < 0;
+}
+
 static int check_manifest(const char *manifest, const char *backing)
 {
-	struct entries want = { 0 }, got = { 0 };
-	char want_id[2 * EKMFS_VOLUME_ID_SIZE + 1], got_id[2 * EKMFS_VOLUME_ID_SIZE + 1];
-	char what[160];
-	unsigned long long match = 0, missing = 0, differ = 0, extra = 0;
-	size_t i = 0, j = 0;
+	char got_id[2 * EKMFS_VOLUME_ID_SIZE + 1] = "";
+	struct check c = { .backing = backing, .got_id = got_id };
 	int status = EXIT_FAIL;
 
-	if (read_manifest(manifest, want_id, &want) < 0 || describe(backing, got_id, &got) < 0)
+	if (reader_open(&c.want, manifest) < 0)
 		goto out;
-	if (want_id[0] && strcmp(want_id, got_id) != 0)
-		printf("VOLUME %s has volume id %s, the manifest %s\n", backing, got_id, want_id);
-	while (i < want.n || j < got.n) {
-		int cmp = i == want.n ? 1 : j == got.n ? -1 : strcmp(want.e[i].path, got.e[j].path);
-
-		if (cmp < 0) {
-			print_path("MISSING", want.e[i++].path, NULL);
-			missing++;
-		} else if (cmp > 0) {
-			print_path("EXTRA", got.e[j++].path, NULL);
-			extra++;
-		} else {
-			differences(&want.e[i], &got.e[j], what, sizeof(what));
-			if (what[0]) {
-				print_path("DIFFERS", want.e[i].path, what);
-				differ++;
-			} else {
-				match++;
-			}
-			i++;
-			j++;
-		}
+	if (describe(backing, got_id, check_visited, &c) < 0 || c.rc < 0)
+		goto out;
+	while (c.want.e.path) {
+		print_path("MISSING", c.want.e.path, NULL);
+		c.missing++;
+		if (reader_next(&c.want) < 0)
+			goto out;
 	}
-	printf("check: %llu match, %llu missing, %llu differ, %llu extra\n", match, missing,
-	       differ, extra);
-	if (!missing && !differ && !extra && (!want_id[0] || strcmp(want_id, got_id) == 0))
+	printf("check: %llu match, %llu missing, %llu differ, %llu extra\n", c.match,
+	       c.missing, c.differ, c.extra);
+	if (!c.missing && !c.differ && !c.extra &&
+	    (!c.want.id[0] || strcmp(c.want.id, got_id) == 0))
 		status = EXIT_OK;
 out:
-	entries_free(&want);
-	entries_free(&got);
+	reader_close(&c.want);
 	return status;
 }
 

@@ -231,6 +231,7 @@ int admin_status(const char *backing, const struct ekmfs_config *cfg)
 	printf("misplaced files: %llu%s\n", (unsigned long long)misplaced, misplaced ?
 	       " (wrapped by another tenant than their path routes to: run ekmfs-rotate "
 	       "migrate)" : "");
+	admin_status_daemon_text(&ctx);
 	status = EXIT_OK;
 out:
 	admin_status_ctx_free(&ctx);

@@ -151,6 +151,7 @@ static int status_json(const char *backing, const struct ekmfs_config *cfg)
 	json_object_object_add(root, "files", files);
 	json_object_object_add(root, "misplaced_files", json_object_new_int64(
 				       (int64_t)admin_tally_misplaced(&tally, &kr, NULL, NULL)));
+	json_object_object_add(root, "daemon", admin_status_daemon_json(&ctx));
 	printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 						      JSON_C_TO_STRING_NOSLASHESCAPE));
 	status = EXIT_OK;

@@ -10,7 +10,8 @@
  * reload), or only in the keyring (removed from the configuration: its
  * files stay readable, new files route elsewhere).
  *
- * Divisions: the context; cache and policy words; text; JSON.
+ * Divisions: the context; cache and policy words; the daemon's inodes; text;
+ * JSON.
  */
 #include <json-c/json.h>
 #include <stdio.h>
@@ -32,12 +33,15 @@ void admin_status_ctx_init(struct admin_status_ctx *c, const struct ekmfs_config
 	c->now = tally->now ? tally->now : time(NULL);
 	c->no_daemon[0] = '\0';
 	c->states = admin_daemon_tenants(cfg, vol, c->no_daemon, sizeof(c->no_daemon));
+	c->inodes = c->states ? admin_daemon_inodes(cfg, vol) : NULL;
 }
 
 void admin_status_ctx_free(struct admin_status_ctx *c)
 {
 	json_object_put(c->states);
 	c->states = NULL;
+	json_object_put(c->inodes);
+	c->inodes = NULL;
 }
 
 /* ---- cache and policy words ---- */
@@ -118,6 +122,36 @@ static void time_text(time_t t, char *out, size_t len)
 		snprintf(out, len, "never");
 	else
 		ekmfs_time_rfc3339(t, out, len);
+}
+
+/* ---- the daemon's inodes ---- */
+
+void admin_status_daemon_text(const struct admin_status_ctx *c)
+{
+	json_object *fc = NULL, *v;
+	int64_t inodes, bytes;
+
+	if (!c->inodes)
+		return;
+	inodes = json_int(c->inodes, "inodes");
+	bytes = json_int(c->inodes, "inode_bytes");
+	json_object_object_get_ex(c->inodes, "fd_cache", &fc);
+	printf("daemon inodes:  %lld held for the kernel (%lld bytes, %s)\n",
+	       (long long)inodes, (long long)bytes,
+	       json_object_object_get_ex(c->inodes, "file_handles", &v) &&
+	       json_object_get_boolean(v) ? "named by file handles"
+					  : "one descriptor each: no file handles");
+	printf("daemon fds:     %lld of %lld (inode descriptors %lld: %lld cached of %lld, "
+	       "%lld kept)\n",
+	       (long long)json_int(c->inodes, "descriptors"),
+	       (long long)json_int(c->inodes, "descriptor_limit"), (long long)json_int(fc, "held"),
+	       (long long)json_int(fc, "cached"), (long long)json_int(fc, "limit"),
+	       (long long)json_int(fc, "kept"));
+}
+
+json_object *admin_status_daemon_json(const struct admin_status_ctx *c)
+{
+	return c->inodes ? json_object_get(c->inodes) : NULL;
 }
 
 /* ---- text ---- */
