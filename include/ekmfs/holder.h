@@ -25,6 +25,7 @@ struct ekmfs_holder {
 	char host[256];
 	long pid;
 	char mountpoint[PATH_MAX];
+	bool shared;                    /* mounted with -o shared ("mode") */
 	time_t started;                 /* as the holder's clock says */
 	struct timespec since;          /* the record's mtime, the backing store's clock */
 };

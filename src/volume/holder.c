@@ -60,6 +60,8 @@ static int holder_read(int backing_fd, const char *name, struct ekmfs_holder *h)
 		h->pid = (long)json_object_get_int64(v);
 	if (doc && json_object_object_get_ex(doc, "mountpoint", &v))
 		snprintf(h->mountpoint, sizeof(h->mountpoint), "%s", json_object_get_string(v));
+	if (doc && json_object_object_get_ex(doc, "mode", &v))
+		h->shared = strcmp(json_object_get_string(v), "shared") == 0;
 	if (doc && json_object_object_get_ex(doc, "started", &v))
 		(void)ekmfs_time_parse_rfc3339(json_object_get_string(v), &h->started);
 	/* The recovery mark carries the time its holder started, in the
@@ -91,6 +93,8 @@ static int holder_write(int backing_fd, const char *name, const struct ekmfs_hol
 	    json_object_object_add(doc, "host", json_object_new_string(h->host)) == 0 &&
 	    json_object_object_add(doc, "pid", json_object_new_int64(h->pid)) == 0 &&
 	    json_object_object_add(doc, "mountpoint", json_object_new_string(h->mountpoint)) == 0 &&
+	    json_object_object_add(doc, "mode", json_object_new_string(h->shared ? "shared"
+										: "exclusive")) == 0 &&
 	    json_object_object_add(doc, "started", json_object_new_string(when)) == 0 &&
 	    (!with_since ||
 	     (json_object_object_add(doc, "since_sec", json_object_new_int64(h->since.tv_sec)) == 0 &&
