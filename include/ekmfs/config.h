@@ -100,6 +100,7 @@ struct ekmfs_config {
 	double entry_timeout;
 	unsigned max_threads;
 	bool writeback_cache;               /* kernel write-back caching of file data */
+	bool shared;                        /* several daemons mount the volume (docs/SHARED.md) */
 	unsigned read_ahead_kb;             /* the mount's kernel read-ahead (0: kernel default) */
 	int log_level;                      /* enum ekmfs_log_level */
 	char log_file[PATH_MAX];            /* the daemon's own log file; "" = syslog/stderr */

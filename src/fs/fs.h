@@ -19,6 +19,7 @@
  *   control.c  the control socket: lock / unlock of a mounted volume
  *   fsaudit.c  audit records of the daemon (mount, tamper, lock, reload)
  *   logsink.c  where the log goes: log_file, syslog if one listens, stderr
+ *   shared.c   shared mode: the file lease held while a state is loaded
  *
  * Lock order: an inode's content lock (ci_lock) may be held while taking
  * efs_data.mutex (the table lock), never the other way round. A block range
@@ -91,6 +92,9 @@ struct efs_inode {
 	 * mtime it set, which our writes put back (km_valid: one was set). */
 	bool km_valid;
 	struct timespec km_mtime;
+	/* Shared mode: the descriptor + 1 holding this file's lease while
+	 * ci_content is loaded (0: none). Protected by ci_lock. */
+	int sh_lease;
 };
 
 /* One held block range [first, last]; lives on the holder's stack. */
@@ -130,6 +134,7 @@ struct efs_data {
 	_Atomic double entry_timeout;
 	bool debug;
 	bool writeback;               /* the kernel caches writes (set in init) */
+	bool shared;                  /* several daemons serve the volume (shared.c) */
 	struct fuse_session *se;      /* for cache invalidation on lock */
 	struct ekmfs_audit *audit;    /* NULL when the audit log is unusable */
 	/* +1 on every ekmfs-admin lock (control.c): a DEK unwrapped while it
@@ -196,6 +201,15 @@ bool efs_mtime_known(struct efs_inode *inode);
  * *changed: false when the time flush of an unlinked file was skipped. */
 int efs_mtime_set(struct efs_inode *inode, int fd, const char *path,
 		  const struct timespec tv[2], bool writeback, bool *changed);
+
+/* shared.c: the file lease of shared mode (no-ops otherwise). take: before
+ * a state is loaded (waits while another host holds it); drop: after it
+ * is closed. lease_fd: a lease on fd for a file whose inode is not known
+ * yet (-1 when not shared, -errno), adopt: the inode takes it. */
+int efs_shared_lease_take(struct efs_data *fs, struct efs_inode *inode);
+void efs_shared_lease_drop(struct efs_inode *inode);
+int efs_shared_lease_fd(struct efs_data *fs, int fd);
+void efs_shared_lease_adopt(struct efs_inode *inode, int lfd);
 
 /* wire.c: /dev/fuse I/O through libfuse's custom I/O, to negotiate
  * FUSE_HANDLE_KILLPRIV_V2 (see there). attach after fuse_session_mount;

@@ -329,7 +329,24 @@ static int report_damage(struct efs_data *fs, int fd, const uint8_t *file_id, in
  * for a damaged header or state (logged, audited), -ENOKEY when the key is
  * unavailable.
  */
+static int crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool create);
+
 int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool create)
+{
+	int ret;
+
+	if (inode->ci_content)
+		return 0;
+	/* Shared mode: read the state only under the file's lease. */
+	ret = efs_shared_lease_take(fs, inode);
+	if (ret == 0)
+		ret = crypto_load(fs, inode, fd, create);
+	if (!inode->ci_content)
+		efs_shared_lease_drop(inode);
+	return ret;
+}
+
+static int crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool create)
 {
 	struct ekmfs_content_env env;
 	struct ekmfs_header h;
@@ -434,6 +451,7 @@ void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode)
 		efs_seal_add(fs, inode, fd, seal, size);
 	if (fd >= 0)
 		close(fd);
+	efs_shared_lease_drop(inode);   /* sealed: shared mode seals at once */
 }
 
 /* On the last release the keys leave memory; the next open unwraps again,

@@ -125,6 +125,7 @@ struct cmdline {
 	char *config_copy;      /* -o config=PATH owns its string */
 	bool foreground;
 	bool debug;
+	bool shared;            /* -o shared (docs/SHARED.md) */
 	char *fuse_opts;        /* comma-separated, for FUSE */
 	const char *backing;
 	const char *mountpoint;
@@ -163,6 +164,8 @@ static int take_mount_options(struct cmdline *cl, const char *arg)
 				ret = -ENOMEM;
 				break;
 			}
+		} else if (strcmp(opt, "shared") == 0) {
+			cl->shared = true;
 		} else if (is_mount_only_option(opt)) {
 			continue;
 		} else if (fuse_opt_add_opt(&cl->fuse_opts, opt) == -1) {
@@ -502,11 +505,20 @@ int main(int argc, char **argv)
 	}
 	fs.backing_fd = backing_fd;
 	fs.volume_version = ekmfs_keys_volume(fs.keys)->format_version;
+	/* Shared mode: the kernel caches neither data past a close nor
+	 * attributes and names (docs/SHARED.md). */
+	fs.shared = cl.shared || cfg.shared;
+	if (fs.shared) {
+		cfg.shared = true;
+		cfg.writeback_cache = false;
+		cfg.attr_timeout = cfg.entry_timeout = 0;
+	}
 	/* One daemon per volume: the lock on the backing store itself, so a
-	 * second mount on this or another host is refused, nothing mounted. */
+	 * second mount on this or another host is refused, nothing mounted.
+	 * Shared daemons share it, and exclude exclusive ones. */
 	ekmfs_clearerr();
-	ret = ekmfs_volume_take(backing_fd, mnt, &mount_lock, &recover, &fs.recover_since,
-				&other);
+	ret = (fs.shared ? ekmfs_volume_take_shared : ekmfs_volume_take)(
+		backing_fd, mnt, &mount_lock, &recover, &fs.recover_since, &other);
 	if (ret < 0) {
 		report_failure(ret);
 		goto out;
@@ -540,6 +552,12 @@ int main(int argc, char **argv)
 	 * first loaded (logged). */
 	if (recover)
 		(void)efs_recover(&fs);
+	/* Shared: the first daemon recovered alone; now others may join. */
+	ret = fs.shared ? ekmfs_volume_share(mount_lock) : 0;
+	if (ret < 0) {
+		fprintf(stderr, "ekmfs: cannot share the mount lock: %s\n", strerror(-ret));
+		goto out;
+	}
 	/* Tenants: create the keys of new ones, adopt paths and dates. A path
 	 * that is not in the volume, or a tenant whose CMK cannot be used,
 	 * refuses the mount: its customer's files must not land elsewhere. */

@@ -24,6 +24,14 @@ from pathlib import Path
 import pytest
 
 GLUSTER = ["gluster", "--mode=script"]
+# What docs/SHARED.md asks of a GlusterFS volume under ekmfs: no client-side
+# caching of data or metadata, so what one client wrote and closed is what
+# the other reads (the defaults keep attributes for 1 s and cache reads).
+SHARED_VOLUME_OPTIONS = ("performance.stat-prefetch", "performance.quick-read",
+                         "performance.io-cache", "performance.read-ahead",
+                         "performance.readdir-ahead", "performance.open-behind",
+                         "performance.write-behind", "performance.nl-cache")
+SHARED_MOUNT_OPTIONS = "attribute-timeout=0,entry-timeout=0,negative-timeout=0"
 PIDFILE = "/run/ekmfs-test-glusterd.pid"
 
 
@@ -106,9 +114,12 @@ class Gluster:
         self.gluster("volume", "create", self.name, "replica", "2",
                      *["%s:%s" % (self.host, b) for b in self.bricks], "force")
         self.created = True
+        for opt in SHARED_VOLUME_OPTIONS:
+            self.gluster("volume", "set", self.name, opt, "off")
         self.gluster("volume", "start", self.name)
         for c in self.clients:
-            r = _run(["mount", "-t", "glusterfs", "%s:/%s" % (self.host, self.name), str(c)])
+            r = _run(["mount", "-t", "glusterfs", "-o", SHARED_MOUNT_OPTIONS,
+                      "%s:/%s" % (self.host, self.name), str(c)])
             assert r.returncode == 0 and _is_mounted(c), \
                 "mount -t glusterfs at %s: %s" % (c, r.stderr)
 

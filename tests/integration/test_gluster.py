@@ -99,3 +99,71 @@ def test_a_killed_daemon_on_one_client_does_not_block_the_other(gvol):
     print("client 1 saw the new holder after %.1f s" % (time.monotonic() - t0))
     assert (st["holder"]["pid"], st["holder"]["live"]) == (m.proc.pid, True), st
     m.unmount()
+
+
+# ---- shared mode (docs/SHARED.md) ------------------------------------------
+
+SHARED = "allow_other,default_permissions,shared"
+
+
+def mount_shared(vol):
+    m = Mount(vol, SHARED, (), len(vol.mounts))
+    vol.mounts.append(m)
+    m.start()
+    return m
+
+
+def test_shared_and_exclusive_mounts_exclude_each_other(gvol):
+    vol, other = gvol
+    a = mount_shared(vol)
+    rc, err = try_mount(other)                 # exclusive while shared
+    assert rc == 1, err
+    assert err.splitlines() == [
+        "ekmfs: the volume is mounted in shared mode by %s (pid %d) at %s: mount it with "
+        "-o shared too, or unmount those first" % (socket.gethostname(), a.proc.pid,
+                                                   vol.mnt)], err
+    assert mounts_at(other.mnt) == 0
+    b = mount_shared(other)                    # shared joins shared
+    st = json.loads(other.admin("status", "--json", other.backing).stdout)
+    got = sorted((h["pid"], h["mountpoint"], h["mode"], h["live"])
+                 for h in st["shared_holders"])
+    assert got == sorted([(a.proc.pid, str(vol.mnt), "shared", True),
+                          (b.proc.pid, str(other.mnt), "shared", True)]), st
+    assert st["holder"] is None
+    b.unmount()
+    a.unmount()
+    ex = vol.mount()                           # then shared while exclusive
+    m = Mount(other, SHARED, (), 99)
+    m.start(expect_ok=False)
+    assert m.wait_exit(30 * SLOW) == 1, m.log()
+    assert "already mounted by %s (pid %d)" % (socket.gethostname(), ex.proc.pid) in m.log()
+    assert mounts_at(other.mnt) == 0
+    ex.unmount()
+
+
+def test_shared_close_to_open(gvol):
+    vol, other = gvol
+    a, b = mount_shared(vol), mount_shared(other)
+    files = {"f%d" % n: os.urandom(n) for n in (0, 1, 4095, 4096, 4097, 100000, 1 << 20)}
+    for name, data in files.items():
+        with open(vol.mnt / name, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    for name, data in files.items():
+        with open(other.mnt / name, "rb") as f:
+            assert f.read() == data, name
+    # overwritten shorter through b: a sees the new size and bytes at once
+    for name, data in files.items():
+        with open(other.mnt / name, "r+b") as f:
+            f.truncate(len(data) // 3)
+            f.seek(0)
+            f.write(b"B" * (len(data) // 7))
+    for name, data in files.items():
+        want = b"B" * (len(data) // 7) + data[len(data) // 7:len(data) // 3]
+        assert os.stat(vol.mnt / name).st_size == len(want), name
+        with open(vol.mnt / name, "rb") as f:
+            assert f.read() == want, name
+    assert not a.auth_failures() and not b.auth_failures()
+    b.unmount()
+    a.unmount()

@@ -46,44 +46,93 @@ static time_t holder_since(const struct ekmfs_holder *h)
 	return h->started > 0 ? h->started : h->since.tv_sec;
 }
 
+static json_object *holder_json(const struct ekmfs_holder *h, bool live)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "host", json_object_new_string(h->host));
+	json_object_object_add(o, "pid", json_object_new_int64(h->pid));
+	json_object_object_add(o, "mountpoint", h->mountpoint[0]
+			       ? json_object_new_string(h->mountpoint) : NULL);
+	json_object_object_add(o, "since", admin_json_time(holder_since(h)));
+	json_object_object_add(o, "mode", json_object_new_string(h->shared ? "shared"
+									   : "exclusive"));
+	/* false: the daemon died holding it (its lock is gone) */
+	json_object_object_add(o, "live", json_object_new_boolean(live));
+	return o;
+}
+
+static void holder_line(const struct ekmfs_holder *h, bool live)
+{
+	char when[32];
+
+	if (!live) {
+		printf("mounted by:     not mounted (the last holder, %s pid %ld, died: the next "
+		       "mount recovers)\n", h->host, h->pid);
+		return;
+	}
+	ekmfs_time_rfc3339(holder_since(h), when, sizeof(when));
+	printf("mounted by:     %s pid %ld at %s since %s%s\n", h->host, h->pid,
+	       h->mountpoint[0] ? h->mountpoint : "(unknown)", when,
+	       h->shared ? " (shared)" : "");
+}
+
+struct shared_walk {
+	size_t n;
+	json_object *arr;       /* NULL: print */
+};
+
+static int shared_one(const struct ekmfs_holder *h, const char *name, bool live, void *arg)
+{
+	struct shared_walk *w = arg;
+
+	(void)name;
+	w->n++;
+	if (w->arr)
+		json_object_array_add(w->arr, holder_json(h, live));
+	else if (live)
+		holder_line(h, true);
+	else
+		printf("mounted by:     %s pid %ld died (shared): the next mount recovers\n",
+		       h->host, h->pid);
+	return 0;
+}
+
+static size_t shared_walk(const char *backing, json_object *arr)
+{
+	struct shared_walk w = { 0, arr };
+	int fd = open(backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	(void)ekmfs_volume_shared_each(fd, shared_one, &w);
+	close(fd);
+	return w.n;
+}
+
 void admin_status_holder_text(const char *backing)
 {
 	struct holder_view v;
-	char when[32];
 
 	holder_look(backing, &v);
-	if (v.found && v.live) {
-		ekmfs_time_rfc3339(holder_since(&v.h), when, sizeof(when));
-		printf("mounted by:     %s pid %ld at %s since %s%s\n", v.h.host, v.h.pid,
-		       v.h.mountpoint[0] ? v.h.mountpoint : "(unknown)", when,
-		       v.h.shared ? " (shared)" : "");
-	} else if (v.found) {
-		printf("mounted by:     not mounted (the last holder, %s pid %ld, died: the next "
-		       "mount recovers)\n", v.h.host, v.h.pid);
-	} else {
-		printf("mounted by:     not mounted%s\n",
-		       v.pending ? " (a recovery is unfinished: the next mount completes it)" : "");
+	if (v.found) {
+		holder_line(&v.h, v.live);
+		return;
 	}
+	if (shared_walk(backing, NULL))
+		return;
+	printf("mounted by:     not mounted%s\n",
+	       v.pending ? " (a recovery is unfinished: the next mount completes it)" : "");
 }
 
 void admin_status_holder_json(const char *backing, json_object *root)
 {
 	struct holder_view v;
-	json_object *o = NULL;
+	json_object *shared = json_object_new_array();
 
 	holder_look(backing, &v);
-	if (v.found) {
-		o = json_object_new_object();
-		json_object_object_add(o, "host", json_object_new_string(v.h.host));
-		json_object_object_add(o, "pid", json_object_new_int64(v.h.pid));
-		json_object_object_add(o, "mountpoint", v.h.mountpoint[0]
-				       ? json_object_new_string(v.h.mountpoint) : NULL);
-		json_object_object_add(o, "since", admin_json_time(holder_since(&v.h)));
-		json_object_object_add(o, "mode",
-				       json_object_new_string(v.h.shared ? "shared" : "exclusive"));
-		/* false: the daemon died holding it (its lock is gone) */
-		json_object_object_add(o, "live", json_object_new_boolean(v.live));
-	}
-	json_object_object_add(root, "holder", o);
+	json_object_object_add(root, "holder", v.found ? holder_json(&v.h, v.live) : NULL);
+	(void)shared_walk(backing, shared);
+	json_object_object_add(root, "shared_holders", shared);
 	json_object_object_add(root, "recovery_pending", json_object_new_boolean(v.pending));
 }
