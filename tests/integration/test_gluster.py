@@ -40,6 +40,8 @@ def gvol(gluster):  # noqa: F811 - the fixture
     other.mnt = vol.root / "mnt2"
     other.mnt.mkdir()
     other.mounts = []
+    other.root = vol.root / "host2"            # its own daemon logs
+    other.root.mkdir()
     assert (other.backing / ".ekmfs").is_dir(), "client 2 does not see the volume"
     yield vol, other
     other.cleanup()
@@ -167,3 +169,47 @@ def test_shared_close_to_open(gvol):
     assert not a.auth_failures() and not b.auth_failures()
     b.unmount()
     a.unmount()
+
+
+def hammer(path, seed, rounds):
+    """open, write blocks (some whole, some across block edges), close."""
+    import random
+    rng = random.Random(seed)
+    for i in range(rounds):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            for _ in range(rng.randint(1, 4)):
+                if rng.random() < 0.5:
+                    off, n = rng.randrange(16) * 4096, 4096 * rng.randint(1, 3)
+                else:
+                    off, n = rng.randrange(16 * 4096), rng.randint(1, 9000)
+                os.pwrite(fd, bytes([seed]) * n, off)
+            if i % 10 == 0:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def test_shared_two_writers_one_file(gvol):
+    import multiprocessing
+    vol, other = gvol
+    a, b = mount_shared(vol), mount_shared(other)
+    (vol.mnt / "h").write_bytes(b"\0" * 16 * 4096)
+    ps = [multiprocessing.Process(target=hammer, args=(m / "h", seed, 60))
+          for m, seed in ((vol.mnt, 0xA1), (other.mnt, 0xB2))]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(120 * SLOW)
+        assert p.exitcode == 0, "a writer failed (exit %s)\n--- a ---\n%s\n--- b ---\n%s" % (
+            p.exitcode, a.log()[-3000:], b.log()[-3000:])
+    # every block authenticates through both mounts, and both read the same
+    da = (vol.mnt / "h").read_bytes()
+    db = (other.mnt / "h").read_bytes()
+    assert da == db
+    assert set(da) <= {0, 0xA1, 0xB2} and {0xA1, 0xB2} <= set(da)
+    assert not a.auth_failures() and not b.auth_failures()
+    b.unmount()
+    a.unmount()
+    r = vol.admin("verify", vol.backing)
+    assert r.returncode == 0, r.stdout + r.stderr
