@@ -20,6 +20,7 @@
  *   fsaudit.c  audit records of the daemon (mount, tamper, lock, reload)
  *   logsink.c  where the log goes: log_file, syslog if one listens, stderr
  *   shared.c   shared mode: the file lease held while a state is loaded
+ *   shared_lock.c  shared mode: ekmfs-admin lock on one host locks all
  *
  * Lock order: an inode's content lock (ci_lock) may be held while taking
  * efs_data.mutex (the table lock), never the other way round. A block range
@@ -210,6 +211,16 @@ int efs_shared_lease_take(struct efs_data *fs, struct efs_inode *inode);
 void efs_shared_lease_drop(struct efs_inode *inode);
 int efs_shared_lease_fd(struct efs_data *fs, int fd);
 void efs_shared_lease_adopt(struct efs_inode *inode, int lfd);
+/* shared_lock.c: the volume-wide lock of shared mode. mark: a lock or
+ * unlock made here is written to (removed from) .ekmfs/locked[.TENANT]
+ * for the other daemons (a note is appended to msg when that fails);
+ * start/stop: the thread that applies the marks of the others, polled
+ * every EFS_SHARED_POLL_MS (no-ops unless shared). */
+#define EFS_SHARED_POLL_MS 1000
+void efs_shared_mark_lock(struct efs_data *fs, const char *tenant, bool locked, char *msg,
+			  size_t len);
+int efs_shared_start(struct efs_data *fs);
+void efs_shared_stop(void);
 
 /* wire.c: /dev/fuse I/O through libfuse's custom I/O, to negotiate
  * FUSE_HANDLE_KILLPRIV_V2 (see there). attach after fuse_session_mount;
@@ -248,6 +259,10 @@ extern const struct fuse_lowlevel_ops efs_ops;
 /* control.c: the control socket (ekmfs-admin lock / unlock) */
 int efs_control_start(struct efs_data *fs);
 void efs_control_stop(void);
+/* Lock / unlock this daemon (tenant NULL: every tenant); msg says what was
+ * done. 0 or -errno with ekmfs_lasterr(). */
+int efs_control_lock(struct efs_data *fs, const char *tenant, char *msg, size_t len);
+int efs_control_unlock(struct efs_data *fs, const char *tenant, char *msg, size_t len);
 
 /* Request accessors shared by the operation files. */
 static inline struct efs_data *efs_data(fuse_req_t req)

@@ -596,6 +596,9 @@ int main(int argc, char **argv)
 	 * visible, ekmfs-admin lock and status can reach the daemon at once.
 	 * Without it lock is unavailable: logged, serving anyway. */
 	(void)efs_control_start(&fs);
+	/* Shared: lock marks of other hosts apply here too (before serving). */
+	if (efs_shared_start(&fs) < 0)
+		goto out;
 	if (fuse_session_mount(se, mnt) != 0)
 		goto out;        /* libfuse has printed why */
 	mounted = true;
@@ -631,6 +634,7 @@ out_nomem:
 out:
 	efs_service_stop();             /* STOPPING=1 before the unmount */
 	efs_control_stop();
+	efs_shared_stop();
 	if (mounted)
 		efs_audit_event(&fs, "unmount", mnt);
 	efs_audit_close(&fs);           /* writes what is queued */

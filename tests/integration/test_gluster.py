@@ -10,6 +10,7 @@ leaves a lock GlusterFS releases with its file, so client 2 mounts and
 recovers.
 """
 import copy
+import errno
 import json
 import os
 import shutil
@@ -19,9 +20,17 @@ import time
 
 import pytest
 
-from conftest import SLOW, Mount, Volume, is_mounted, make_root
+from conftest import SLOW, Mount, Volume, errno_of, is_mounted, make_root
 from gluster import gluster  # noqa: F401 - the fixture
 from test_holder import mounts_at
+
+
+def host_config(vol, where, audit_log):
+    vol.audit_log = audit_log
+    vol.run_dir = where / "run"
+    vol.config.write_text("[daemon]\ncontrol_dir = %s\n[audit]\nfile = %s\n"
+                          "[tenant.default]\nkey_file = %s\n"
+                          % (vol.run_dir, vol.audit_log, vol.key_file))
 
 
 @pytest.fixture
@@ -34,19 +43,27 @@ def gvol(gluster):  # noqa: F811 - the fixture
     name = os.path.basename(root)
     vol.backing = gluster.clients[0] / name
     vol.backing.mkdir()
+    # One audit chain per volume (docs/SHARED.md): every host appends to
+    # the same log, on the shared store, each through its own client.
+    host_config(vol, vol.root, gluster.clients[0] / (name + ".audit.log"))
     vol.init()
+    # Host 2: the same key, its own configuration, control socket directory,
+    # audit log and daemon logs, as on another machine.
     other = copy.copy(vol)
     other.backing = gluster.clients[1] / name
     other.mnt = vol.root / "mnt2"
     other.mnt.mkdir()
     other.mounts = []
-    other.root = vol.root / "host2"            # its own daemon logs
+    other.root = vol.root / "host2"
     other.root.mkdir()
+    other.config = other.root / "ekmfs.ini"
+    host_config(other, other.root, gluster.clients[1] / (name + ".audit.log"))
     assert (other.backing / ".ekmfs").is_dir(), "client 2 does not see the volume"
     yield vol, other
     other.cleanup()
     vol.cleanup()
     shutil.rmtree(vol.backing, ignore_errors=True)
+    vol.audit_log.unlink(missing_ok=True)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -213,3 +230,55 @@ def test_shared_two_writers_one_file(gvol):
     a.unmount()
     r = vol.admin("verify", vol.backing)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def wait_errno(path, want, limit):
+    """Seconds until opening path fails with want (or succeeds: want 0)."""
+    t0 = time.monotonic()
+    while True:
+        e = errno_of(lambda: os.close(os.open(path, os.O_RDONLY)))
+        if e == want:
+            return time.monotonic() - t0
+        assert time.monotonic() - t0 < limit, "%s: still %s after %.1f s" % (
+            path, errno.errorcode.get(e, e) if e else "opens", limit)
+        time.sleep(0.05)
+
+
+def test_shared_lock_is_volume_wide(gvol):
+    vol, other = gvol
+    a, b = mount_shared(vol), mount_shared(other)
+    (vol.mnt / "f").write_bytes(b"locked data")
+    assert (other.mnt / "f").read_bytes() == b"locked data"
+    fd = os.open(other.mnt / "f", os.O_RDONLY)        # open on b across the lock
+    try:
+        r = vol.admin("lock", vol.mnt)                # reaches a only
+        assert r.returncode == 0, r.stderr
+        assert "every mount of the volume within 2 s" in r.stdout, r.stdout
+        # an open on a waits for b's lease on f, which b gives up when it
+        # applies the lock: both within the bound
+        wait_errno(vol.mnt / "f", errno.ENOKEY, 2.5)
+        took = wait_errno(other.mnt / "f", errno.ENOKEY, 2.5)
+        print("host 2 refused opens %.2f s after the lock" % took)
+        assert errno_of(os.pread, fd, 4, 0) == errno.ENOKEY
+        assert errno_of(os.open, str(other.mnt / "new"),
+                        os.O_CREAT | os.O_WRONLY) == errno.ENOKEY
+        r = vol.admin("unlock", vol.mnt)
+        assert r.returncode == 0, r.stderr
+        wait_errno(vol.mnt / "f", 0, 2.5)
+        took = wait_errno(other.mnt / "f", 0, 2.5)
+        print("host 2 opened again %.2f s after the unlock" % took)
+        assert os.pread(fd, 6, 0) == b"locked"
+    finally:
+        os.close(fd)
+    b.unmount()
+    a.unmount()
+    # one chain: audited once, by the daemon that was asked; the other
+    # logged it; both hosts' mounts are in it
+    recs = [json.loads(l) for l in vol.audit_log.read_text().splitlines()]
+    evs = [r["event"] for r in recs]
+    assert evs.count("lock") == 1 and evs.count("unlock") == 1, evs
+    assert evs.count("mount") == 2 and evs.count("unmount") == 2, evs
+    assert "locked on another host" in b.log(), b.log()
+    for v in (vol, other):
+        r = v.admin("audit", "verify", v.backing)
+        assert r.returncode == 0, r.stdout + r.stderr
