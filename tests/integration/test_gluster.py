@@ -282,3 +282,51 @@ def test_shared_lock_is_volume_wide(gvol):
     for v in (vol, other):
         r = v.admin("audit", "verify", v.backing)
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+def writer(mnt, tag, stop_at, out):
+    """Rewrite and create files until stop_at; their last contents to out."""
+    import pickle
+    last, i = {}, 0
+    while time.time() < stop_at:
+        name = "w%s-%d" % (tag, i % 12)
+        data = (b"%s %d " % (tag.encode(), i)) * (1 + i % 900)
+        with open(os.path.join(mnt, name), "wb") as f:
+            f.write(data)
+        last[name] = data
+        i += 1
+    with open(out, "wb") as f:
+        pickle.dump(last, f)
+
+
+def test_shared_rotate_while_both_write(gvol):
+    import multiprocessing
+    import pickle
+    from conftest import ROTATE, run_cli
+    vol, other = gvol
+    a, b = mount_shared(vol), mount_shared(other)
+    for i in range(20):
+        (vol.mnt / ("old%d" % i)).write_bytes(b"old %d " % i * (1 + 300 * i))
+    stop_at = time.time() + 8 * SLOW
+    outs = [vol.root / "wa.pickle", vol.root / "wb.pickle"]
+    ps = [multiprocessing.Process(target=writer, args=(str(m), t, stop_at, o))
+          for m, t, o in ((vol.mnt, "A", outs[0]), (other.mnt, "B", outs[1]))]
+    for p in ps:
+        p.start()
+    time.sleep(1)
+    r = run_cli([ROTATE, "-c", vol.config, "kek", vol.backing], timeout=120)
+    for p in ps:
+        p.join(60 * SLOW)
+        assert p.exitcode == 0, "a writer failed\n%s\n%s" % (a.log()[-2000:], b.log()[-2000:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    expect = {("old%d" % i): b"old %d " % i * (1 + 300 * i) for i in range(20)}
+    for o in outs:
+        expect.update(pickle.loads(o.read_bytes()))
+    for m in (vol.mnt, other.mnt):
+        for name, data in expect.items():
+            assert (m / name).read_bytes() == data, (m, name)
+    assert not a.auth_failures() and not b.auth_failures()
+    b.unmount()
+    a.unmount()
+    r = vol.admin("verify", vol.backing)
+    assert r.returncode == 0, r.stdout + r.stderr
