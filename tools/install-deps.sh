@@ -20,7 +20,8 @@ EKMFS_PACKAGES="build-essential meson ninja-build pkg-config libfuse3-dev fuse3 
 libjson-c-dev libinih-dev liburing-dev libcurl4-openssl-dev python3 python3-pytest
 python3-cryptography attr strace
 libsystemd-dev rsync bash-completion man-db groff-base
-python3-botocore awscli python3-azure"
+python3-botocore awscli python3-azure
+glusterfs-server glusterfs-client"
 
 # dpkg's database and locks (overridable for the tests), and how long to wait
 # for another package manager before giving up (seconds).

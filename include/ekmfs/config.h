@@ -107,6 +107,7 @@ struct ekmfs_config {
 	double entry_timeout;
 	unsigned max_threads;
 	bool writeback_cache;               /* kernel write-back caching of file data */
+	bool shared;                        /* several daemons mount the volume (docs/SHARED.md) */
 	unsigned read_ahead_kb;             /* the mount's kernel read-ahead (0: kernel default) */
 	/* Inodes named by file handles (docs/DESIGN.md): enum ekmfs_handles. */
 	int inode_file_handles;

@@ -21,10 +21,19 @@
 #define EKMFS_MOUNT_LOCK_FILE "mount.lock"
 #define EKMFS_RECOVERY_FILE "recovery"
 
+/* Bytes of a backing file that OFD locks stand for (never data: locks only).
+ * FENCE: the daemon's writes (read lock) against ekmfs-rotate's header
+ * writes (write lock) while a rotation fences. LEASE: in shared mode the
+ * daemon that holds a file's content state (write lock, src/fs/shared.c);
+ * ekmfs-rotate locks both. */
+#define EKMFS_FILE_LOCK_FENCE 0
+#define EKMFS_FILE_LOCK_LEASE 1
+
 struct ekmfs_holder {
 	char host[256];
 	long pid;
 	char mountpoint[PATH_MAX];
+	bool shared;                    /* mounted with -o shared ("mode") */
 	time_t started;                 /* as the holder's clock says */
 	struct timespec since;          /* the record's mtime, the backing store's clock */
 };
@@ -40,6 +49,21 @@ struct ekmfs_mount_lock;
  */
 int ekmfs_volume_take(int backing_fd, const char *mountpoint, struct ekmfs_mount_lock **out,
 		      bool *recover, struct timespec *since, struct ekmfs_holder *other);
+/* The same for a daemon mounting in shared mode (docs/SHARED.md): joins
+ * other shared daemons (a read lock on mount.lock and its own record
+ * .ekmfs/holder.HOST.PID, write-locked while it lives); -EBUSY when an
+ * exclusive daemon holds the volume. The first shared daemon holds the
+ * write lock (and recovers, *recover) until ekmfs_volume_share. */
+int ekmfs_volume_take_shared(int backing_fd, const char *mountpoint,
+			     struct ekmfs_mount_lock **out, bool *recover,
+			     struct timespec *since, struct ekmfs_holder *other);
+/* Shared: the recovery is done, let other shared daemons join. */
+int ekmfs_volume_share(struct ekmfs_mount_lock *lock);
+/* Every shared holder record: fn(holder, record name, live, arg); a
+ * nonzero return stops the walk and is returned. */
+int ekmfs_volume_shared_each(int backing_fd, int (*fn)(const struct ekmfs_holder *h,
+						       const char *name, bool live, void *arg),
+			     void *arg);
 /* The recovery is complete: drop the mark. */
 int ekmfs_volume_recovered(int backing_fd);
 /* A clean unmount: remove the holder record (durably), release the lock. */

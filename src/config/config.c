@@ -380,6 +380,14 @@ static int daemon_key(struct load_state *st, const char *section, const char *na
 			cfg->writeback_cache = false;
 		else
 			why = "must be true or false";
+	} else if (strcmp(name, "shared") == 0) {
+		why = NULL;
+		if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
+			cfg->shared = true;
+		else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
+			cfg->shared = false;
+		else
+			why = "must be true or false";
 	} else if (strcmp(name, "read_ahead_kb") == 0) {
 		why = parse_uint(value, 0, 65536, &n, reason);
 		if (!why)

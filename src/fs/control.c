@@ -118,7 +118,7 @@ static void drop_all_deks(struct efs_data *fs)
 	free(list);
 }
 
-static int do_lock(struct efs_data *fs, const char *tenant, char *msg, size_t len)
+int efs_control_lock(struct efs_data *fs, const char *tenant, char *msg, size_t len)
 {
 	int ret;
 
@@ -138,7 +138,7 @@ static int do_lock(struct efs_data *fs, const char *tenant, char *msg, size_t le
  * ekmfs-rotate cmk, with key_file or key_id pointed at the new key in the
  * file), the configuration is re-read as SIGHUP does, and unlock tried
  * once more. */
-static int do_unlock(struct efs_data *fs, const char *tenant, char *msg, size_t len)
+int efs_control_unlock(struct efs_data *fs, const char *tenant, char *msg, size_t len)
 {
 	char why[600];
 	int ret;
@@ -352,11 +352,15 @@ static void handle(struct efs_data *fs, int c)
 	req[strcspn(req, "\r\n")] = '\0';
 	if (strncmp(req, "lock", 4) == 0 && (req[4] == ' ' || !req[4])) {
 		tenant = req[4] ? req + 5 : NULL;
-		ret = do_lock(fs, tenant, msg, sizeof(msg));
+		ret = efs_control_lock(fs, tenant, msg, sizeof(msg));
+		if (ret == 0)           /* shared mode: every daemon of the volume */
+			efs_shared_mark_lock(fs, tenant, true, msg, sizeof(msg));
 		audit_control(fs, "lock", tenant, &cr, ret);
 	} else if (strncmp(req, "unlock", 6) == 0 && (req[6] == ' ' || !req[6])) {
 		tenant = req[6] ? req + 7 : NULL;
-		ret = do_unlock(fs, tenant, msg, sizeof(msg));
+		ret = efs_control_unlock(fs, tenant, msg, sizeof(msg));
+		if (ret == 0)
+			efs_shared_mark_lock(fs, tenant, false, msg, sizeof(msg));
 		audit_control(fs, "unlock", tenant, &cr, ret);
 	} else if (strcmp(req, "status") == 0) {
 		ret = 0;

@@ -20,6 +20,8 @@
  *   control.c  the control socket: lock / unlock of a mounted volume
  *   fsaudit.c  audit records of the daemon (mount, tamper, lock, reload)
  *   logsink.c  where the log goes: log_file, syslog if one listens, stderr
+ *   shared.c   shared mode: the file lease held while a state is loaded
+ *   shared_lock.c  shared mode: ekmfs-admin lock on one host locks all
  *
  * Lock order: an inode's content lock (ci_lock) may be held while taking
  * efs_data.mutex (the table lock), never the other way round. A block range
@@ -83,6 +85,10 @@ struct efs_istate {
 	pthread_mutex_t rl_mu;
 	pthread_cond_t rl_cv;
 	struct efs_range *rl_held;
+
+	/* Shared mode: the descriptor + 1 holding this file's lease while
+	 * ci_content is loaded (0: none). Protected by ci_lock. */
+	int sh_lease;
 };
 
 /* The longest file handle kept in an inode; a longer one (no common file
@@ -174,6 +180,7 @@ struct efs_data {
 	_Atomic double entry_timeout;
 	bool debug;
 	bool writeback;               /* the kernel caches writes (set in init) */
+	bool shared;                  /* several daemons serve the volume (shared.c) */
 	struct fuse_session *se;      /* for cache invalidation on lock */
 	struct ekmfs_audit *audit;    /* NULL when the audit log is unusable */
 	/* +1 on every ekmfs-admin lock (control.c): a DEK unwrapped while it
@@ -314,6 +321,27 @@ bool efs_mtime_known(struct efs_inode *inode);
 int efs_mtime_set(struct efs_inode *inode, int fd, int pathfd, const struct timespec tv[2],
 		  bool writeback, bool *changed);
 
+/* shared.c: the file lease of shared mode (no-ops otherwise), kept in the
+ * file's in-use state (efs_istate.sh_lease, under its ci_lock held
+ * exclusive). take: before a state is loaded through fd (waits while
+ * another host holds it); drop: after it is closed. lease_fd: a lease on
+ * fd for a file whose inode is not known yet (-1 when not shared,
+ * -errno), adopt: the in-use state takes it. */
+int efs_shared_lease_take(struct efs_data *fs, struct efs_istate *ist, int fd);
+void efs_shared_lease_drop(struct efs_istate *ist);
+int efs_shared_lease_fd(struct efs_data *fs, int fd);
+void efs_shared_lease_adopt(struct efs_istate *ist, int lfd);
+/* shared_lock.c: the volume-wide lock of shared mode. mark: a lock or
+ * unlock made here is written to (removed from) .ekmfs/locked[.TENANT]
+ * for the other daemons (a note is appended to msg when that fails);
+ * start/stop: the thread that applies the marks of the others, polled
+ * every EFS_SHARED_POLL_MS (no-ops unless shared). */
+#define EFS_SHARED_POLL_MS 1000
+void efs_shared_mark_lock(struct efs_data *fs, const char *tenant, bool locked, char *msg,
+			  size_t len);
+int efs_shared_start(struct efs_data *fs);
+void efs_shared_stop(void);
+
 /* wire.c: /dev/fuse I/O through libfuse's custom I/O, to negotiate
  * FUSE_HANDLE_KILLPRIV_V2 (see there). attach after fuse_session_mount;
  * 0 or -errno (then libfuse does the I/O and nothing changes). */
@@ -352,6 +380,10 @@ extern const struct fuse_lowlevel_ops efs_ops;
 /* control.c: the control socket (ekmfs-admin lock / unlock) */
 int efs_control_start(struct efs_data *fs);
 void efs_control_stop(void);
+/* Lock / unlock this daemon (tenant NULL: every tenant); msg says what was
+ * done. 0 or -errno with ekmfs_lasterr(). */
+int efs_control_lock(struct efs_data *fs, const char *tenant, char *msg, size_t len);
+int efs_control_unlock(struct efs_data *fs, const char *tenant, char *msg, size_t len);
 
 /* Request accessors shared by the operation files. */
 static inline struct efs_data *efs_data(fuse_req_t req)

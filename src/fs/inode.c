@@ -248,6 +248,7 @@ void efs_table_destroy(struct efs_data *fs)
 				pthread_rwlock_destroy(&p->st->ci_lock);
 				efs_range_destroy(p->st);
 				ekmfs_content_free(p->st->ci_content);
+				efs_shared_lease_drop(p->st);
 				free(p->st);
 				p->st = NULL;
 			}
@@ -555,6 +556,7 @@ void efs_istate_put(struct efs_data *fs, struct efs_inode *inode)
 	pthread_mutex_unlock(mu);
 	__atomic_sub_fetch(&fs->nstates, 1, __ATOMIC_RELAXED);
 	ekmfs_content_free(st->ci_content);
+	efs_shared_lease_drop(st);
 	pthread_rwlock_destroy(&st->ci_lock);
 	efs_range_destroy(st);
 	free(st);
@@ -654,7 +656,25 @@ static int report_damage(struct efs_data *fs, int fd, const uint8_t *file_id, in
  * for a damaged header or state (logged, audited), -ENOKEY when the key is
  * unavailable.
  */
+static int crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool create);
+
 int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool create)
+{
+	struct efs_istate *ist = inode->st;
+	int ret;
+
+	if (ist->ci_content)
+		return 0;
+	/* Shared mode: read the state only under the file's lease. */
+	ret = efs_shared_lease_take(fs, ist, fd);
+	if (ret == 0)
+		ret = crypto_load(fs, inode, fd, create);
+	if (!ist->ci_content)
+		efs_shared_lease_drop(ist);
+	return ret;
+}
+
+static int crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, bool create)
 {
 	struct ekmfs_content_env env;
 	struct ekmfs_header h;
@@ -759,6 +779,7 @@ void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode)
 		efs_seal_add(fs, inode, fd, seal, size);
 	if (fd >= 0)
 		close(fd);
+	efs_shared_lease_drop(inode->st);       /* sealed: shared mode seals at once */
 }
 
 /* On the last release the keys leave memory; the next open unwraps again,

@@ -126,6 +126,7 @@ struct cmdline {
 	char *config_copy;      /* -o config=PATH owns its string */
 	bool foreground;
 	bool debug;
+	bool shared;            /* -o shared (docs/SHARED.md) */
 	char *fuse_opts;        /* comma-separated, for FUSE */
 	const char *backing;
 	const char *mountpoint;
@@ -164,6 +165,8 @@ static int take_mount_options(struct cmdline *cl, const char *arg)
 				ret = -ENOMEM;
 				break;
 			}
+		} else if (strcmp(opt, "shared") == 0) {
+			cl->shared = true;
 		} else if (is_mount_only_option(opt)) {
 			continue;
 		} else if (fuse_opt_add_opt(&cl->fuse_opts, opt) == -1) {
@@ -558,11 +561,20 @@ int main(int argc, char **argv)
 			"mounts without an audit log)\n", ekmfs_lasterr());
 		goto out;
 	}
+	/* Shared mode: the kernel caches neither data past a close nor
+	 * attributes and names (docs/SHARED.md). */
+	fs.shared = cl.shared || cfg.shared;
+	if (fs.shared) {
+		cfg.shared = true;
+		cfg.writeback_cache = false;
+		cfg.attr_timeout = cfg.entry_timeout = 0;
+	}
 	/* One daemon per volume: the lock on the backing store itself, so a
-	 * second mount on this or another host is refused, nothing mounted. */
+	 * second mount on this or another host is refused, nothing mounted.
+	 * Shared daemons share it, and exclude exclusive ones. */
 	ekmfs_clearerr();
-	ret = ekmfs_volume_take(backing_fd, mnt, &mount_lock, &recover, &fs.recover_since,
-				&other);
+	ret = (fs.shared ? ekmfs_volume_take_shared : ekmfs_volume_take)(
+		backing_fd, mnt, &mount_lock, &recover, &fs.recover_since, &other);
 	if (ret < 0) {
 		report_failure(ret);
 		goto out;
@@ -601,6 +613,12 @@ int main(int argc, char **argv)
 	 * first loaded (logged). */
 	if (recover)
 		(void)efs_recover(&fs);
+	/* Shared: the first daemon recovered alone; now others may join. */
+	ret = fs.shared ? ekmfs_volume_share(mount_lock) : 0;
+	if (ret < 0) {
+		fprintf(stderr, "ekmfs: cannot share the mount lock: %s\n", strerror(-ret));
+		goto out;
+	}
 	/* Tenants: create the keys of new ones, adopt paths and dates. A path
 	 * that is not in the volume, or a tenant whose CMK cannot be used,
 	 * refuses the mount: its customer's files must not land elsewhere. */
@@ -639,6 +657,9 @@ int main(int argc, char **argv)
 	 * visible, ekmfs-admin lock and status can reach the daemon at once.
 	 * Without it lock is unavailable: logged, serving anyway. */
 	(void)efs_control_start(&fs);
+	/* Shared: lock marks of other hosts apply here too (before serving). */
+	if (efs_shared_start(&fs) < 0)
+		goto out;
 	if (fuse_session_mount(se, mnt) != 0)
 		goto out;        /* libfuse has printed why */
 	mounted = true;
@@ -674,6 +695,7 @@ out_nomem:
 out:
 	efs_service_stop();             /* STOPPING=1 before the unmount */
 	efs_control_stop();
+	efs_shared_stop();
 	if (mounted)
 		efs_audit_event(&fs, "unmount", mnt);
 	efs_audit_close(&fs);           /* writes what is queued */

@@ -170,7 +170,7 @@ static void efs_init(void *userdata, struct fuse_conn_info *conn)
 	 * opened read-write (the kernel reads pages around partial writes,
 	 * even on write-only handles), O_APPEND is then the kernel's business
 	 * (do_write ignores it), and mtime comes back through setattr. */
-	fs->writeback = fs->cfg->writeback_cache &&
+	fs->writeback = fs->cfg->writeback_cache && !fs->shared &&
 			(conn->capable & FUSE_CAP_WRITEBACK_CACHE);
 	if (fs->writeback)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
@@ -843,7 +843,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	uint8_t *dek = NULL;
 	char rel[PATH_MAX];
 	uint64_t gen = __atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST);
-	int dirfd, fd, ret, err;
+	int dirfd, fd, ret, err, lease = -1;
 
 	memset(&h, 0, sizeof(h));
 	if (is_meta_name(parent, name))
@@ -862,6 +862,11 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	err = give_to_caller(req, dirfd, name, fd, mode);
 	if (err)
 		goto out_unlink;
+	lease = efs_shared_lease_fd(fs, fd);    /* shared mode: before the header */
+	if (lease < -1) {
+		err = -lease;
+		goto out_unlink;
+	}
 
 	err = ENOMEM;
 	dek = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
@@ -900,6 +905,8 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		ist->ci_content = c;
 		inode->ci_format = EKMFS_FORMAT_V2;
 		c = NULL;
+		efs_shared_lease_adopt(ist, lease);
+		lease = -1;
 	}
 	/* A lock during the create: the next use unwraps again (and fails). */
 	if (__atomic_load_n(&fs->lock_gen, __ATOMIC_SEQ_CST) != gen)
@@ -923,6 +930,8 @@ out_unlink:
 out:
 	efs_inode_fd_put(fs, dir);
 	ekmfs_content_free(c);
+	if (lease >= 0)
+		close(lease);
 	ekmfs_wipe(&h, sizeof(h));
 	ekmfs_secure_free(dek, EKMFS_KEY_SIZE);
 	return err;
@@ -1005,7 +1014,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	efs_inode_ref(fs, inode);
 	reply_open_settings(fi, f);
-	fi->keep_cache = keep;
+	fi->keep_cache = keep && !fs->shared;  /* shared: another host may have written */
 	return 0;
 }
 

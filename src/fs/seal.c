@@ -154,7 +154,9 @@ void efs_seal_add(struct efs_data *fs, struct efs_inode *inode, int fd, uint64_t
 	struct seal_entry *e = calloc(1, sizeof(*e) + HANDLE_MAX), *old;
 	int mount_id;
 
-	if (!l || !e || !fs->handles || inode->dev != fs->backing_dev) {
+	/* Shared mode: another host may load the file as soon as its lease
+	 * is let go, so the state is made durable and sealed before that. */
+	if (!l || !e || fs->shared || !fs->handles || inode->dev != fs->backing_dev) {
 		free(e);
 		seal_now(fs, fd, seq);
 		return;

@@ -145,6 +145,8 @@ static int reload(void)
 	svc.fs->entry_timeout = fresh.entry_timeout;
 	cfg->attr_timeout = fresh.attr_timeout;
 	cfg->entry_timeout = fresh.entry_timeout;
+	if (svc.fs->shared)             /* docs/SHARED.md: the kernel keeps nothing */
+		svc.fs->attr_timeout = svc.fs->entry_timeout = 0;
 	if (strcmp(cfg->metrics_file, fresh.metrics_file) != 0)
 		svc.last_metrics_err = 0;
 	memcpy(cfg->metrics_file, fresh.metrics_file, sizeof(cfg->metrics_file));

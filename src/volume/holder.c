@@ -4,7 +4,8 @@
  * Divisions:
  *   1. the holder record (JSON in .ekmfs/holder) and the recovery mark
  *   2. the lock (an OFD lock on .ekmfs/mount.lock)
- *   3. take, recovered, release, look
+ *   3. shared holders
+ *   4. take, recovered, release, look
  *
  * The lock is an OFD (open file description) lock: it belongs to the
  * daemon's descriptor, not to a thread or a forked child, works across
@@ -14,6 +15,7 @@
  * status; it is written after the lock is taken and removed before it is
  * released, so a record without a lock holder means a daemon died.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -29,7 +31,10 @@
 #include "ekmfs/util.h"
 
 struct ekmfs_mount_lock {
-	int fd;
+	int fd;                 /* mount.lock: write lock, or read lock when shared */
+	bool shared;
+	int rec_fd;             /* shared: our record, write-locked while we live */
+	char name[256];         /* our record in .ekmfs */
 };
 
 /* ---- 1. the holder record and the recovery mark ---- */
@@ -60,6 +65,8 @@ static int holder_read(int backing_fd, const char *name, struct ekmfs_holder *h)
 		h->pid = (long)json_object_get_int64(v);
 	if (doc && json_object_object_get_ex(doc, "mountpoint", &v))
 		snprintf(h->mountpoint, sizeof(h->mountpoint), "%s", json_object_get_string(v));
+	if (doc && json_object_object_get_ex(doc, "mode", &v))
+		h->shared = strcmp(json_object_get_string(v), "shared") == 0;
 	if (doc && json_object_object_get_ex(doc, "started", &v))
 		(void)ekmfs_time_parse_rfc3339(json_object_get_string(v), &h->started);
 	/* The recovery mark carries the time its holder started, in the
@@ -91,6 +98,8 @@ static int holder_write(int backing_fd, const char *name, const struct ekmfs_hol
 	    json_object_object_add(doc, "host", json_object_new_string(h->host)) == 0 &&
 	    json_object_object_add(doc, "pid", json_object_new_int64(h->pid)) == 0 &&
 	    json_object_object_add(doc, "mountpoint", json_object_new_string(h->mountpoint)) == 0 &&
+	    json_object_object_add(doc, "mode", json_object_new_string(h->shared ? "shared"
+										: "exclusive")) == 0 &&
 	    json_object_object_add(doc, "started", json_object_new_string(when)) == 0 &&
 	    (!with_since ||
 	     (json_object_object_add(doc, "since_sec", json_object_new_int64(h->since.tv_sec)) == 0 &&
@@ -136,14 +145,131 @@ static int lock_held(int fd)
 	return fl.l_type != F_UNLCK;
 }
 
-/* ---- 3. take, recovered, release, look ---- */
+/* ---- 3. shared holders ----
+ *
+ * In shared mode (docs/SHARED.md) every daemon holds a read lock on
+ * mount.lock, so exclusive and shared mounts exclude each other, and writes
+ * its own record .ekmfs/holder.HOST.PID, on which it keeps a write lock:
+ * a record whose lock nobody holds is a shared daemon that died. */
 
-int ekmfs_volume_take(int backing_fd, const char *mountpoint, struct ekmfs_mount_lock **out,
-		      bool *recover, struct timespec *since, struct ekmfs_holder *other)
+#define SHARED_PREFIX EKMFS_HOLDER_FILE "."
+
+static void shared_name(const struct ekmfs_holder *h, char *name, size_t len)
+{
+	snprintf(name, len, SHARED_PREFIX "%.200s.%ld", h->host, h->pid);
+}
+
+/* Calls fn for every shared holder record; stops at fn's nonzero. */
+int ekmfs_volume_shared_each(int backing_fd, int (*fn)(const struct ekmfs_holder *h,
+						       const char *name, bool live, void *arg),
+			     void *arg)
+{
+	int dfd = openat(backing_fd, EKMFS_META_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *d;
+	DIR *dir;
+	int ret = 0;
+
+	if (dfd < 0)
+		return -errno;
+	dir = fdopendir(dfd);
+	if (!dir) {
+		close(dfd);
+		return -errno;
+	}
+	while (!ret && (d = readdir(dir))) {
+		struct ekmfs_holder h;
+		int fd;
+		bool live = false;
+
+		if (strncmp(d->d_name, SHARED_PREFIX, strlen(SHARED_PREFIX)) != 0 ||
+		    strstr(d->d_name, ".tmp"))
+			continue;
+		if (holder_read(backing_fd, d->d_name, &h) < 0)
+			continue;
+		fd = openat(dfd, d->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0) {
+			struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+			live = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+			close(fd);
+		}
+		ret = fn(&h, d->d_name, live, arg);
+	}
+	closedir(dir);
+	return ret;
+}
+
+struct dead_scan {
+	int backing_fd;
+	bool found;
+	struct timespec since;
+	struct ekmfs_holder live;       /* a live one, for messages */
+	bool any_live;
+	size_t nlive;
+};
+
+static int scan_one(const struct ekmfs_holder *h, const char *name, bool live, void *arg)
+{
+	struct dead_scan *s = arg;
+
+	(void)name;
+	if (live) {
+		if (!s->any_live)
+			s->live = *h;
+		s->any_live = true;
+		s->nlive++;
+		return 0;
+	}
+	if (!s->found || h->since.tv_sec < s->since.tv_sec)
+		s->since = h->since;
+	s->found = true;
+	return 0;
+}
+
+static int remove_dead(const struct ekmfs_holder *h, const char *name, bool live, void *arg)
+{
+	(void)h;
+	if (!live)
+		(void)ekmfs_meta_remove(*(int *)arg, name);
+	return 0;
+}
+
+/* ---- 4. take, recovered, release, look ---- */
+
+static void busy_message(int backing_fd, struct ekmfs_holder *other)
+{
+	struct dead_scan s = { .backing_fd = backing_fd };
+
+	if (holder_read(backing_fd, EKMFS_HOLDER_FILE, other) == 0) {
+		ekmfs_seterr("the volume is already mounted by %s (pid %ld)%s%s: one daemon "
+			     "at a time (or -o shared on every host)", other->host,
+			     other->pid, other->mountpoint[0] ? " at " : "", other->mountpoint);
+		return;
+	}
+	(void)ekmfs_volume_shared_each(backing_fd, scan_one, &s);
+	if (s.any_live) {
+		*other = s.live;
+		ekmfs_seterr("the volume is mounted in shared mode by %s (pid %ld)%s%s%s: "
+			     "mount it with -o shared too, or unmount those first",
+			     other->host, other->pid, other->mountpoint[0] ? " at " : "",
+			     other->mountpoint, s.nlive > 1 ? " and others" : "");
+		return;
+	}
+	snprintf(other->host, sizeof(other->host), "unknown host");
+	ekmfs_seterr("the volume is already mounted by another daemon (no holder record "
+		     "yet): one daemon at a time (or -o shared on every host)");
+}
+
+static int take(int backing_fd, const char *mountpoint, bool shared,
+		struct ekmfs_mount_lock **out, bool *recover, struct timespec *since,
+		struct ekmfs_holder *other)
 {
 	struct flock fl = whole_first_byte(F_WRLCK);
 	struct ekmfs_holder me = { 0 }, mark;
 	struct ekmfs_mount_lock *lock;
+	struct dead_scan dead = { .backing_fd = backing_fd };
+	bool alone = true;
+	char name[256];
 	int fd, ret;
 
 	*out = NULL;
@@ -157,32 +283,48 @@ int ekmfs_volume_take(int backing_fd, const char *mountpoint, struct ekmfs_mount
 			     strerror(errno));
 		return ret;
 	}
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
-		ret = errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
-		if (ret == -EBUSY) {
-			(void)holder_read(backing_fd, EKMFS_HOLDER_FILE, other);
-			ekmfs_seterr("the volume is already mounted by %s (pid %ld)%s%s: one daemon "
-				     "at a time (or -o shared on every host)", other->host,
-				     other->pid, other->mountpoint[0] ? " at " : "",
-				     other->mountpoint);
-		} else {
+	ret = fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+	/* Shared: other shared daemons hold read locks; join them. The first
+	 * one takes the write lock, so that it recovers alone (ekmfs_volume_share
+	 * turns it into a read lock once the recovery is done). */
+	if (shared && (ret == -EAGAIN || ret == -EACCES)) {
+		fl = whole_first_byte(F_RDLCK);
+		ret = fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+		alone = false;
+	}
+	if (ret < 0) {
+		ret = ret == -EAGAIN || ret == -EACCES ? -EBUSY : ret;
+		if (ret == -EBUSY)
+			busy_message(backing_fd, other);
+		else
 			ekmfs_seterr("cannot lock .ekmfs/%s: %s", EKMFS_MOUNT_LOCK_FILE,
 				     strerror(-ret));
-		}
 		close(fd);
 		return ret;
 	}
-	/* Locked. A record left behind, or an unfinished recovery, means the
-	 * last holder died: its files need settling from when it started. */
+	if (!alone)
+		goto record;
+	/* Locked alone. A record left behind, or an unfinished recovery, means
+	 * the last holder died: its files need settling from when it started. */
 	if (holder_read(backing_fd, EKMFS_RECOVERY_FILE, &mark) == 0) {
 		*recover = true;
 		*since = mark.since;
+	}
+	(void)ekmfs_volume_shared_each(backing_fd, scan_one, &dead);
+	if (dead.found) {
+		if (!*recover || dead.since.tv_sec < since->tv_sec)
+			*since = dead.since;
+		*recover = true;
 	}
 	if (holder_read(backing_fd, EKMFS_HOLDER_FILE, other) == 0) {
 		if (!*recover || other->since.tv_sec < since->tv_sec)
 			*since = other->since;
 		*recover = true;
+	}
+	if (*recover) {
 		mark = *other;
+		if (!mark.host[0])
+			snprintf(mark.host, sizeof(mark.host), "shared daemons");
 		mark.since = *since;
 		ret = holder_write(backing_fd, EKMFS_RECOVERY_FILE, &mark, true);
 		if (ret < 0) {
@@ -191,28 +333,78 @@ int ekmfs_volume_take(int backing_fd, const char *mountpoint, struct ekmfs_mount
 			close(fd);
 			return ret;
 		}
+		/* The mark stands for the dead ones now. */
+		(void)ekmfs_volume_shared_each(backing_fd, remove_dead, &backing_fd);
+		if (shared)
+			(void)ekmfs_meta_remove(backing_fd, EKMFS_HOLDER_FILE);
 	}
+record:
 	if (gethostname(me.host, sizeof(me.host) - 1) < 0)
 		snprintf(me.host, sizeof(me.host), "localhost");
 	me.pid = (long)getpid();
 	snprintf(me.mountpoint, sizeof(me.mountpoint), "%s", mountpoint ? mountpoint : "");
 	me.started = time(NULL);
-	ret = holder_write(backing_fd, EKMFS_HOLDER_FILE, &me, false);
+	me.shared = shared;
+	if (shared)
+		shared_name(&me, name, sizeof(name));
+	else
+		snprintf(name, sizeof(name), "%s", EKMFS_HOLDER_FILE);
+	ret = holder_write(backing_fd, name, &me, false);
 	if (ret < 0) {
-		ekmfs_seterr("cannot write the holder record .ekmfs/%s: %s", EKMFS_HOLDER_FILE,
+		ekmfs_seterr("cannot write the holder record .ekmfs/%s: %s", name,
 			     strerror(-ret));
 		close(fd);
 		return ret;
 	}
 	lock = calloc(1, sizeof(*lock));
 	if (!lock) {
-		(void)ekmfs_meta_remove(backing_fd, EKMFS_HOLDER_FILE);
+		(void)ekmfs_meta_remove(backing_fd, name);
 		close(fd);
 		return -ENOMEM;
 	}
 	lock->fd = fd;
+	lock->rec_fd = -1;
+	lock->shared = shared;
+	snprintf(lock->name, sizeof(lock->name), "%s", name);
+	if (shared) {
+		/* Our record's own lock says we are alive. */
+		char rel[320];
+		struct flock rl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+		snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, name);
+		lock->rec_fd = openat(backing_fd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (lock->rec_fd < 0 || fcntl(lock->rec_fd, F_OFD_SETLK, &rl) < 0) {
+			ret = -errno;
+			ekmfs_seterr("cannot lock the holder record .ekmfs/%s: %s", name,
+				     strerror(errno));
+			ekmfs_volume_release(backing_fd, lock);
+			return ret;
+		}
+	}
 	*out = lock;
 	return 0;
+}
+
+int ekmfs_volume_take(int backing_fd, const char *mountpoint, struct ekmfs_mount_lock **out,
+		      bool *recover, struct timespec *since, struct ekmfs_holder *other)
+{
+	return take(backing_fd, mountpoint, false, out, recover, since, other);
+}
+
+int ekmfs_volume_take_shared(int backing_fd, const char *mountpoint,
+			     struct ekmfs_mount_lock **out, bool *recover,
+			     struct timespec *since, struct ekmfs_holder *other)
+{
+	return take(backing_fd, mountpoint, true, out, recover, since, other);
+}
+
+int ekmfs_volume_share(struct ekmfs_mount_lock *lock)
+{
+	struct flock fl = whole_first_byte(F_RDLCK);
+
+	if (!lock->shared)
+		return 0;
+	return fcntl(lock->fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
 }
 
 int ekmfs_volume_recovered(int backing_fd)
@@ -224,9 +416,11 @@ void ekmfs_volume_release(int backing_fd, struct ekmfs_mount_lock *lock)
 {
 	if (!lock)
 		return;
-	if (ekmfs_meta_remove(backing_fd, EKMFS_HOLDER_FILE) < 0)
+	if (ekmfs_meta_remove(backing_fd, lock->name) < 0)
 		ekmfs_log(EKMFS_LOG_WARN, "cannot remove the holder record: the next mount "
 			  "will check the files changed since this one started");
+	if (lock->rec_fd >= 0)
+		close(lock->rec_fd);
 	close(lock->fd);       /* releases the lock */
 	free(lock);
 }

@@ -91,6 +91,10 @@ void admin_status_tenant_json(const struct admin_status_ctx *c, struct ekmfs_ten
  * next mount or reload): printed whole / appended to the array. */
 void admin_status_new_tenants_text(const struct admin_status_ctx *c);
 void admin_status_new_tenants_json(const struct admin_status_ctx *c, struct json_object *arr);
+/* status_holder.c: who holds the volume (holder.h): a 'mounted by:' line /
+ * the "holder" and "recovery_pending" members. */
+void admin_status_holder_text(const char *backing);
+void admin_status_holder_json(const char *backing, struct json_object *root);
 /* status_json.c: `status [--json] BACKING` (argv[0] is "status") */
 int admin_status_main(int argc, char **argv, const struct ekmfs_config *cfg);
 /* An RFC 3339 UTC string for t, or NULL (JSON null) when t is unset. */

@@ -192,6 +192,8 @@ int admin_status(const char *backing, const struct ekmfs_config *cfg)
 	printf("format version: %u\n", vol.format_version);
 	printf("block size:     %u\n", vol.block_size);
 	print_time("created:       ", vol.created);
+	printf("\n");
+	admin_status_holder_text(backing);
 	printf("\nkeyring generation %llu, %zu tenant%s\n",
 	       (unsigned long long)kr.generation, kr.ntenants, kr.ntenants == 1 ? "" : "s");
 	for (size_t i = 0; i < kr.ntenants; i++) {

@@ -117,6 +117,7 @@ static int status_json(const char *backing, const struct ekmfs_config *cfg)
 	json_object_object_add(root, "keyring_generation",
 			       json_object_new_int64((int64_t)kr.generation));
 	json_object_object_add(root, "mounted_at", mounts_of(backing));
+	admin_status_holder_json(backing, root);
 	tenants = json_object_new_array();
 	for (size_t i = 0; i < kr.ntenants; i++) {
 		json_object *o = tenant_json(&kr.tenants[i], &tally);

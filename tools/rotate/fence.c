@@ -125,9 +125,13 @@ void rot_fence_stop(void)
 
 /* ---- one file ---- */
 
+/* Bytes EKMFS_FILE_LOCK_FENCE and _LEASE (holder.h): the fence of the local
+ * daemon, and in shared mode the lease of whichever daemon has the file
+ * loaded, so the slot is written only while no host has the file open. */
 int rot_file_hold(int fd, struct timespec *mtime)
 {
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = EKMFS_FILE_LOCK_FENCE, .l_len = 2 };
 	struct stat st;
 
 	while (fcntl(fd, F_OFD_SETLKW, &fl) < 0)
@@ -145,7 +149,8 @@ int rot_file_hold(int fd, struct timespec *mtime)
 
 void rot_file_release(int fd, const struct timespec *mtime)
 {
-	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET,
+			    .l_start = EKMFS_FILE_LOCK_FENCE, .l_len = 2 };
 
 	if (mtime) {
 		struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, *mtime };

@@ -1,0 +1,275 @@
+/*
+ * shared_lock.c - `ekmfs-admin lock` is volume-wide in shared mode.
+ *
+ * Owns: the lock marks .ekmfs/locked (every tenant) and .ekmfs/locked.TENANT
+ * in the backing store, and the thread that applies other daemons' marks
+ * here. The control socket reaches one daemon only (the one on the host,
+ * for the volume); in shared mode that daemon, once locked, writes the mark
+ * (atomically, durably: ekmfs_meta_replace), and every daemon of the volume
+ * polls the marks every EFS_SHARED_POLL_MS: a new mark locks it (keys
+ * dropped, open files' DEKs wiped: control.c), a mark gone unlocks it
+ * (keys fetched again). So a lock on any host makes opens fail with ENOKEY
+ * on all within one poll interval plus the backing store's metadata delay
+ * (none on a GlusterFS volume set up as docs/SHARED.md says): 2 s stated.
+ * The lock is audited once, by the daemon that was asked; the others log it.
+ *
+ * Divisions: the marks; applying them; the thread.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ekmfs/keyring.h"
+#include "ekmfs/util.h"
+#include "fs.h"
+
+#define MARK "locked"
+#define SCOPES_MAX 64
+#define SCOPE_LEN 128
+
+static struct {
+	pthread_mutex_t mu;     /* the applied scopes; one tick or mark at a time */
+	pthread_cond_t cv;
+	pthread_t thread;
+	bool running, stop;
+	struct efs_data *fs;
+	/* Scopes this daemon is locked for by a mark ("" = every tenant). */
+	char applied[SCOPES_MAX][SCOPE_LEN];
+	size_t napplied;
+} sl = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+/* ---- the marks ---- */
+
+static bool scope_ok(const char *tenant)
+{
+	return !tenant || (tenant[0] && tenant[0] != '.' && !strchr(tenant, '/') &&
+			   strlen(tenant) < SCOPE_LEN);
+}
+
+static void mark_name(const char *scope, char *name, size_t len)
+{
+	if (scope && scope[0])
+		snprintf(name, len, MARK ".%s", scope);
+	else
+		snprintf(name, len, MARK);
+}
+
+static int mark_remove(int backing_fd, const char *name)
+{
+	char rel[SCOPE_LEN + 32];
+
+	snprintf(rel, sizeof(rel), "%s/%s", EKMFS_META_DIR, name);
+	return unlinkat(backing_fd, rel, 0) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+static bool applied_has(const char *scope)
+{
+	for (size_t i = 0; i < sl.napplied; i++)
+		if (strcmp(sl.applied[i], scope) == 0)
+			return true;
+	return false;
+}
+
+static void applied_add(const char *scope)
+{
+	if (applied_has(scope) || sl.napplied == SCOPES_MAX)
+		return;
+	snprintf(sl.applied[sl.napplied++], SCOPE_LEN, "%s", scope);
+}
+
+static void applied_del(const char *scope)
+{
+	for (size_t i = 0; i < sl.napplied; i++) {
+		if (strcmp(sl.applied[i], scope) == 0) {
+			memcpy(sl.applied[i], sl.applied[--sl.napplied], SCOPE_LEN);
+			return;
+		}
+	}
+}
+
+void efs_shared_mark_lock(struct efs_data *fs, const char *tenant, bool locked, char *msg,
+			  size_t len)
+{
+	char name[SCOPE_LEN + 16], text[512], host[256] = "";
+	size_t used = strlen(msg);
+	int ret = 0;
+
+	if (!fs->shared)
+		return;
+	if (!scope_ok(tenant)) {
+		snprintf(msg + used, len - used, " (on this host only: the tenant name cannot "
+			 "name a lock mark)");
+		return;
+	}
+	mark_name(tenant, name, sizeof(name));
+	pthread_mutex_lock(&sl.mu);
+	if (locked) {
+		(void)gethostname(host, sizeof(host) - 1);
+		snprintf(text, sizeof(text), "{ \"format\": \"ekmfs-lock\", \"version\": 1, "
+			 "\"host\": \"%s\", \"pid\": %ld, \"time\": %lld }\n", host,
+			 (long)getpid(), (long long)time(NULL));
+		ret = ekmfs_meta_replace(fs->backing_fd, name, text);
+		if (ret == 0)
+			applied_add(tenant ? tenant : "");
+	} else if (!tenant) {
+		/* Every tenant: every mark goes. */
+		for (size_t i = sl.napplied; i-- > 0;) {
+			mark_name(sl.applied[i], name, sizeof(name));
+			if (mark_remove(fs->backing_fd, name) < 0)
+				ret = -errno;
+		}
+		mark_name(NULL, name, sizeof(name));
+		if (mark_remove(fs->backing_fd, name) < 0)
+			ret = -errno;
+		sl.napplied = 0;
+	} else {
+		ret = mark_remove(fs->backing_fd, name);
+		applied_del(tenant);
+	}
+	pthread_mutex_unlock(&sl.mu);
+	if (ret < 0) {
+		ekmfs_log(EKMFS_LOG_ERR, "shared mode: cannot %s the lock mark .ekmfs/%s: %s",
+			  locked ? "write" : "remove", name, strerror(-ret));
+		snprintf(msg + used, len - used, " (on this host only: the lock mark .ekmfs/%s "
+			 "could not be %s: %s)", name, locked ? "written" : "removed",
+			 strerror(-ret));
+	} else {
+		snprintf(msg + used, len - used, locked ? " (every mount of the volume within "
+			 "%d s)" : " (every mount of the volume)", 2 * EFS_SHARED_POLL_MS / 1000);
+	}
+}
+
+/* ---- applying them ---- */
+
+/* The scopes marked now; *n = SIZE_MAX when the directory cannot be read. */
+static void marks_read(int backing_fd, char scopes[][SCOPE_LEN], size_t *n)
+{
+	int dfd = openat(backing_fd, EKMFS_META_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *d;
+	DIR *dir;
+
+	*n = SIZE_MAX;
+	if (dfd < 0)
+		return;
+	dir = fdopendir(dfd);
+	if (!dir) {
+		close(dfd);
+		return;
+	}
+	*n = 0;
+	while ((d = readdir(dir)) && *n < SCOPES_MAX) {
+		if (strcmp(d->d_name, MARK) == 0)
+			scopes[(*n)++][0] = '\0';
+		else if (strncmp(d->d_name, MARK ".", strlen(MARK) + 1) == 0 &&
+			 !strstr(d->d_name, ".tmp") &&
+			 strlen(d->d_name + strlen(MARK) + 1) < SCOPE_LEN)
+			snprintf(scopes[(*n)++], SCOPE_LEN, "%s", d->d_name + strlen(MARK) + 1);
+	}
+	closedir(dir);
+}
+
+static void tick(struct efs_data *fs)
+{
+	static char now[SCOPES_MAX][SCOPE_LEN];
+	char msg[400];
+	size_t n;
+
+	pthread_mutex_lock(&sl.mu);
+	marks_read(fs->backing_fd, now, &n);
+	if (n == SIZE_MAX)
+		goto out;       /* unreadable now: change nothing */
+	for (size_t i = 0; i < n; i++) {
+		const char *scope = now[i];
+
+		if (applied_has(scope))
+			continue;
+		msg[0] = '\0';
+		if (efs_control_lock(fs, scope[0] ? scope : NULL, msg, sizeof(msg)) == 0) {
+			applied_add(scope);
+			ekmfs_log(EKMFS_LOG_WARN, "shared mode: the volume was locked on another "
+				  "host (.ekmfs/%s%s%s): %s", MARK, scope[0] ? "." : "", scope, msg);
+		}
+	}
+	for (size_t i = sl.napplied; i-- > 0;) {
+		char scope[SCOPE_LEN];
+		bool marked = false;
+
+		for (size_t j = 0; j < n && !marked; j++)
+			marked = strcmp(now[j], sl.applied[i]) == 0;
+		if (marked)
+			continue;
+		snprintf(scope, sizeof(scope), "%s", sl.applied[i]);
+		msg[0] = '\0';
+		if (efs_control_unlock(fs, scope[0] ? scope : NULL, msg, sizeof(msg)) == 0) {
+			applied_del(scope);
+			ekmfs_log(EKMFS_LOG_WARN, "shared mode: the volume was unlocked on another "
+				  "host: %s", msg);
+		} else {
+			ekmfs_log(EKMFS_LOG_ERR, "shared mode: unlocked on another host, but not "
+				  "here: %s", ekmfs_lasterr());
+		}
+	}
+out:
+	pthread_mutex_unlock(&sl.mu);
+}
+
+/* ---- the thread ---- */
+
+static void *poller(void *arg)
+{
+	struct efs_data *fs = arg;
+
+	pthread_mutex_lock(&sl.mu);
+	while (!sl.stop) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += (long)EFS_SHARED_POLL_MS % 1000 * 1000000;
+		until.tv_sec += EFS_SHARED_POLL_MS / 1000 + until.tv_nsec / 1000000000;
+		until.tv_nsec %= 1000000000;
+		pthread_cond_timedwait(&sl.cv, &sl.mu, &until);
+		if (sl.stop)
+			break;
+		pthread_mutex_unlock(&sl.mu);
+		tick(fs);
+		pthread_mutex_lock(&sl.mu);
+	}
+	pthread_mutex_unlock(&sl.mu);
+	return NULL;
+}
+
+int efs_shared_start(struct efs_data *fs)
+{
+	int ret;
+
+	if (!fs->shared)
+		return 0;
+	sl.fs = fs;
+	sl.stop = false;
+	tick(fs);               /* a volume locked elsewhere is locked from the start */
+	ret = pthread_create(&sl.thread, NULL, poller, fs);
+	if (ret) {
+		ekmfs_log(EKMFS_LOG_ERR, "shared mode: cannot start the lock poller: %s",
+			  strerror(ret));
+		return -ret;
+	}
+	sl.running = true;
+	return 0;
+}
+
+void efs_shared_stop(void)
+{
+	if (!sl.running)
+		return;
+	pthread_mutex_lock(&sl.mu);
+	sl.stop = true;
+	pthread_cond_signal(&sl.cv);
+	pthread_mutex_unlock(&sl.mu);
+	pthread_join(sl.thread, NULL);
+	sl.running = false;
+}

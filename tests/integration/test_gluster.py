@@ -1,0 +1,332 @@
+"""One volume, two hosts: the mount lock through a real GlusterFS volume.
+
+Owns: an ekmfs volume whose backing directory lives on GlusterFS, seen
+through two GlusterFS clients (gluster.py) as two hosts would see it. A
+mount through client 1 works; a second mount through client 2 exits 1 with
+the one line that names the holder, nothing mounted: the OFD lock on
+.ekmfs/mount.lock is held in GlusterFS's locks translator on the bricks,
+not in either client's kernel. A daemon killed with SIGKILL on client 1
+leaves a lock GlusterFS releases with its file, so client 2 mounts and
+recovers.
+"""
+import copy
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+
+import pytest
+
+from conftest import SLOW, Mount, Volume, errno_of, is_mounted, make_root
+from gluster import gluster  # noqa: F401 - the fixture
+from test_holder import mounts_at
+
+
+def host_config(vol, where, audit_log):
+    vol.audit_log = audit_log
+    vol.run_dir = where / "run"
+    vol.config.write_text("[daemon]\ncontrol_dir = %s\n[audit]\nfile = %s\n"
+                          "[tenant.default]\nkey_file = %s\n"
+                          % (vol.run_dir, vol.audit_log, vol.key_file))
+
+
+@pytest.fixture
+def gvol(gluster):  # noqa: F811 - the fixture
+    """An initialised ekmfs volume on GlusterFS: .backing through client 1;
+    .other is the same volume through client 2, with its own mountpoint."""
+    root = make_root()
+    vol = Volume(root)
+    vol.backing.rmdir()
+    name = os.path.basename(root)
+    vol.backing = gluster.clients[0] / name
+    vol.backing.mkdir()
+    # One audit chain per volume (docs/SHARED.md): every host appends to
+    # the same log, on the shared store, each through its own client.
+    host_config(vol, vol.root, gluster.clients[0] / (name + ".audit.log"))
+    vol.init()
+    # Host 2: the same key, its own configuration, control socket directory,
+    # audit log and daemon logs, as on another machine.
+    other = copy.copy(vol)
+    other.backing = gluster.clients[1] / name
+    other.mnt = vol.root / "mnt2"
+    other.mnt.mkdir()
+    other.mounts = []
+    other.root = vol.root / "host2"
+    other.root.mkdir()
+    other.config = other.root / "ekmfs.ini"
+    host_config(other, other.root, gluster.clients[1] / (name + ".audit.log"))
+    assert (other.backing / ".ekmfs").is_dir(), "client 2 does not see the volume"
+    yield vol, other
+    other.cleanup()
+    vol.cleanup()
+    shutil.rmtree(vol.backing, ignore_errors=True)
+    vol.audit_log.unlink(missing_ok=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def try_mount(vol):
+    m = Mount(vol, "allow_other,default_permissions", (), len(vol.mounts))
+    m.start(expect_ok=False)
+    rc = m.wait_exit(30 * SLOW)
+    if rc is None:
+        m.kill()
+    return rc, m.log()
+
+
+def test_second_mount_from_another_client_is_refused(gvol):
+    vol, other = gvol
+    first = vol.mount()
+    (vol.mnt / "f").write_bytes(b"through client 1")
+    rc, err = try_mount(other)
+    assert rc == 1, err
+    assert err.splitlines() == [
+        "ekmfs: the volume is already mounted by %s (pid %d) at %s: one daemon at a time "
+        "(or -o shared on every host)" % (socket.gethostname(), first.proc.pid, vol.mnt)], err
+    assert mounts_at(other.mnt) == 0 and mounts_at(vol.mnt) == 1
+    # client 2 sees who holds it, and that the holder is alive
+    st = json.loads(other.admin("status", "--json", other.backing).stdout)
+    assert (st["holder"]["pid"], st["holder"]["live"]) == (first.proc.pid, True), st
+    assert (vol.mnt / "f").read_bytes() == b"through client 1"
+    first.unmount()
+
+
+def test_a_killed_daemon_on_one_client_does_not_block_the_other(gvol):
+    vol, other = gvol
+    first = vol.mount()
+    with open(vol.mnt / "f", "wb") as f:
+        f.write(b"y" * 20000)
+        f.flush()
+        os.fsync(f.fileno())
+    first.proc.send_signal(signal.SIGKILL)
+    assert first.proc.wait(timeout=10 * SLOW) == -signal.SIGKILL
+    first.kill()
+    assert not is_mounted(vol.mnt)
+    m = other.mount()
+    assert (other.mnt / "f").read_bytes() == b"y" * 20000
+    assert "recovery:" in m.log(), m.log()
+    # client 1 sees the new holder once its GlusterFS client's metadata
+    # cache has expired
+    t0 = time.monotonic()
+    while True:
+        st = json.loads(vol.admin("status", "--json", vol.backing).stdout)
+        if st["holder"] or time.monotonic() > t0 + 10:
+            break
+        time.sleep(0.1)
+    print("client 1 saw the new holder after %.1f s" % (time.monotonic() - t0))
+    assert (st["holder"]["pid"], st["holder"]["live"]) == (m.proc.pid, True), st
+    m.unmount()
+
+
+# ---- shared mode (docs/SHARED.md) ------------------------------------------
+
+SHARED = "allow_other,default_permissions,shared"
+
+
+def mount_shared(vol):
+    m = Mount(vol, SHARED, (), len(vol.mounts))
+    vol.mounts.append(m)
+    m.start()
+    return m
+
+
+def test_shared_and_exclusive_mounts_exclude_each_other(gvol):
+    vol, other = gvol
+    a = mount_shared(vol)
+    rc, err = try_mount(other)                 # exclusive while shared
+    assert rc == 1, err
+    assert err.splitlines() == [
+        "ekmfs: the volume is mounted in shared mode by %s (pid %d) at %s: mount it with "
+        "-o shared too, or unmount those first" % (socket.gethostname(), a.proc.pid,
+                                                   vol.mnt)], err
+    assert mounts_at(other.mnt) == 0
+    b = mount_shared(other)                    # shared joins shared
+    st = json.loads(other.admin("status", "--json", other.backing).stdout)
+    got = sorted((h["pid"], h["mountpoint"], h["mode"], h["live"])
+                 for h in st["shared_holders"])
+    assert got == sorted([(a.proc.pid, str(vol.mnt), "shared", True),
+                          (b.proc.pid, str(other.mnt), "shared", True)]), st
+    assert st["holder"] is None
+    b.unmount()
+    a.unmount()
+    ex = vol.mount()                           # then shared while exclusive
+    m = Mount(other, SHARED, (), 99)
+    m.start(expect_ok=False)
+    assert m.wait_exit(30 * SLOW) == 1, m.log()
+    assert "already mounted by %s (pid %d)" % (socket.gethostname(), ex.proc.pid) in m.log()
+    assert mounts_at(other.mnt) == 0
+    ex.unmount()
+
+
+def test_shared_close_to_open(gvol):
+    vol, other = gvol
+    a, b = mount_shared(vol), mount_shared(other)
+    files = {"f%d" % n: os.urandom(n) for n in (0, 1, 4095, 4096, 4097, 100000, 1 << 20)}
+    for name, data in files.items():
+        with open(vol.mnt / name, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    for name, data in files.items():
+        with open(other.mnt / name, "rb") as f:
+            assert f.read() == data, name
+    # overwritten shorter through b: a sees the new size and bytes at once
+    for name, data in files.items():
+        with open(other.mnt / name, "r+b") as f:
+            f.truncate(len(data) // 3)
+            f.seek(0)
+            f.write(b"B" * (len(data) // 7))
+    for name, data in files.items():
+        want = b"B" * (len(data) // 7) + data[len(data) // 7:len(data) // 3]
+        assert os.stat(vol.mnt / name).st_size == len(want), name
+        with open(vol.mnt / name, "rb") as f:
+            assert f.read() == want, name
+    assert not a.auth_failures() and not b.auth_failures()
+    b.unmount()
+    a.unmount()
+
+
+def hammer(path, seed, rounds):
+    """open, write blocks (some whole, some across block edges), close."""
+    import random
+    rng = random.Random(seed)
+    for i in range(rounds):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            for _ in range(rng.randint(1, 4)):
+                if rng.random() < 0.5:
+                    off, n = rng.randrange(16) * 4096, 4096 * rng.randint(1, 3)
+                else:
+                    off, n = rng.randrange(16 * 4096), rng.randint(1, 9000)
+                os.pwrite(fd, bytes([seed]) * n, off)
+            if i % 10 == 0:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def test_shared_two_writers_one_file(gvol):
+    import multiprocessing
+    vol, other = gvol
+    a, b = mount_shared(vol), mount_shared(other)
+    (vol.mnt / "h").write_bytes(b"\0" * 16 * 4096)
+    ps = [multiprocessing.Process(target=hammer, args=(m / "h", seed, 60))
+          for m, seed in ((vol.mnt, 0xA1), (other.mnt, 0xB2))]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(120 * SLOW)
+        assert p.exitcode == 0, "a writer failed (exit %s)\n--- a ---\n%s\n--- b ---\n%s" % (
+            p.exitcode, a.log()[-3000:], b.log()[-3000:])
+    # every block authenticates through both mounts, and both read the same
+    da = (vol.mnt / "h").read_bytes()
+    db = (other.mnt / "h").read_bytes()
+    assert da == db
+    assert set(da) <= {0, 0xA1, 0xB2} and {0xA1, 0xB2} <= set(da)
+    assert not a.auth_failures() and not b.auth_failures()
+    b.unmount()
+    a.unmount()
+    r = vol.admin("verify", vol.backing)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def wait_errno(path, want, limit):
+    """Seconds until opening path fails with want (or succeeds: want 0)."""
+    t0 = time.monotonic()
+    while True:
+        e = errno_of(lambda: os.close(os.open(path, os.O_RDONLY)))
+        if e == want:
+            return time.monotonic() - t0
+        assert time.monotonic() - t0 < limit, "%s: still %s after %.1f s" % (
+            path, errno.errorcode.get(e, e) if e else "opens", limit)
+        time.sleep(0.05)
+
+
+def test_shared_lock_is_volume_wide(gvol):
+    vol, other = gvol
+    a, b = mount_shared(vol), mount_shared(other)
+    (vol.mnt / "f").write_bytes(b"locked data")
+    assert (other.mnt / "f").read_bytes() == b"locked data"
+    fd = os.open(other.mnt / "f", os.O_RDONLY)        # open on b across the lock
+    try:
+        r = vol.admin("lock", vol.mnt)                # reaches a only
+        assert r.returncode == 0, r.stderr
+        assert "every mount of the volume within 2 s" in r.stdout, r.stdout
+        # an open on a waits for b's lease on f, which b gives up when it
+        # applies the lock: both within the bound
+        wait_errno(vol.mnt / "f", errno.ENOKEY, 2.5)
+        took = wait_errno(other.mnt / "f", errno.ENOKEY, 2.5)
+        print("host 2 refused opens %.2f s after the lock" % took)
+        assert errno_of(os.pread, fd, 4, 0) == errno.ENOKEY
+        assert errno_of(os.open, str(other.mnt / "new"),
+                        os.O_CREAT | os.O_WRONLY) == errno.ENOKEY
+        r = vol.admin("unlock", vol.mnt)
+        assert r.returncode == 0, r.stderr
+        wait_errno(vol.mnt / "f", 0, 2.5)
+        took = wait_errno(other.mnt / "f", 0, 2.5)
+        print("host 2 opened again %.2f s after the unlock" % took)
+        assert os.pread(fd, 6, 0) == b"locked"
+    finally:
+        os.close(fd)
+    b.unmount()
+    a.unmount()
+    # one chain: audited once, by the daemon that was asked; the other
+    # logged it; both hosts' mounts are in it
+    recs = [json.loads(l) for l in vol.audit_log.read_text().splitlines()]
+    evs = [r["event"] for r in recs]
+    assert evs.count("lock") == 1 and evs.count("unlock") == 1, evs
+    assert evs.count("mount") == 2 and evs.count("unmount") == 2, evs
+    assert "locked on another host" in b.log(), b.log()
+    for v in (vol, other):
+        r = v.admin("audit", "verify", v.backing)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def writer(mnt, tag, stop_at, out):
+    """Rewrite and create files until stop_at; their last contents to out."""
+    import pickle
+    last, i = {}, 0
+    while time.time() < stop_at:
+        name = "w%s-%d" % (tag, i % 12)
+        data = (b"%s %d " % (tag.encode(), i)) * (1 + i % 900)
+        with open(os.path.join(mnt, name), "wb") as f:
+            f.write(data)
+        last[name] = data
+        i += 1
+    with open(out, "wb") as f:
+        pickle.dump(last, f)
+
+
+def test_shared_rotate_while_both_write(gvol):
+    import multiprocessing
+    import pickle
+    from conftest import ROTATE, run_cli
+    vol, other = gvol
+    a, b = mount_shared(vol), mount_shared(other)
+    for i in range(20):
+        (vol.mnt / ("old%d" % i)).write_bytes(b"old %d " % i * (1 + 300 * i))
+    stop_at = time.time() + 8 * SLOW
+    outs = [vol.root / "wa.pickle", vol.root / "wb.pickle"]
+    ps = [multiprocessing.Process(target=writer, args=(str(m), t, stop_at, o))
+          for m, t, o in ((vol.mnt, "A", outs[0]), (other.mnt, "B", outs[1]))]
+    for p in ps:
+        p.start()
+    time.sleep(1)
+    r = run_cli([ROTATE, "-c", vol.config, "kek", vol.backing], timeout=120)
+    for p in ps:
+        p.join(60 * SLOW)
+        assert p.exitcode == 0, "a writer failed\n%s\n%s" % (a.log()[-2000:], b.log()[-2000:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    expect = {("old%d" % i): b"old %d " % i * (1 + 300 * i) for i in range(20)}
+    for o in outs:
+        expect.update(pickle.loads(o.read_bytes()))
+    for m in (vol.mnt, other.mnt):
+        for name, data in expect.items():
+            assert (m / name).read_bytes() == data, (m, name)
+    assert not a.auth_failures() and not b.auth_failures()
+    b.unmount()
+    a.unmount()
+    r = vol.admin("verify", vol.backing)
+    assert r.returncode == 0, r.stdout + r.stderr
