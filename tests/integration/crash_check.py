@@ -123,14 +123,22 @@ def read_tree(mnt):
 class Observer:
     """One mountpoint on which crash images are mounted one at a time."""
 
-    def __init__(self, root, config, wid):
+    def __init__(self, root, scratch, key_file, wid):
         self.root = root / ("w%d" % wid)
         (self.root / "mnt").mkdir(parents=True, exist_ok=True)
-        self.config = config
+        # Its own audit log, begun afresh for every image: the audit trail
+        # fails closed (docs/AUDIT.md), and an image's chain head is from
+        # its crash point, behind what earlier images' daemons appended; an
+        # empty log is in step with any head (as after log rotation).
+        self.audit_log = scratch / ("audit.%d.log" % wid)
+        self.config = scratch / ("check.%d.ini" % wid)
+        self.config.write_text("[tenant.default]\nkey_file = %s\n\n[audit]\nfile = %s\n"
+                               % (key_file, self.audit_log))
         self.wid = wid
 
     def observe(self, dest):
         obs = Observation()
+        self.audit_log.unlink(missing_ok=True)
         verify = subprocess.Popen([str(ADMIN), "-c", str(self.config), "verify", str(dest)],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
@@ -174,12 +182,9 @@ class ObserverPool:
         # fsync) goes to tmpfs with the images.
         root = vol.root / "check"
         root.mkdir(exist_ok=True)
-        config = self.scratch / "check.ini"
-        config.write_text("[tenant.default]\nkey_file = %s\n\n[audit]\nfile = %s\n"
-                          % (vol.key_file, self.scratch / "audit.log"))
         self.free = queue.Queue()
         for wid in range(workers):
-            self.free.put(Observer(root, config, wid))
+            self.free.put(Observer(root, self.scratch, vol.key_file, wid))
         self.executor = concurrent.futures.ThreadPoolExecutor(workers)
         self.recent = collections.OrderedDict()    # fingerprint -> Future
         self.mounted = 0
