@@ -165,17 +165,24 @@ int ekmfs_content_settle_header(int fd)
 }
 
 /* The slot protocol of docs/ROTATION.md: every state a concurrent reader
- * or a crash can observe parses. write: seq (bytes 0..7) first, then
- * 8..95; clear: 8..95 first, then seq. An in-between slot has a seq and
- * tenant id 0: it parses, cannot open, and readers use the other slot. */
+ * or a crash can observe parses. write: 8..95 zeroed, then seq (bytes
+ * 0..7), then 8..95; clear: 8..95 first, then seq. An in-between slot has a
+ * seq and tenant id 0: it parses, cannot open, and readers use the other
+ * slot. The zeroing matters when the slot still holds an older wrap (a
+ * rotation killed before its clear): a new seq written over those bytes
+ * would make a slot that claims to be the newest and does not authenticate
+ * (verify: DAMAGED), where a tenant-0 slot is a known interrupted write. */
 int ekmfs_content_write_slot(int fd, const struct ekmfs_header *h, int idx)
 {
+	static const uint8_t zero[EKMFS_SLOT_SIZE];
 	uint8_t buf[EKMFS_HEADER_PARSE_SIZE];
 	off_t off = (off_t)ekmfs_slot_offset(idx);
 	int ret;
 
 	ekmfs_header_serialize(h, buf);
-	ret = ekmfs_write_full(fd, buf + off, 8, off);
+	ret = ekmfs_write_full(fd, zero, EKMFS_SLOT_SIZE - 8, off + 8);
+	if (!ret)
+		ret = ekmfs_write_full(fd, buf + off, 8, off);
 	if (!ret)
 		ret = ekmfs_write_full(fd, buf + off + 8, EKMFS_SLOT_SIZE - 8, off + 8);
 	ekmfs_wipe(buf, sizeof(buf));

@@ -10,6 +10,7 @@
 #define EKMFS_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int check_failures;   /* in the current test */
@@ -43,8 +44,12 @@ static int check_failed_tests;
 		}                                                            \
 	} while (0)
 
+/* EKMFS_CHECK_ONLY=test_name runs that test alone (while developing). */
 #define RUN(fn)                                                              \
 	do {                                                                 \
+		const char *only_ = getenv("EKMFS_CHECK_ONLY");              \
+		if (only_ && *only_ && strcmp(only_, #fn) != 0)              \
+			break;                                               \
 		check_failures = 0;                                          \
 		fn();                                                        \
 		printf("%s %s\n", check_failures ? "not ok" : "ok", #fn);    \

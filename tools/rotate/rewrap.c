@@ -23,7 +23,7 @@
  *
  * Slot writes are split in two, so that every state a concurrent reader (the
  * daemon opening the file) or a crash can observe still parses:
- *   write: seq (bytes 0..7) first, then bytes 8..95
+ *   write: bytes 8..95 zeroed, then seq (bytes 0..7), then bytes 8..95
  *   clear: bytes 8..95 first, then seq
  * An in-between slot has a non-zero seq and a zero tenant id: it parses, it
  * cannot open (tenant id 0 does not exist), and readers fall back to the
