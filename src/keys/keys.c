@@ -579,12 +579,28 @@ static int check_secret_outside(const char *secret, const char *what, const char
 	return 0;
 }
 
+static int check_tenant_secrets(const struct ekmfs_tenant_config *tc, const char *path);
+
 int ekmfs_check_secret_outside(int backing_fd, const char *secret, const char *what)
 {
 	char path[PATH_MAX];
 
 	backing_path(backing_fd, path, sizeof(path));
 	return check_secret_outside(secret, what, path);
+}
+
+int ekmfs_keys_check_secrets(int backing_fd, const struct ekmfs_config *cfg)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	backing_path(backing_fd, path, sizeof(path));
+	for (unsigned i = 0; i < cfg->ntenants; i++) {
+		ret = check_tenant_secrets(&cfg->tenants[i], path);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 /* Undo a half-written volume so a failed init leaves BACKING as it was. */
@@ -843,6 +859,11 @@ int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg, struct ekmfs
 		return -ENOMEM;
 	k->backing_fd = backing_fd;
 	pthread_rwlock_init(&k->lock, NULL);
+	/* Before any key is read: a key kept in BACKING is refused at every
+	 * mount and by every tool, not only by init. */
+	ret = ekmfs_keys_check_secrets(backing_fd, cfg);
+	if (ret)
+		goto fail;
 	ret = ekmfs_volume_read(backing_fd, &k->vol);
 	if (ret == -ENOENT) {
 		backing_path(backing_fd, path, sizeof(path));
@@ -1303,6 +1324,8 @@ int ekmfs_keys_apply_config(struct ekmfs_keys *k, const struct ekmfs_config *cfg
 		return -ENOMEM;
 	*policy = *cfg;
 	ret = ekmfs_config_check_paths(cfg, k->backing_fd);
+	if (!ret)
+		ret = ekmfs_keys_check_secrets(k->backing_fd, cfg);
 	if (ret)
 		goto out;
 	/* New tenants first, outside k->lock: creating one asks its KMS. */
