@@ -12,7 +12,8 @@
  *   (200 when there are none)
  *
  * When the input has no response left, the service is unreachable
- * (-ECONNREFUSED, an outage), so retries and outage handling run too.
+ * (-ECONNREFUSED with http.c's message, an outage), so retries and
+ * outage handling run too.
  * Backoff does not sleep. Responses are malloc'd copies (NUL-terminated,
  * wiped when freed, as http.c does), so ASan sees a read past a body.
  */
@@ -22,6 +23,7 @@
 
 #include "ekmfs/http.h"
 #include "ekmfs/secmem.h"
+#include "ekmfs/util.h"
 #include "fuzz.h"
 #include "transport.h"
 
@@ -58,8 +60,11 @@ int ekmfs_http_request(const char *method, const char *url, const char *const *h
 	for (; headers && headers[i]; i++)
 		FUZZ_CHECK(strchr(headers[i], ':') && !strchr(headers[i], '\n'));
 	requests++;
-	if (!next)
+	if (!next) {
+		/* As http.c says it when a service does not answer. */
+		ekmfs_seterr("cannot reach %s: Couldn't connect to server", url);
 		return -ECONNREFUSED;
+	}
 	end = memmem(next, left, SEP, sizeof(SEP) - 1);
 	len = end ? (size_t)(end - next) : left;
 	if (end) {

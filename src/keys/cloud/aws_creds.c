@@ -746,12 +746,18 @@ static int fetch(const struct ekmfs_tenant_config *tc, struct ekmfs_aws_creds *c
 	return -ENOKEY;
 }
 
-/* fetch, then the credentials it found must fit in a header. */
+/* fetch, then the credentials it found must be there and fit in a header
+ * (fuzz_aws_creds: "aws_secret_access_key =" with nothing after it, or an
+ * empty <SecretAccessKey/>, was taken for a key). */
 static int fetch_checked(const struct ekmfs_tenant_config *tc, struct ekmfs_aws_creds *cr)
 {
 	int ret = fetch(tc, cr);
 
-	if (ret == 0 && (!header_safe(cr->access_key) || !header_safe(cr->secret_key) ||
+	if (ret == 0 && (!cr->access_key[0] || !cr->secret_key[0])) {
+		ekmfs_seterr("AWS credentials from %s have an empty %s", cr->source,
+			     cr->access_key[0] ? "secret key" : "access key id");
+		ret = -EINVAL;
+	} else if (ret == 0 && (!header_safe(cr->access_key) || !header_safe(cr->secret_key) ||
 			 !header_safe(cr->session_token))) {
 		ekmfs_seterr("AWS credentials from %s hold a space or control character",
 			     cr->source);
