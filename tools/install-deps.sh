@@ -16,12 +16,15 @@ set -u -o pipefail
 
 # ---- settings ----------------------------------------------------------------
 
+# clang, llvm and libclang-rt-14-dev (libFuzzer, clang's sanitizer runtimes,
+# llvm-profdata/llvm-cov): the fuzz harnesses, tests/fuzz/run.sh.
 EKMFS_PACKAGES="build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev
 libjson-c-dev libinih-dev liburing-dev libcurl4-openssl-dev python3 python3-pytest
 python3-cryptography attr strace
 libsystemd-dev rsync bash-completion man-db groff-base
 python3-botocore awscli python3-azure
-glusterfs-server glusterfs-client"
+glusterfs-server glusterfs-client
+clang llvm libclang-rt-14-dev"
 
 # dpkg's database and locks (overridable for the tests), and how long to wait
 # for another package manager before giving up (seconds).

@@ -169,6 +169,27 @@ else
 	step_failed "build-fault/ failed to build"
 fi
 
+# Every parser's libFuzzer harness for a bounded time under ASan+UBSan
+# (tests/fuzz/README.md; clang builds build-fuzz/ itself): a crash, leak or
+# UB report fails the run. The long version: tests/fuzz/run.sh -t 3600.
+say "fuzzing (tests/fuzz/run.sh: 20 s per harness, ASan+UBSan)"
+: >build-fuzz.results
+tests/fuzz/run.sh -t 20 -o build-fuzz.results ||
+	echo "tools/test.sh: a fuzz harness failed (above)" >&2
+cleanup_stale_mounts
+[ -s build-fuzz.results ] || echo "fuzzing FAILED" >build-fuzz.results
+RUNS+=("fuzzing|compile|build-fuzz.results")
+
+# The threaded integration tests with the daemon and tools built under
+# ThreadSanitizer (tools/ci-tsan.sh): any report fails the run.
+say "ThreadSanitizer (tools/ci-tsan.sh)"
+: >build-tsan.results
+tools/ci-tsan.sh -o build-tsan.results ||
+	echo "tools/test.sh: the ThreadSanitizer run failed (above)" >&2
+cleanup_stale_mounts
+[ -s build-tsan.results ] || echo "tsan FAILED" >build-tsan.results
+RUNS+=("ThreadSanitizer|compile|build-tsan.results")
+
 # ---- summary ----------------------------------------------------------------------------
 say "summary"
 "$PYTHON" - "$STEP_FAILURES" "${RUNS[@]}" <<'EOF'

@@ -38,7 +38,8 @@ int ekmfs_keys_create_tenant(int backing_fd, const struct ekmfs_volume *vol,
 
 /* Open the hierarchy: read descriptor and keyring, open each tenant's
  * provider and unwrap its current KEK, so a wrong or missing key fails here,
- * before anything is mounted. backing_fd stays owned by the caller. */
+ * before anything is mounted. A secrets file inside BACKING is refused
+ * first (ekmfs_keys_check_secrets). backing_fd stays owned by the caller. */
 int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg,
 		    struct ekmfs_keys **out);
 void ekmfs_keys_close(struct ekmfs_keys *k);
@@ -105,6 +106,13 @@ typedef int (*ekmfs_slot_open_fn)(void *arg, const struct ekmfs_header *h, int i
 				  uint8_t *dek);
 int ekmfs_header_open_dek(const struct ekmfs_header *h, ekmfs_slot_open_fn open_slot,
 			  void *arg, uint8_t *dek, char *first_err, size_t errlen);
+/* The same rule for every secrets file a tenant of cfg names (key file,
+ * passphrase file, Azure client secret file): ekmfs_keys_open and
+ * ekmfs_keys_apply_config apply it, and the tools that read keys without
+ * them (ekmfs-rotate, ekmfs-admin test). A key inside BACKING, also through
+ * a symlink or inside .ekmfs/, would travel with every copy of the
+ * ciphertext. 0 or -EINVAL with ekmfs_lasterr() saying which file. */
+int ekmfs_keys_check_secrets(int backing_fd, const struct ekmfs_config *cfg);
 
 /* Lock (ekmfs-admin lock): drop the cached KEKs of tenant (NULL: every
  * tenant) and refuse them (-ENOKEY) until ekmfs_keys_unlock(), which clears

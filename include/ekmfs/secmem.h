@@ -17,7 +17,9 @@ int ekmfs_secmem_init(void);
 /* Disable core dumps and ptrace attach (PR_SET_DUMPABLE 0, RLIMIT_CORE 0). */
 void ekmfs_secmem_no_dumps(void);
 
-/* Zeroed, locked allocation; NULL on failure. */
+/* Zeroed, locked allocation; NULL on failure, also when the arena exists
+ * but is full (never a silent fall back to the ordinary heap; the fall back
+ * is only for a process whose arena could not be set up at all). */
 void *ekmfs_secure_alloc(size_t len);
 /* Wipe (OPENSSL_cleanse) and release; NULL is fine. */
 void ekmfs_secure_free(void *p, size_t len);

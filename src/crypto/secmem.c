@@ -49,9 +49,24 @@ void ekmfs_secmem_no_dumps(void)
 
 void *ekmfs_secure_alloc(size_t len)
 {
-	/* OPENSSL_secure_zalloc falls back to the ordinary heap when the
-	 * arena is missing or full. */
-	return OPENSSL_secure_zalloc(len);
+	/* OPENSSL_secure_zalloc uses the ordinary heap when there is no
+	 * arena (said once at start-up by ekmfs_secmem_init, or a program
+	 * that never asked for one: tests, tools that hold no key). A full
+	 * arena must be a failure like any other allocation's, never a key
+	 * where it can be swapped and dumped without a word: OpenSSL 3.0
+	 * returns NULL then, and this check keeps it so whatever the library
+	 * version does (tests/unit/test_secmem.c). */
+	void *p = OPENSSL_secure_zalloc(len);
+
+	if (p && CRYPTO_secure_malloc_initialized() && !CRYPTO_secure_allocated(p)) {
+		OPENSSL_clear_free(p, len);
+		ekmfs_seterr("the locked key memory (%u KiB) is full", SECURE_ARENA_SIZE >> 10);
+		ekmfs_log(EKMFS_LOG_ERR, "the locked key memory (%u KiB) is full: a key "
+			  "allocation fails rather than land in swappable memory",
+			  SECURE_ARENA_SIZE >> 10);
+		return NULL;
+	}
+	return p;
 }
 
 void ekmfs_secure_free(void *p, size_t len)

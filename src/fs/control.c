@@ -7,7 +7,9 @@
  * the per-tenant key cache states it reports (`tenants`).
  *
  * Protocol: the client sends one line, the daemon answers one line and
- * closes the connection.
+ * closes the connection (the line is read and parsed by control_line.c,
+ * strictly: one space between words, tenant names as the configuration
+ * allows them, seconds without sign or leading zeros).
  *   lock [TENANT]     ->  ok locked ...      | error ERRNO-NAME message
  *   unlock [TENANT]   ->  ok unlocked ...    | error ...
  *   status            ->  ok locked|unlocked
@@ -57,11 +59,9 @@
 #include "ekmfs/audit.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
+#include "control_line.h"
 #include "fs.h"
 #include "service.h"
-
-#define REQUEST_MAX 256
-#define FENCE_MAX_SECONDS 600
 
 static struct {
 	int sock, wake_rd, wake_wr;
@@ -329,14 +329,12 @@ static void audit_control(struct efs_data *fs, const char *event, const char *te
 static void handle(struct efs_data *fs, int c)
 {
 	struct timeval tv = { .tv_sec = 5 };
-	char req[REQUEST_MAX + 1], reply[600], msg[400] = "", *long_reply = NULL;
-	const char *tenant = NULL;
+	char req[EFS_CTL_REQUEST_MAX + 1], reply[600], msg[400] = "", *long_reply = NULL;
+	struct efs_ctl_request r;
 	struct ucred cr;
 	socklen_t crlen = sizeof(cr);
-	ssize_t n;
-	size_t got = 0;
 	bool quiet = false;
-	int ret;
+	int ret = -EINVAL;
 
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -345,56 +343,48 @@ static void handle(struct efs_data *fs, int c)
 		snprintf(reply, sizeof(reply), "error EPERM only root may use this socket\n");
 		goto out;
 	}
-	while (got < REQUEST_MAX && !memchr(req, '\n', got) &&
-	       (n = read(c, req + got, REQUEST_MAX - got)) > 0)
-		got += (size_t)n;
-	req[got] = '\0';
-	req[strcspn(req, "\r\n")] = '\0';
-	if (strncmp(req, "lock", 4) == 0 && (req[4] == ' ' || !req[4])) {
-		tenant = req[4] ? req + 5 : NULL;
-		ret = efs_control_lock(fs, tenant, msg, sizeof(msg));
+	efs_control_read_line(c, req);
+	if (efs_control_parse(req, &r, reply, sizeof(reply)) < 0)
+		goto out;
+	switch (r.verb) {
+	case EFS_CTL_LOCK:
+		ret = efs_control_lock(fs, r.tenant, msg, sizeof(msg));
 		if (ret == 0)           /* shared mode: every daemon of the volume */
-			efs_shared_mark_lock(fs, tenant, true, msg, sizeof(msg));
-		audit_control(fs, "lock", tenant, &cr, ret);
-	} else if (strncmp(req, "unlock", 6) == 0 && (req[6] == ' ' || !req[6])) {
-		tenant = req[6] ? req + 7 : NULL;
-		ret = efs_control_unlock(fs, tenant, msg, sizeof(msg));
+			efs_shared_mark_lock(fs, r.tenant, true, msg, sizeof(msg));
+		audit_control(fs, "lock", r.tenant, &cr, ret);
+		break;
+	case EFS_CTL_UNLOCK:
+		ret = efs_control_unlock(fs, r.tenant, msg, sizeof(msg));
 		if (ret == 0)
-			efs_shared_mark_lock(fs, tenant, false, msg, sizeof(msg));
-		audit_control(fs, "unlock", tenant, &cr, ret);
-	} else if (strcmp(req, "status") == 0) {
+			efs_shared_mark_lock(fs, r.tenant, false, msg, sizeof(msg));
+		audit_control(fs, "unlock", r.tenant, &cr, ret);
+		break;
+	case EFS_CTL_STATUS:
 		ret = 0;
 		snprintf(msg, sizeof(msg), "%s",
 			 ekmfs_keys_locked(fs->keys, NULL) ? "locked" : "unlocked");
-	} else if (strcmp(req, "tenants") == 0) {
+		break;
+	case EFS_CTL_TENANTS: {
 		size_t n = 0;
 
 		ret = tenants_reply(fs, &long_reply, &n);
 		/* What the log shows; the client gets long_reply. */
 		snprintf(msg, sizeof(msg), "states of %zu tenant%s", n, n == 1 ? "" : "s");
-	} else if (strcmp(req, "inodes") == 0) {
+		break;
+	}
+	case EFS_CTL_INODES:
 		ret = inodes_reply(fs, &long_reply);
 		quiet = true;           /* monitoring may poll it */
 		snprintf(msg, sizeof(msg), "inode table and descriptors");
-	} else if (strncmp(req, "fence ", 6) == 0) {
-		char *end;
-		unsigned long secs = strtoul(req + 6, &end, 10);
-
-		if (*end || end == req + 6 || secs > FENCE_MAX_SECONDS) {
-			snprintf(reply, sizeof(reply), "error EINVAL fence takes seconds, 0..%d\n",
-				 FENCE_MAX_SECONDS);
-			goto out;
-		}
-		ret = efs_fence_set(fs, (unsigned)secs);
+		break;
+	case EFS_CTL_FENCE:
+		ret = efs_fence_set(fs, r.fence_seconds);
 		quiet = true;           /* renewed every few seconds */
-		if (secs)
-			snprintf(msg, sizeof(msg), "fenced for %lu s", secs);
+		if (r.fence_seconds)
+			snprintf(msg, sizeof(msg), "fenced for %u s", r.fence_seconds);
 		else
 			snprintf(msg, sizeof(msg), "fence released");
-	} else {
-		snprintf(reply, sizeof(reply), "error EINVAL unknown request (lock, unlock, "
-			 "status, tenants, inodes, fence)\n");
-		goto out;
+		break;
 	}
 	if (ret)
 		snprintf(reply, sizeof(reply), "error %s %s\n", strerrorname_np(-ret) ?

@@ -17,7 +17,8 @@
  *   ops.c    every FUSE low-level operation: do_x() returns an errno, the
  *            x() wrapper makes exactly one fuse_reply_*()
  *   rangelock.c  block-range locks of a file, and the page-cache stamp
- *   control.c  the control socket: lock / unlock of a mounted volume
+ *   control.c  the control socket: lock / unlock of a mounted volume;
+ *            control_line.c reads and parses its request line
  *   fsaudit.c  audit records of the daemon (mount, tamper, lock, reload)
  *   logsink.c  where the log goes: log_file, syslog if one listens, stderr
  *   shared.c   shared mode: the file lease held while a state is loaded

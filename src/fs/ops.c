@@ -1099,7 +1099,9 @@ static void efs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else
 		fuse_reply_buf(req, buf, len);
 	if (buf) {
-		ekmfs_wipe_bulk(buf, len);
+		/* All of it: do_read allocated size bytes, a read that ends
+		 * at end of file fills only len. */
+		ekmfs_wipe_bulk(buf, size);
 		free(buf);
 	}
 }

@@ -22,7 +22,10 @@
  *
  * Locking: mu protects the list; it is taken inside an inode's ci_lock
  * (take, at load; add, at close), and the pass holds it only around each
- * seal, never across syncfs.
+ * seal, never across syncfs. The count n changes under mu, atomically,
+ * because efs_seal_size (every lookup and getattr) reads it without mu to
+ * skip the lock when the list is empty (ThreadSanitizer: a plain write
+ * against that atomic read is a data race).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -92,7 +95,7 @@ static struct seal_entry *unlink_entry(struct efs_seal_list *l, dev_t dev, ino_t
 
 		if (e->dev == dev && e->ino == ino) {
 			*pp = e->next;
-			l->n--;
+			__atomic_fetch_sub(&l->n, 1, __ATOMIC_RELAXED);
 			return e;
 		}
 	}
@@ -176,7 +179,7 @@ void efs_seal_add(struct efs_data *fs, struct efs_inode *inode, int fd, uint64_t
 	e->pass = l->pass;
 	e->next = l->table[bucket(l, e->dev, e->ino)];
 	l->table[bucket(l, e->dev, e->ino)] = e;
-	l->n++;
+	__atomic_fetch_add(&l->n, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&l->mu);
 	free(old);
 }
@@ -292,7 +295,7 @@ void efs_seal_run(struct efs_data *fs)
 				continue;
 			}
 			*pp = e->next;
-			l->n--;
+			__atomic_fetch_sub(&l->n, 1, __ATOMIC_RELAXED);
 			seal_entry(fs, e);
 			free(e);
 		}

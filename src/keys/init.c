@@ -94,6 +94,17 @@ static int check_tenant_secrets(const struct ekmfs_tenant_config *tc, int backin
 	return 0;
 }
 
+int ekmfs_keys_check_secrets(int backing_fd, const struct ekmfs_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->ntenants; i++) {
+		int ret = check_tenant_secrets(&cfg->tenants[i], backing_fd);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 /* KEK v1 of a new tenant record: random, wrapped by the tenant's CMK (which
  * the provider may create, e.g. the local key file), self-tested. Fills
  * krec and the provider's part of rec (kdf). Before any write, so a wrong

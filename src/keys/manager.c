@@ -290,6 +290,11 @@ int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg, struct ekmfs
 	k->backing_fd = backing_fd;
 	pthread_rwlock_init(&k->lock, NULL);
 	pthread_mutex_init(&k->flight_mu, NULL);
+	/* Before any key is read: a key kept in BACKING is refused at every
+	 * mount and by every tool, not only by init. */
+	ret = ekmfs_keys_check_secrets(backing_fd, cfg);
+	if (ret)
+		goto fail;
 	ret = ekmfs_volume_read(backing_fd, &k->vol);
 	if (ret == -ENOENT) {
 		backing_path(backing_fd, path, sizeof(path));

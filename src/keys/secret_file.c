@@ -22,6 +22,55 @@
 #include "ekmfs/util.h"
 #include "secret_file.h"
 
+/* Like ssh's safe_path(): nobody but root and us may replace the file.
+ * Its directory, and every directory above it, must be owned by root or by
+ * us and writable by nobody else; an ancestor may be group/world-writable
+ * only with the sticky bit (/tmp), which keeps others from renaming what
+ * we own inside it. Checked on the path the open fd really has, symlinks
+ * resolved. 0 or -EPERM/-errno with ekmfs_lasterr(). */
+static int check_dirs(int fd, const char *path, const char *what)
+{
+	char real[PATH_MAX], proc[64];
+	struct stat st;
+	bool parent = true;
+	ssize_t n;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, real, sizeof(real) - 1);
+	if (n > 0 && real[0] == '/') {
+		real[n] = '\0';
+	} else if (!realpath(path, real)) {
+		ekmfs_seterr("cannot resolve %s %s: %s", what, path, strerror(errno));
+		return -errno;
+	}
+	for (char *slash = strrchr(real, '/'); slash; slash = strrchr(real, '/')) {
+		bool root = slash == real;
+
+		slash[root ? 1 : 0] = '\0';
+		if (stat(real, &st) < 0) {
+			ekmfs_seterr("cannot stat %s, a directory above %s %s: %s", real,
+				     what, path, strerror(errno));
+			return -errno;
+		}
+		if (st.st_uid != 0 && st.st_uid != geteuid()) {
+			ekmfs_seterr("%s %s lies in %s, owned by uid %u (only root or uid %u "
+				     "may own the directories above a secrets file)", what,
+				     path, real, (unsigned)st.st_uid, (unsigned)geteuid());
+			return -EPERM;
+		}
+		if ((st.st_mode & 022) && (parent || !(st.st_mode & S_ISVTX))) {
+			ekmfs_seterr("%s %s lies in %s, which has mode %04o (others may "
+				     "replace the file); chmod go-w %s", what, path, real,
+				     (unsigned)(st.st_mode & 07777), real);
+			return -EPERM;
+		}
+		parent = false;
+		if (root)
+			break;
+	}
+	return 0;
+}
+
 int ekmfs_secret_open(const char *path, const char *what, int *out)
 {
 	struct stat st;
@@ -61,6 +110,9 @@ int ekmfs_secret_open(const char *path, const char *what, int *out)
 			     what, path, (unsigned)(st.st_mode & 07777), path);
 		goto fail;
 	}
+	ret = check_dirs(fd, path, what);
+	if (ret)
+		goto fail;
 	if (fcntl(fd, F_SETFL, 0) < 0) {
 		ret = -errno;
 		goto fail;

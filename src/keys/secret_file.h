@@ -4,7 +4,9 @@
  * Owns: the one rule every secrets file obeys (key files, passphrase files,
  * AWS shared credentials, Azure client secrets, web identity tokens): a
  * regular file owned by the effective uid with no group/other permission
- * bits, opened without following a FIFO into a hang. Shared so the rule
+ * bits, in directories that only root or that uid own and nobody else may
+ * write (an ancestor may be world-writable with the sticky bit, like /tmp),
+ * opened without following a FIFO into a hang. Shared so the rule
  * cannot drift between providers.
  */
 #ifndef EKMFS_KEYS_SECRET_FILE_H

@@ -299,6 +299,8 @@ int ekmfs_keys_apply_config(struct ekmfs_keys *k, const struct ekmfs_config *cfg
 	*policy = *cfg;
 	ret = ekmfs_config_check_paths(cfg, k->backing_fd);
 	if (!ret)
+		ret = ekmfs_keys_check_secrets(k->backing_fd, cfg);
+	if (!ret)
 		ret = create_missing(k, cfg, created);
 	if (ret)
 		goto out;

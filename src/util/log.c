@@ -136,14 +136,14 @@ void ekmfs_log(enum ekmfs_log_level level, const char *fmt, ...)
 	static const int syslog_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 	char line[1024];
 	va_list ap;
-	int saved = errno;
+	int saved = errno, to = sink;  /* one atomic load (clang refuses to switch on _Atomic) */
 
 	if (level > log_level)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	switch (sink) {
+	switch (to) {
 	case SINK_SYSLOG:
 		syslog(syslog_prio[level], "%s", line);
 		break;

@@ -387,7 +387,7 @@ static void test_passphrase(void)
 static void test_prompt_without_tty(void)
 {
 	struct fixture f;
-	int status;
+	int status = 0;
 	pid_t pid;
 
 	fixture_new(&f);

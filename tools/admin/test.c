@@ -30,6 +30,7 @@
 #include "tool.h"
 #include "ekmfs/aead.h"
 #include "ekmfs/keyring.h"
+#include "ekmfs/keys.h"
 #include "ekmfs/provider.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
@@ -278,6 +279,14 @@ static int run_test(const char *backing, const struct ekmfs_config *cfg, const c
 	if (fd < 0) {
 		fprintf(stderr, "ekmfs-admin: BACKING %s: %s\n", backing, strerror(errno));
 		return EXIT_FAIL;
+	}
+	/* A key file inside BACKING is refused here as at mount. */
+	ekmfs_clearerr();
+	ret = ekmfs_keys_check_secrets(fd, cfg);
+	if (ret) {
+		set(&r, C_CONFIG, CHECK_FAILED, "%s", errtext(ret));
+		skip_from(&r, C_REACH, "a secrets file lies inside BACKING");
+		goto report;
 	}
 	ekmfs_clearerr();
 	ret = ekmfs_volume_read(fd, &vol);

@@ -81,6 +81,10 @@ int keys_setup(struct rot_ctx *c)
 		ekmfs_seterr("cannot open %s: %s", c->opt.backing, strerror(errno));
 		return ret;
 	}
+	/* A key file inside BACKING is refused here as at mount. */
+	ret = ekmfs_keys_check_secrets(c->backing_fd, &c->cfg);
+	if (ret)
+		return ret;
 	ret = ekmfs_volume_read(c->backing_fd, &c->vol);
 	if (ret == -ENOENT)
 		ekmfs_seterr("%s is not an ekmfs volume (no %s/%s)", c->opt.backing,

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,17 @@ static int set_field(char *dst, size_t cap, const char *val, const char *what,
 	}
 	memcpy(dst, val, strlen(val) + 1);
 	return 0;
+}
+
+/* Each credential goes into an HTTP header (X-Amz-Security-Token, the
+ * SigV4 Authorization) or a signature: visible ASCII only, so that a
+ * credential service's answer cannot add a header line of its own. */
+static bool header_safe(const char *s)
+{
+	for (; *s; s++)
+		if (*s < 0x21 || *s > 0x7e)
+			return false;
+	return true;
 }
 
 /* ---- 2. environment ---- */
@@ -660,6 +672,12 @@ static int from_imds(const struct ekmfs_tenant_config *tc, struct ekmfs_aws_cred
 		ret = -EACCES;
 		goto out;
 	}
+	if (!resp.len || strlen(resp.body) != resp.len || !header_safe(resp.body)) {
+		ekmfs_seterr("EC2 instance metadata answered an IMDSv2 token that is not "
+			     "one word of visible characters");
+		ret = -EPROTO;
+		goto out;
+	}
 	snprintf(tokhdr, tcap, "X-aws-ec2-metadata-token: %s", resp.body);
 	hdrs[0] = tokhdr;
 	ekmfs_http_response_free(&resp);
@@ -728,6 +746,26 @@ static int fetch(const struct ekmfs_tenant_config *tc, struct ekmfs_aws_creds *c
 	return -ENOKEY;
 }
 
+/* fetch, then the credentials it found must be there and fit in a header
+ * (fuzz_aws_creds: "aws_secret_access_key =" with nothing after it, or an
+ * empty <SecretAccessKey/>, was taken for a key). */
+static int fetch_checked(const struct ekmfs_tenant_config *tc, struct ekmfs_aws_creds *cr)
+{
+	int ret = fetch(tc, cr);
+
+	if (ret == 0 && (!cr->access_key[0] || !cr->secret_key[0])) {
+		ekmfs_seterr("AWS credentials from %s have an empty %s", cr->source,
+			     cr->access_key[0] ? "secret key" : "access key id");
+		ret = -EINVAL;
+	} else if (ret == 0 && (!header_safe(cr->access_key) || !header_safe(cr->secret_key) ||
+			 !header_safe(cr->session_token))) {
+		ekmfs_seterr("AWS credentials from %s hold a space or control character",
+			     cr->source);
+		ret = -EPROTO;
+	}
+	return ret;
+}
+
 int ekmfs_aws_creds_get(struct ekmfs_aws_cred_chain *c, struct ekmfs_aws_creds *out)
 {
 	time_t now = time(NULL);
@@ -735,7 +773,7 @@ int ekmfs_aws_creds_get(struct ekmfs_aws_cred_chain *c, struct ekmfs_aws_creds *
 
 	pthread_mutex_lock(&c->lock);
 	if (!still_fresh(c, now)) {
-		ret = fetch(c->tc, out);
+		ret = fetch_checked(c->tc, out);
 		if (!ret) {
 			memcpy(c->cur, out, sizeof(*out));
 			c->fetched = now;

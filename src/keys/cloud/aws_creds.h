@@ -42,7 +42,10 @@ void ekmfs_aws_creds_close(struct ekmfs_aws_cred_chain *c);
 /* Current credentials copied into *out (caller's secure memory). 0;
  * -ENOKEY when no source has any (message lists what was tried); -EPERM for
  * a loose secrets file; an outage errno when a credential service is
- * unreachable; -EACCES when STS refuses the web identity. Thread-safe. */
+ * unreachable; -EACCES when STS refuses the web identity; -EINVAL when a
+ * source gives an empty access key id or secret key; -EPROTO for an
+ * answer that cannot be read, or credentials (or an IMDSv2 token) with a
+ * space or control character, which would not fit in a header. Thread-safe. */
 int ekmfs_aws_creds_get(struct ekmfs_aws_cred_chain *c, struct ekmfs_aws_creds *out);
 
 /* The tenant's AWS region: region in its section, else $AWS_REGION, else

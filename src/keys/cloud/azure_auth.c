@@ -90,6 +90,15 @@ int ekmfs_azure_parse_token(char *body, char *token, size_t cap, long *expires_i
 		ret = -EPROTO;
 		goto out;
 	}
+	/* It becomes the Authorization header: one word of visible ASCII,
+	 * so that the answer cannot add a header line of its own. */
+	for (const char *p = token; *p; p++) {
+		if (*p < 0x21 || *p > 0x7e) {
+			ekmfs_seterr("the access_token holds a space or control character");
+			ret = -EPROTO;
+			goto out;
+		}
+	}
 	doc = json_tokener_parse(body);
 	ret = -EPROTO;
 	if (!doc || !json_object_object_get_ex(doc, "expires_in", &v)) {
