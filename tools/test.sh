@@ -44,6 +44,25 @@ cleanup_stale_mounts() {
 		fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
 }
+# What an interrupted GlusterFS test (tests/integration/gluster.py) leaves:
+# its client mounts, its volumes, the glusterd it started. Only when no
+# other test run is going on (no live ekmfs test mount).
+cleanup_stale_gluster() {
+	grep -q ' /tmp/ekmfs-it-[^ ]* fuse.ekmfs ' /proc/self/mounts && return 0
+	awk '$3 == "fuse.glusterfs" && $2 ~ /^\/tmp\/ekmfs-it-gluster-/ { print $2 }' \
+		/proc/self/mounts | while read -r m; do umount -l "$m" 2>/dev/null; done
+	if command -v gluster >/dev/null && [ -s /run/ekmfs-test-glusterd.pid ]; then
+		for v in $(timeout 20 gluster --mode=script volume list 2>/dev/null | grep '^ekmfs-'); do
+			timeout 30 gluster --mode=script volume stop "$v" force >/dev/null 2>&1
+			timeout 30 gluster --mode=script volume delete "$v" >/dev/null 2>&1
+		done
+		kill "$(cat /run/ekmfs-test-glusterd.pid)" 2>/dev/null
+		rm -f /run/ekmfs-test-glusterd.pid
+	fi
+	rm -rf /tmp/ekmfs-bench-shared.* 2>/dev/null
+	return 0
+}
+cleanup_stale_gluster
 cleanup_stale_mounts
 
 # ---- dependencies ----------------------------------------------------------------

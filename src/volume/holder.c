@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ struct ekmfs_mount_lock {
 
 static int holder_read(int backing_fd, const char *name, struct ekmfs_holder *h)
 {
-	char rel[64], *text = NULL;
+	char rel[PATH_MAX], *text = NULL;
 	json_object *doc = NULL, *v;
 	struct stat st;
 	size_t len;
