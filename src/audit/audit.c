@@ -402,31 +402,50 @@ static int chain_absent(struct ekmfs_audit *a)
 
 static int check_tail(struct ekmfs_audit *a, int fd, struct head *h);
 
-/* At every open: the head must be there and authenticate, and the log's end
- * must agree with it (check_tail); a head one record behind is moved up. */
-static int open_check(struct ekmfs_audit *a)
+/* The chain's end, as every writer takes it: the log opened and flocked
+ * (*fd, for the caller to close, which unlocks; -1 when it did not open),
+ * the head read and authenticated, and checked against the log's end
+ * (check_tail: *moved when it moved the head up one record). 0 or -errno. */
+static int chain_end(struct ekmfs_audit *a, int *fd, struct head *h, bool *moved)
 {
-	struct head h, was;
-	int fd, ret;
+	uint64_t was;
+	int ret;
 
-	fd = log_open(a->log);
-	if (fd < 0)
-		return fd;
-	while (flock(fd, LOCK_EX) < 0) {
+	*moved = false;
+	*fd = log_open(a->log);
+	if (*fd < 0) {
+		ret = *fd;
+		*fd = -1;
+		return ret;
+	}
+	while (flock(*fd, LOCK_EX) < 0) {
 		if (errno != EINTR) {
-			ret = -errno;
 			ekmfs_seterr("cannot lock the audit log %s: %s", a->log, strerror(errno));
-			goto out;
+			return -errno;
 		}
 	}
-	ret = head_read(a->backing_fd, a->vol.volume_id, a->key, &h);
-	was = h;
-	if (!ret)
-		ret = check_tail(a, fd, &h);
-	if (!ret && h.seq != was.seq)
+	ret = head_read(a->backing_fd, a->vol.volume_id, a->key, h);
+	if (ret)
+		return ret;
+	was = h->seq;
+	ret = check_tail(a, *fd, h);
+	*moved = !ret && h->seq != was;
+	return ret;
+}
+
+/* At every open: the head must be there and authenticate, and the log's end
+ * must agree with it; a head one record behind is moved up. */
+static int open_check(struct ekmfs_audit *a)
+{
+	struct head h;
+	bool moved;
+	int fd, ret;
+
+	ret = chain_end(a, &fd, &h, &moved);
+	if (!ret && moved)
 		ret = head_write(a->backing_fd, a->vol.volume_id, a->key, &h);
-out:
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return ret;
 }
 
@@ -686,21 +705,10 @@ static int append_body(struct ekmfs_audit *a, json_object *body)
 	struct head h;
 	uint8_t mac[EKMFS_AUDIT_MAC_SIZE];
 	char *c = NULL, *line = NULL;
+	bool moved;
 	int fd, ret;
 
-	fd = log_open(a->log);
-	if (fd < 0)
-		return fd;
-	while (flock(fd, LOCK_EX) < 0) {
-		if (errno != EINTR) {
-			ret = -errno;
-			ekmfs_seterr("cannot lock the audit log %s: %s", a->log, strerror(errno));
-			goto out;
-		}
-	}
-	ret = head_read(a->backing_fd, a->vol.volume_id, a->key, &h);
-	if (!ret)
-		ret = check_tail(a, fd, &h);
+	ret = chain_end(a, &fd, &h, &moved);
 	if (ret)
 		goto out;
 	ret = -ENOMEM;
@@ -735,7 +743,8 @@ static int append_body(struct ekmfs_audit *a, json_object *body)
 out:
 	free(line);
 	free(c);
-	close(fd);              /* drops the flock */
+	if (fd >= 0)
+		close(fd);      /* drops the flock */
 	return ret;
 }
 

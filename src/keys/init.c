@@ -26,18 +26,6 @@
 #include "ekmfs/util.h"
 #include "keys_priv.h"
 
-static void backing_path(int backing_fd, char *out, size_t outlen)
-{
-	char link[64];
-	ssize_t n;
-
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", backing_fd);
-	n = readlink(link, out, outlen - 1);
-	if (n <= 0)
-		snprintf(out, outlen, "BACKING");
-	else
-		out[n] = '\0';
-}
 
 static int check_empty(int backing_fd, const char *path)
 {
@@ -152,7 +140,7 @@ int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 	struct stat st;
 	int lock_fd = -1, ret;
 
-	backing_path(backing_fd, path, sizeof(path));
+	keys_backing_path(backing_fd, path, sizeof(path));
 	if (!tc) {
 		ekmfs_seterr("the configuration has no default tenant");
 		return -EINVAL;
@@ -254,7 +242,7 @@ int ekmfs_keys_create_tenant(int backing_fd, const struct ekmfs_volume *vol,
 	char path[PATH_MAX];
 	int lock_fd = -1, ret;
 
-	backing_path(backing_fd, path, sizeof(path));
+	keys_backing_path(backing_fd, path, sizeof(path));
 	nt.backing_fd = backing_fd;
 	ret = ekmfs_meta_lock(backing_fd, true, true, &lock_fd);
 	if (ret) {

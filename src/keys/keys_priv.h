@@ -174,4 +174,7 @@ int keys_kek_acquire(struct ekmfs_keys *k, uint32_t tenant_id, uint32_t version,
 		     uint8_t **key);
 void keys_flights_free(struct ekmfs_keys *k);
 
+/* manager.c: the path of BACKING for messages ("BACKING" when unknown). */
+void keys_backing_path(int backing_fd, char *out, size_t outlen);
+
 #endif

@@ -223,7 +223,7 @@ const struct ekmfs_volume *ekmfs_keys_volume(const struct ekmfs_keys *k)
 
 /* ---- 4. open / close ---- */
 
-static void backing_path(int backing_fd, char *out, size_t outlen)
+void keys_backing_path(int backing_fd, char *out, size_t outlen)
 {
 	char link[64];
 	ssize_t n;
@@ -297,7 +297,7 @@ int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg, struct ekmfs
 		goto fail;
 	ret = ekmfs_volume_read(backing_fd, &k->vol);
 	if (ret == -ENOENT) {
-		backing_path(backing_fd, path, sizeof(path));
+		keys_backing_path(backing_fd, path, sizeof(path));
 		ekmfs_seterr("%s is not an ekmfs volume (no %s/%s); create one with: "
 			     "ekmfs-admin init %s", path, EKMFS_META_DIR, EKMFS_VOLUME_FILE, path);
 	}
