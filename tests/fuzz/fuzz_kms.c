@@ -102,11 +102,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* The provider contract's errors (include/ekmfs/provider.h). */
 static bool contract_errno(int rc)
 {
 	return rc == -EKEYREJECTED || rc == -ENOKEY || rc == -EACCES || rc == -ETIMEDOUT ||
 	       rc == -EHOSTUNREACH || rc == -ECONNREFUSED || rc == -ECONNRESET ||
-	       rc == -EPERM || rc == -EPROTO || rc == -EINVAL;
+	       rc == -EPERM || rc == -EPROTO || rc == -EINVAL || rc == -EREMOTE;
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
