@@ -77,9 +77,14 @@ static bool applied_has(const char *scope)
 
 static void applied_add(const char *scope)
 {
-	if (applied_has(scope) || sl.napplied == SCOPES_MAX)
+	size_t n = strnlen(scope, SCOPE_LEN);
+
+	/* A scope that does not fit was never a mark's name (release -O3
+	 * warns about a snprintf here that it cannot bound). */
+	if (applied_has(scope) || sl.napplied == SCOPES_MAX || n == SCOPE_LEN)
 		return;
-	snprintf(sl.applied[sl.napplied++], SCOPE_LEN, "%s", scope);
+	memcpy(sl.applied[sl.napplied], scope, n);
+	sl.applied[sl.napplied++][n] = '\0';
 }
 
 static void applied_del(const char *scope)

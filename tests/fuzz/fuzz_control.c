@@ -32,7 +32,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void canonical(const struct efs_ctl_request *r, char *out, size_t len)
 {
-	static const char *const verbs[] = { "lock", "unlock", "status", "tenants", "fence" };
+	static const char *const verbs[] = {
+		[EFS_CTL_LOCK] = "lock", [EFS_CTL_UNLOCK] = "unlock", [EFS_CTL_STATUS] = "status",
+		[EFS_CTL_TENANTS] = "tenants", [EFS_CTL_INODES] = "inodes", [EFS_CTL_FENCE] = "fence",
+	};
 
 	if (r->verb == EFS_CTL_FENCE)
 		snprintf(out, len, "fence %u", r->fence_seconds);
