@@ -837,6 +837,11 @@ static int checkpoint(struct ekmfs_content *c)
 		c->cur.journal = c->j->gen;
 		rc = content_write_state(c, true);
 	}
+	/* The records saying the journal is folded in are durable before the
+	 * journal goes: a power cut must never find records that still count
+	 * on a journal that was removed. */
+	if (rc == 0 && ekmfs_io->fdatasync(c->fd) < 0)
+		rc = -errno;
 	if (rc < 0) {
 		ekmfs_seterr("folding the journal into the file: %s", strerror(-rc));
 		return rc;
