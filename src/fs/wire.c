@@ -60,6 +60,15 @@ static ssize_t wire_read(int fd, void *buf, size_t len, void *userdata)
 
 	(void)userdata;
 	kill_suidgid = false;
+	/* The connection is gone. At unmount the kernel sends DESTROY and then
+	 * tears the connection down; a worker that dequeued a request in
+	 * between is answered ECONNABORTED rather than ENODEV (fs/fuse/dev.c,
+	 * "must not put request on fpq->io queue after having been shut
+	 * down"). Both mean the same here - the session ends - and libfuse
+	 * ends quietly only on ENODEV; ECONNABORTED would make a clean
+	 * unmount exit 1 ("session loop ended with error -103"). */
+	if (n < 0 && errno == ECONNABORTED)
+		errno = ENODEV;
 	if (n < (ssize_t)sizeof(*in))
 		return n;
 	switch (in->opcode) {
