@@ -22,6 +22,15 @@
 #define EKMFS_WRAPPED_MAX 1024
 #define EKMFS_REF_MAX 256
 #define EKMFS_WRAP_MAC_SIZE 32
+/* The keyring MAC's key (random, wrapped by the default tenant's CMK) and
+ * the MAC (HMAC-SHA256). */
+#define EKMFS_KEYRING_KEY_SIZE 32
+#define EKMFS_KEYRING_MAC_SIZE 32
+/* The binding context the keyring MAC key is wrapped under: the default
+ * tenant's CMK, KEK version 0, and this in place of the tenant name (':'
+ * is never in one), so the blob can pass neither for a KEK record nor for
+ * the audit key (tenant "default", version 0). */
+#define EKMFS_KEYRING_KEY_CTX "ekmfs:keyring-mac"
 
 /* A KEK as stored: wrapped by a CMK, with the reference and key version of
  * that CMK (an ARN and version id, a Key Vault kid, a local key fingerprint). */
@@ -58,27 +67,59 @@ struct ekmfs_tenant_record {
 	struct ekmfs_kek_record *keks;
 };
 
+/* The unwrapped MAC key (in secure memory: src/keys/keyring_key.c makes
+ * and frees it) and its wrap as the keyring keeps it. */
+struct ekmfs_keyring_key {
+	uint8_t key[EKMFS_KEYRING_KEY_SIZE];
+	struct ekmfs_wrapped_kek wrapped;
+};
+
 struct ekmfs_keyring {
 	uint64_t generation;        /* +1 on every write */
 	size_t ntenants;
 	struct ekmfs_tenant_record *tenants;
+	/* The MAC key, wrapped (len 0: none, a keyring of ekmfs 1), and the
+	 * MAC over this keyring and the descriptor (keyring_mac.c). */
+	struct ekmfs_wrapped_kek mac_key;
+	uint8_t mac[EKMFS_KEYRING_MAC_SIZE];
+	bool has_mac;
 };
 
-/* Keyring. read fills kr (free with ekmfs_keyring_free); write replaces the
- * file atomically and durably. The caller holds the exclusive meta lock. */
+/* Keyring. read fills kr (free with ekmfs_keyring_free) and authenticates
+ * nothing: see ekmfs_keyring_check. write seals kr under mk (a keyring of
+ * ekmfs 1 gets mk's wrap as its mac_key; the descriptor is read from
+ * backing_fd) and replaces the file atomically and durably. The caller
+ * holds the exclusive meta lock. */
 int ekmfs_keyring_read(int backing_fd, struct ekmfs_keyring *kr);
-int ekmfs_keyring_write(int backing_fd, const struct ekmfs_keyring *kr);
+int ekmfs_keyring_write(int backing_fd, struct ekmfs_keyring *kr,
+			const struct ekmfs_keyring_key *mk);
 void ekmfs_keyring_free(struct ekmfs_keyring *kr);
 /* An edit of a fresh keyring: 1 when it changed kr and kr is to be written,
  * 0 when there is nothing to write, or -errno. */
 typedef int (*ekmfs_keyring_edit_fn)(struct ekmfs_keyring *kr, void *arg);
 /* The keyring's read-modify-write, under the exclusive meta lock the caller
- * holds: read the file, let edit change it, and when edit returns 1 and
- * write is true, bump the generation and write it. With keep, a written
- * keyring is handed over there (the caller frees it); otherwise it is
- * freed. Returns edit's 1 or 0, or -errno. */
-int ekmfs_keyring_update(int backing_fd, ekmfs_keyring_edit_fn edit, void *arg, bool write,
+ * holds: read the file and authenticate it under key (an edit never
+ * launders a tampered keyring), let edit change it, and when edit returns
+ * 1 and write is true, bump the generation, seal and write it. With keep,
+ * a written keyring is handed over there (the caller frees it); otherwise
+ * it is freed. Returns edit's 1 or 0, or -errno. */
+int ekmfs_keyring_update(int backing_fd, const struct ekmfs_keyring_key *mk,
+			 ekmfs_keyring_edit_fn edit, void *arg, bool write,
 			 struct ekmfs_keyring *keep);
+
+/* The MAC (src/volume/keyring_mac.c, docs/FORMAT.md "Keyring MAC"): over
+ * a canonical encoding of every field of kr and of the descriptor v, under
+ * key (EKMFS_KEYRING_KEY_SIZE bytes). seal sets kr->mac. check: 0, or
+ * -EBADMSG with one line naming path (no MAC, or it does not verify). The
+ * one keyring without a MAC that passes is one of ekmfs 1 (no mac_key
+ * either) on a volume still at version 1: ekmfs_keyring_sealed says which. */
+int ekmfs_keyring_mac(const struct ekmfs_keyring *kr, const struct ekmfs_volume *v,
+		      const uint8_t *key, uint8_t out[EKMFS_KEYRING_MAC_SIZE]);
+int ekmfs_keyring_seal(struct ekmfs_keyring *kr, const struct ekmfs_volume *v,
+		       const uint8_t *key);
+int ekmfs_keyring_check(const struct ekmfs_keyring *kr, const struct ekmfs_volume *v,
+			const uint8_t *key, const char *path);
+bool ekmfs_keyring_sealed(const struct ekmfs_keyring *kr);
 /* Identity of the keyring file (inode, mtime, size) for cheap change checks. */
 int ekmfs_keyring_stamp(int backing_fd, uint64_t stamp[3]);
 

@@ -34,12 +34,34 @@ int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
  * lock. 0 when created, -EEXIST when the keyring has it already, else -errno
  * with ekmfs_lasterr(). rec_out (may be NULL) receives the id. */
 int ekmfs_keys_create_tenant(int backing_fd, const struct ekmfs_volume *vol,
-			     const struct ekmfs_tenant_config *tc, uint32_t *id_out);
+			     const struct ekmfs_tenant_config *tc,
+			     const struct ekmfs_keyring_key *mk, uint32_t *id_out);
+
+struct ekmfs_provider;
+/* The keyring's MAC key (src/keys/keyring_key.c; docs/FORMAT.md "Keyring
+ * MAC"), through prov, the default tenant's provider. make: a new random
+ * key and its wrap. open: unwrap kr's and authenticate kr and the
+ * descriptor vol with it (-EBADMSG with one line when they do not); for a
+ * keyring of ekmfs 1 on a version-1 volume, a new key its first write will
+ * store (a warning is logged). rewrap: mk's key under to (a CMK change).
+ * free wipes. 0 or -errno with ekmfs_lasterr(). */
+int ekmfs_keyring_key_make(const struct ekmfs_volume *vol, struct ekmfs_provider *prov,
+			   struct ekmfs_keyring_key **out);
+int ekmfs_keyring_key_open(int backing_fd, const struct ekmfs_volume *vol,
+			   const struct ekmfs_keyring *kr, struct ekmfs_provider *prov,
+			   struct ekmfs_keyring_key **out);
+int ekmfs_keyring_key_rewrap(const struct ekmfs_volume *vol, const struct ekmfs_keyring_key *mk,
+			     struct ekmfs_provider *to, struct ekmfs_wrapped_kek *out);
+void ekmfs_keyring_key_free(struct ekmfs_keyring_key *mk);
 
 /* Open the hierarchy: read descriptor and keyring, open each tenant's
  * provider and unwrap its current KEK, so a wrong or missing key fails here,
- * before anything is mounted. A secrets file inside BACKING is refused
- * first (ekmfs_keys_check_secrets). backing_fd stays owned by the caller. */
+ * before anything is mounted; then authenticate the keyring and descriptor
+ * with the keyring's MAC key (an edited field, a record added, removed or
+ * reordered, another volume's keyring: -EBADMSG). A re-read keyring must
+ * authenticate too and may not be older than the one held (anti-rollback).
+ * A secrets file inside BACKING is refused first
+ * (ekmfs_keys_check_secrets). backing_fd stays owned by the caller. */
 int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg,
 		    struct ekmfs_keys **out);
 void ekmfs_keys_close(struct ekmfs_keys *k);

@@ -95,11 +95,14 @@ int ekmfs_keys_check_secrets(int backing_fd, const struct ekmfs_config *cfg)
 
 /* KEK v1 of a new tenant record: random, wrapped by the tenant's CMK (which
  * the provider may create, e.g. the local key file), self-tested. Fills
- * krec and the provider's part of rec (kdf). Before any write, so a wrong
- * key or an unreachable KMS changes nothing. */
-static int first_kek(const struct ekmfs_tenant_config *tc, const uint8_t *volume_id,
-		     struct ekmfs_tenant_record *rec, struct ekmfs_kek_record *krec)
+ * krec and the provider's part of rec (kdf); with mk, the keyring's MAC key
+ * of a new volume too. Before any write, so a wrong key or an unreachable
+ * KMS changes nothing. */
+static int first_kek(const struct ekmfs_tenant_config *tc, const struct ekmfs_volume *vol,
+		     struct ekmfs_tenant_record *rec, struct ekmfs_kek_record *krec,
+		     struct ekmfs_keyring_key **mk)
 {
+	const uint8_t *volume_id = vol->volume_id;
 	struct ekmfs_provider *prov = NULL;
 	struct ekmfs_wrap_context ctx;
 	uint8_t *kek = NULL;
@@ -119,6 +122,9 @@ static int first_kek(const struct ekmfs_tenant_config *tc, const uint8_t *volume
 		ret = prov->ops->wrap(prov, &ctx, kek, &krec->wrapped);
 	if (!ret)
 		ret = prov->ops->self_test(prov, &ctx);
+	/* A new volume: its keyring's MAC key, under the same CMK. */
+	if (!ret && mk)
+		ret = ekmfs_keyring_key_make(vol, prov, mk);
 	rec->keks = krec;
 	rec->nkeks = 1;
 out:
@@ -137,6 +143,7 @@ int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 	struct ekmfs_tenant_record rec = { .id = KEYS_DEFAULT_TENANT_ID, .current_version = 1 };
 	struct ekmfs_kek_record krec = { .version = 1, .state = EKMFS_KEK_ACTIVE };
 	struct ekmfs_keyring kr = { .generation = 1, .ntenants = 1, .tenants = &rec };
+	struct ekmfs_keyring_key *mk = NULL;
 	struct stat st;
 	int lock_fd = -1, ret;
 
@@ -170,24 +177,27 @@ int ekmfs_volume_init(int backing_fd, const struct ekmfs_config *cfg,
 	snprintf(rec.name, sizeof(rec.name), "%s", EKMFS_DEFAULT_TENANT);
 	snprintf(rec.provider, sizeof(rec.provider), "%s", tc->provider);
 	rec.last_rotation = rec.last_cmk_change = krec.created = vol.created;
-	ret = first_kek(tc, vol.volume_id, &rec, &krec);
+	ret = first_kek(tc, &vol, &rec, &krec, &mk);
 	if (ret)
-		return ret;
+		goto out;
 
 	ret = ekmfs_volume_write_new(backing_fd, &vol);
 	if (ret)
-		return ret;
+		goto out;
 	ret = ekmfs_meta_lock(backing_fd, true, false, &lock_fd);
 	if (!ret)
-		ret = ekmfs_keyring_write(backing_fd, &kr);
+		ret = ekmfs_keyring_write(backing_fd, &kr, mk);
 	ekmfs_meta_unlock(lock_fd);
 	if (ret) {
 		remove_meta(backing_fd);
-		return ret;
+		goto out;
 	}
 	if (out)
 		*out = vol;
-	return 0;
+out:
+	ekmfs_keyring_key_free(mk);
+	ekmfs_wipe(&kr.mac_key, sizeof(kr.mac_key));
+	return ret;
 }
 
 struct new_tenant {
@@ -222,7 +232,7 @@ static int add_new_tenant(struct ekmfs_keyring *kr, void *arg)
 	snprintf(rec.provider, sizeof(rec.provider), "%s", nt->tc->provider);
 	rec.last_rotation = rec.last_cmk_change = nt->krec.created = time(NULL);
 	rec.disabled = !nt->tc->enabled;
-	ret = first_kek(nt->tc, nt->vol->volume_id, &rec, &nt->krec);
+	ret = first_kek(nt->tc, nt->vol, &rec, &nt->krec, NULL);
 	if (ret)
 		return ret;
 	ret = ekmfs_keyring_add_tenant(kr, &rec);
@@ -233,7 +243,8 @@ static int add_new_tenant(struct ekmfs_keyring *kr, void *arg)
 }
 
 int ekmfs_keys_create_tenant(int backing_fd, const struct ekmfs_volume *vol,
-			     const struct ekmfs_tenant_config *tc, uint32_t *id_out)
+			     const struct ekmfs_tenant_config *tc,
+			     const struct ekmfs_keyring_key *mk, uint32_t *id_out)
 {
 	struct new_tenant nt = {
 		.vol = vol, .tc = tc,
@@ -249,7 +260,7 @@ int ekmfs_keys_create_tenant(int backing_fd, const struct ekmfs_volume *vol,
 		ekmfs_seterr("cannot lock the keyring of %s: %s", path, strerror(-ret));
 		return ret;
 	}
-	ret = ekmfs_keyring_update(backing_fd, add_new_tenant, &nt, true, NULL);
+	ret = ekmfs_keyring_update(backing_fd, mk, add_new_tenant, &nt, true, NULL);
 	/* The id: of the tenant made, or of the one already there (-EEXIST). */
 	if ((ret == 1 || ret == -EEXIST) && id_out)
 		*id_out = nt.id;

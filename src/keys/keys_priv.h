@@ -108,6 +108,7 @@ struct ekmfs_keys {
 	pthread_rwlock_t lock;          /* guards every field below but the flights */
 	struct ekmfs_keyring kr;
 	uint64_t stamp[3];              /* of the keyring file kr was read from */
+	struct ekmfs_keyring_key *mk;   /* authenticates kr and its re-reads */
 	struct key_tenant **tenants;
 	size_t ntenants;
 	struct cached_kek *cache;

@@ -131,6 +131,29 @@ bool keys_keyring_changed(struct ekmfs_keys *k)
 	return memcmp(stamp, k->stamp, sizeof(stamp)) != 0;
 }
 
+/* A keyring read again while open: it must authenticate, and may not be
+ * older than the one held, nor unsealed when that one was sealed (a copy
+ * put back from before a change: anti-rollback). 0, -EBADMSG, -ESTALE. */
+static int keyring_acceptable(struct ekmfs_keys *k, const struct ekmfs_keyring *fresh)
+{
+	char path[PATH_MAX + 64];
+	int ret;
+
+	ekmfs_meta_path(k->backing_fd, EKMFS_KEYRING_FILE, path, sizeof(path));
+	ret = ekmfs_keyring_check(fresh, &k->vol, k->mk->key, path);
+	if (ret)
+		return ret;
+	if (fresh->generation < k->kr.generation ||
+	    (ekmfs_keyring_sealed(&k->kr) && !ekmfs_keyring_sealed(fresh))) {
+		ekmfs_seterr("%s (generation %llu) is older than the keyring this process "
+			     "already read (generation %llu): it was rolled back", path,
+			     (unsigned long long)fresh->generation,
+			     (unsigned long long)k->kr.generation);
+		return -ESTALE;
+	}
+	return 0;
+}
+
 /* Providers copy what they need from their record at open, and fetches copy
  * the wrapped record they send, so replacing k->kr leaves nothing pointing
  * into the old one. */
@@ -146,8 +169,16 @@ int keys_keyring_refresh(struct ekmfs_keys *k)
 	if (memcmp(stamp, k->stamp, sizeof(stamp)) == 0)
 		return 0;
 	ret = ekmfs_keyring_read(k->backing_fd, &fresh);
+	if (!ret)
+		ret = keyring_acceptable(k, &fresh);
 	if (ret) {
 		ekmfs_log(EKMFS_LOG_WARN, "keeping the keyring in memory: %s", ekmfs_lasterr());
+		ekmfs_keyring_free(&fresh);
+		/* Once per change of the file, not at every open after it. */
+		memcpy(k->stamp, stamp, sizeof(stamp));
+		if (ret == -EBADMSG || ret == -ESTALE)
+			keys_event(k, EKMFS_KEYRING_TAMPERED, KEYS_DEFAULT_TENANT_ID, 0,
+				   ekmfs_lasterr());
 		return 0;
 	}
 	ekmfs_keyring_free(&k->kr);
@@ -316,6 +347,11 @@ int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg, struct ekmfs
 		if (ret)
 			goto fail;
 	}
+	/* The keyring and descriptor authenticate before anything is served. */
+	ret = ekmfs_keyring_key_open(backing_fd, &k->vol, &k->kr,
+				     ekmfs_keys_provider(k, EKMFS_DEFAULT_TENANT), &k->mk);
+	if (ret)
+		goto fail;
 	*out = k;
 	return 0;
 fail:
@@ -336,6 +372,7 @@ void ekmfs_keys_close(struct ekmfs_keys *k)
 	}
 	free(k->tenants);
 	free(k->policy);
+	ekmfs_keyring_key_free(k->mk);
 	keys_flights_free(k);
 	ekmfs_keyring_free(&k->kr);
 	pthread_mutex_destroy(&k->flight_mu);

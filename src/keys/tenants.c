@@ -84,7 +84,7 @@ static int record_enabled(struct ekmfs_keys *k, const struct ekmfs_tenant_config
 	ret = ekmfs_meta_lock(k->backing_fd, true, true, &lock_fd);
 	if (ret)
 		return ret;
-	ret = ekmfs_keyring_update(k->backing_fd, set_enabled, (void *)tc, true, NULL);
+	ret = ekmfs_keyring_update(k->backing_fd, k->mk, set_enabled, (void *)tc, true, NULL);
 	ekmfs_meta_unlock(lock_fd);
 	return ret;
 }
@@ -256,7 +256,7 @@ static int create_missing(struct ekmfs_keys *k, const struct ekmfs_config *cfg, 
 
 		if (tenant_up_to_date(k, tc))
 			continue;
-		ret = ekmfs_keys_create_tenant(k->backing_fd, &k->vol, tc, &id);
+		ret = ekmfs_keys_create_tenant(k->backing_fd, &k->vol, tc, k->mk, &id);
 		if (ret == -EEXIST) {
 			ret = record_enabled(k, tc);
 			if (ret < 0)

@@ -32,6 +32,7 @@
 #include "ekmfs/format.h"
 #include "ekmfs/io.h"
 #include "ekmfs/keyring.h"
+#include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "volume_priv.h"
 
@@ -42,7 +43,12 @@
 /* ---- 1. the keyring document ---- */
 
 static const char *const keyring_keys[] = {
-	"format", "version", "generation", "tenants", NULL
+	"format", "version", "generation", "tenants",
+	"mac_key", "mac",               /* absent only in keyrings of ekmfs 1 */
+	NULL
+};
+static const char *const mac_key_keys[] = {
+	"cmk_ref", "cmk_version", "wrapped", "mac", NULL
 };
 static const char *const tenant_keys[] = {
 	"name", "id", "provider", "kdf", "current_version", "last_rotation",
@@ -78,13 +84,50 @@ static bool valid_name(const char *s)
 	return true;
 }
 
+/* "wrapped" (base64, not empty) and the optional binding "mac" of obj. */
+static int parse_blob(struct vj_ctx *c, json_object *obj, const char *where, const char *what,
+		      struct ekmfs_wrapped_kek *w)
+{
+	const size_t b64_max = 4 * ((EKMFS_WRAPPED_MAX + 2) / 3) + 1;
+	char field[160], *b64 = malloc(b64_max);
+	long dec;
+
+	if (!b64)
+		return -ENOMEM;
+	snprintf(field, sizeof(field), "%swrapped", where);
+	if (vj_get_str(c, obj, where, "wrapped", true, b64, b64_max))
+		goto out;
+	if (!b64[0]) {
+		vj_jfail(c, -EBADMSG, field, "must not be empty for %s", what);
+		goto out;
+	}
+	dec = ekmfs_b64_decode(b64, w->blob, sizeof(w->blob));
+	if (dec <= 0) {
+		vj_jfail(c, -EBADMSG, field, "not valid base64");
+		goto out;
+	}
+	w->len = (size_t)dec;
+	if (json_object_object_get_ex(obj, "mac", NULL)) {
+		snprintf(field, sizeof(field), "%smac", where);
+		if (vj_get_str(c, obj, where, "mac", false, b64, b64_max))
+			goto out;
+		dec = ekmfs_b64_decode(b64, w->mac, sizeof(w->mac));
+		if (dec != EKMFS_WRAP_MAC_SIZE) {
+			vj_jfail(c, -EBADMSG, field, "must be base64 of %d bytes", EKMFS_WRAP_MAC_SIZE);
+			goto out;
+		}
+		w->mac_len = (size_t)dec;
+	}
+out:
+	free(b64);
+	return c->err;
+}
+
 static int parse_kek(struct vj_ctx *c, json_object *obj, const char *where,
 		     struct ekmfs_kek_record *k)
 {
-	char state[16], field[160];
-	char *b64 = NULL;
+	char state[16], field[160], what[32];
 	uint64_t n;
-	long dec;
 	size_t i;
 
 	if (!json_object_is_type(obj, json_type_object))
@@ -110,42 +153,23 @@ static int parse_kek(struct vj_ctx *c, json_object *obj, const char *where,
 		    sizeof(k->wrapped.cmk_version)))
 		return c->err;
 
-	b64 = malloc(4 * ((EKMFS_WRAPPED_MAX + 2) / 3) + 1);
-	if (!b64)
-		return -ENOMEM;
-	snprintf(field, sizeof(field), "%swrapped", where);
-	if (vj_get_str(c, obj, where, "wrapped", true, b64, 4 * ((EKMFS_WRAPPED_MAX + 2) / 3) + 1))
-		goto out;
 	if (k->state == EKMFS_KEK_DESTROYED) {
-		if (b64[0])
-			vj_jfail(c, -EBADMSG, field, "a destroyed KEK keeps no wrapped key");
-		k->wrapped.len = 0;
-		goto out;
-	}
-	if (!b64[0]) {
-		vj_jfail(c, -EBADMSG, field, "must not be empty for a %s KEK", state);
-		goto out;
-	}
-	dec = ekmfs_b64_decode(b64, k->wrapped.blob, sizeof(k->wrapped.blob));
-	if (dec <= 0) {
-		vj_jfail(c, -EBADMSG, field, "not valid base64");
-		goto out;
-	}
-	k->wrapped.len = (size_t)dec;
-	if (json_object_object_get_ex(obj, "mac", NULL)) {
+		json_object *v;
+
+		/* Nothing a reader ignores may be stored: the MAC covers only
+		 * what is parsed. */
+		snprintf(field, sizeof(field), "%swrapped", where);
+		if (!json_object_object_get_ex(obj, "wrapped", &v) ||
+		    !json_object_is_type(v, json_type_string) || json_object_get_string_len(v))
+			return vj_jfail(c, -EBADMSG, field, "a destroyed KEK keeps no wrapped key");
 		snprintf(field, sizeof(field), "%smac", where);
-		if (vj_get_str(c, obj, where, "mac", false, b64, 4 * ((EKMFS_WRAPPED_MAX + 2) / 3) + 1))
-			goto out;
-		dec = ekmfs_b64_decode(b64, k->wrapped.mac, sizeof(k->wrapped.mac));
-		if (dec != EKMFS_WRAP_MAC_SIZE) {
-			vj_jfail(c, -EBADMSG, field, "must be base64 of %d bytes", EKMFS_WRAP_MAC_SIZE);
-			goto out;
-		}
-		k->wrapped.mac_len = (size_t)dec;
+		if (json_object_object_get_ex(obj, "mac", NULL))
+			return vj_jfail(c, -EBADMSG, field, "a destroyed KEK keeps no binding MAC");
+		k->wrapped.len = 0;
+		return 0;
 	}
-out:
-	free(b64);
-	return c->err;
+	snprintf(what, sizeof(what), "a %s KEK", state);
+	return parse_blob(c, obj, where, what, &k->wrapped);
 }
 
 static int parse_tenant(struct vj_ctx *c, json_object *obj, const char *where,
@@ -220,6 +244,36 @@ static int parse_tenant(struct vj_ctx *c, json_object *obj, const char *where,
 	return 0;
 }
 
+/* "mac_key" and "mac": both, or neither (a keyring of ekmfs 1). */
+static int parse_seal(struct vj_ctx *c, json_object *doc, struct ekmfs_keyring *kr)
+{
+	bool has_key = json_object_object_get_ex(doc, "mac_key", NULL);
+	bool has_mac = json_object_object_get_ex(doc, "mac", NULL);
+	char hex[2 * EKMFS_KEYRING_MAC_SIZE + 2];
+	json_object *mk;
+
+	if (!has_key && !has_mac)
+		return 0;
+	if (!has_key || !has_mac)
+		return vj_jfail(c, -EBADMSG, has_key ? "mac" : "mac_key",
+				"is missing while '%s' is there", has_key ? "mac_key" : "mac");
+	mk = vj_get_typed(c, doc, "", "mac_key", json_type_object, "an object");
+	if (!mk || vj_check_keys(c, mk, "mac_key.", mac_key_keys) ||
+	    vj_get_str(c, mk, "mac_key.", "cmk_ref", true, kr->mac_key.cmk_ref,
+		       sizeof(kr->mac_key.cmk_ref)) ||
+	    vj_get_str(c, mk, "mac_key.", "cmk_version", true, kr->mac_key.cmk_version,
+		       sizeof(kr->mac_key.cmk_version)) ||
+	    parse_blob(c, mk, "mac_key.", "the MAC key", &kr->mac_key) ||
+	    vj_get_str(c, doc, "", "mac", false, hex, sizeof(hex)))
+		return c->err;
+	if (strlen(hex) != 2 * EKMFS_KEYRING_MAC_SIZE ||
+	    ekmfs_unhex(hex, kr->mac, sizeof(kr->mac)) < 0)
+		return vj_jfail(c, -EBADMSG, "mac", "must be %d hex digits",
+				2 * EKMFS_KEYRING_MAC_SIZE);
+	kr->has_mac = true;
+	return 0;
+}
+
 static int keyring_parse(struct vj_ctx *c, json_object *doc, struct ekmfs_keyring *kr)
 {
 	char where[64], field[160];
@@ -227,7 +281,8 @@ static int keyring_parse(struct vj_ctx *c, json_object *doc, struct ekmfs_keyrin
 	size_t count;
 
 	if (vj_check_format(c, doc, KEYRING_FORMAT, 1, NULL) || vj_check_keys(c, doc, "", keyring_keys) ||
-	    vj_get_uint(c, doc, "", "generation", 0, INT64_MAX - 1, &kr->generation))
+	    vj_get_uint(c, doc, "", "generation", 0, INT64_MAX - 1, &kr->generation) ||
+	    parse_seal(c, doc, kr))
 		return c->err;
 	tenants = vj_get_typed(c, doc, "", "tenants", json_type_array, "an array");
 	if (!tenants)
@@ -350,11 +405,59 @@ fail:
 	return NULL;
 }
 
-int ekmfs_keyring_write(int backing_fd, const struct ekmfs_keyring *kr)
+/* The sealing fields: the wrapped MAC key and the MAC. */
+static int seal_serialize(json_object *doc, const struct ekmfs_keyring *kr)
 {
-	json_object *doc = json_object_new_object(), *tenants = json_object_new_array();
+	json_object *mk = json_object_new_object();
+	char *b64 = malloc(4 * ((EKMFS_WRAPPED_MAX + 2) / 3) + 1);
+	char hex[2 * EKMFS_KEYRING_MAC_SIZE + 1];
 	int ret = -ENOMEM;
 
+	if (!mk || !b64)
+		goto out;
+	ekmfs_b64_encode(kr->mac_key.blob, kr->mac_key.len, b64);
+	if (vj_add_str(mk, "cmk_ref", kr->mac_key.cmk_ref) ||
+	    vj_add_str(mk, "cmk_version", kr->mac_key.cmk_version) || vj_add_str(mk, "wrapped", b64))
+		goto out;
+	if (kr->mac_key.mac_len) {
+		ekmfs_b64_encode(kr->mac_key.mac, kr->mac_key.mac_len, b64);
+		if (vj_add_str(mk, "mac", b64))
+			goto out;
+	}
+	if (json_object_object_add(doc, "mac_key", mk) < 0)
+		goto out;
+	mk = NULL;
+	ekmfs_hex(kr->mac, sizeof(kr->mac), hex);
+	if (vj_add_str(doc, "mac", hex))
+		goto out;
+	ret = 0;
+out:
+	free(b64);
+	json_object_put(mk);
+	return ret;
+}
+
+int ekmfs_keyring_write(int backing_fd, struct ekmfs_keyring *kr,
+			const struct ekmfs_keyring_key *mk)
+{
+	json_object *doc = json_object_new_object(), *tenants = json_object_new_array();
+	struct ekmfs_volume vol;
+	int ret;
+
+	/* Never a keyring without its MAC: a writer without the key is a bug. */
+	ret = -EINVAL;
+	if (!mk || !mk->wrapped.len) {
+		ekmfs_seterr("cannot write the keyring without its MAC key");
+		goto out;
+	}
+	if (!kr->mac_key.len)
+		kr->mac_key = mk->wrapped;      /* sealing a keyring of ekmfs 1 */
+	ret = ekmfs_volume_read(backing_fd, &vol);
+	if (!ret)
+		ret = ekmfs_keyring_seal(kr, &vol, mk->key);
+	if (ret)
+		goto out;
+	ret = -ENOMEM;
 	if (!doc || !tenants)
 		goto out;
 	for (size_t i = 0; i < kr->ntenants; i++) {
@@ -370,6 +473,8 @@ int ekmfs_keyring_write(int backing_fd, const struct ekmfs_keyring *kr)
 	if (json_object_object_add(doc, "tenants", tenants) < 0)
 		goto out;
 	tenants = NULL;
+	if (seal_serialize(doc, kr))
+		goto out;
 	ret = vj_write_json(backing_fd, EKMFS_KEYRING_FILE, doc);
 out:
 	json_object_put(tenants);
@@ -390,20 +495,31 @@ int ekmfs_keyring_stamp(int backing_fd, uint64_t stamp[3])
 	return 0;
 }
 
-int ekmfs_keyring_update(int backing_fd, ekmfs_keyring_edit_fn edit, void *arg, bool write,
+int ekmfs_keyring_update(int backing_fd, const struct ekmfs_keyring_key *mk,
+			 ekmfs_keyring_edit_fn edit, void *arg, bool write,
 			 struct ekmfs_keyring *keep)
 {
 	struct ekmfs_keyring fresh = { 0 };
+	struct ekmfs_volume vol;
+	char path[PATH_MAX + 64];
 	int ret, edited;
 
 	ret = ekmfs_keyring_read(backing_fd, &fresh);
 	if (ret)
 		goto out;
+	if (write && mk) {
+		ekmfs_meta_path(backing_fd, EKMFS_KEYRING_FILE, path, sizeof(path));
+		ret = ekmfs_volume_read(backing_fd, &vol);
+		if (!ret)
+			ret = ekmfs_keyring_check(&fresh, &vol, mk->key, path);
+		if (ret)
+			goto out;
+	}
 	ret = edited = edit(&fresh, arg);
 	if (edited <= 0 || !write)
 		goto out;
 	fresh.generation++;
-	ret = ekmfs_keyring_write(backing_fd, &fresh);
+	ret = ekmfs_keyring_write(backing_fd, &fresh, mk);
 	if (ret)
 		goto out;
 	ret = edited;
@@ -425,7 +541,7 @@ void ekmfs_keyring_free(struct ekmfs_keyring *kr)
 	for (size_t i = 0; i < kr->ntenants; i++)
 		free(kr->tenants[i].keks);
 	free(kr->tenants);
-	memset(kr, 0, sizeof(*kr));
+	ekmfs_wipe(kr, sizeof(*kr));
 }
 
 struct ekmfs_tenant_record *ekmfs_keyring_tenant(struct ekmfs_keyring *kr, const char *name)

@@ -11,8 +11,10 @@
  * Properties: a refused document gives -EBADMSG or -EPROTO and a message;
  * an accepted keyring keeps the rules FORMAT.md states (tenant names and
  * ids unique, KEK versions unique, the current one present and active, a
- * destroyed KEK without a blob, a MAC of 0 or 32 bytes) and survives a
- * write and a read unchanged; an accepted descriptor likewise.
+ * destroyed KEK without a blob, a MAC of 0 or 32 bytes); its keyring MAC
+ * check answers 0 or -EBADMSG (with a message); sealed under the harness's
+ * key it survives a write and a read unchanged, and then authenticates; an
+ * accepted descriptor likewise survives a rewrite.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -28,6 +30,16 @@
 
 static int bfd = -1;
 static char keyring_path[PATH_MAX], volume_path[PATH_MAX];
+/* The descriptor the keyring is sealed with, and the MAC key (its wrap a
+ * stand-in: nothing here unwraps it). */
+static const struct ekmfs_volume vol = {
+	.format_version = EKMFS_VOLUME_VERSION, .block_size = 4096, .created = 1790000000,
+	.volume_id = { 0xf0, 0x22, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 },
+};
+static struct ekmfs_keyring_key mk = {
+	.key = { 0x11, 0x22, 0x33 },
+	.wrapped = { .blob = { 0xaa, 0xbb }, .len = 2, .cmk_ref = "local:fuzz" },
+};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -83,6 +95,12 @@ static bool same_kek(const struct ekmfs_kek_record *a, const struct ekmfs_kek_re
 static void check_same(const struct ekmfs_keyring *a, const struct ekmfs_keyring *b)
 {
 	FUZZ_CHECK(a->generation == b->generation && a->ntenants == b->ntenants);
+	FUZZ_CHECK(a->mac_key.len == b->mac_key.len &&
+		   memcmp(a->mac_key.blob, b->mac_key.blob, a->mac_key.len) == 0 &&
+		   strcmp(a->mac_key.cmk_ref, b->mac_key.cmk_ref) == 0 &&
+		   strcmp(a->mac_key.cmk_version, b->mac_key.cmk_version) == 0 &&
+		   a->mac_key.mac_len == b->mac_key.mac_len &&
+		   memcmp(a->mac_key.mac, b->mac_key.mac, a->mac_key.mac_len) == 0);
 	for (size_t i = 0; i < a->ntenants; i++) {
 		const struct ekmfs_tenant_record *x = &a->tenants[i], *y = &b->tenants[i];
 
@@ -112,9 +130,17 @@ static void keyring(const uint8_t *text, size_t len)
 		return;
 	}
 	check_rules(&kr);
-	FUZZ_CHECK(ekmfs_keyring_write(bfd, &kr) == 0);
+	FUZZ_CHECK(!kr.has_mac || kr.mac_key.len);
+	ekmfs_clearerr();
+	rc = ekmfs_keyring_check(&kr, &vol, mk.key, "keyring.json");
+	FUZZ_CHECK(rc == 0 || (rc == -EBADMSG && ekmfs_lasterr()[0]));
+	FUZZ_CHECK(ekmfs_volume_rewrite(bfd, &vol) == 0);
+	FUZZ_CHECK(ekmfs_keyring_write(bfd, &kr, &mk) == 0);
+	FUZZ_CHECK(kr.has_mac && kr.mac_key.len);
 	FUZZ_CHECK(ekmfs_keyring_read(bfd, &again) == 0);
 	check_same(&kr, &again);
+	FUZZ_CHECK(again.has_mac && memcmp(again.mac, kr.mac, sizeof(kr.mac)) == 0);
+	FUZZ_CHECK(ekmfs_keyring_check(&again, &vol, mk.key, "keyring.json") == 0);
 	ekmfs_keyring_free(&again);
 	ekmfs_keyring_free(&kr);
 }

@@ -37,6 +37,25 @@ static void rm_tree(const char *path)
 		fprintf(stderr, "cannot remove %s\n", path);
 }
 
+/* The descriptor of the test volumes, and a MAC key with a stand-in wrap
+ * (the volume layer never unwraps it). */
+static const struct ekmfs_volume test_vol = {
+	.format_version = EKMFS_VOLUME_VERSION, .block_size = 4096, .created = 1790000000,
+	.volume_id = { 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 },
+};
+
+static const struct ekmfs_keyring_key *test_mk(void)
+{
+	static struct ekmfs_keyring_key mk;
+
+	memset(mk.key, 0x5a, sizeof(mk.key));
+	mk.wrapped.len = 48;
+	memset(mk.wrapped.blob, 0xc3, mk.wrapped.len);
+	snprintf(mk.wrapped.cmk_ref, sizeof(mk.wrapped.cmk_ref), "local:test");
+	snprintf(mk.wrapped.cmk_version, sizeof(mk.wrapped.cmk_version), "0011");
+	return &mk;
+}
+
 static int write_raw(int bfd, const char *name, const char *text, size_t len)
 {
 	char rel[64];
@@ -205,7 +224,7 @@ static void test_keyring_round_trip(void)
 	int bfd = new_backing(path, sizeof(path)), lock_fd;
 
 	CHECK(bfd >= 0);
-	CHECK_EQ_INT(mkdirat(bfd, EKMFS_META_DIR, 0700), 0);
+	CHECK_EQ_INT(ekmfs_volume_write_new(bfd, &test_vol), 0);
 	sample_records(&t, &k);
 	for (int i = 0; i < 60; i++)
 		k.wrapped.blob[i] = (uint8_t)(i * 7);
@@ -224,7 +243,9 @@ static void test_keyring_round_trip(void)
 	CHECK_EQ_INT(ekmfs_meta_lock(bfd, true, false, &lock_fd), 0);
 	/* A stale temporary from a crashed writer is replaced, not an error. */
 	CHECK_EQ_INT(write_raw(bfd, "keyring.json.tmp", "junk", 4), 0);
-	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr), 0);
+	/* Never written without its MAC key. */
+	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr, NULL), -EINVAL);
+	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr, test_mk()), 0);
 	CHECK(fstatat(bfd, ".ekmfs/keyring.json.tmp", &st, 0) < 0 && errno == ENOENT);
 	CHECK_EQ_INT(fstatat(bfd, ".ekmfs/keyring.json", &st, 0), 0);
 	CHECK_EQ_INT(st.st_mode & 0777, 0600);
@@ -232,6 +253,8 @@ static void test_keyring_round_trip(void)
 
 	CHECK_EQ_INT(ekmfs_keyring_read(bfd, &back), 0);
 	CHECK_EQ_INT(back.generation, 41);
+	CHECK(back.has_mac && back.mac_key.len == 48);
+	CHECK_EQ_INT(ekmfs_keyring_check(&back, &test_vol, test_mk()->key, "k"), 0);
 	CHECK_EQ_INT(back.ntenants, 1);
 	bt = ekmfs_keyring_tenant(&back, "default");
 	CHECK(bt != NULL);
@@ -260,7 +283,7 @@ static void test_keyring_round_trip(void)
 
 	/* The caller bumps the generation; a rewrite changes the stamp. */
 	kr.generation++;
-	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr), 0);
+	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr, test_mk()), 0);
 	CHECK_EQ_INT(ekmfs_keyring_stamp(bfd, stamp2), 0);
 	CHECK(memcmp(stamp1, stamp2, sizeof(stamp1)) != 0);
 	CHECK_EQ_INT(ekmfs_keyring_read(bfd, &back), 0);
@@ -381,16 +404,16 @@ static void test_keyring_update(void)
 	int bfd = new_backing(path, sizeof(path)), lock_fd;
 
 	CHECK(bfd >= 0);
-	CHECK_EQ_INT(mkdirat(bfd, EKMFS_META_DIR, 0700), 0);
+	CHECK_EQ_INT(ekmfs_volume_write_new(bfd, &test_vol), 0);
 	sample_records(&t, &k);
 	CHECK_EQ_INT(ekmfs_tenant_add_kek(&t, &k), 0);
 	CHECK_EQ_INT(ekmfs_keyring_add_tenant(&kr, &t), 0);
 	free(t.keks);
 	CHECK_EQ_INT(ekmfs_meta_lock(bfd, true, false, &lock_fd), 0);
-	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr), 0);
+	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr, test_mk()), 0);
 
 	/* A change is written with the next generation and handed back. */
-	CHECK_EQ_INT(ekmfs_keyring_update(bfd, rename_edit, "one", true, &kept), 1);
+	CHECK_EQ_INT(ekmfs_keyring_update(bfd, test_mk(), rename_edit, "one", true, &kept), 1);
 	CHECK_EQ_INT(kept.generation, 8);
 	CHECK(strcmp(kept.tenants[0].name, "one") == 0);
 	CHECK_EQ_INT(ekmfs_keyring_read(bfd, &back), 0);
@@ -399,9 +422,9 @@ static void test_keyring_update(void)
 	ekmfs_keyring_free(&back);
 	ekmfs_keyring_free(&kept);
 	/* Nothing to write, a failing edit, a dry run: the file stays. */
-	CHECK_EQ_INT(ekmfs_keyring_update(bfd, rename_edit, "nothing", true, NULL), 0);
-	CHECK_EQ_INT(ekmfs_keyring_update(bfd, rename_edit, "fail", true, NULL), -EPERM);
-	CHECK_EQ_INT(ekmfs_keyring_update(bfd, rename_edit, "two", false, &kept), 1);
+	CHECK_EQ_INT(ekmfs_keyring_update(bfd, test_mk(), rename_edit, "nothing", true, NULL), 0);
+	CHECK_EQ_INT(ekmfs_keyring_update(bfd, test_mk(), rename_edit, "fail", true, NULL), -EPERM);
+	CHECK_EQ_INT(ekmfs_keyring_update(bfd, test_mk(), rename_edit, "two", false, &kept), 1);
 	CHECK_EQ_INT(kept.ntenants, 0);
 	CHECK_EQ_INT(ekmfs_keyring_read(bfd, &back), 0);
 	CHECK_EQ_INT(back.generation, 8);
@@ -473,6 +496,124 @@ static void test_cmk_changed(void)
 	CHECK(ekmfs_tenant_cmk_changed(&t));
 }
 
+/* The keyring MAC (docs/FORMAT.md "Keyring MAC"): every field of the
+ * keyring and the descriptor is covered; records are bound to their order;
+ * a keyring of ekmfs 1 passes only on a version-1 volume; a MAC made at
+ * version 1 passes at 2 (upgrade's crash window), not the reverse. */
+static struct ekmfs_keyring mac_sample(void)
+{
+	struct ekmfs_keyring kr = { .generation = 9 };
+	struct ekmfs_tenant_record t = { .id = 1, .current_version = 2 };
+	struct ekmfs_kek_record k = { .version = 1, .state = EKMFS_KEK_RETIRED,
+				      .created = 1790000000 };
+
+	sample_records(&t, &k);
+	t.current_version = 2;
+	k.wrapped.len = 40;
+	memset(k.wrapped.blob, 7, k.wrapped.len);
+	CHECK_EQ_INT(ekmfs_tenant_add_kek(&t, &k), 0);
+	k.version = 2;
+	k.state = EKMFS_KEK_ACTIVE;
+	k.wrapped.mac_len = EKMFS_WRAP_MAC_SIZE;
+	memset(k.wrapped.mac, 9, sizeof(k.wrapped.mac));
+	CHECK_EQ_INT(ekmfs_tenant_add_kek(&t, &k), 0);
+	k.version = 3;
+	k.state = EKMFS_KEK_DESTROYED;
+	k.wrapped.len = 0;
+	k.wrapped.mac_len = 0;
+	CHECK_EQ_INT(ekmfs_tenant_add_kek(&t, &k), 0);
+	CHECK_EQ_INT(ekmfs_keyring_add_tenant(&kr, &t), 0);
+	t.id = 2;
+	snprintf(t.name, sizeof(t.name), "other");
+	CHECK_EQ_INT(ekmfs_keyring_add_tenant(&kr, &t), 0);
+	free(t.keks);
+	kr.mac_key = test_mk()->wrapped;
+	return kr;
+}
+
+static void test_keyring_mac(void)
+{
+	const uint8_t *key = test_mk()->key;
+	struct ekmfs_keyring kr = mac_sample();
+	struct ekmfs_volume v = test_vol, v1 = test_vol;
+	uint8_t other_key[EKMFS_KEYRING_KEY_SIZE];
+	int n = 0;
+
+	CHECK_EQ_INT(ekmfs_keyring_seal(&kr, &v, key), 0);
+	CHECK_EQ_INT(ekmfs_keyring_check(&kr, &v, key, "K"), 0);
+	memset(other_key, 0x5b, sizeof(other_key));
+	CHECK_EQ_INT(ekmfs_keyring_check(&kr, &v, other_key, "K"), -EBADMSG);
+	CHECK(strstr(ekmfs_lasterr(), "K does not authenticate") != NULL);
+
+	/* Each edit alone must break it; each is undone after. */
+#define EDIT(stmt, undo) do { stmt; n++; \
+		if (ekmfs_keyring_check(&kr, &v, key, "K") != -EBADMSG) \
+			{ fprintf(stderr, "not detected: %s\n", #stmt); CHECK(0); } \
+		undo; CHECK_EQ_INT(ekmfs_keyring_check(&kr, &v, key, "K"), 0); } while (0)
+	struct ekmfs_tenant_record *t = &kr.tenants[0];
+	struct ekmfs_kek_record *k = &t->keks[0];
+	EDIT(kr.generation++, kr.generation--);
+	EDIT(kr.mac_key.blob[0] ^= 1, kr.mac_key.blob[0] ^= 1);
+	EDIT(kr.mac_key.len--, kr.mac_key.len++);
+	EDIT(kr.mac_key.cmk_ref[0] ^= 1, kr.mac_key.cmk_ref[0] ^= 1);
+	EDIT(kr.mac_key.cmk_version[0] ^= 1, kr.mac_key.cmk_version[0] ^= 1);
+	EDIT(kr.mac[31] ^= 1, kr.mac[31] ^= 1);
+	EDIT(t->name[0] ^= 1, t->name[0] ^= 1);
+	EDIT(t->id++, t->id--);
+	EDIT(t->provider[0] ^= 1, t->provider[0] ^= 1);
+	EDIT(t->kdf[0] ^= 1, t->kdf[0] ^= 1);
+	EDIT(t->current_version++, t->current_version--);
+	EDIT(t->last_rotation++, t->last_rotation--);
+	EDIT(t->last_cmk_change--, t->last_cmk_change++);
+	EDIT(t->disabled = true, t->disabled = false);
+	EDIT(t->nkeks--, t->nkeks++);
+	EDIT(k->version += 10, k->version -= 10);
+	EDIT(k->state = EKMFS_KEK_ACTIVE, k->state = EKMFS_KEK_RETIRED);
+	EDIT(k->created++, k->created--);
+	EDIT(k->wrapped.blob[39] ^= 1, k->wrapped.blob[39] ^= 1);
+	EDIT(k->wrapped.cmk_ref[1] ^= 1, k->wrapped.cmk_ref[1] ^= 1);
+	EDIT(k->wrapped.cmk_version[1] ^= 1, k->wrapped.cmk_version[1] ^= 1);
+	EDIT(t->keks[1].wrapped.mac[0] ^= 1, t->keks[1].wrapped.mac[0] ^= 1);
+	EDIT(t->keks[1].wrapped.mac_len = 0, t->keks[1].wrapped.mac_len = EKMFS_WRAP_MAC_SIZE);
+	EDIT(kr.ntenants--, kr.ntenants++);
+	/* reordered records */
+	{
+		struct ekmfs_kek_record tmp = t->keks[0];
+		struct ekmfs_tenant_record tt = kr.tenants[0];
+
+		EDIT((t->keks[0] = t->keks[1], t->keks[1] = tmp),
+		     (t->keks[1] = t->keks[0], t->keks[0] = tmp));
+		EDIT((kr.tenants[0] = kr.tenants[1], kr.tenants[1] = tt),
+		     (kr.tenants[1] = kr.tenants[0], kr.tenants[0] = tt));
+		t = &kr.tenants[0];
+	}
+	/* the descriptor */
+	EDIT(v.volume_id[15] ^= 1, v.volume_id[15] ^= 1);
+	EDIT(v.block_size *= 2, v.block_size /= 2);
+	EDIT(v.created++, v.created--);
+	EDIT(v.format_version = 1, v.format_version = 2);
+#undef EDIT
+	CHECK(n >= 30);
+	/* What a destroyed KEK no longer has is not encoded. */
+	t->keks[2].wrapped.blob[0] ^= 1;
+	CHECK_EQ_INT(ekmfs_keyring_check(&kr, &v, key, "K"), 0);
+
+	/* Sealed at version 1, checked at 2: upgrade's window, accepted. */
+	v1.format_version = 1;
+	CHECK_EQ_INT(ekmfs_keyring_seal(&kr, &v1, key), 0);
+	CHECK_EQ_INT(ekmfs_keyring_check(&kr, &v1, key, "K"), 0);
+	CHECK_EQ_INT(ekmfs_keyring_check(&kr, &v, key, "K"), 0);
+
+	/* No MAC: only ekmfs 1's keyring (no mac_key) on a version-1 volume. */
+	kr.has_mac = false;
+	CHECK_EQ_INT(ekmfs_keyring_check(&kr, &v1, key, "K"), -EBADMSG);  /* mac_key left */
+	memset(&kr.mac_key, 0, sizeof(kr.mac_key));
+	CHECK_EQ_INT(ekmfs_keyring_check(&kr, &v1, key, "K"), 0);
+	CHECK_EQ_INT(ekmfs_keyring_check(&kr, &v, key, "K"), -EBADMSG);
+	CHECK(strstr(ekmfs_lasterr(), "has no MAC") != NULL);
+	ekmfs_keyring_free(&kr);
+}
+
 int main(void)
 {
 	if (!mkdtemp(root)) {
@@ -484,6 +625,7 @@ int main(void)
 	RUN(test_keyring_round_trip);
 	RUN(test_keyring_malformed);
 	RUN(test_keyring_update);
+	RUN(test_keyring_mac);
 	RUN(test_lock);
 	RUN(test_cmk_changed);
 	rm_tree(root);

@@ -272,23 +272,56 @@ static void test_key_file_problems(void)
 	fixture_free(&f);
 }
 
-/* Rewrite the keyring through fn, bumping the generation as writers must. */
+/* Rewrite the keyring through fn as a writer holding the CMK does (the
+ * keyring's MAC key opened through the default tenant's provider, the
+ * generation bumped): what such a writer puts in a record is caught, if at
+ * all, by the record's own binding. */
 static void edit_keyring(int bfd, void (*fn)(struct ekmfs_keyring *, void *), void *arg)
 {
+	struct ekmfs_keyring_key *mk = NULL;
+	struct ekmfs_provider *prov = NULL;
 	struct ekmfs_keyring kr;
+	struct ekmfs_volume vol;
 	int lock_fd;
 
 	CHECK_EQ_INT(ekmfs_meta_lock(bfd, true, true, &lock_fd), 0);
+	CHECK_EQ_INT(ekmfs_volume_read(bfd, &vol), 0);
 	CHECK_EQ_INT(ekmfs_keyring_read(bfd, &kr), 0);
 	if (kr.ntenants == 0 || kr.tenants[0].nkeks == 0) {
 		ekmfs_meta_unlock(lock_fd);
 		return;
 	}
+	CHECK_EQ_INT(ekmfs_provider_open(&cfg.tenants[0], &kr.tenants[0], false, &prov), 0);
+	CHECK_EQ_INT(ekmfs_keyring_key_open(bfd, &vol, &kr, prov, &mk), 0);
 	fn(&kr, arg);
 	kr.generation++;
-	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr), 0);
+	CHECK_EQ_INT(ekmfs_keyring_write(bfd, &kr, mk), 0);
 	ekmfs_meta_unlock(lock_fd);
 	ekmfs_keyring_free(&kr);
+	ekmfs_keyring_key_free(mk);
+	ekmfs_provider_close(prov);
+}
+
+/* An edit of the keyring's text by someone without the CMK. */
+static void edit_keyring_text(int bfd, const char *from, const char *to)
+{
+	char *text = NULL, *at;
+	size_t len;
+	int fd;
+
+	CHECK_EQ_INT(ekmfs_meta_read(bfd, EKMFS_KEYRING_FILE, &text, &len), 0);
+	at = text ? strstr(text, from) : NULL;
+	CHECK(at != NULL);
+	if (at) {
+		fd = openat(bfd, ".ekmfs/keyring.json", O_WRONLY | O_TRUNC);
+		CHECK(fd >= 0);
+		CHECK(write(fd, text, (size_t)(at - text)) == at - text);
+		CHECK(write(fd, to, strlen(to)) == (ssize_t)strlen(to));
+		at += strlen(from);
+		CHECK(write(fd, at, strlen(at)) == (ssize_t)strlen(at));
+		close(fd);
+	}
+	free(text);
 }
 
 static void flip_blob(struct ekmfs_keyring *kr, void *arg)
@@ -313,6 +346,16 @@ static void test_tampered_keyring(void)
 	edit_keyring(f.bfd, flip_blob, NULL);
 	CHECK_EQ_INT(ekmfs_keys_open(f.bfd, &cfg, &k), 0);
 	ekmfs_keys_close(k);
+	/* Without the CMK, any edit is caught by the keyring MAC. */
+	edit_keyring_text(f.bfd, "\"created\": \"202", "\"created\": \"203");
+	CHECK_EQ_INT(ekmfs_keys_open(f.bfd, &cfg, &k), -EBADMSG);
+	CHECK(has("keyring.json does not authenticate with volume.json"));
+	edit_keyring_text(f.bfd, "\"created\": \"203", "\"created\": \"202");
+	CHECK_EQ_INT(ekmfs_keys_open(f.bfd, &cfg, &k), 0);
+	ekmfs_keys_close(k);
+	edit_keyring_text(f.bfd, "\"last_rotation\": \"20", "\"last_rotation\": \"21");
+	CHECK_EQ_INT(ekmfs_keys_open(f.bfd, &cfg, &k), -EBADMSG);
+	CHECK(has("keyring.json does not authenticate with volume.json"));
 
 	/* Moved: volume B's keyring copied into volume A (same key file). The
 	 * wrap is bound to B's volume id, so A refuses it. */
@@ -734,7 +777,7 @@ static void test_tenants(void)
 	}
 	ekmfs_keyring_free(&kr);
 	/* once created, a second apply is a no-op */
-	CHECK_EQ_INT(ekmfs_keys_create_tenant(f.bfd, ekmfs_keys_volume(k), acme, NULL), -EEXIST);
+	CHECK_EQ_INT(ekmfs_keys_create_tenant(f.bfd, ekmfs_keys_volume(k), acme, NULL, NULL), -EEXIST);
 
 	CHECK_EQ_INT(new_header_tenant(k, "bots/acme/a"), 2);
 	CHECK_EQ_INT(new_header_tenant(k, "/bots/acme/deep/b"), 2);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ekmfs/audit.h"
+#include "ekmfs/keys.h"
 #include "ekmfs/util.h"
 #include "rotate.h"
 
@@ -27,9 +28,10 @@ int rot_audit_open(struct rot_ctx *c)
 	struct ekmfs_tenant_record *rec;
 	int ret;
 
-	if (c->opt.cmd == CMD_STATUS || c->opt.dry_run)
+	if (c->opt.cmd == CMD_STATUS)
 		return 0;
-	/* The audit key is wrapped by the default tenant's CMK. */
+	/* The audit key and the keyring's MAC key are wrapped by the default
+	 * tenant's CMK. */
 	tc = ekmfs_config_tenant(&c->cfg, EKMFS_DEFAULT_TENANT);
 	rec = ekmfs_keyring_tenant(&c->kr, EKMFS_DEFAULT_TENANT);
 	if (!tc || !rec) {
@@ -39,7 +41,10 @@ int rot_audit_open(struct rot_ctx *c)
 	/* No record, no change (docs/AUDIT.md): the caller says that nothing
 	 * was changed, after the cause. */
 	ret = ekmfs_provider_open(tc, rec, false, &c->audit_prov);
+	/* The keyring and descriptor authenticate before any decision. */
 	if (!ret)
+		ret = ekmfs_keyring_key_open(c->backing_fd, &c->vol, &c->kr, c->audit_prov, &c->mk);
+	if (!ret && !c->opt.dry_run)
 		ret = ekmfs_audit_open(c->backing_fd, &c->cfg, &c->vol, c->audit_prov, &c->audit);
 	return ret;
 }
@@ -50,6 +55,8 @@ void rot_audit_close(struct rot_ctx *c)
 		ekmfs_audit_close(c->audit);
 	if (c->audit_prov)
 		ekmfs_provider_close(c->audit_prov);
+	ekmfs_keyring_key_free(c->mk);
+	c->mk = NULL;
 	c->audit = NULL;
 	c->audit_prov = NULL;
 }

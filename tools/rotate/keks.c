@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,8 +100,16 @@ int keys_setup(struct rot_ctx *c)
 int keys_reread(struct rot_ctx *c)
 {
 	struct ekmfs_keyring fresh;
+	char path[PATH_MAX + 64];
 	int ret = ekmfs_keyring_read(c->backing_fd, &fresh);
 
+	/* Once the MAC key is open, every copy read must authenticate. */
+	if (!ret && c->mk) {
+		ekmfs_meta_path(c->backing_fd, EKMFS_KEYRING_FILE, path, sizeof(path));
+		ret = ekmfs_keyring_check(&fresh, &c->vol, c->mk->key, path);
+		if (ret)
+			ekmfs_keyring_free(&fresh);
+	}
 	if (ret)
 		return ret;
 	ekmfs_keyring_free(&c->kr);
@@ -288,7 +297,7 @@ static int keyring_edit(struct rot_ctx *c, edit_fn fn, void *arg, bool dry_run)
 	ret = ekmfs_meta_lock(c->backing_fd, true, true, &lock_fd);
 	if (ret)
 		return ret;
-	ret = ekmfs_keyring_update(c->backing_fd, edit_tenant, &e, !dry_run, &fresh);
+	ret = ekmfs_keyring_update(c->backing_fd, c->mk, edit_tenant, &e, !dry_run, &fresh);
 	if (ret > 0 && !dry_run) {
 		/* The keyring written is the one we go on with. */
 		ekmfs_keyring_free(&c->kr);
@@ -441,7 +450,6 @@ static int edit_cmk(struct rot_ctx *c, struct ekmfs_keyring *kr,
 	uint8_t *key = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
 	int ret = 0;
 
-	(void)kr;
 	if (!key)
 		return -ENOMEM;
 	a->n = 0;
@@ -473,6 +481,10 @@ static int edit_cmk(struct rot_ctx *c, struct ekmfs_keyring *kr,
 		}
 	}
 	ekmfs_secure_free(key, EKMFS_KEY_SIZE);
+	/* The default tenant's CMK wraps the keyring's MAC key too: it moves
+	 * in the same write as the KEK records. */
+	if (!ret && strcmp(t->name, EKMFS_DEFAULT_TENANT) == 0)
+		ret = ekmfs_keyring_key_rewrap(&c->vol, c->mk, a->newp, &kr->mac_key);
 	if (ret)
 		return ret;
 	t->last_cmk_change = ekmfs_tenant_cmk_change_time(t, time(NULL));

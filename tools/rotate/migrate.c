@@ -43,7 +43,7 @@ static int create_targets(struct rot_ctx *c)
 		if (!ekmfs_tenant_enforced(tc, c->started) ||
 		    ekmfs_keyring_tenant(&c->kr, tc->name))
 			continue;
-		ret = ekmfs_keys_create_tenant(c->backing_fd, &c->vol, tc, &id);
+		ret = ekmfs_keys_create_tenant(c->backing_fd, &c->vol, tc, c->mk, &id);
 		if (ret == -EEXIST)
 			continue; /* a daemon made it meanwhile */
 		if (ret)

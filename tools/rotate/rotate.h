@@ -94,7 +94,10 @@ struct rot_ctx {
 	struct rot_load_err *load_errs; /* migrate: tenants that did not load */
 	size_t nload_errs;
 	time_t started;              /* also the time migrate and status route at */
-	struct ekmfs_provider *audit_prov; /* default tenant's, for the audit key */
+	/* The default tenant's, for the audit key and the keyring's MAC key;
+	 * opened for every command but status. */
+	struct ekmfs_provider *audit_prov;
+	struct ekmfs_keyring_key *mk; /* authenticates kr (NULL for status) */
 	struct ekmfs_audit *audit;   /* NULL for status and --dry-run */
 	/* results for the summary */
 	uint32_t new_version;        /* kek: the version created (0: none) */

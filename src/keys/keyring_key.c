@@ -1,0 +1,114 @@
+/*
+ * keyring_key.c - the keyring's MAC key (include/ekmfs/keys.h,
+ * include/ekmfs/keyring.h "mac_key", docs/FORMAT.md "Keyring MAC").
+ *
+ * Owns: making the key (random, at init or when a keyring of ekmfs 1 is
+ * first sealed), wrapping it under the default tenant's CMK, unwrapping it
+ * and authenticating the keyring with it, re-wrapping it on a CMK change,
+ * and freeing it (secure memory, wiped).
+ *
+ * Why a key of its own, in the keyring, and not the audit key or a KEK:
+ * KEKs are retired and destroyed, the audit trail can be off, and a key
+ * kept in the keyring changes CMK in the same atomic write as the KEK
+ * records it authenticates - no second file to keep in step.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ekmfs/aead.h"
+#include "ekmfs/http.h"
+#include "ekmfs/secmem.h"
+#include "ekmfs/util.h"
+#include "keys_priv.h"
+
+static struct ekmfs_wrap_context key_ctx(const struct ekmfs_volume *vol)
+{
+	return (struct ekmfs_wrap_context){ vol->volume_id, EKMFS_KEYRING_KEY_CTX, 0 };
+}
+
+void ekmfs_keyring_key_free(struct ekmfs_keyring_key *mk)
+{
+	ekmfs_secure_free(mk, sizeof(*mk));
+}
+
+int ekmfs_keyring_key_make(const struct ekmfs_volume *vol, struct ekmfs_provider *prov,
+			   struct ekmfs_keyring_key **out)
+{
+	struct ekmfs_wrap_context ctx = key_ctx(vol);
+	struct ekmfs_keyring_key *mk = ekmfs_secure_alloc(sizeof(*mk));
+	int ret;
+
+	*out = NULL;
+	if (!mk)
+		return -ENOMEM;
+	memset(mk, 0, sizeof(*mk));
+	ret = ekmfs_random(mk->key, sizeof(mk->key));
+	if (!ret)
+		ret = prov->ops->wrap(prov, &ctx, mk->key, &mk->wrapped);
+	if (ret) {
+		ekmfs_keyring_key_free(mk);
+		return ret;
+	}
+	*out = mk;
+	return 0;
+}
+
+int ekmfs_keyring_key_open(int backing_fd, const struct ekmfs_volume *vol,
+			   const struct ekmfs_keyring *kr, struct ekmfs_provider *prov,
+			   struct ekmfs_keyring_key **out)
+{
+	struct ekmfs_wrap_context ctx = key_ctx(vol);
+	struct ekmfs_keyring_key *mk;
+	char path[PATH_MAX + 64];
+	int ret;
+
+	*out = NULL;
+	ekmfs_meta_path(backing_fd, EKMFS_KEYRING_FILE, path, sizeof(path));
+	if (!kr->mac_key.len) {
+		/* ekmfs 1's keyring passes on a version-1 volume only; then a
+		 * key is made for its first write, which seals it. */
+		ret = ekmfs_keyring_check(kr, vol, NULL, path);
+		if (!ret) {
+			ekmfs_log(EKMFS_LOG_WARN, "%s has no MAC (made by ekmfs 1): it is not "
+				  "authenticated until ekmfs-admin upgrade seals it", path);
+			ret = ekmfs_keyring_key_make(vol, prov, out);
+		}
+		return ret;
+	}
+	mk = ekmfs_secure_alloc(sizeof(*mk));
+	if (!mk)
+		return -ENOMEM;
+	memset(mk, 0, sizeof(*mk));
+	mk->wrapped = kr->mac_key;
+	ekmfs_clearerr();
+	ret = prov->ops->unwrap(prov, &ctx, &kr->mac_key, mk->key);
+	if (ret) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", ekmfs_lasterr());
+		ekmfs_seterr("%s: its MAC key (mac_key) does not open with the default tenant's "
+			     "CMK, so the keyring cannot be authenticated: %s", path,
+			     why[0] ? why : strerror(-ret));
+		if (ret != -ENOKEY && !ekmfs_http_is_outage(ret) && ret != -ENOMEM)
+			ret = -EBADMSG;
+		goto out;
+	}
+	ret = ekmfs_keyring_check(kr, vol, mk->key, path);
+out:
+	if (ret) {
+		ekmfs_keyring_key_free(mk);
+		return ret;
+	}
+	*out = mk;
+	return 0;
+}
+
+int ekmfs_keyring_key_rewrap(const struct ekmfs_volume *vol, const struct ekmfs_keyring_key *mk,
+			     struct ekmfs_provider *to, struct ekmfs_wrapped_kek *out)
+{
+	struct ekmfs_wrap_context ctx = key_ctx(vol);
+
+	return to->ops->wrap(to, &ctx, mk->key, out);
+}
