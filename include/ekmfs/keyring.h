@@ -26,11 +26,6 @@
  * the MAC (HMAC-SHA256). */
 #define EKMFS_KEYRING_KEY_SIZE 32
 #define EKMFS_KEYRING_MAC_SIZE 32
-/* The binding context the keyring MAC key is wrapped under: the default
- * tenant's CMK, KEK version 0, and this in place of the tenant name (':'
- * is never in one), so the blob can pass neither for a KEK record nor for
- * the audit key (tenant "default", version 0). */
-#define EKMFS_KEYRING_KEY_CTX "ekmfs:keyring-mac"
 
 /* A KEK as stored: wrapped by a CMK, with the reference and key version of
  * that CMK (an ARN and version id, a Key Vault kid, a local key fingerprint). */

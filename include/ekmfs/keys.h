@@ -65,6 +65,17 @@ void ekmfs_keyring_key_free(struct ekmfs_keyring_key *mk);
 int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg,
 		    struct ekmfs_keys **out);
 void ekmfs_keys_close(struct ekmfs_keys *k);
+/* Write the keyring again, sealed (a keyring of ekmfs 1 gets its MAC key
+ * and MAC: ekmfs-admin upgrade, before volume.json goes to version 2). */
+int ekmfs_keys_seal_keyring(struct ekmfs_keys *k);
+/* Unwrap every KEK record of the keyring, current and retired, through its
+ * tenant's provider (ekmfs-admin verify --keys: a backup restored with an
+ * old keyring needs its retired KEKs); fn sees each record with 0 or the
+ * -errno and message of its unwrap (a destroyed record: 0, not unwrapped).
+ * Returns how many failed, or -ENOMEM. */
+typedef void (*ekmfs_kek_check_fn)(void *arg, const struct ekmfs_tenant_record *t,
+				   const struct ekmfs_kek_record *r, int err, const char *why);
+int ekmfs_keys_check_keks(struct ekmfs_keys *k, ekmfs_kek_check_fn fn, void *arg);
 const struct ekmfs_volume *ekmfs_keys_volume(const struct ekmfs_keys *k);
 
 /* Counters since open, for the daemon's metrics. cache_hits/misses count KEK

@@ -18,14 +18,19 @@
 #include <string.h>
 
 #include "ekmfs/aead.h"
-#include "ekmfs/http.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "keys_priv.h"
 
+/* Wrapped like the audit key: by the default tenant's CMK, as "KEK version
+ * 0", which no KEK is (versions start at 1), so neither blob passes for a
+ * KEK record. The two keys share that context; a wrap of one put in place
+ * of the other gives a key whose MACs carry the other's label
+ * ("ekmfs-keyring-mac-v1" vs "ekmfs-audit-record-v1"), so nothing
+ * verifies. The provider's messages then name tenant 'default'. */
 static struct ekmfs_wrap_context key_ctx(const struct ekmfs_volume *vol)
 {
-	return (struct ekmfs_wrap_context){ vol->volume_id, EKMFS_KEYRING_KEY_CTX, 0 };
+	return (struct ekmfs_wrap_context){ vol->volume_id, EKMFS_DEFAULT_TENANT, 0 };
 }
 
 void ekmfs_keyring_key_free(struct ekmfs_keyring_key *mk)
@@ -84,17 +89,16 @@ int ekmfs_keyring_key_open(int backing_fd, const struct ekmfs_volume *vol,
 	mk->wrapped = kr->mac_key;
 	ekmfs_clearerr();
 	ret = prov->ops->unwrap(prov, &ctx, &kr->mac_key, mk->key);
-	if (ret) {
-		char why[512];
-
-		snprintf(why, sizeof(why), "%s", ekmfs_lasterr());
+	/* The provider's reason (a wrong key file, a key disabled, an outage)
+	 * is the root cause and stands alone; a blob that does not open under
+	 * the right CMK is the keyring's damage. */
+	if (ret && (!ekmfs_lasterr()[0] || strstr(ekmfs_lasterr(), "does not authenticate"))) {
 		ekmfs_seterr("%s: its MAC key (mac_key) does not open with the default tenant's "
-			     "CMK, so the keyring cannot be authenticated: %s", path,
-			     why[0] ? why : strerror(-ret));
-		if (ret != -ENOKEY && !ekmfs_http_is_outage(ret) && ret != -ENOMEM)
-			ret = -EBADMSG;
-		goto out;
+			     "CMK: tampered, or another volume's", path);
+		ret = -EBADMSG;
 	}
+	if (ret)
+		goto out;
 	ret = ekmfs_keyring_check(kr, vol, mk->key, path);
 out:
 	if (ret) {

@@ -194,6 +194,68 @@ int keys_keyring_refresh(struct ekmfs_keys *k)
 	return 0;
 }
 
+static int reseal_edit(struct ekmfs_keyring *kr, void *arg)
+{
+	(void)kr;
+	(void)arg;
+	return 1;       /* nothing to change: written to be sealed */
+}
+
+int ekmfs_keys_seal_keyring(struct ekmfs_keys *k)
+{
+	struct ekmfs_keyring fresh = { 0 };
+	int lock_fd = -1, ret;
+
+	ret = ekmfs_meta_lock(k->backing_fd, true, true, &lock_fd);
+	if (ret)
+		return ret;
+	ret = ekmfs_keyring_update(k->backing_fd, k->mk, reseal_edit, NULL, true, &fresh);
+	ekmfs_meta_unlock(lock_fd);
+	if (ret < 0)
+		return ret;
+	pthread_rwlock_wrlock(&k->lock);
+	ekmfs_keyring_free(&k->kr);
+	k->kr = fresh;
+	(void)ekmfs_keyring_stamp(k->backing_fd, k->stamp);
+	pthread_rwlock_unlock(&k->lock);
+	return 0;
+}
+
+int ekmfs_keys_check_keks(struct ekmfs_keys *k, ekmfs_kek_check_fn fn, void *arg)
+{
+	uint8_t *key = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	int bad = 0;
+
+	if (!key)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&k->lock);
+	for (size_t i = 0; i < k->kr.ntenants; i++) {
+		const struct ekmfs_tenant_record *t = &k->kr.tenants[i];
+		struct key_tenant *kt = keys_tenant_by_id(k, t->id);
+
+		for (size_t j = 0; j < t->nkeks; j++) {
+			const struct ekmfs_kek_record *r = &t->keks[j];
+			struct ekmfs_wrap_context ctx = { k->vol.volume_id, t->name, r->version };
+			int ret = 0;
+
+			if (r->state != EKMFS_KEK_DESTROYED) {
+				ekmfs_clearerr();
+				ret = kt ? kt->kp->prov->ops->unwrap(kt->kp->prov, &ctx, &r->wrapped,
+								      key) : -ENOKEY;
+				if (!kt)
+					ekmfs_seterr("tenant '%s' is not open", t->name);
+				ekmfs_wipe(key, EKMFS_KEY_SIZE);
+			}
+			if (ret)
+				bad++;
+			fn(arg, t, r, ret, ret ? ekmfs_lasterr() : "");
+		}
+	}
+	pthread_rwlock_unlock(&k->lock);
+	ekmfs_secure_free(key, EKMFS_KEY_SIZE);
+	return bad;
+}
+
 /* ---- 3. events and statistics ---- */
 
 void keys_event(struct ekmfs_keys *k, enum ekmfs_key_event ev, uint32_t tenant_id,

@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+import keyring_mac
 from conftest import BUILD, HEADER_SIZE, SLOW, Volume, dir_state, run_cli
 from ondisk import (ROTATE, SLOT, after_header, audit_records, backing_files, kill_at_random,
                     rotate, slots, tree_hash)
@@ -612,12 +613,13 @@ def test_rotation_refused_when_the_audit_log_cannot_be_written(volume):
 
 def backdate_last_rotation(vol, days):
     """Pretend the last rotation was `days` ago (the keyring field the
-    schedule reads; not authenticated, so a test can move it)."""
-    path = vol.backing / ".ekmfs" / "keyring.json"
-    kr = json.loads(path.read_text())
+    schedule reads). The keyring MAC covers it: the test changes it as a
+    holder of the CMK would, sealing the keyring again."""
     when = time.gmtime(time.time() - days * 86400)
-    kr["tenants"][0]["last_rotation"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", when)
-    path.write_text(json.dumps(kr))
+
+    def edit(kr):
+        kr["tenants"][0]["last_rotation"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", when)
+    keyring_mac.edit_sealed(vol.backing, vol.key_file, edit)
 
 
 def wait_until(cond, timeout, what):

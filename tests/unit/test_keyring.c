@@ -614,6 +614,43 @@ static void test_keyring_mac(void)
 	ekmfs_keyring_free(&kr);
 }
 
+/* docs/FORMAT.md, "Keyring MAC", Example: the bytes computed in Python. */
+static void test_keyring_mac_vector(void)
+{
+	static const char kek_wrapped[] = "f0f1f2f3f4f5f6f7f8f9fafb"
+		"c9a7e1a3d89f74d3375e5d3122e7cc19a050eb718cb2f92feeef891be58e6cb8"
+		"7f38f5d0da77f8761c0a223b400e9762";
+	static const char key_wrapped[] = "e0e1e2e3e4e5e6e7e8e9eaeb"
+		"74838bc0b185cc6c884a34051251b6cc95f469b4aad19b4fc4d83026506c76d5"
+		"6923fbfc7eda81be8b530436650349f3";
+	const time_t t0 = 1795388471;         /* 2026-11-22T23:01:11Z */
+	struct ekmfs_volume v = { .format_version = 2, .block_size = 4096, .created = t0 };
+	struct ekmfs_kek_record k = { .version = 1, .state = EKMFS_KEK_ACTIVE, .created = t0,
+				      .wrapped = { .len = 60, .cmk_ref = "local:key-file",
+						   .cmk_version = "a44f813309febcea" } };
+	struct ekmfs_tenant_record t = { .name = "default", .id = 1, .provider = "local",
+					 .current_version = 1, .last_rotation = t0,
+					 .last_cmk_change = t0, .keks = &k, .nkeks = 1 };
+	struct ekmfs_keyring kr = { .generation = 1, .ntenants = 1, .tenants = &t,
+				    .mac_key = { .len = 60, .cmk_ref = "local:key-file",
+						 .cmk_version = "a44f813309febcea" } };
+	uint8_t key[EKMFS_KEYRING_KEY_SIZE], mac[EKMFS_KEYRING_MAC_SIZE];
+	char hex[2 * EKMFS_KEYRING_MAC_SIZE + 1];
+
+	for (int i = 0; i < EKMFS_KEYRING_KEY_SIZE; i++)
+		key[i] = (uint8_t)(0x40 + i);
+	CHECK_EQ_INT(ekmfs_unhex("00112233445566778899aabbccddeeff", v.volume_id, 16), 0);
+	CHECK_EQ_INT(ekmfs_unhex(kek_wrapped, k.wrapped.blob, 60), 0);
+	CHECK_EQ_INT(ekmfs_unhex(key_wrapped, kr.mac_key.blob, 60), 0);
+	CHECK_EQ_INT(ekmfs_keyring_mac(&kr, &v, key, mac), 0);
+	ekmfs_hex(mac, sizeof(mac), hex);
+	CHECK(strcmp(hex, "36a5f3e574403f5edce11b915f3e23a9195703f9652a76626b4974f5205d0f0d") == 0);
+	v.format_version = 1;
+	CHECK_EQ_INT(ekmfs_keyring_mac(&kr, &v, key, mac), 0);
+	ekmfs_hex(mac, sizeof(mac), hex);
+	CHECK(strcmp(hex, "1943373b90ae8341b53dd236626481af63ebcea57fb00a9da0634db42addebfb") == 0);
+}
+
 int main(void)
 {
 	if (!mkdtemp(root)) {
@@ -626,6 +663,7 @@ int main(void)
 	RUN(test_keyring_malformed);
 	RUN(test_keyring_update);
 	RUN(test_keyring_mac);
+	RUN(test_keyring_mac_vector);
 	RUN(test_lock);
 	RUN(test_cmk_changed);
 	rm_tree(root);

@@ -105,7 +105,7 @@ int admin_backup_manifest(int argc, char **argv);
 /* test.c: `test [--tenant T] [--json] BACKING`, argv[0] is "test" */
 int admin_test_main(int argc, char **argv, const struct ekmfs_config *cfg);
 /* verify.c */
-int admin_verify(const char *backing, const struct ekmfs_config *cfg);
+int admin_verify(const char *backing, const struct ekmfs_config *cfg, bool keys_only);
 /* upgrade.c: every version 1 file to version 2, then the volume. */
 int admin_upgrade(const char *backing, const struct ekmfs_config *cfg);
 

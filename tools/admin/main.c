@@ -41,10 +41,18 @@ static const char usage_text[] =
 "                   daemon reports, or 'not mounted'. Needs no key.\n"
 "                   --json: one JSON object, also listing the mountpoints of\n"
 "                   the volume and the files still on older KEK versions.\n"
-"  verify BACKING   Check every file header and every block's authentication\n"
+"  verify [--keys] BACKING\n"
+"                   Check every file header and every block's authentication\n"
 "                   tag without printing any plaintext. Each damaged file is\n"
 "                   listed as 'DAMAGED <path>: <what>'; the last line counts\n"
-"                   the files checked and damaged. Needs the CMK.\n"
+"                   the files checked and damaged. Needs the CMK. First, and\n"
+"                   always, the keyring and volume.json must authenticate\n"
+"                   under the keyring MAC (an edited field, a record added,\n"
+"                   removed or reordered, another volume's keyring: refused).\n"
+"                   --keys: instead of the files, unwrap every KEK record,\n"
+"                   current and retired, through its CMK ('KEK T vN ...:\n"
+"                   opens' or 'BAD KEK ...: why'), so a backup that needs a\n"
+"                   retired KEK is known to open before it is needed.\n"
 "  upgrade BACKING  Convert every file of a volume of the first release (format\n"
 "                   version 1) to version 2, then mark the volume version 2.\n"
 "                   The volume must not be mounted. Crash-safe: interrupted,\n"
@@ -222,6 +230,7 @@ int main(int argc, char **argv)
 	};
 	static struct ekmfs_config cfg;
 	const char *config_path = NULL, *cmd;
+	bool keys_only = false;
 	int opt, rc;
 
 	tool_init("ekmfs-admin", argc, argv);
@@ -283,6 +292,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ekmfs-admin: unknown command '%s'; try 'ekmfs-admin --help'\n", cmd);
 		return EXIT_USAGE;
 	}
+	if (strcmp(cmd, "verify") == 0 && optind < argc && strcmp(argv[optind], "--keys") == 0) {
+		keys_only = true;
+		optind++;
+	}
 	if (strcmp(cmd, "status") != 0 && strcmp(cmd, "test") != 0 && argc - optind != 1) {
 		fprintf(stderr, "ekmfs-admin: %s needs exactly one argument: BACKING\n", cmd);
 		return EXIT_USAGE;
@@ -303,7 +316,7 @@ int main(int argc, char **argv)
 		return EXIT_FAIL;
 	if (strcmp(cmd, "upgrade") == 0)
 		return admin_upgrade(argv[optind], &cfg);
-	return admin_verify(argv[optind], &cfg);
+	return admin_verify(argv[optind], &cfg, keys_only);
 }
 
 /* ---- the tree walk shared by status, verify and upgrade ---- */
