@@ -14,10 +14,12 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ekmfs/aead.h"
+#include "ekmfs/http.h"
 #include "ekmfs/secmem.h"
 #include "ekmfs/util.h"
 #include "keys_priv.h"
@@ -60,6 +62,31 @@ int ekmfs_keyring_key_make(const struct ekmfs_volume *vol, struct ekmfs_provider
 	return 0;
 }
 
+/* Whether prov opens the default tenant's current KEK record of kr (the
+ * reason of the failure that made us ask is kept). */
+static bool cmk_opens_kek(const struct ekmfs_volume *vol, const struct ekmfs_keyring *kr,
+			  struct ekmfs_provider *prov)
+{
+	struct ekmfs_tenant_record *t = ekmfs_keyring_tenant((struct ekmfs_keyring *)kr,
+							     EKMFS_DEFAULT_TENANT);
+	struct ekmfs_kek_record *cur = t ? ekmfs_tenant_kek(t, t->current_version) : NULL;
+	struct ekmfs_wrap_context ctx = { vol->volume_id, EKMFS_DEFAULT_TENANT,
+					  cur ? cur->version : 0 };
+	uint8_t *probe = ekmfs_secure_alloc(EKMFS_KEY_SIZE);
+	char why[512];
+	bool ok;
+
+	if (!probe || !cur) {
+		ekmfs_secure_free(probe, EKMFS_KEY_SIZE);
+		return false;
+	}
+	snprintf(why, sizeof(why), "%s", ekmfs_lasterr());
+	ok = prov->ops->unwrap(prov, &ctx, &cur->wrapped, probe) == 0;
+	ekmfs_secure_free(probe, EKMFS_KEY_SIZE);
+	ekmfs_seterr("%s", why);
+	return ok;
+}
+
 int ekmfs_keyring_key_open(int backing_fd, const struct ekmfs_volume *vol,
 			   const struct ekmfs_keyring *kr, struct ekmfs_provider *prov,
 			   struct ekmfs_keyring_key **out)
@@ -89,14 +116,15 @@ int ekmfs_keyring_key_open(int backing_fd, const struct ekmfs_volume *vol,
 	mk->wrapped = kr->mac_key;
 	ekmfs_clearerr();
 	ret = prov->ops->unwrap(prov, &ctx, &kr->mac_key, mk->key);
-	/* The provider's reason (a wrong key file, a key disabled, an outage)
-	 * is the root cause and stands alone; a blob that does not open under
-	 * the right CMK is the keyring's damage. */
-	if (ret && (!ekmfs_lasterr()[0] || strstr(ekmfs_lasterr(), "does not authenticate"))) {
+	if (ret && ret != -ENOMEM && !ekmfs_http_is_outage(ret) && cmk_opens_kek(vol, kr, prov)) {
+		/* The CMK is right (it opens the default tenant's current KEK):
+		 * the record is what is wrong. */
 		ekmfs_seterr("%s: its MAC key (mac_key) does not open with the default tenant's "
 			     "CMK: tampered, or another volume's", path);
 		ret = -EBADMSG;
 	}
+	/* Otherwise the provider's reason (a wrong key file, a key disabled,
+	 * an outage) is the root cause and stands alone. */
 	if (ret)
 		goto out;
 	ret = ekmfs_keyring_check(kr, vol, mk->key, path);

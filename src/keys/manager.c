@@ -374,6 +374,7 @@ static int open_tenant(struct ekmfs_keys *k, const struct ekmfs_config *cfg,
 int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg, struct ekmfs_keys **out)
 {
 	struct ekmfs_keys *k = calloc(1, sizeof(*k));
+	struct ekmfs_tenant_record *dflt;
 	char path[PATH_MAX];
 	int ret;
 
@@ -404,14 +405,24 @@ int ekmfs_keys_open(int backing_fd, const struct ekmfs_config *cfg, struct ekmfs
 		ekmfs_keyring_read(backing_fd, &k->kr); /* for its message */
 	if (ret)
 		goto fail;
-	for (size_t i = 0; i < k->kr.ntenants; i++) {
-		ret = open_tenant(k, cfg, &k->kr.tenants[i]);
-		if (ret)
-			goto fail;
+	/* The default tenant first: its CMK opens the keyring's MAC key, and
+	 * the keyring and descriptor authenticate before any other record is
+	 * acted on. */
+	dflt = ekmfs_keyring_tenant(&k->kr, EKMFS_DEFAULT_TENANT);
+	if (!dflt) {
+		keys_backing_path(backing_fd, path, sizeof(path));
+		ekmfs_seterr("%s/%s/%s has no tenant 'default'", path, EKMFS_META_DIR,
+			     EKMFS_KEYRING_FILE);
+		ret = -EBADMSG;
+		goto fail;
 	}
-	/* The keyring and descriptor authenticate before anything is served. */
-	ret = ekmfs_keyring_key_open(backing_fd, &k->vol, &k->kr,
-				     ekmfs_keys_provider(k, EKMFS_DEFAULT_TENANT), &k->mk);
+	ret = open_tenant(k, cfg, dflt);
+	if (!ret)
+		ret = ekmfs_keyring_key_open(backing_fd, &k->vol, &k->kr,
+					     ekmfs_keys_provider(k, EKMFS_DEFAULT_TENANT), &k->mk);
+	for (size_t i = 0; i < k->kr.ntenants && !ret; i++)
+		if (&k->kr.tenants[i] != dflt)
+			ret = open_tenant(k, cfg, &k->kr.tenants[i]);
 	if (ret)
 		goto fail;
 	*out = k;
