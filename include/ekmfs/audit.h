@@ -89,6 +89,13 @@ int ekmfs_audit_open_to_verify(int backing_fd, const struct ekmfs_config *cfg,
  * from the first writer on; the first open with the log on again records
  * it (audit_resumed) and removes it. 0 or -errno. */
 int ekmfs_audit_mark_off(int backing_fd, const char *who);
+/* The keyring anchor (docs/AUDIT.md "Keyring anchor"): the chain head
+ * records the highest keyring generation a writer had authenticated.
+ * keyring_generation: what the head said at open (0: none, or a NULL
+ * trail). note: this process authenticated generation; its next append
+ * writes it into the head (never lowering it). */
+uint64_t ekmfs_audit_keyring_generation(const struct ekmfs_audit *a);
+void ekmfs_audit_note_keyring(struct ekmfs_audit *a, uint64_t generation);
 /* Stops the asynchronous writer (writing what is queued) and wipes the key. */
 void ekmfs_audit_close(struct ekmfs_audit *a);
 const char *ekmfs_audit_path(const struct ekmfs_audit *a);

@@ -115,6 +115,13 @@ int ekmfs_keyring_seal(struct ekmfs_keyring *kr, const struct ekmfs_volume *v,
 int ekmfs_keyring_check(const struct ekmfs_keyring *kr, const struct ekmfs_volume *v,
 			const uint8_t *key, const char *path);
 bool ekmfs_keyring_sealed(const struct ekmfs_keyring *kr);
+/* Anti-rollback against an anchor: least is the keyring generation the
+ * audit trail recorded (0: none). kr must be sealed and at least that
+ * new: else -EBADMSG (MAC stripped) or -ESTALE (rolled back), one line
+ * naming path. With no anchor, an unsealed keyring (ekmfs 1's) passes
+ * with a warning logged. */
+int ekmfs_keyring_check_anchor(const struct ekmfs_keyring *kr, uint64_t least,
+			       const char *path);
 /* Identity of the keyring file (inode, mtime, size) for cheap change checks. */
 int ekmfs_keyring_stamp(int backing_fd, uint64_t stamp[3]);
 

@@ -43,7 +43,8 @@ struct ekmfs_provider;
  * key and its wrap. open: unwrap kr's and authenticate kr and the
  * descriptor vol with it (-EBADMSG with one line when they do not); for a
  * keyring of ekmfs 1 on a version-1 volume, a new key its first write will
- * store (a warning is logged). rewrap: mk's key under to (a CMK change).
+ * store (ekmfs_keyring_check_anchor warns of it). rewrap: mk's key under
+ * to (a CMK change).
  * free wipes. 0 or -errno with ekmfs_lasterr(). */
 int ekmfs_keyring_key_make(const struct ekmfs_volume *vol, struct ekmfs_provider *prov,
 			   struct ekmfs_keyring_key **out);
@@ -68,6 +69,14 @@ void ekmfs_keys_close(struct ekmfs_keys *k);
 /* Write the keyring again, sealed (a keyring of ekmfs 1 gets its MAC key
  * and MAC: ekmfs-admin upgrade, before volume.json goes to version 2). */
 int ekmfs_keys_seal_keyring(struct ekmfs_keys *k);
+/* The keyring anchor: least is the generation the audit trail recorded
+ * (ekmfs_audit_keyring_generation; 0: none). The keyring held must be
+ * sealed and at least that new: else -EBADMSG (MAC stripped) or -ESTALE
+ * (rolled back), with one line. */
+int ekmfs_keys_check_anchor(struct ekmfs_keys *k, uint64_t least);
+/* The generation of the keyring held, when it is sealed (what a writer
+ * notes in the audit trail: ekmfs_audit_note_keyring); 0 when unsealed. */
+uint64_t ekmfs_keys_sealed_generation(struct ekmfs_keys *k);
 /* Unwrap every KEK record of the keyring, current and retired, through its
  * tenant's provider (ekmfs-admin verify --keys: a backup restored with an
  * old keyring needs its retired KEKs); fn sees each record with 0 or the

@@ -45,6 +45,8 @@
 #define HEAD_FORMAT "ekmfs-audit-head"
 #define RECORD_LABEL "ekmfs-audit-record-v1"
 #define HEAD_LABEL "ekmfs-audit-head-v1"
+/* A head that also anchors the keyring generation. */
+#define HEAD_LABEL_V2 "ekmfs-audit-head-v2"
 #define MAC_HEX (2 * EKMFS_AUDIT_MAC_SIZE)
 /* ,"mac":"<64 hex>"} */
 #define MAC_SUFFIX_LEN (8 + MAC_HEX + 2)
@@ -88,35 +90,47 @@ static int mac3(const uint8_t *key, const char *label, const void *a, size_t ale
 struct head {
 	uint64_t seq;
 	uint8_t mac[EKMFS_AUDIT_MAC_SIZE];
+	/* The highest keyring generation a writer of the chain had
+	 * authenticated (0: none recorded, a head older than the anchor):
+	 * a keyring older than this is a rollback (docs/AUDIT.md). */
+	uint64_t kgen;
 };
 
 static int head_mac(const uint8_t *key, const uint8_t *vid, const struct head *h,
 		    uint8_t out[EKMFS_AUDIT_MAC_SIZE])
 {
-	uint8_t buf[EKMFS_VOLUME_ID_SIZE + 8 + EKMFS_AUDIT_MAC_SIZE];
+	uint8_t buf[EKMFS_VOLUME_ID_SIZE + 8 + EKMFS_AUDIT_MAC_SIZE + 8];
+	size_t n = EKMFS_VOLUME_ID_SIZE + 8 + EKMFS_AUDIT_MAC_SIZE;
 
 	memcpy(buf, vid, EKMFS_VOLUME_ID_SIZE);
 	for (int i = 0; i < 8; i++)
 		buf[EKMFS_VOLUME_ID_SIZE + i] = (uint8_t)(h->seq >> (8 * i));
 	memcpy(buf + EKMFS_VOLUME_ID_SIZE + 8, h->mac, EKMFS_AUDIT_MAC_SIZE);
-	return mac3(key, HEAD_LABEL, buf, sizeof(buf), NULL, 0, out);
+	if (!h->kgen)
+		return mac3(key, HEAD_LABEL, buf, n, NULL, 0, out);
+	for (int i = 0; i < 8; i++)
+		buf[n + i] = (uint8_t)(h->kgen >> (8 * i));
+	return mac3(key, HEAD_LABEL_V2, buf, n + 8, NULL, 0, out);
 }
 
 static int head_write(int backing_fd, const uint8_t *vid, const uint8_t *key,
 		      const struct head *h)
 {
 	uint8_t hm[EKMFS_AUDIT_MAC_SIZE];
-	char mac_hex[MAC_HEX + 1], hm_hex[MAC_HEX + 1], text[512];
+	char mac_hex[MAC_HEX + 1], hm_hex[MAC_HEX + 1], text[512], kgen[64] = "";
 	int ret = head_mac(key, vid, h, hm);
 
 	if (ret)
 		return ret;
 	ekmfs_hex(h->mac, EKMFS_AUDIT_MAC_SIZE, mac_hex);
 	ekmfs_hex(hm, sizeof(hm), hm_hex);
+	if (h->kgen)
+		snprintf(kgen, sizeof(kgen), " \"keyring_generation\": %llu,\n",
+			 (unsigned long long)h->kgen);
 	snprintf(text, sizeof(text),
 		 "{\"format\": \"" HEAD_FORMAT "\", \"version\": 1, \"seq\": %llu,\n"
-		 " \"mac\": \"%s\",\n \"head_mac\": \"%s\"}\n",
-		 (unsigned long long)h->seq, mac_hex, hm_hex);
+		 " \"mac\": \"%s\",\n%s \"head_mac\": \"%s\"}\n",
+		 (unsigned long long)h->seq, mac_hex, kgen, hm_hex);
 	return ekmfs_meta_replace(backing_fd, EKMFS_AUDIT_HEAD_FILE, text);
 }
 
@@ -151,6 +165,12 @@ static int head_read(int backing_fd, const uint8_t *vid, const uint8_t *key, str
 	    json_object_get_int64(v) < 0)
 		goto bad;
 	h->seq = (uint64_t)json_object_get_int64(v);
+	h->kgen = 0;
+	if (json_object_object_get_ex(root, "keyring_generation", &v)) {
+		if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 1)
+			goto bad;
+		h->kgen = (uint64_t)json_object_get_int64(v);
+	}
 	if (!json_object_object_get_ex(root, "mac", &v) || !json_object_is_type(v, json_type_string) ||
 	    ekmfs_unhex(json_object_get_string(v), h->mac, sizeof(h->mac)) < 0 ||
 	    !json_object_object_get_ex(root, "head_mac", &v) ||
@@ -198,6 +218,11 @@ struct ekmfs_audit {
 	struct timespec last_refill;
 	uint64_t dropped;
 	int last_err;                   /* log a failing write once per cause */
+
+	/* The keyring anchor: what the head said at open, and the generation
+	 * this process authenticated, which its appends write into the head
+	 * (atomic). */
+	uint64_t kgen_head, kgen_note;
 };
 
 static void add_str(json_object *o, const char *name, const char *v)
@@ -444,9 +469,29 @@ static int open_check(struct ekmfs_audit *a)
 	ret = chain_end(a, &fd, &h, &moved);
 	if (!ret && moved)
 		ret = head_write(a->backing_fd, a->vol.volume_id, a->key, &h);
+	if (!ret)
+		a->kgen_head = h.kgen;
 	if (fd >= 0)
 		close(fd);
 	return ret;
+}
+
+uint64_t ekmfs_audit_keyring_generation(const struct ekmfs_audit *a)
+{
+	return a ? a->kgen_head : 0;
+}
+
+void ekmfs_audit_note_keyring(struct ekmfs_audit *a, uint64_t generation)
+{
+	uint64_t was;
+
+	if (!a)
+		return;
+	was = __atomic_load_n(&a->kgen_note, __ATOMIC_RELAXED);
+	while (generation > was &&
+	       !__atomic_compare_exchange_n(&a->kgen_note, &was, generation, false,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 }
 
 /* A writer with the log turned back on records the gap the mark
@@ -737,6 +782,9 @@ static int append_body(struct ekmfs_audit *a, json_object *body)
 	}
 	h.seq++;
 	memcpy(h.mac, mac, sizeof(mac));
+	/* The anchor only rises (another writer's higher one is kept). */
+	if (__atomic_load_n(&a->kgen_note, __ATOMIC_RELAXED) > h.kgen)
+		h.kgen = __atomic_load_n(&a->kgen_note, __ATOMIC_RELAXED);
 	ret = head_write(a->backing_fd, a->vol.volume_id, a->key, &h);
 	if (!ret && a->syslog)
 		to_syslog(line);

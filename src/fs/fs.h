@@ -435,6 +435,11 @@ void efs_log_reload(const char *log_file);
  * ekmfs_lasterr(): the volume must not be mounted. */
 int efs_audit_open(struct efs_data *fs, const struct ekmfs_config *cfg, int backing_fd);
 void efs_audit_event(struct efs_data *fs, const char *event, const char *reason);
+/* The keyring anchor (docs/AUDIT.md): check refuses a keyring older than
+ * the one the trail recorded, or unsealed after a sealed one (-ESTALE,
+ * -EBADMSG, one line); note has the trail record the keyring now held. */
+int efs_audit_check_keyring(struct efs_data *fs);
+void efs_audit_note_keyring(struct efs_data *fs);
 /* A file failed authentication: block UINT64_MAX means its header. */
 void efs_audit_tamper(struct efs_data *fs, int fd, const uint8_t *file_id, uint64_t block);
 

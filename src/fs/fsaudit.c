@@ -65,6 +65,16 @@ int efs_audit_open(struct efs_data *fs, const struct ekmfs_config *cfg, int back
 	return ret;
 }
 
+int efs_audit_check_keyring(struct efs_data *fs)
+{
+	return ekmfs_keys_check_anchor(fs->keys, ekmfs_audit_keyring_generation(fs->audit));
+}
+
+void efs_audit_note_keyring(struct efs_data *fs)
+{
+	ekmfs_audit_note_keyring(fs->audit, ekmfs_keys_sealed_generation(fs->keys));
+}
+
 void efs_audit_event(struct efs_data *fs, const char *event, const char *reason)
 {
 	struct ekmfs_audit_event ev = EKMFS_AUDIT_EVENT_INIT;

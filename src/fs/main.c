@@ -561,6 +561,13 @@ int main(int argc, char **argv)
 			"mounts without an audit log)\n", ekmfs_lasterr());
 		goto out;
 	}
+	/* The keyring anchor: not older than the one the trail recorded. */
+	ekmfs_clearerr();
+	ret = efs_audit_check_keyring(&fs);
+	if (ret < 0) {
+		report_failure(ret);
+		goto out;
+	}
 	/* Shared mode: the kernel caches neither data past a close nor
 	 * attributes and names (docs/SHARED.md). */
 	fs.shared = cl.shared || cfg.shared;
@@ -628,6 +635,8 @@ int main(int argc, char **argv)
 		report_failure(ret);
 		goto out;
 	}
+	/* What the trail's head anchors from the next record on (mount). */
+	efs_audit_note_keyring(&fs);
 
 	/* FUSE arguments: our fixed options first, the user's after them. */
 	if (asprintf(&fsname, "fsname=%s", fs.backing) < 0)

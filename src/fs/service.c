@@ -136,6 +136,7 @@ static int reload(void)
 		ekmfs_seterr("%s", why);
 		return ret;
 	}
+	efs_audit_note_keyring(svc.fs);
 	cfg->ntenants = fresh.ntenants;
 	memcpy(cfg->tenants, fresh.tenants, sizeof(cfg->tenants));
 	if (!svc.keep_debug)

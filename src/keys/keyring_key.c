@@ -102,11 +102,8 @@ int ekmfs_keyring_key_open(int backing_fd, const struct ekmfs_volume *vol,
 		/* ekmfs 1's keyring passes on a version-1 volume only; then a
 		 * key is made for its first write, which seals it. */
 		ret = ekmfs_keyring_check(kr, vol, NULL, path);
-		if (!ret) {
-			ekmfs_log(EKMFS_LOG_WARN, "%s has no MAC (made by ekmfs 1): it is not "
-				  "authenticated until ekmfs-admin upgrade seals it", path);
+		if (!ret)
 			ret = ekmfs_keyring_key_make(vol, prov, out);
-		}
 		return ret;
 	}
 	mk = ekmfs_secure_alloc(sizeof(*mk));

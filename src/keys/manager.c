@@ -221,6 +221,28 @@ int ekmfs_keys_seal_keyring(struct ekmfs_keys *k)
 	return 0;
 }
 
+int ekmfs_keys_check_anchor(struct ekmfs_keys *k, uint64_t least)
+{
+	char path[PATH_MAX + 64];
+	int ret;
+
+	ekmfs_meta_path(k->backing_fd, EKMFS_KEYRING_FILE, path, sizeof(path));
+	pthread_rwlock_rdlock(&k->lock);
+	ret = ekmfs_keyring_check_anchor(&k->kr, least, path);
+	pthread_rwlock_unlock(&k->lock);
+	return ret;
+}
+
+uint64_t ekmfs_keys_sealed_generation(struct ekmfs_keys *k)
+{
+	uint64_t g;
+
+	pthread_rwlock_rdlock(&k->lock);
+	g = ekmfs_keyring_sealed(&k->kr) ? k->kr.generation : 0;
+	pthread_rwlock_unlock(&k->lock);
+	return g;
+}
+
 int ekmfs_keys_check_keks(struct ekmfs_keys *k, ekmfs_kek_check_fn fn, void *arg)
 {
 	uint8_t *key = ekmfs_secure_alloc(EKMFS_KEY_SIZE);

@@ -212,3 +212,26 @@ int ekmfs_keyring_check(const struct ekmfs_keyring *kr, const struct ekmfs_volum
 		     path);
 	return -EBADMSG;
 }
+
+int ekmfs_keyring_check_anchor(const struct ekmfs_keyring *kr, uint64_t least,
+			       const char *path)
+{
+	if (!least && !kr->has_mac)
+		ekmfs_log(EKMFS_LOG_WARN, "%s has no MAC (made by ekmfs 1): it is not "
+			  "authenticated until ekmfs-admin upgrade seals it", path);
+	if (!least)
+		return 0;
+	if (!kr->has_mac) {
+		ekmfs_seterr("%s has no MAC, but the audit trail recorded a sealed keyring "
+			     "(generation %llu): the MAC was stripped", path,
+			     (unsigned long long)least);
+		return -EBADMSG;
+	}
+	if (kr->generation < least) {
+		ekmfs_seterr("%s (generation %llu) is older than the keyring the audit trail "
+			     "recorded (generation %llu): it was rolled back", path,
+			     (unsigned long long)kr->generation, (unsigned long long)least);
+		return -ESTALE;
+	}
+	return 0;
+}

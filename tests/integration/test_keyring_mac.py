@@ -280,3 +280,39 @@ def test_verify_keys_checks_every_kek_record(rich):
     assert r.returncode == 1
     assert "BAD KEK default v2 (retired" in r.stdout, r.stdout
     assert r.stdout.strip().splitlines()[-1] == "verify --keys: 1 KEK record failed"
+
+
+def test_the_audit_trail_anchors_the_keyring_across_restarts(rich):
+    """A whole older keyring (a valid MAC) put back while nothing runs: the
+    audit chain head recorded a newer generation, so the next mount and
+    ekmfs-rotate refuse it. A sealed keyring stripped of its MAC on a
+    volume set back to version 1 is refused the same way."""
+    vol = rich
+    head = json.loads(meta(vol, "audit.head").read_text())
+    gen = load(vol, "keyring.json")["generation"]
+    assert head["keyring_generation"] == gen
+    old = meta(vol, "keyring.json").read_bytes()
+    r = rotate(vol, "kek")
+    assert r.returncode == 0, r.stderr
+    new = meta(vol, "keyring.json").read_bytes()
+    assert json.loads(meta(vol, "audit.head").read_text())["keyring_generation"] > gen
+    meta(vol, "keyring.json").write_bytes(old)
+    line = refused_mount(vol)
+    assert "it was rolled back" in line and "audit trail recorded" in line, line
+    r = rotate(vol, "kek")
+    assert r.returncode != 0 and "it was rolled back" in r.stderr, r.stderr
+    meta(vol, "keyring.json").write_bytes(new)
+
+    saved = {n: meta(vol, n).read_text() for n in ("keyring.json", "volume.json")}
+    kr, v = json.loads(saved["keyring.json"]), json.loads(saved["volume.json"])
+    strip_seal(kr)
+    v["version"] = 1
+    meta(vol, "keyring.json").write_text(json.dumps(kr))
+    meta(vol, "volume.json").write_text(json.dumps(v))
+    line = refused_mount(vol)
+    assert "the MAC was stripped" in line, line
+    for n, text in saved.items():
+        meta(vol, n).write_text(text)
+    m = vol.mount()
+    (vol.mnt / "after").write_bytes(b"ok")
+    m.unmount()

@@ -61,6 +61,10 @@ int admin_audit_open(const char *backing, const struct ekmfs_config *cfg, bool t
 		rc = (to_verify ? ekmfs_audit_open_to_verify : ekmfs_audit_open)(
 			out->fd, cfg, ekmfs_keys_volume(out->keys),
 			ekmfs_keys_provider(out->keys, EKMFS_DEFAULT_TENANT), &out->audit);
+	/* The keyring anchor (docs/AUDIT.md); not for audit verify, which
+	 * must be able to look at a volume whatever is wrong with it. */
+	if (!rc && !to_verify)
+		rc = ekmfs_keys_check_anchor(out->keys, ekmfs_audit_keyring_generation(out->audit));
 	if (!rc)
 		ekmfs_keys_set_event_hook(out->keys, key_event_hook, out);
 	if (rc)
@@ -83,6 +87,7 @@ int admin_audit_record(struct admin_audit *a, struct ekmfs_audit_event *ev)
 {
 	ev->uid = (long long)getuid();
 	ev->pid = (long long)getpid();
+	ekmfs_audit_note_keyring(a->audit, ekmfs_keys_sealed_generation(a->keys));
 	return ekmfs_audit_write(a->audit, ev);
 }
 

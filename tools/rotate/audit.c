@@ -9,6 +9,7 @@
  * made is reported on stderr, since the change itself cannot be undone.
  */
 #include <errno.h>
+#include <limits.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +47,13 @@ int rot_audit_open(struct rot_ctx *c)
 		ret = ekmfs_keyring_key_open(c->backing_fd, &c->vol, &c->kr, c->audit_prov, &c->mk);
 	if (!ret && !c->opt.dry_run)
 		ret = ekmfs_audit_open(c->backing_fd, &c->cfg, &c->vol, c->audit_prov, &c->audit);
+	if (!ret) {
+		char path[PATH_MAX + 64];
+
+		ekmfs_meta_path(c->backing_fd, EKMFS_KEYRING_FILE, path, sizeof(path));
+		ret = ekmfs_keyring_check_anchor(&c->kr, ekmfs_audit_keyring_generation(c->audit),
+						 path);
+	}
 	return ret;
 }
 
@@ -88,6 +96,9 @@ void rot_audit_tenant(const struct rot_ctx *c, const char *tenant, const char *e
 	ev.uid = (long long)getuid();
 	ev.pid = (long long)getpid();
 	ev.details = details;
+	/* The keyring this run authenticated (and wrote) is what the chain
+	 * head anchors. */
+	ekmfs_audit_note_keyring(c->audit, c->kr.has_mac ? c->kr.generation : 0);
 	if (ekmfs_audit_write(c->audit, &ev) < 0)
 		fprintf(stderr, "ekmfs-rotate: warning: audit record '%s' not written: %s\n",
 			event, ekmfs_lasterr());
