@@ -255,7 +255,10 @@ def test_secret_file_rules_and_no_secret_in_logs(az_vol):
 def test_keyring_pointing_at_another_host_is_refused_without_connecting(az_vol):
     """The bearer token goes to the configured vault only (issue 13): a key
     version in the keyring that names another host, port or key is refused
-    as tampering, audited, and nothing connects there."""
+    as tampering, audited, and nothing connects there. The daemon refuses
+    the edited keyring as a whole (its MAC) and keeps serving with the one
+    it holds; `ekmfs-admin test`, which reads records without the MAC,
+    shows the provider's own guard refusing the record."""
     import select
     import socket
 
@@ -291,9 +294,10 @@ def test_keyring_pointing_at_another_host_is_refused_without_connecting(az_vol):
             path.write_text(json.dumps(kr))
             before = dict(vol.kv.state.stats)
             time.sleep(1.2)                # past the TTL: the record is used again
-            assert open_errno(f) == errno.ENOKEY, target
-            # The daemon asked the vault nothing for the record.
-            assert vol.kv.state.stats.get("unwrapkey", 0) == before.get("unwrapkey", 0)
+            assert open_errno(f) == 0, target          # the authentic keyring serves
+            # The daemon asked only the configured vault, with the
+            # authentic record (the cache entry had expired): at most once.
+            assert vol.kv.state.stats.get("unwrapkey", 0) <= before.get("unwrapkey", 0) + 1
             # ekmfs-admin test refuses it too (its own round trip still
             # goes to the configured vault).
             r = vol.admin("test", vol.backing)
@@ -308,13 +312,13 @@ def test_keyring_pointing_at_another_host_is_refused_without_connecting(az_vol):
     wait_for(lambda: open_errno(f) == 0, 10 * SLOW, "access with the real record")
     assert f.read_bytes() == b"vault data"
     m.unmount()
-    assert "names another key than the configured" in m.log()
+    assert "keeping the keyring in memory" in m.log()
     events = [json.loads(l) for l in (vol.root / "audit.log").read_text().splitlines()
               if l.strip()]
     tampered = [e for e in events if e["event"] == "keyring_tampered"]
     assert len(tampered) >= len(targets), [e["event"] for e in events]
     assert tampered[0]["outcome"] == "refused" and tampered[0]["tenant"] == "default"
-    assert "127.0.0.2" in tampered[0]["reason"]
+    assert "does not authenticate with volume.json" in tampered[0]["reason"]
 
 
 def test_workload_identity_federated_token(az_vol, monkeypatch):
