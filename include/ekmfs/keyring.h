@@ -67,6 +67,9 @@ struct ekmfs_tenant_record {
 struct ekmfs_keyring_key {
 	uint8_t key[EKMFS_KEYRING_KEY_SIZE];
 	struct ekmfs_wrapped_kek wrapped;
+	/* Made by this process for a keyring of ekmfs 1 and maybe not stored:
+	 * another writer may seal the keyring first, with its own key. */
+	bool made;
 };
 
 struct ekmfs_keyring {

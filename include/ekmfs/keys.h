@@ -51,6 +51,13 @@ int ekmfs_keyring_key_make(const struct ekmfs_volume *vol, struct ekmfs_provider
 int ekmfs_keyring_key_open(int backing_fd, const struct ekmfs_volume *vol,
 			   const struct ekmfs_keyring *kr, struct ekmfs_provider *prov,
 			   struct ekmfs_keyring_key **out);
+/* Authenticate kr, a keyring read again, with *mk; when *mk was made here
+ * for a keyring of ekmfs 1 and kr has been sealed since (by this process
+ * or another writer), *mk is replaced by kr's own key, unwrapped through
+ * prov. 0 or -errno (-EBADMSG: kr does not authenticate). */
+int ekmfs_keyring_key_follow(int backing_fd, const struct ekmfs_volume *vol,
+			     const struct ekmfs_keyring *kr, struct ekmfs_provider *prov,
+			     struct ekmfs_keyring_key **mk);
 int ekmfs_keyring_key_rewrap(const struct ekmfs_volume *vol, const struct ekmfs_keyring_key *mk,
 			     struct ekmfs_provider *to, struct ekmfs_wrapped_kek *out);
 void ekmfs_keyring_key_free(struct ekmfs_keyring_key *mk);

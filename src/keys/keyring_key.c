@@ -51,6 +51,7 @@ int ekmfs_keyring_key_make(const struct ekmfs_volume *vol, struct ekmfs_provider
 	if (!mk)
 		return -ENOMEM;
 	memset(mk, 0, sizeof(*mk));
+	mk->made = true;
 	ret = ekmfs_random(mk->key, sizeof(mk->key));
 	if (!ret)
 		ret = prov->ops->wrap(prov, &ctx, mk->key, &mk->wrapped);
@@ -132,6 +133,29 @@ out:
 	}
 	*out = mk;
 	return 0;
+}
+
+int ekmfs_keyring_key_follow(int backing_fd, const struct ekmfs_volume *vol,
+			     const struct ekmfs_keyring *kr, struct ekmfs_provider *prov,
+			     struct ekmfs_keyring_key **mk)
+{
+	struct ekmfs_keyring_key *theirs;
+	char path[PATH_MAX + 64];
+	int ret;
+
+	if ((*mk)->made && kr->mac_key.len) {
+		/* A keyring of ekmfs 1 sealed since we read it - by us or by
+		 * another writer, with the key it made: take that key. Rare
+		 * (once per volume), so the provider call is made here. */
+		ret = ekmfs_keyring_key_open(backing_fd, vol, kr, prov, &theirs);
+		if (ret)
+			return ret;
+		ekmfs_keyring_key_free(*mk);
+		*mk = theirs;
+		return 0;
+	}
+	ekmfs_meta_path(backing_fd, EKMFS_KEYRING_FILE, path, sizeof(path));
+	return ekmfs_keyring_check(kr, vol, (*mk)->key, path);
 }
 
 int ekmfs_keyring_key_rewrap(const struct ekmfs_volume *vol, const struct ekmfs_keyring_key *mk,

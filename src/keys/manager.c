@@ -140,7 +140,8 @@ static int keyring_acceptable(struct ekmfs_keys *k, const struct ekmfs_keyring *
 	int ret;
 
 	ekmfs_meta_path(k->backing_fd, EKMFS_KEYRING_FILE, path, sizeof(path));
-	ret = ekmfs_keyring_check(fresh, &k->vol, k->mk->key, path);
+	ret = ekmfs_keyring_key_follow(k->backing_fd, &k->vol, fresh,
+				       ekmfs_keys_provider(k, EKMFS_DEFAULT_TENANT), &k->mk);
 	if (ret)
 		return ret;
 	if (fresh->generation < k->kr.generation ||

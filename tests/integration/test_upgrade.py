@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ADMIN, BUILD, SLOW, drop_caches, run_cli
+from ondisk import slots
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "v1-volume"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
@@ -113,6 +114,34 @@ def test_v1_volume_reads_and_converts_a_file_at_its_first_change(v1):
     data = (v1.mnt / "multi.bin").read_bytes()
     assert data[5000:5007] == b"CHANGED" and len(data) == 100000
     m.unmount()
+
+
+def test_v1_keyring_is_sealed_by_its_first_writer_while_mounted(v1):
+    """ekmfs 1's keyring has no MAC (docs/FORMAT.md "Keyring MAC"). A v1
+    volume mounted by the daemon and rotated by ekmfs-rotate: rotate seals
+    the keyring with the MAC key it made; the daemon, holding a key it made
+    itself, takes the stored one at its next re-read and keeps following
+    changes; the sealed keyring then authenticates everywhere."""
+    kr_path = v1.backing / ".ekmfs" / "keyring.json"
+    assert "mac" not in json.loads(kr_path.read_text())
+    m = v1.mount()
+    assert "has no MAC (made by ekmfs 1)" in m.log()
+    r = run_cli([BUILD / "ekmfs-rotate", "-c", v1.config, "kek", v1.backing], timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    kr = json.loads(kr_path.read_text())
+    assert "mac" in kr and "mac_key" in kr
+    (v1.mnt / "after-rotation").write_bytes(b"new file")
+    m.unmount()
+    assert "keeping the keyring in memory" not in m.log(), m.log()[-2000:]
+    assert [v for seq, _, v, _ in slots(v1.backing / "after-rotation") if seq] == \
+        [kr["tenants"][0]["current_version"]]
+    r = v1.admin("verify", "--keys", v1.backing)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = v1.mount()
+    assert (v1.mnt / "after-rotation").read_bytes() == b"new file"
+    check_all(v1.mnt)
+    m.unmount()
+    assert "has no MAC" not in m.log()
 
 
 # ---- ekmfs-admin upgrade --------------------------------------------------------------

@@ -21,7 +21,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,13 +99,12 @@ int keys_setup(struct rot_ctx *c)
 int keys_reread(struct rot_ctx *c)
 {
 	struct ekmfs_keyring fresh;
-	char path[PATH_MAX + 64];
 	int ret = ekmfs_keyring_read(c->backing_fd, &fresh);
 
 	/* Once the MAC key is open, every copy read must authenticate. */
 	if (!ret && c->mk) {
-		ekmfs_meta_path(c->backing_fd, EKMFS_KEYRING_FILE, path, sizeof(path));
-		ret = ekmfs_keyring_check(&fresh, &c->vol, c->mk->key, path);
+		ret = ekmfs_keyring_key_follow(c->backing_fd, &c->vol, &fresh, c->audit_prov,
+					       &c->mk);
 		if (ret)
 			ekmfs_keyring_free(&fresh);
 	}
@@ -297,7 +295,12 @@ static int keyring_edit(struct rot_ctx *c, edit_fn fn, void *arg, bool dry_run)
 	ret = ekmfs_meta_lock(c->backing_fd, true, true, &lock_fd);
 	if (ret)
 		return ret;
-	ret = ekmfs_keyring_update(c->backing_fd, c->mk, edit_tenant, &e, !dry_run, &fresh);
+	/* A keyring of ekmfs 1 another writer sealed since: take its key. */
+	if (c->mk && c->mk->made)
+		ret = keys_reread(c);
+	if (!ret)
+		ret = ekmfs_keyring_update(c->backing_fd, c->mk, edit_tenant, &e, !dry_run,
+					   &fresh);
 	if (ret > 0 && !dry_run) {
 		/* The keyring written is the one we go on with. */
 		ekmfs_keyring_free(&c->kr);
