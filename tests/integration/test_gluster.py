@@ -330,3 +330,56 @@ def test_shared_rotate_while_both_write(gvol):
     a.unmount()
     r = vol.admin("verify", vol.backing)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def reload(m, expect="configuration reloaded"):
+    before = m.log().count(expect)
+    m.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20 * SLOW
+    while m.log().count(expect) == before:
+        assert time.monotonic() < deadline, m.log()[-2000:]
+        time.sleep(0.05)
+
+
+def test_shared_keyring_changes_reach_the_other_host(gvol):
+    """Keyring changes made through one host reach the other (docs/SHARED.md):
+    a KEK rotation and a destroyed version by ekmfs-rotate on host 1, and a
+    new tenant made by host 1's daemon at a reload and adopted by host 2's
+    at its own. Host 2 authenticates every keyring it re-reads (the keyring
+    MAC; its log shows no refusal), writes new files under the new KEK and
+    the new tenant, and reads everything; both keyrings verify."""
+    from conftest import ROTATE, run_cli
+    from ondisk import header_tenant, slots
+    vol, other = gvol
+    (vol.backing / "bots" / "acme").mkdir(parents=True)
+    a, b = mount_shared(vol), mount_shared(other)
+    (vol.mnt / "before").write_bytes(b"before " * 100)
+    for args in (("kek",), ("retire", "--version", "1", "--destroy")):
+        r = run_cli([ROTATE, "-c", vol.config] + list(args) + [vol.backing], timeout=120)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    (other.mnt / "after-rotation").write_bytes(b"written by host 2")
+    assert [v for seq, _, v, _ in slots(other.backing / "after-rotation") if seq] == [2]
+    acme = ("[tenant.acme]\nprovider = local\nkey_file = %s\npaths = /bots/acme\n"
+            "enforce_from = 2020-01-01\n" % (vol.keydir / "acme.key"))
+    for v in (vol, other):
+        v.config.write_text(v.config.read_text() + acme)
+    reload(a)                                   # makes acme's record and KEK v1
+    reload(b)                                   # finds it made: adopts it
+    (other.mnt / "bots" / "acme" / "from-host2").write_bytes(b"acme data")
+    (vol.mnt / "bots" / "acme" / "from-host1").write_bytes(b"acme data 1")
+    assert header_tenant(other.backing / "bots" / "acme" / "from-host2") == 2
+    for m in (vol.mnt, other.mnt):
+        assert (m / "before").read_bytes() == b"before " * 100
+        assert (m / "after-rotation").read_bytes() == b"written by host 2"
+        assert (m / "bots" / "acme" / "from-host2").read_bytes() == b"acme data"
+        assert (m / "bots" / "acme" / "from-host1").read_bytes() == b"acme data 1"
+    b.unmount()
+    a.unmount()
+    for m in (a, b):
+        assert "keeping the keyring in memory" not in m.log(), m.log()[-2000:]
+        assert not m.auth_failures()
+    r = vol.admin("verify", "--keys", vol.backing)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "KEK acme v1 (active" in r.stdout and "KEK default v1: destroyed" in r.stdout
+    r = vol.admin("verify", vol.backing)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -144,6 +144,18 @@ static void token_error(const char *who, long status, const char *body)
 	json_object_put(doc);
 }
 
+/* A token endpoint's answer: the token, or the refusal with its reason
+ * (429 and 5xx are outages, retried; anything else refuses). */
+static int token_answer(struct ekmfs_azure_auth *a, const char *who,
+			const struct ekmfs_http_response *resp, long *expires_in)
+{
+	if (resp->status != 200) {
+		token_error(who, resp->status, resp->body);
+		return resp->status == 429 || resp->status >= 500 ? -ETIMEDOUT : -EACCES;
+	}
+	return ekmfs_azure_parse_token(resp->body, a->token, EKMFS_AZURE_TOKEN_MAX, expires_in);
+}
+
 /* ---- 3. client credentials ---- */
 
 const char *ekmfs_azure_id(const char *configured, const char *env)
@@ -157,47 +169,43 @@ const char *ekmfs_azure_id(const char *configured, const char *env)
  * AZURE_CLIENT_SECRET), else the federated token in
  * AZURE_FEDERATED_TOKEN_FILE (AKS workload identity), sent as a
  * client_assertion. *federated tells which. */
+/* A secrets file's one line (its line end dropped); empty is -ENOKEY. */
+static int read_line_secret(const char *path, const char *what, char *secret, size_t cap)
+{
+	size_t len = 0;
+	int ret = ekmfs_secret_read(path, what, secret, cap - 1, &len);
+
+	if (ret)
+		return ret;
+	while (len && (secret[len - 1] == '\n' || secret[len - 1] == '\r'))
+		secret[--len] = '\0';
+	if (!len) {
+		ekmfs_seterr("%s %s is empty", what, path);
+		return -ENOKEY;
+	}
+	return 0;
+}
+
 static int load_secret(const struct ekmfs_tenant_config *tc, char *secret, size_t cap,
 		       bool *federated)
 {
 	const char *env = getenv("AZURE_CLIENT_SECRET");
 	const char *fed = getenv("AZURE_FEDERATED_TOKEN_FILE");
-	size_t len = 0;
 	int ret;
 
 	*federated = false;
-
-	if (tc->azure.client_secret_file[0]) {
-		ret = ekmfs_secret_read(tc->azure.client_secret_file, "client secret file",
-					secret, cap - 1, &len);
-		if (ret)
-			return ret;
-		while (len && (secret[len - 1] == '\n' || secret[len - 1] == '\r'))
-			secret[--len] = '\0';
-		if (!len) {
-			ekmfs_seterr("client secret file %s is empty",
-				     tc->azure.client_secret_file);
-			return -ENOKEY;
-		}
-		return 0;
-	}
+	if (tc->azure.client_secret_file[0])
+		return read_line_secret(tc->azure.client_secret_file, "client secret file",
+					secret, cap);
 	if (env && env[0] && strlen(env) < cap) {
 		memcpy(secret, env, strlen(env) + 1);
 		return 0;
 	}
 	if (fed && fed[0]) {
-		ret = ekmfs_secret_read(fed, "federated token file (AZURE_FEDERATED_TOKEN_FILE)",
-					secret, cap - 1, &len);
-		if (ret)
-			return ret;
-		while (len && (secret[len - 1] == '\n' || secret[len - 1] == '\r'))
-			secret[--len] = '\0';
-		if (!len) {
-			ekmfs_seterr("federated token file %s is empty", fed);
-			return -ENOKEY;
-		}
-		*federated = true;
-		return 0;
+		ret = read_line_secret(fed, "federated token file (AZURE_FEDERATED_TOKEN_FILE)",
+				       secret, cap);
+		*federated = ret == 0;
+		return ret;
 	}
 	ekmfs_seterr("tenant '%s': no client secret (set client_secret_file, or "
 		     "AZURE_CLIENT_SECRET, or AZURE_FEDERATED_TOKEN_FILE, or "
@@ -244,14 +252,8 @@ static int client_credentials(struct ekmfs_azure_auth *a, long *expires_in)
 		goto out;
 	ekmfs_cloud_http_opts(tc, &o);
 	ret = ekmfs_http_request("POST", url, hdrs, body, strlen(body), &o, &resp);
-	if (ret)
-		goto out;
-	if (resp.status != 200) {
-		token_error("Entra ID", resp.status, resp.body);
-		ret = resp.status == 429 || resp.status >= 500 ? -ETIMEDOUT : -EACCES;
-		goto out;
-	}
-	ret = ekmfs_azure_parse_token(resp.body, a->token, EKMFS_AZURE_TOKEN_MAX, expires_in);
+	if (!ret)
+		ret = token_answer(a, "Entra ID", &resp, expires_in);
 out:
 	ekmfs_http_response_free(&resp);
 	ekmfs_secure_free(secret, SECRET_MAX);
@@ -281,15 +283,8 @@ static int managed_identity(struct ekmfs_azure_auth *a, long *expires_in)
 		 tc->azure.client_id[0] ? "&client_id=" : "", enc_client);
 	ekmfs_cloud_http_opts(tc, &o);
 	ret = ekmfs_http_request("GET", url, hdrs, NULL, 0, &o, &resp);
-	if (ret)
-		goto out;
-	if (resp.status != 200) {
-		token_error("the managed identity endpoint", resp.status, resp.body);
-		ret = resp.status == 429 || resp.status >= 500 ? -ETIMEDOUT : -EACCES;
-		goto out;
-	}
-	ret = ekmfs_azure_parse_token(resp.body, a->token, EKMFS_AZURE_TOKEN_MAX, expires_in);
-out:
+	if (!ret)
+		ret = token_answer(a, "the managed identity endpoint", &resp, expires_in);
 	ekmfs_http_response_free(&resp);
 	return ret;
 }
