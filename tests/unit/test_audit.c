@@ -517,6 +517,54 @@ static void test_off_and_back_on(void)
 	teardown();
 }
 
+/* The keyring anchor (AUDIT.md): a noted generation reaches the head at
+ * the next append, never goes down, survives a reopen, and is covered by
+ * the head's MAC (an edited value does not authenticate). */
+static void test_keyring_anchor(void)
+{
+	struct ekmfs_audit_report rep;
+	char head[256], *text = NULL, *at;
+	FILE *f;
+	long n;
+
+	CHECK_EQ_INT(setup(), 0);
+	snprintf(head, sizeof(head), "%s/.ekmfs/audit.head", F.backing);
+	CHECK_EQ_INT(ekmfs_audit_keyring_generation(F.audit), 0);
+	ekmfs_audit_note_keyring(F.audit, 7);
+	ekmfs_audit_note_keyring(F.audit, 5);           /* never lowers it */
+	CHECK_EQ_INT(write_n(1), 0);
+	ekmfs_audit_close(F.audit);
+	F.audit = NULL;
+	CHECK_EQ_INT(ekmfs_audit_open(F.bfd, &F.cfg, &F.vol,
+				      ekmfs_keys_provider(F.keys, "default"), &F.audit), 0);
+	CHECK_EQ_INT(ekmfs_audit_keyring_generation(F.audit), 7);
+	/* Another writer's lower note keeps the head's value. */
+	ekmfs_audit_note_keyring(F.audit, 3);
+	CHECK_EQ_INT(write_n(1), 0);
+	CHECK_EQ_INT(verify(&rep), 0);
+	/* 7 -> 9 in the text: the head no longer authenticates. */
+	f = fopen(head, "r");
+	CHECK(f != NULL);
+	if (f) {
+		text = calloc(1, 4096);
+		n = (long)fread(text, 1, 4095, f);
+		fclose(f);
+		CHECK(n > 0);
+		at = strstr(text, "\"keyring_generation\": 7");
+		CHECK(at != NULL);
+		if (at) {
+			at[strlen("\"keyring_generation\": ")] = '9';
+			f = fopen(head, "w");
+			fputs(text, f);
+			fclose(f);
+			CHECK_EQ_INT(verify(&rep), -EBADMSG);
+			CHECK(strstr(rep.why, "authenticate") != NULL);
+		}
+		free(text);
+	}
+	teardown();
+}
+
 int main(void)
 {
 	ekmfs_secmem_init();
@@ -533,5 +581,6 @@ int main(void)
 	RUN(test_async_rate_limit);
 	RUN(test_fails_closed);
 	RUN(test_off_and_back_on);
+	RUN(test_keyring_anchor);
 	return CHECK_DONE();
 }
