@@ -238,9 +238,14 @@ struct ekmfs_tenant_state {
 	double expires_in;              /* seconds until refetch (cached/outage) */
 	uint64_t uses, use_limit;       /* of the current KEK's entry */
 	bool enforced;                  /* new files in its paths go to it now */
+	time_t last_rotation;           /* of the keyring held (authenticated) */
 };
 /* Fills up to max entries; returns how many tenants there are. */
 size_t ekmfs_keys_tenant_states(struct ekmfs_keys *k, struct ekmfs_tenant_state *out,
 				size_t max);
+/* Re-read the keyring if the file changed; like every re-read it must
+ * authenticate and not be older (else the one held stays, the refusal
+ * is logged and audited). */
+void ekmfs_keys_refresh(struct ekmfs_keys *k);
 
 #endif

@@ -2,8 +2,9 @@
  * schedule.c - scheduled KEK rotation run by the daemon.
  *
  * Owns: deciding when a tenant's rotation is due (rotation_days since its
- * last rotation, read from the keyring on disk so a rotation made by hand
- * counts too) and running it. The rotation itself is ekmfs-rotate's job: the
+ * last rotation, from the keyring the key manager holds - re-read when the
+ * file changed, so a rotation made by hand counts too, and authenticated,
+ * so an edited last_rotation postpones nothing) and running it. The rotation itself is ekmfs-rotate's job: the
  * daemon starts "ekmfs-rotate kek" as a child at the lowest CPU and I/O
  * priority rather than re-implementing it, so there is one re-wrap protocol,
  * one lock (a concurrent manual run just makes the scheduled one wait for
@@ -19,6 +20,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -26,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ekmfs/keyring.h"
+#include "ekmfs/keys.h"
 #include "ekmfs/util.h"
 #include "fs.h"
 
@@ -138,23 +140,25 @@ static void start_rotation(struct efs_data *fs, const struct ekmfs_config *cfg,
 void efs_schedule_tick(struct efs_data *fs, const struct ekmfs_config *cfg,
 		       const char *config_path)
 {
-	struct ekmfs_keyring kr = { 0 };
+	struct ekmfs_tenant_state *st;
 	time_t now = time(NULL);
-	int dirfd;
+	size_t n;
 
 	reap(fs);
 	if (now < sched.next_check || sched.child > 0)
 		return;
 	sched.next_check = now + cfg->rotation_check_interval;
-	dirfd = open(fs->backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0)
+	/* The keyring the key manager holds: authenticated (an edited
+	 * last_rotation must not postpone a rotation), re-read if changed. */
+	st = calloc(EKMFS_MAX_TENANTS, sizeof(*st));
+	if (!st)
 		return;
-	if (ekmfs_keyring_read(dirfd, &kr) < 0) {
-		close(dirfd);
-		return;
-	}
-	for (size_t i = 0; i < kr.ntenants && sched.child <= 0; i++) {
-		const struct ekmfs_tenant_record *t = &kr.tenants[i];
+	ekmfs_keys_refresh(fs->keys);
+	n = ekmfs_keys_tenant_states(fs->keys, st, EKMFS_MAX_TENANTS);
+	if (n > EKMFS_MAX_TENANTS)
+		n = EKMFS_MAX_TENANTS;
+	for (size_t i = 0; i < n && sched.child <= 0; i++) {
+		const struct ekmfs_tenant_state *t = &st[i];
 		uint32_t days = ekmfs_config_rotation_days(cfg, t->name);
 		time_t due = t->last_rotation + (time_t)days * 86400;
 		char when[32];
@@ -171,8 +175,7 @@ void efs_schedule_tick(struct efs_data *fs, const struct ekmfs_config *cfg,
 			sched.last_due_log = now;
 		}
 	}
-	ekmfs_keyring_free(&kr);
-	close(dirfd);
+	free(st);
 }
 
 void efs_schedule_stop(void)

@@ -350,6 +350,13 @@ out:
 
 /* ---- 3. cache states ---- */
 
+void ekmfs_keys_refresh(struct ekmfs_keys *k)
+{
+	pthread_rwlock_wrlock(&k->lock);
+	keys_keyring_refresh(k);
+	pthread_rwlock_unlock(&k->lock);
+}
+
 size_t ekmfs_keys_tenant_states(struct ekmfs_keys *k, struct ekmfs_tenant_state *out,
 				size_t max)
 {
@@ -369,6 +376,7 @@ size_t ekmfs_keys_tenant_states(struct ekmfs_keys *k, struct ekmfs_tenant_state 
 		snprintf(o->name, sizeof(o->name), "%s", kt->name);
 		o->id = kt->id;
 		o->current_version = rec ? rec->current_version : 0;
+		o->last_rotation = rec ? rec->last_rotation : 0;
 		o->enforced = ekmfs_tenant_enforced(&kt->tc, wall);
 		o->use_limit = kt->tc.key_cache_uses;
 		c = keys_cache_find(k, kt->id, o->current_version);

@@ -11,7 +11,9 @@ import base64
 import copy
 import json
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -315,4 +317,35 @@ def test_the_audit_trail_anchors_the_keyring_across_restarts(rich):
         meta(vol, n).write_text(text)
     m = vol.mount()
     (vol.mnt / "after").write_bytes(b"ok")
+    m.unmount()
+
+
+def test_an_edited_last_rotation_postpones_no_scheduled_rotation(volume):
+    """The attack the issue measured: last_rotation set to 2099 in the
+    keyring file. The daemon's schedule reads the keyring it holds, which
+    refuses the edit, so a rotation that falls due is still started (and
+    ekmfs-rotate, reading the edited file, refuses it as tampered)."""
+    from conftest import ROTATE
+    vol = volume
+
+    def config(days):
+        vol.write_config("[tenant.default]\nkey_file = %s\nrotation_days = %d\n[daemon]\n"
+                         "rotate_program = %s\nrotation_check_interval = 1\n"
+                         % (vol.key_file, days, ROTATE))
+    config(60)
+    when = time.gmtime(time.time() - 59 * 86400)
+    keyring_mac.edit_sealed(vol.backing, vol.key_file, lambda kr: kr["tenants"][0].__setitem__(
+        "last_rotation", time.strftime("%Y-%m-%dT%H:%M:%SZ", when)))
+    m = vol.mount()
+    (vol.mnt / "f").write_bytes(b"x")
+    time.sleep(1.5)                              # a check: not due (59 < 60 days)
+    assert "is due" not in m.log()
+    kr = load(vol, "keyring.json")
+    kr["tenants"][0]["last_rotation"] = "2099-01-01T00:00:00Z"
+    meta(vol, "keyring.json").write_text(json.dumps(kr, indent=2) + "\n")
+    config(30)                                   # now due, by the authentic keyring
+    m.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "KEK rotation of tenant 'default' is due" in m.log(), 20), \
+        m.log()[-2000:]
+    assert wait_for(lambda: "keeping the keyring in memory" in m.log(), 10), m.log()[-2000:]
     m.unmount()
