@@ -750,6 +750,7 @@ static int append_body(struct ekmfs_audit *a, json_object *body)
 	struct head h;
 	uint8_t mac[EKMFS_AUDIT_MAC_SIZE];
 	char *c = NULL, *line = NULL;
+	uint64_t note;
 	bool moved;
 	int fd, ret;
 
@@ -783,8 +784,9 @@ static int append_body(struct ekmfs_audit *a, json_object *body)
 	h.seq++;
 	memcpy(h.mac, mac, sizeof(mac));
 	/* The anchor only rises (another writer's higher one is kept). */
-	if (__atomic_load_n(&a->kgen_note, __ATOMIC_RELAXED) > h.kgen)
-		h.kgen = __atomic_load_n(&a->kgen_note, __ATOMIC_RELAXED);
+	note = __atomic_load_n(&a->kgen_note, __ATOMIC_RELAXED);
+	if (note > h.kgen)
+		h.kgen = note;
 	ret = head_write(a->backing_fd, a->vol.volume_id, a->key, &h);
 	if (!ret && a->syslog)
 		to_syslog(line);

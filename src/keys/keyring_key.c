@@ -50,7 +50,6 @@ int ekmfs_keyring_key_make(const struct ekmfs_volume *vol, struct ekmfs_provider
 	*out = NULL;
 	if (!mk)
 		return -ENOMEM;
-	memset(mk, 0, sizeof(*mk));
 	mk->made = true;
 	ret = ekmfs_random(mk->key, sizeof(mk->key));
 	if (!ret)
@@ -110,7 +109,6 @@ int ekmfs_keyring_key_open(int backing_fd, const struct ekmfs_volume *vol,
 	mk = ekmfs_secure_alloc(sizeof(*mk));
 	if (!mk)
 		return -ENOMEM;
-	memset(mk, 0, sizeof(*mk));
 	mk->wrapped = kr->mac_key;
 	ekmfs_clearerr();
 	ret = prov->ops->unwrap(prov, &ctx, &kr->mac_key, mk->key);

@@ -263,8 +263,7 @@ int ekmfs_keys_check_keks(struct ekmfs_keys *k, ekmfs_kek_check_fn fn, void *arg
 
 			if (r->state != EKMFS_KEK_DESTROYED) {
 				ekmfs_clearerr();
-				ret = kt ? kt->kp->prov->ops->unwrap(kt->kp->prov, &ctx, &r->wrapped,
-								      key) : -ENOKEY;
+				ret = kt ? keys_unwrap(k, kt->kp->prov, &ctx, &r->wrapped, key) : -ENOKEY;
 				if (!kt)
 					ekmfs_seterr("tenant '%s' is not open", t->name);
 				ekmfs_wipe(key, EKMFS_KEY_SIZE);

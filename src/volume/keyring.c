@@ -84,6 +84,18 @@ static bool valid_name(const char *s)
 	return true;
 }
 
+/* "cmk_ref" and "cmk_version" of obj: which CMK, and its version, wrapped
+ * a key (kept by a destroyed KEK too). */
+static int parse_cmk(struct vj_ctx *c, json_object *obj, const char *where,
+		     struct ekmfs_wrapped_kek *w)
+{
+	if (vj_get_str(c, obj, where, "cmk_ref", true, w->cmk_ref, sizeof(w->cmk_ref)) ||
+	    vj_get_str(c, obj, where, "cmk_version", true, w->cmk_version,
+		       sizeof(w->cmk_version)))
+		return c->err;
+	return 0;
+}
+
 /* "wrapped" (base64, not empty) and the optional binding "mac" of obj. */
 static int parse_blob(struct vj_ctx *c, json_object *obj, const char *where, const char *what,
 		      struct ekmfs_wrapped_kek *w)
@@ -147,10 +159,7 @@ static int parse_kek(struct vj_ctx *c, json_object *obj, const char *where,
 			     "'%s' is not active, retired or destroyed", state);
 	k->state = (enum ekmfs_kek_state)i;
 	if (vj_get_time(c, obj, where, "created", &k->created) ||
-	    vj_get_str(c, obj, where, "cmk_ref", true, k->wrapped.cmk_ref,
-		    sizeof(k->wrapped.cmk_ref)) ||
-	    vj_get_str(c, obj, where, "cmk_version", true, k->wrapped.cmk_version,
-		    sizeof(k->wrapped.cmk_version)))
+	    parse_cmk(c, obj, where, &k->wrapped))
 		return c->err;
 
 	if (k->state == EKMFS_KEK_DESTROYED) {
@@ -259,10 +268,7 @@ static int parse_seal(struct vj_ctx *c, json_object *doc, struct ekmfs_keyring *
 				"is missing while '%s' is there", has_key ? "mac_key" : "mac");
 	mk = vj_get_typed(c, doc, "", "mac_key", json_type_object, "an object");
 	if (!mk || vj_check_keys(c, mk, "mac_key.", mac_key_keys) ||
-	    vj_get_str(c, mk, "mac_key.", "cmk_ref", true, kr->mac_key.cmk_ref,
-		       sizeof(kr->mac_key.cmk_ref)) ||
-	    vj_get_str(c, mk, "mac_key.", "cmk_version", true, kr->mac_key.cmk_version,
-		       sizeof(kr->mac_key.cmk_version)) ||
+	    parse_cmk(c, mk, "mac_key.", &kr->mac_key) ||
 	    parse_blob(c, mk, "mac_key.", "the MAC key", &kr->mac_key) ||
 	    vj_get_str(c, doc, "", "mac", false, hex, sizeof(hex)))
 		return c->err;
@@ -342,36 +348,41 @@ int ekmfs_keyring_read(int backing_fd, struct ekmfs_keyring *kr)
 	return ret;
 }
 
+/* A wrapped key's fields into o: "cmk_ref", "cmk_version", "wrapped" and,
+ * when it has one, the binding "mac"; a destroyed KEK (gone) keeps the
+ * references and an empty "wrapped". Nonzero on failure. */
+static int wrapped_serialize(json_object *o, const struct ekmfs_wrapped_kek *w, bool gone)
+{
+	char *b64 = malloc(4 * ((EKMFS_WRAPPED_MAX + 2) / 3) + 1);
+	int ret;
+
+	if (!b64)
+		return -ENOMEM;
+	ekmfs_b64_encode(w->blob, gone ? 0 : w->len, b64);
+	ret = vj_add_str(o, "cmk_ref", w->cmk_ref) ||
+	      vj_add_str(o, "cmk_version", w->cmk_version) || vj_add_str(o, "wrapped", b64);
+	if (!ret && w->mac_len && !gone) {
+		ekmfs_b64_encode(w->mac, w->mac_len, b64);
+		ret = vj_add_str(o, "mac", b64);
+	}
+	free(b64);
+	return ret;
+}
+
 static json_object *kek_serialize(const struct ekmfs_kek_record *k)
 {
 	json_object *o = json_object_new_object();
-	char *b64;
-	int ret;
 
 	if (!o)
 		return NULL;
-	b64 = malloc(4 * ((k->wrapped.len + 2) / 3) + 1);
-	if (!b64)
-		goto fail;
-	ekmfs_b64_encode(k->wrapped.blob, k->wrapped.len, b64);
-	ret = vj_add_int(o, "version", k->version) ||
-	      vj_add_str(o, "state", ekmfs_kek_state_name(k->state)) ||
-	      vj_add_time(o, "created", k->created) ||
-	      vj_add_str(o, "cmk_ref", k->wrapped.cmk_ref) ||
-	      vj_add_str(o, "cmk_version", k->wrapped.cmk_version) ||
-	      vj_add_str(o, "wrapped", k->state == EKMFS_KEK_DESTROYED ? "" : b64);
-	if (!ret && k->wrapped.mac_len && k->state != EKMFS_KEK_DESTROYED) {
-		char mac[4 * ((EKMFS_WRAP_MAC_SIZE + 2) / 3) + 1];
-		ekmfs_b64_encode(k->wrapped.mac, k->wrapped.mac_len, mac);
-		ret = vj_add_str(o, "mac", mac);
+	if (vj_add_int(o, "version", k->version) ||
+	    vj_add_str(o, "state", ekmfs_kek_state_name(k->state)) ||
+	    vj_add_time(o, "created", k->created) ||
+	    wrapped_serialize(o, &k->wrapped, k->state == EKMFS_KEK_DESTROYED)) {
+		json_object_put(o);
+		return NULL;
 	}
-	free(b64);
-	if (ret)
-		goto fail;
 	return o;
-fail:
-	json_object_put(o);
-	return NULL;
 }
 
 static json_object *tenant_serialize(const struct ekmfs_tenant_record *t)
@@ -409,39 +420,22 @@ fail:
 static int seal_serialize(json_object *doc, const struct ekmfs_keyring *kr)
 {
 	json_object *mk = json_object_new_object();
-	char *b64 = malloc(4 * ((EKMFS_WRAPPED_MAX + 2) / 3) + 1);
 	char hex[2 * EKMFS_KEYRING_MAC_SIZE + 1];
-	int ret = -ENOMEM;
 
-	if (!mk || !b64)
-		goto out;
-	ekmfs_b64_encode(kr->mac_key.blob, kr->mac_key.len, b64);
-	if (vj_add_str(mk, "cmk_ref", kr->mac_key.cmk_ref) ||
-	    vj_add_str(mk, "cmk_version", kr->mac_key.cmk_version) || vj_add_str(mk, "wrapped", b64))
-		goto out;
-	if (kr->mac_key.mac_len) {
-		ekmfs_b64_encode(kr->mac_key.mac, kr->mac_key.mac_len, b64);
-		if (vj_add_str(mk, "mac", b64))
-			goto out;
+	if (!mk || wrapped_serialize(mk, &kr->mac_key, false) ||
+	    json_object_object_add(doc, "mac_key", mk) < 0) {
+		json_object_put(mk);
+		return -ENOMEM;
 	}
-	if (json_object_object_add(doc, "mac_key", mk) < 0)
-		goto out;
-	mk = NULL;
 	ekmfs_hex(kr->mac, sizeof(kr->mac), hex);
-	if (vj_add_str(doc, "mac", hex))
-		goto out;
-	ret = 0;
-out:
-	free(b64);
-	json_object_put(mk);
-	return ret;
+	return vj_add_str(doc, "mac", hex) ? -ENOMEM : 0;
 }
 
-int ekmfs_keyring_write(int backing_fd, struct ekmfs_keyring *kr,
-			const struct ekmfs_keyring_key *mk)
+/* Seal kr under mk with the descriptor vol, and write it. */
+static int write_sealed(int backing_fd, struct ekmfs_keyring *kr,
+			const struct ekmfs_keyring_key *mk, const struct ekmfs_volume *vol)
 {
 	json_object *doc = json_object_new_object(), *tenants = json_object_new_array();
-	struct ekmfs_volume vol;
 	int ret;
 
 	/* Never a keyring without its MAC: a writer without the key is a bug. */
@@ -452,9 +446,7 @@ int ekmfs_keyring_write(int backing_fd, struct ekmfs_keyring *kr,
 	}
 	if (!kr->mac_key.len)
 		kr->mac_key = mk->wrapped;      /* sealing a keyring of ekmfs 1 */
-	ret = ekmfs_volume_read(backing_fd, &vol);
-	if (!ret)
-		ret = ekmfs_keyring_seal(kr, &vol, mk->key);
+	ret = ekmfs_keyring_seal(kr, vol, mk->key);
 	if (ret)
 		goto out;
 	ret = -ENOMEM;
@@ -482,6 +474,15 @@ out:
 	return ret;
 }
 
+int ekmfs_keyring_write(int backing_fd, struct ekmfs_keyring *kr,
+			const struct ekmfs_keyring_key *mk)
+{
+	struct ekmfs_volume vol;
+	int ret = ekmfs_volume_read(backing_fd, &vol);
+
+	return ret ? ret : write_sealed(backing_fd, kr, mk, &vol);
+}
+
 int ekmfs_keyring_stamp(int backing_fd, uint64_t stamp[3])
 {
 	struct stat st;
@@ -505,13 +506,13 @@ int ekmfs_keyring_update(int backing_fd, const struct ekmfs_keyring_key *mk,
 	int ret, edited;
 
 	ret = ekmfs_keyring_read(backing_fd, &fresh);
+	if (!ret && write)
+		ret = ekmfs_volume_read(backing_fd, &vol);
 	if (ret)
 		goto out;
 	if (write && mk) {
 		ekmfs_meta_path(backing_fd, EKMFS_KEYRING_FILE, path, sizeof(path));
-		ret = ekmfs_volume_read(backing_fd, &vol);
-		if (!ret)
-			ret = ekmfs_keyring_check(&fresh, &vol, mk->key, path);
+		ret = ekmfs_keyring_check(&fresh, &vol, mk->key, path);
 		if (ret)
 			goto out;
 	}
@@ -519,7 +520,7 @@ int ekmfs_keyring_update(int backing_fd, const struct ekmfs_keyring_key *mk,
 	if (edited <= 0 || !write)
 		goto out;
 	fresh.generation++;
-	ret = ekmfs_keyring_write(backing_fd, &fresh, mk);
+	ret = write_sealed(backing_fd, &fresh, mk, &vol);
 	if (ret)
 		goto out;
 	ret = edited;

@@ -42,22 +42,17 @@ struct enc {
 
 static void put(struct enc *e, const void *data, size_t n)
 {
+	while (e->ok && e->len + n > e->cap) {
+		/* ekmfs_grow doubles a full array (and checks the size). */
+		uint8_t *p = ekmfs_grow(e->p, &e->cap, e->cap, 1, 1024);
+
+		if (p)
+			e->p = p;
+		else
+			e->ok = false;
+	}
 	if (!e->ok)
 		return;
-	if (e->len + n > e->cap) {
-		size_t cap = e->cap ? e->cap : 1024;
-		uint8_t *p;
-
-		while (cap < e->len + n)
-			cap *= 2;
-		p = realloc(e->p, cap);
-		if (!p) {
-			e->ok = false;
-			return;
-		}
-		e->p = p;
-		e->cap = cap;
-	}
 	memcpy(e->p + e->len, data, n);
 	e->len += n;
 }
