@@ -15,6 +15,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <sys/types.h>
 #include <time.h>
 
 #define EKMFS_HOLDER_FILE "holder"
@@ -25,9 +26,11 @@
  * FENCE: the daemon's writes (read lock) against ekmfs-rotate's header
  * writes (write lock) while a rotation fences. LEASE: in shared mode the
  * daemon that holds a file's content state (write lock, src/fs/shared.c);
- * ekmfs-rotate locks both. */
+ * ekmfs-rotate locks both. WANT: read-locked by whoever waits for LEASE,
+ * so the daemon holding it lets it go (a recall, src/fs/shared.c). */
 #define EKMFS_FILE_LOCK_FENCE 0
 #define EKMFS_FILE_LOCK_LEASE 1
+#define EKMFS_FILE_LOCK_WANT 2
 
 struct ekmfs_holder {
 	char host[256];
@@ -39,6 +42,15 @@ struct ekmfs_holder {
 };
 
 struct ekmfs_mount_lock;
+
+/* Write-lock bytes [start, start + len) of a backing file through fd (an
+ * OFD lock), waiting while another holds them; while it waits, it holds a
+ * read lock on EKMFS_FILE_LOCK_WANT, which asks a shared daemon holding
+ * the lease to let it go. 0 or -errno. */
+int ekmfs_file_lock_claim(int fd, off_t start, off_t len);
+/* Whether anyone (another open file description) waits for the lease of
+ * the file whose lease fd holds: 1, 0, or -errno. */
+int ekmfs_file_lease_wanted(int fd);
 
 /*
  * Take the volume in backing_fd for a mount at mountpoint. -EBUSY when a

@@ -73,51 +73,6 @@ static struct {
 
 /* ---- lock and unlock ---- */
 
-/* Wipe the DEK of every regular file that has one loaded. A state is
- * loaded only while a handle is open (or inside one operation, which the
- * lock generation catches), so the open handles name them all. */
-static void drop_all_deks(struct efs_data *fs)
-{
-	struct efs_inode **list = NULL, **grown;
-	size_t n = 0, cap = 0;
-
-	pthread_mutex_lock(&fs->files_mutex);
-	for (struct efs_file *f = fs->files; f; f = f->next) {
-		grown = ekmfs_grow(list, &cap, n, sizeof(*list), 64);
-		if (!grown)
-			break;
-		list = grown;
-		efs_inode_ref(fs, f->inode);    /* kept alive until we are done */
-		if (!efs_istate_get(fs, f->inode)) {
-			efs_inode_unref(fs, f->inode, 1);
-			continue;
-		}
-		list[n++] = f->inode;
-	}
-	pthread_mutex_unlock(&fs->files_mutex);
-
-	for (size_t i = 0; i < n; i++) {
-		struct efs_inode *inode = list[i];
-		struct efs_istate *ist = inode->st;
-		bool had = false;
-
-		pthread_rwlock_wrlock(&ist->ci_lock);
-		if (ist->ci_content) {
-			/* Closed as at a last release (its journal folded in
-			 * with the keys still at hand), then gone. */
-			efs_crypto_close(fs, inode);
-			had = true;
-		}
-		pthread_rwlock_unlock(&ist->ci_lock);
-		/* Cached plaintext pages would still answer reads. */
-		if (had && fs->se)
-			fuse_lowlevel_notify_inval_inode(fs->se, efs_inode_id(fs, inode), 0, 0);
-		efs_istate_put(fs, inode);
-		efs_inode_unref(fs, inode, 1);
-	}
-	free(list);
-}
-
 int efs_control_lock(struct efs_data *fs, const char *tenant, char *msg, size_t len)
 {
 	int ret;
@@ -127,7 +82,9 @@ int efs_control_lock(struct efs_data *fs, const char *tenant, char *msg, size_t 
 	if (ret)
 		return ret;
 	__atomic_fetch_add(&fs->lock_gen, 1, __ATOMIC_SEQ_CST);
-	drop_all_deks(fs);
+	/* A state is loaded only while a handle is open (or inside one
+	 * operation, which the lock generation catches). */
+	(void)efs_close_open_states(fs, false);
 	snprintf(msg, len, "locked %s: cached keys and open files' keys dropped",
 		 tenant ? tenant : "every tenant");
 	return 0;

@@ -88,7 +88,8 @@ struct efs_istate {
 	struct efs_range *rl_held;
 
 	/* Shared mode: the descriptor + 1 holding this file's lease while
-	 * ci_content is loaded (0: none). Protected by ci_lock. */
+	 * ci_content is loaded (0: none). Changed under ci_lock held
+	 * exclusive, with atomic stores (the recaller reads it without). */
 	int sh_lease;
 };
 
@@ -246,6 +247,11 @@ int efs_crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd,
 /* Close the state (folding, sealing). */
 void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode);
 void efs_crypto_drop_if_unused(struct efs_data *fs, struct efs_inode *inode);
+/* Close the content state of open files as at a last release, and drop
+ * the kernel's cached pages of them, so the next operation loads again:
+ * every open file (ekmfs-admin lock), or with wanted_only the files whose
+ * lease another host waits for (shared mode's recall). How many closed. */
+size_t efs_close_open_states(struct efs_data *fs, bool wanted_only);
 /* The environment content loads use (journal directory, settling). */
 void efs_content_env(struct efs_data *fs, const struct stat *st,
 		     struct ekmfs_content_env *env);
@@ -325,13 +331,24 @@ int efs_mtime_set(struct efs_inode *inode, int fd, int pathfd, const struct time
 /* shared.c: the file lease of shared mode (no-ops otherwise), kept in the
  * file's in-use state (efs_istate.sh_lease, under its ci_lock held
  * exclusive). take: before a state is loaded through fd (waits while
- * another host holds it); drop: after it is closed. lease_fd: a lease on
- * fd for a file whose inode is not known yet (-1 when not shared,
- * -errno), adopt: the in-use state takes it. */
+ * another host holds it, asking it to let go); drop: after it is closed.
+ * lease_fd: a lease on fd for a file whose inode is not known yet (-1 when
+ * not shared, -errno), adopt: the in-use state takes it. held: without
+ * ci_lock (a hint); wanted: another host waits for it (ci_lock held).
+ * start/stop: the recaller, which every EFS_LEASE_POLL_MS lets go the
+ * leases others wait for (efs_close_open_states), and the invalidator,
+ * which drops the kernel's pages of a recalled file (inval_later). */
+#define EFS_LEASE_POLL_MS 20
 int efs_shared_lease_take(struct efs_data *fs, struct efs_istate *ist, int fd);
 void efs_shared_lease_drop(struct efs_istate *ist);
 int efs_shared_lease_fd(struct efs_data *fs, int fd);
 void efs_shared_lease_adopt(struct efs_istate *ist, int lfd);
+bool efs_shared_lease_held(struct efs_istate *ist);
+bool efs_shared_lease_wanted(struct efs_istate *ist);
+void efs_shared_inval_later(struct efs_data *fs, fuse_ino_t ino);
+int efs_shared_lease_start(struct efs_data *fs);
+void efs_shared_lease_stop(void);
+uint64_t efs_shared_recalls(void);
 /* shared_lock.c: the volume-wide lock of shared mode. mark: a lock or
  * unlock made here is written to (removed from) .ekmfs/locked[.TENANT]
  * for the other daemons (a note is appended to msg when that fails);

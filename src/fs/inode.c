@@ -782,6 +782,80 @@ void efs_crypto_close(struct efs_data *fs, struct efs_inode *inode)
 	efs_shared_lease_drop(inode->st);       /* sealed: shared mode seals at once */
 }
 
+/* The files open now, each pinned (an inode reference and a state use). */
+static struct efs_inode **open_inodes(struct efs_data *fs, bool leased_only, size_t *n)
+{
+	struct efs_inode **list = NULL, **grown;
+	size_t cap = 0;
+
+	*n = 0;
+	pthread_mutex_lock(&fs->files_mutex);
+	for (struct efs_file *f = fs->files; f; f = f->next) {
+		/* A handle holds a use of its state: f->inode->st is set. */
+		if (leased_only && !efs_shared_lease_held(f->inode->st))
+			continue;
+		grown = ekmfs_grow(list, &cap, *n, sizeof(*list), 64);
+		if (!grown)
+			break;
+		list = grown;
+		efs_inode_ref(fs, f->inode);    /* kept alive until we are done */
+		if (!efs_istate_get(fs, f->inode)) {
+			efs_inode_unref(fs, f->inode, 1);
+			continue;
+		}
+		list[(*n)++] = f->inode;
+	}
+	pthread_mutex_unlock(&fs->files_mutex);
+	return list;
+}
+
+size_t efs_close_open_states(struct efs_data *fs, bool wanted_only)
+{
+	size_t n, closed = 0;
+	struct efs_inode **list = open_inodes(fs, wanted_only, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		struct efs_inode *inode = list[i];
+		struct efs_istate *ist = inode->st;
+		fuse_ino_t id = efs_inode_id(fs, inode);
+		bool had = false;
+
+		if (wanted_only) {
+			pthread_rwlock_rdlock(&ist->ci_lock);
+			had = ist->ci_content && efs_shared_lease_wanted(ist);
+			pthread_rwlock_unlock(&ist->ci_lock);
+			if (!had)
+				goto next;
+			/* Dropped while the lease is still ours: a read
+			 * holding pages locked completes here, unwaited. */
+			if (fs->se)
+				fuse_lowlevel_notify_inval_inode(fs->se, id, 0, 0);
+			had = false;
+		}
+		pthread_rwlock_wrlock(&ist->ci_lock);
+		if (ist->ci_content) {
+			/* Closed as at a last release (its journal folded in
+			 * with the keys still at hand), then gone. */
+			efs_crypto_close(fs, inode);
+			had = true;
+		}
+		pthread_rwlock_unlock(&ist->ci_lock);
+		if (had) {
+			closed++;
+			/* Cached plaintext pages would still answer reads. */
+			if (wanted_only)
+				efs_shared_inval_later(fs, id);
+			else if (fs->se)
+				fuse_lowlevel_notify_inval_inode(fs->se, id, 0, 0);
+		}
+next:
+		efs_istate_put(fs, inode);
+		efs_inode_unref(fs, inode, 1);
+	}
+	free(list);
+	return closed;
+}
+
 /* On the last release the keys leave memory; the next open unwraps again,
  * which also picks up a header re-wrapped by ekmfs-rotate meanwhile. */
 void efs_crypto_drop_if_unused(struct efs_data *fs, struct efs_inode *inode)

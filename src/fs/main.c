@@ -672,6 +672,10 @@ int main(int argc, char **argv)
 	if (fuse_session_mount(se, mnt) != 0)
 		goto out;        /* libfuse has printed why */
 	mounted = true;
+	/* Shared: leases other hosts wait for are let go (needs the mount:
+	 * it drops the kernel's pages). */
+	if (efs_shared_lease_start(&fs) < 0)
+		goto out;
 	(void)efs_wire_attach(se);      /* logged; libfuse's own I/O otherwise */
 	set_read_ahead(mnt, cfg.read_ahead_kb);
 
@@ -705,6 +709,7 @@ out:
 	efs_service_stop();             /* STOPPING=1 before the unmount */
 	efs_control_stop();
 	efs_shared_stop();
+	efs_shared_lease_stop();
 	if (mounted)
 		efs_audit_event(&fs, "unmount", mnt);
 	efs_audit_close(&fs);           /* writes what is queued */

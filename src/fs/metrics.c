@@ -190,6 +190,10 @@ static void inode_metrics(struct efs_data *fs, struct out *o)
 	metric(o, "ekmfs_inode_lookups_refused_total", "counter",
 	       "New inodes refused (ENFILE): no file handles and the descriptor budget spent.",
 	       fc.refused);
+	if (fs->shared)
+		metric(o, "ekmfs_lease_recalls_total", "counter",
+		       "Shared mode: file leases let go because another host waited for them.",
+		       efs_shared_recalls());
 }
 
 long efs_metrics_render(struct efs_data *fs, char *buf, size_t len)

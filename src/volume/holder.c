@@ -6,6 +6,7 @@
  *   2. the lock (an OFD lock on .ekmfs/mount.lock)
  *   3. shared holders
  *   4. take, recovered, release, look
+ *   5. the lock bytes of a backing file (claim, wanted)
  *
  * The lock is an OFD (open file description) lock: it belongs to the
  * daemon's descriptor, not to a thread or a forked child, works across
@@ -444,4 +445,43 @@ int ekmfs_volume_holder(int backing_fd, struct ekmfs_holder *h, bool *live, bool
 	if (!*live)
 		*pending = true;
 	return 0;
+}
+
+/* ---- 5. the lock bytes of a backing file ---- */
+
+static int file_lock(int fd, int cmd, short type, off_t start, off_t len)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = start,
+			    .l_len = len };
+
+	while (fcntl(fd, cmd, &fl) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+int ekmfs_file_lock_claim(int fd, off_t start, off_t len)
+{
+	int ret = file_lock(fd, F_OFD_SETLK, F_WRLCK, start, len);
+
+	if (ret != -EAGAIN && ret != -EACCES)
+		return ret;
+	/* Held: say we wait (a shared daemon polls for it), then wait. */
+	ret = file_lock(fd, F_OFD_SETLKW, F_RDLCK, EKMFS_FILE_LOCK_WANT, 1);
+	if (ret < 0)
+		return ret;
+	ret = file_lock(fd, F_OFD_SETLKW, F_WRLCK, start, len);
+	(void)file_lock(fd, F_OFD_SETLK, F_UNLCK, EKMFS_FILE_LOCK_WANT, 1);
+	return ret;
+}
+
+int ekmfs_file_lease_wanted(int fd)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = EKMFS_FILE_LOCK_WANT, .l_len = 1 };
+
+	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+		return -errno;
+	return fl.l_type != F_UNLCK;
 }

@@ -16,6 +16,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -382,4 +384,128 @@ def test_shared_keyring_changes_reach_the_other_host(gvol):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "KEK acme v1 (active" in r.stdout and "KEK default v1: destroyed" in r.stdout
     r = vol.admin("verify", vol.backing)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def read_all(path):
+    """The whole file through one descriptor, 64 KiB at a time."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        out = bytearray()
+        while True:
+            piece = os.read(fd, 65536)
+            if not piece:
+                return bytes(out)
+            out += piece
+    finally:
+        os.close(fd)
+
+
+def run_fsx(path, seed, nops, out):
+    import fsx
+
+    class KeptOpen(fsx.Fsx):
+        def op_reopen(self):         # the file stays open for the whole run
+            self.note("(close/open skipped)")
+    try:
+        KeptOpen(path, seed, 65536, 262144).run(nops)
+        out.put("ok")
+    except BaseException as e:       # reported to the test, whatever it is
+        out.put("%s: %s" % (type(e).__name__, e))
+
+
+def test_shared_fsx_while_the_other_host_reads(gvol):
+    """fsx on host 1 keeps its file open for the whole run (writes, mmap,
+    truncate, punch, reopen now and then) while host 2 opens, reads and
+    closes the same file in a loop. Host 2 never waits for fsx to close:
+    its reads recall the lease operation by operation (docs/SHARED.md).
+    fsx checks every read of host 1 against its model, so a lost or stale
+    write from a hand-over fails it; every read on host 2 authenticates;
+    at the end both hosts read fsx's final file."""
+    import multiprocessing
+    vol, other = gvol
+    a, b = mount_shared(vol), mount_shared(other)
+    path_a, path_b = vol.mnt / "fsx", other.mnt / "fsx"
+    out = multiprocessing.Queue()
+    p = multiprocessing.Process(target=run_fsx, args=(str(path_a), 11, 1200, out))
+    p.start()
+    passes, sizes, errors = 0, set(), []
+    deadline = time.monotonic() + 600 * SLOW
+    while p.is_alive() and time.monotonic() < deadline:
+        try:
+            data = read_all(path_b)
+        except FileNotFoundError:
+            time.sleep(0.01)         # fsx has not made it yet
+            continue
+        except OSError as e:
+            errors.append(e)
+            break
+        passes += 1
+        sizes.add(len(data))
+    p.join(60 * SLOW)
+    if p.is_alive():
+        p.kill()
+    result = out.get(timeout=5) if not out.empty() else "fsx did not finish"
+    assert result == "ok", "%s\n--- host 1 ---\n%s\n--- host 2 ---\n%s" % (
+        result, a.log()[-3000:], b.log()[-3000:])
+    assert not errors, "host 2 read failed: %r\n%s" % (errors, b.log()[-3000:])
+    # host 2 read all along (not once fsx had closed), and saw the file change
+    assert passes >= 20 and len(sizes) >= 5, (passes, sorted(sizes))
+    final = read_all(path_a)
+    assert read_all(path_b) == final
+    assert not a.auth_failures() and not b.auth_failures()
+    b.unmount()
+    a.unmount()
+    r = vol.admin("verify", vol.backing)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_shared_file_held_open_is_handed_over(gvol):
+    """A descriptor host 1 keeps open (a log, a database) does not keep the
+    file from host 2: host 2 opens it within the bound, reads what host 1
+    wrote before, writes; host 1 then reads host 2's bytes through its old
+    descriptor and writes on; ekmfs-rotate re-wraps the file meanwhile. The
+    recalls are counted in ekmfs_lease_recalls_total."""
+    from conftest import ROTATE, run_cli
+    from test_ops import metrics
+    vol, other = gvol
+    prom = vol.root / "a.prom"
+    vol.config.write_text(vol.config.read_text().replace(
+        "[daemon]\n", "[daemon]\nmetrics_file = %s\nmetrics_interval = 1\n" % prom))
+    a, b = mount_shared(vol), mount_shared(other)
+    fa = os.open(vol.mnt / "held", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fa, b"A" * 10000, 0)
+        # In a child, so that a host 2 that waits fails the test, not hangs it.
+        t0 = time.monotonic()
+        try:
+            r = subprocess.run(
+                [sys.executable, "-c", "import os, sys\n"
+                 "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+                 "sys.stdout.write(os.pread(fd, 20000, 0).decode())\n"
+                 "os.pwrite(fd, b'B' * 5000, 8000)\n", str(other.mnt / "held")],
+                capture_output=True, text=True, timeout=10 * SLOW)
+        except subprocess.TimeoutExpired:
+            pytest.fail("host 2 still waits for a file host 1 holds open")
+        took = time.monotonic() - t0
+        assert r.returncode == 0 and r.stdout == "A" * 10000, r.stderr
+        assert took < 2 * SLOW, "host 2 waited %.2f s for a file host 1 holds open" % took
+        assert os.pread(fa, 20000, 0) == b"A" * 8000 + b"B" * 5000
+        os.pwrite(fa, b"C" * 100, 12900)
+        r = run_cli([ROTATE, "-c", other.config, "kek", other.backing], timeout=60 * SLOW)
+        assert r.returncode == 0, r.stdout + r.stderr
+        os.pwrite(fa, b"D" * 100, 13000)
+    finally:
+        os.close(fa)
+    want = b"A" * 8000 + b"B" * 4900 + b"C" * 100 + b"D" * 100
+    assert (other.mnt / "held").read_bytes() == want
+    assert (vol.mnt / "held").read_bytes() == want
+    deadline = time.monotonic() + 10 * SLOW
+    while metrics(prom).get("ekmfs_lease_recalls_total", 0) < 2:
+        assert time.monotonic() < deadline, prom.read_text()
+        time.sleep(0.2)
+    assert not a.auth_failures() and not b.auth_failures()
+    b.unmount()
+    a.unmount()
+    r = vol.admin("verify", "--keys", vol.backing)
     assert r.returncode == 0, r.stdout + r.stderr

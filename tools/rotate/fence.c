@@ -127,16 +127,15 @@ void rot_fence_stop(void)
 
 /* Bytes EKMFS_FILE_LOCK_FENCE and _LEASE (holder.h): the fence of the local
  * daemon, and in shared mode the lease of whichever daemon has the file
- * loaded, so the slot is written only while no host has the file open. */
+ * loaded (claimed: that daemon lets it go), so the slot is written only
+ * while no host has the file's state in memory. */
 int rot_file_hold(int fd, struct timespec *mtime)
 {
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
-			    .l_start = EKMFS_FILE_LOCK_FENCE, .l_len = 2 };
 	struct stat st;
+	int ret = ekmfs_file_lock_claim(fd, EKMFS_FILE_LOCK_FENCE, 2);
 
-	while (fcntl(fd, F_OFD_SETLKW, &fl) < 0)
-		if (errno != EINTR)
-			return -errno;
+	if (ret < 0)
+		return ret;
 	if (fstat(fd, &st) < 0) {
 		int rc = -errno;
 
