@@ -345,6 +345,9 @@ int efs_shared_lease_fd(struct efs_data *fs, int fd);
 void efs_shared_lease_adopt(struct efs_istate *ist, int lfd);
 bool efs_shared_lease_held(struct efs_istate *ist);
 bool efs_shared_lease_wanted(struct efs_istate *ist);
+/* Whether a shared daemon of the volume died (its record left unlocked):
+ * a file that fails the strict checks is then settled, not refused. */
+bool efs_shared_peer_died(struct efs_data *fs);
 void efs_shared_inval_later(struct efs_data *fs, fuse_ino_t ino);
 int efs_shared_lease_start(struct efs_data *fs);
 void efs_shared_lease_stop(void);

@@ -691,6 +691,8 @@ static int crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, boo
 	efs_content_env(fs, &st, &env);
 	ekmfs_clearerr();
 	ret = ekmfs_content_read_header(fd, &h);
+	if ((ret == -EPROTO || ret == -EBADMSG) && !env.settle && efs_shared_peer_died(fs))
+		env.settle = true;      /* a shared daemon died creating it? */
 	if ((ret == -EPROTO || ret == -EBADMSG) && env.settle &&
 	    ekmfs_content_settle_header(fd) == 0) {
 		efs_relpath(fs, fd, rel, sizeof(rel));
@@ -738,6 +740,13 @@ static int crypto_load(struct efs_data *fs, struct efs_inode *inode, int fd, boo
 	env.expect_seq = efs_seal_take(fs, inode, fd);
 	ekmfs_clearerr();
 	ret = ekmfs_content_load(&inode->st->ci_content, fd, &h, dek, &env);
+	if (ret == -EBADMSG && !env.settle && efs_shared_peer_died(fs)) {
+		/* Shared mode: a daemon that died writing it left it between
+		 * states; settled as a recovery would (docs/SHARED.md). */
+		env.settle = true;
+		ekmfs_clearerr();
+		ret = ekmfs_content_load(&inode->st->ci_content, fd, &h, dek, &env);
+	}
 	if (ret == -EBADMSG || ret == -EPROTO)
 		ret = report_damage(fs, fd, h.file_id, ret);
 	if (ret == 0)

@@ -26,6 +26,12 @@
  * lease, holding its pages locked, and the recaller must not wait on it
  * (two hosts recalling from each other would deadlock).
  *
+ * A shared daemon that dies lets its leases go with its descriptors, and
+ * may leave a file caught mid-write (records unequal, a journal): the
+ * next daemon to load it, on any host, finds the strict checks fail and
+ * that a daemon of the volume died (its holder record unlocked), and
+ * settles the file as a recovery would (efs_shared_peer_died, inode.c).
+ *
  * The lock is taken through a descriptor of its own, so the byte-0 locks of
  * the rotation fence (fence.c, ekmfs-rotate) are independent of it;
  * ekmfs-rotate claims bytes 0 and 1, which recalls the lease too. On a
@@ -114,6 +120,21 @@ bool efs_shared_lease_held(struct efs_istate *ist)
 bool efs_shared_lease_wanted(struct efs_istate *ist)
 {
 	return ist->sh_lease && ekmfs_file_lease_wanted(ist->sh_lease - 1) > 0;
+}
+
+/* A shared daemon of the volume died (its holder record's lock is free):
+ * what it was writing may be caught mid-write. */
+static int dead_one(const struct ekmfs_holder *h, const char *name, bool live, void *arg)
+{
+	(void)h;
+	(void)name;
+	(void)arg;
+	return !live;
+}
+
+bool efs_shared_peer_died(struct efs_data *fs)
+{
+	return fs->shared && ekmfs_volume_shared_each(fs->backing_fd, dead_one, NULL) > 0;
 }
 
 /* ---- the recaller ---- */

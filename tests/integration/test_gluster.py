@@ -509,3 +509,41 @@ def test_shared_file_held_open_is_handed_over(gvol):
     a.unmount()
     r = vol.admin("verify", "--keys", vol.backing)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_shared_daemon_killed_mid_write_is_settled_by_the_other(gvol):
+    """A shared daemon killed while it writes a file (fsynced part, then
+    unsynced writes, the file still open) leaves it between states; host 2,
+    still running, loads it: it finds a daemon of the volume dead and
+    settles the file as a recovery would (fsynced bytes kept), instead of
+    refusing it. Then host 1 mounts again and every file reads alike."""
+    vol, other = gvol
+    a, b = mount_shared(vol), mount_shared(other)
+    synced = os.urandom(300000)
+    more = os.urandom(200000)
+    fd = os.open(vol.mnt / "mid", os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, synced)
+    os.fsync(fd)
+    os.pwrite(fd, more, 100000)             # overwrites and grows, unsynced
+    os.write(fd, b"tail" * 1000)
+    a.proc.send_signal(signal.SIGKILL)
+    assert a.proc.wait(timeout=10 * SLOW) == -signal.SIGKILL
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    a.kill()
+    got = (other.mnt / "mid").read_bytes()
+    assert got[:100000] == synced[:100000]
+    assert got in (synced, synced[:100000] + more, synced[:100000] + more + b"tail" * 1000), \
+        (len(got), b.log()[-2000:])
+    assert "recovered after a crash" in b.log() or got == synced[:100000] + more + \
+        b"tail" * 1000, b.log()[-2000:]
+    assert not b.auth_failures(), b.log()[-2000:]
+    vol.mounts.remove(a)
+    a2 = mount_shared(vol)
+    assert (vol.mnt / "mid").read_bytes() == got
+    b.unmount()
+    a2.unmount()
+    r = vol.admin("verify", vol.backing)
+    assert r.returncode == 0, r.stdout + r.stderr
