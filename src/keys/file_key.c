@@ -63,12 +63,20 @@ int ekmfs_header_open_dek(const struct ekmfs_header *h, ekmfs_slot_open_fn open_
 
 /* ---- the key manager's slots ---- */
 
-/* Name of the tenant a new file at path goes to now. Any lock. */
+/* Name of the tenant a new file at path goes to now: the configured owner
+ * of the path once it is enforced (keys_tenant_enforced: whether it is
+ * enabled is the keyring's record), else the default tenant. Any lock of
+ * k->lock. */
 static const char *route(struct ekmfs_keys *k, const char *path)
 {
+	const struct ekmfs_tenant_config *owner;
+
 	if (!k->policy || !path)
 		return EKMFS_DEFAULT_TENANT;
-	return ekmfs_config_route(k->policy, path, time(NULL))->name;
+	owner = ekmfs_config_owner(k->policy, path);
+	if (owner && keys_tenant_enforced(k, owner, time(NULL)))
+		return owner->name;
+	return k->policy->tenants[0].name;
 }
 
 const char *ekmfs_keys_route(struct ekmfs_keys *k, const char *path)

@@ -136,6 +136,12 @@ const char *keys_tenant_name(struct ekmfs_keys *k, uint32_t id);
 int keys_keyring_refresh(struct ekmfs_keys *k);
 /* Whether the keyring file differs from the one in memory. Any lock. */
 bool keys_keyring_changed(struct ekmfs_keys *k);
+/* tenants.c: whether new files in tc's paths go to tc now: its
+ * enforce_from has come and it is enabled, as the keyring records it (the
+ * volume's record, kept by every host; tc's own when the keyring has no
+ * record of it yet). Caller holds k->lock. */
+bool keys_tenant_enforced(struct ekmfs_keys *k, const struct ekmfs_tenant_config *tc,
+			  time_t now);
 /* Tell the audit hook (if any). Either lock mode, or none before use. */
 void keys_event(struct ekmfs_keys *k, enum ekmfs_key_event ev, uint32_t tenant_id,
 		uint32_t version, const char *reason);

@@ -6,7 +6,10 @@
  * keyring lacks are created, tenants the keyring gained are opened,
  * changed provider settings are checked and put in place, `enabled` is
  * recorded, policy and cache limits adopted) and the per-tenant cache
- * states for status.
+ * states for status. `enabled` is the volume's, in the keyring: the
+ * configuration records it at mount and whenever a reload changes it, and
+ * the keyring's record decides routing (so a tenant disabled through one
+ * host of a shared volume is disabled on all at their next keyring read).
  *
  * Divisions:
  *   1. policy and provider settings
@@ -72,6 +75,35 @@ static int set_enabled(struct ekmfs_keyring *kr, void *arg)
 		return 0;
 	rec->disabled = !tc->enabled;
 	return 1;
+}
+
+bool keys_tenant_enforced(struct ekmfs_keys *k, const struct ekmfs_tenant_config *tc,
+			  time_t now)
+{
+	const struct ekmfs_tenant_record *rec;
+
+	if (strcmp(tc->name, EKMFS_DEFAULT_TENANT) == 0)
+		return true;
+	if (now < tc->enforce_from)
+		return false;
+	rec = ekmfs_keyring_tenant(&k->kr, tc->name);
+	return rec ? !rec->disabled : tc->enabled;
+}
+
+/* Whether this process's configuration changed tc's `enabled` (or names
+ * the tenant for the first time here, at mount): then the keyring records
+ * it. Otherwise a keyring that differs was changed by another process (a
+ * daemon on another host of a shared volume), and its record stands. */
+static bool enabled_changed_here(struct ekmfs_keys *k, const struct ekmfs_tenant_config *tc)
+{
+	const struct ekmfs_config *prev = k->policy;
+
+	if (!prev)
+		return true;
+	for (unsigned i = 0; i < prev->ntenants; i++)
+		if (strcmp(prev->tenants[i].name, tc->name) == 0)
+			return prev->tenants[i].enabled != tc->enabled;
+	return true;
 }
 
 /* Record tc's `enabled` in the keyring when it differs (under the meta
@@ -258,6 +290,14 @@ static int create_missing(struct ekmfs_keys *k, const struct ekmfs_config *cfg, 
 			continue;
 		ret = ekmfs_keys_create_tenant(k->backing_fd, &k->vol, tc, k->mk, &id);
 		if (ret == -EEXIST) {
+			if (!enabled_changed_here(k, tc)) {
+				ekmfs_log(EKMFS_LOG_INFO, "tenant '%s': the keyring says enabled = "
+					  "%s (changed by another host or tool); this configuration "
+					  "still says %s: the keyring's record applies",
+					  tc->name, tc->enabled ? "false" : "true",
+					  tc->enabled ? "true" : "false");
+				continue;
+			}
 			ret = record_enabled(k, tc);
 			if (ret < 0)
 				return ret;
@@ -377,7 +417,7 @@ size_t ekmfs_keys_tenant_states(struct ekmfs_keys *k, struct ekmfs_tenant_state 
 		o->id = kt->id;
 		o->current_version = rec ? rec->current_version : 0;
 		o->last_rotation = rec ? rec->last_rotation : 0;
-		o->enforced = ekmfs_tenant_enforced(&kt->tc, wall);
+		o->enforced = keys_tenant_enforced(k, &kt->tc, wall);
 		o->use_limit = kt->tc.key_cache_uses;
 		c = keys_cache_find(k, kt->id, o->current_version);
 		if (kt->locked)

@@ -547,3 +547,66 @@ def test_shared_daemon_killed_mid_write_is_settled_by_the_other(gvol):
     a2.unmount()
     r = vol.admin("verify", vol.backing)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_shared_disable_and_cmk_change_reach_the_other_host(gvol):
+    """Disabling a tenant through host 1 (its configuration, a reload) makes
+    host 2 route new files of the tenant's paths to the default tenant at
+    once, though host 2's configuration still says enabled, and a reload of
+    host 2 does not undo it; enabling through host 1 brings them back. A
+    CMK change of the default tenant by ekmfs-rotate on host 1, with both
+    configurations then pointed at the new key and reloaded, leaves both
+    hosts reading and writing, and the keyring sealed under the new CMK."""
+    from conftest import ADMIN, ROTATE, run_cli
+    from ondisk import header_tenant
+    vol, other = gvol
+    (vol.backing / "bots" / "acme").mkdir(parents=True)
+    acme = ("[tenant.acme]\nprovider = local\nkey_file = %s\npaths = /bots/acme\n"
+            "enforce_from = 2020-01-01\n" % (vol.keydir / "acme.key"))
+    for v in (vol, other):
+        v.config.write_text(v.config.read_text() + acme)
+    a, b = mount_shared(vol), mount_shared(other)
+    d1, d2 = vol.mnt / "bots" / "acme", other.mnt / "bots" / "acme"
+    (d1 / "before").write_bytes(b"acme 1")
+    assert header_tenant(other.backing / "bots" / "acme" / "before") == 2
+
+    vol.config.write_text(vol.config.read_text().replace(
+        "enforce_from = 2020-01-01\n", "enforce_from = 2020-01-01\nenabled = false\n"))
+    reload(a)
+    (d2 / "while-disabled").write_bytes(b"default 2")
+    assert header_tenant(other.backing / "bots" / "acme" / "while-disabled") == 1
+    reload(b)                                  # its own configuration unchanged
+    assert "the keyring's record applies" in b.log(), b.log()[-2000:]
+    (d2 / "after-reload").write_bytes(b"default 3")
+    assert header_tenant(other.backing / "bots" / "acme" / "after-reload") == 1
+    vol.config.write_text(vol.config.read_text().replace("enabled = false\n", ""))
+    reload(a)
+    (d2 / "enabled-again").write_bytes(b"acme 4")
+    assert header_tenant(other.backing / "bots" / "acme" / "enabled-again") == 2
+
+    newkey = vol.keydir / "new.key"
+    newkey.write_text(run_cli([ADMIN, "keygen"]).stdout)
+    os.chmod(newkey, 0o600)
+    r = run_cli([ROTATE, "-c", vol.config, "cmk", "--to", newkey, vol.backing], timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for v, m in ((vol, a), (other, b)):
+        v.config.write_text(v.config.read_text().replace(
+            "key_file = %s\n" % v.key_file, "key_file = %s\n" % newkey, 1))
+        reload(m)
+    (d2 / "after-cmk").write_bytes(b"acme 5")
+    (other.mnt / "default-after-cmk").write_bytes(b"default 6")
+    (vol.mnt / "default-after-cmk-1").write_bytes(b"default 7")
+    want = {"bots/acme/before": b"acme 1", "bots/acme/while-disabled": b"default 2",
+            "bots/acme/after-reload": b"default 3", "bots/acme/enabled-again": b"acme 4",
+            "bots/acme/after-cmk": b"acme 5", "default-after-cmk": b"default 6",
+            "default-after-cmk-1": b"default 7"}
+    for m in (vol.mnt, other.mnt):
+        for name, data in want.items():
+            assert (m / name).read_bytes() == data, (m, name)
+    b.unmount()
+    a.unmount()
+    for m in (a, b):
+        assert "keeping the keyring in memory" not in m.log(), m.log()[-2000:]
+        assert not m.auth_failures()
+    r = vol.admin("verify", "--keys", vol.backing)
+    assert r.returncode == 0, r.stdout + r.stderr
