@@ -8,8 +8,11 @@
  * (atomically, durably: ekmfs_meta_replace), and every daemon of the volume
  * polls the marks every EFS_SHARED_POLL_MS: a new mark locks it (keys
  * dropped, open files' DEKs wiped: control.c), a mark gone unlocks it
- * (keys fetched again). So a lock on any host makes opens fail with ENOKEY
- * on all within one poll interval plus the backing store's metadata delay
+ * (keys fetched again; when the mark of every tenant goes, only the
+ * tenants without a mark of their own: unlocking one tenant while all are
+ * locked leaves marks for the others, split_all_mark). So a lock on any
+ * host makes opens fail with ENOKEY on all within one poll interval plus
+ * the backing store's metadata delay
  * (none on a GlusterFS volume set up as docs/SHARED.md says): 2 s stated.
  * The lock is audited once, by the daemon that was asked; the others log it.
  *
@@ -54,7 +57,7 @@ static bool scope_ok(const char *tenant)
 static void mark_name(const char *scope, char *name, size_t len)
 {
 	if (scope && scope[0])
-		snprintf(name, len, MARK ".%s", scope);
+		snprintf(name, len, MARK ".%.*s", SCOPE_LEN - 1, scope);  /* scope_ok */
 	else
 		snprintf(name, len, MARK);
 }
@@ -97,10 +100,55 @@ static void applied_del(const char *scope)
 	}
 }
 
+/* The tenants of the volume, for marks of their own. */
+static size_t tenant_names(struct efs_data *fs, struct ekmfs_tenant_state *t)
+{
+	size_t n = ekmfs_keys_tenant_states(fs->keys, t, EKMFS_MAX_TENANTS);
+
+	return n < EKMFS_MAX_TENANTS ? n : EKMFS_MAX_TENANTS;
+}
+
+static int mark_write(struct efs_data *fs, const char *name)
+{
+	char text[512], host[256] = "";
+
+	(void)gethostname(host, sizeof(host) - 1);
+	snprintf(text, sizeof(text), "{ \"format\": \"ekmfs-lock\", \"version\": 1, "
+		 "\"host\": \"%s\", \"pid\": %ld, \"time\": %lld }\n", host,
+		 (long)getpid(), (long long)time(NULL));
+	return ekmfs_meta_replace(fs->backing_fd, name, text);
+}
+
+/* One tenant is unlocked while every tenant was: the others stay locked on
+ * every host, by marks of their own, and the mark of every tenant goes.
+ * Caller holds sl.mu. */
+static int split_all_mark(struct efs_data *fs, const char *unlocked)
+{
+	static struct ekmfs_tenant_state t[EKMFS_MAX_TENANTS];
+	char name[SCOPE_LEN + 16];
+	size_t n = tenant_names(fs, t);
+	int ret = 0;
+
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		if (strcmp(t[i].name, unlocked) == 0 || !scope_ok(t[i].name) ||
+		    !ekmfs_keys_locked(fs->keys, t[i].name))
+			continue;
+		mark_name(t[i].name, name, sizeof(name));
+		ret = mark_write(fs, name);
+		if (ret == 0)
+			applied_add(t[i].name);
+	}
+	if (ret == 0)
+		ret = mark_remove(fs->backing_fd, MARK);
+	if (ret == 0)
+		applied_del("");
+	return ret;
+}
+
 void efs_shared_mark_lock(struct efs_data *fs, const char *tenant, bool locked, char *msg,
 			  size_t len)
 {
-	char name[SCOPE_LEN + 16], text[512], host[256] = "";
+	char name[SCOPE_LEN + 16];
 	size_t used = strlen(msg);
 	int ret = 0;
 
@@ -114,11 +162,7 @@ void efs_shared_mark_lock(struct efs_data *fs, const char *tenant, bool locked, 
 	mark_name(tenant, name, sizeof(name));
 	pthread_mutex_lock(&sl.mu);
 	if (locked) {
-		(void)gethostname(host, sizeof(host) - 1);
-		snprintf(text, sizeof(text), "{ \"format\": \"ekmfs-lock\", \"version\": 1, "
-			 "\"host\": \"%s\", \"pid\": %ld, \"time\": %lld }\n", host,
-			 (long)getpid(), (long long)time(NULL));
-		ret = ekmfs_meta_replace(fs->backing_fd, name, text);
+		ret = mark_write(fs, name);
 		if (ret == 0)
 			applied_add(tenant ? tenant : "");
 	} else if (!tenant) {
@@ -133,7 +177,10 @@ void efs_shared_mark_lock(struct efs_data *fs, const char *tenant, bool locked, 
 			ret = -errno;
 		sl.napplied = 0;
 	} else {
-		ret = mark_remove(fs->backing_fd, name);
+		if (applied_has(""))
+			ret = split_all_mark(fs, tenant);
+		if (ret == 0)
+			ret = mark_remove(fs->backing_fd, name);
 		applied_del(tenant);
 	}
 	pthread_mutex_unlock(&sl.mu);
@@ -178,6 +225,35 @@ static void marks_read(int backing_fd, char scopes[][SCOPE_LEN], size_t *n)
 	closedir(dir);
 }
 
+/* A mark gone: unlock its scope here. The mark of every tenant unlocks
+ * only the tenants without a mark of their own (marked: the n scopes). */
+static int unlock_scope(struct efs_data *fs, const char *scope, char marked[][SCOPE_LEN],
+			size_t n, char *msg, size_t len)
+{
+	static struct ekmfs_tenant_state t[EKMFS_MAX_TENANTS];
+	size_t nt;
+	int ret = 0;
+
+	if (scope[0])
+		return efs_control_unlock(fs, scope, msg, len);
+	nt = tenant_names(fs, t);
+	for (size_t i = 0; i < nt; i++) {
+		bool own = false;
+		int r;
+
+		for (size_t j = 0; j < n && !own; j++)
+			own = strcmp(marked[j], t[i].name) == 0;
+		if (own)
+			continue;
+		r = efs_control_unlock(fs, t[i].name, msg, len);
+		if (r && !ret)
+			ret = r;
+	}
+	if (ret == 0)
+		snprintf(msg, len, "unlocked every tenant without a lock mark of its own");
+	return ret;
+}
+
 static void tick(struct efs_data *fs)
 {
 	static char now[SCOPES_MAX][SCOPE_LEN];
@@ -210,7 +286,7 @@ static void tick(struct efs_data *fs)
 			continue;
 		snprintf(scope, sizeof(scope), "%s", sl.applied[i]);
 		msg[0] = '\0';
-		if (efs_control_unlock(fs, scope[0] ? scope : NULL, msg, sizeof(msg)) == 0) {
+		if (unlock_scope(fs, scope, now, n, msg, sizeof(msg)) == 0) {
 			applied_del(scope);
 			ekmfs_log(EKMFS_LOG_WARN, "shared mode: the volume was unlocked on another "
 				  "host: %s", msg);

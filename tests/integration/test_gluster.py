@@ -610,3 +610,40 @@ def test_shared_disable_and_cmk_change_reach_the_other_host(gvol):
         assert not m.auth_failures()
     r = vol.admin("verify", "--keys", vol.backing)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_shared_unlock_of_one_tenant_while_all_are_locked(gvol):
+    """lock (every tenant) then unlock --tenant acme through host 1: acme
+    opens again on both hosts, the default tenant stays locked on both
+    (host 1 turns the mark of every tenant into marks of the still-locked
+    ones); unlock through host 1 then opens everything on both."""
+    vol, other = gvol
+    (vol.backing / "bots" / "acme").mkdir(parents=True)
+    acme = ("[tenant.acme]\nprovider = local\nkey_file = %s\npaths = /bots/acme\n"
+            "enforce_from = 2020-01-01\n" % (vol.keydir / "acme.key"))
+    for v in (vol, other):
+        v.config.write_text(v.config.read_text() + acme)
+    a, b = mount_shared(vol), mount_shared(other)
+    (vol.mnt / "d").write_bytes(b"default")
+    (vol.mnt / "bots" / "acme" / "t").write_bytes(b"acme")
+    r = vol.admin("lock", vol.mnt)
+    assert r.returncode == 0, r.stderr
+    for m in (vol.mnt, other.mnt):
+        wait_errno(m / "d", errno.ENOKEY, 2.5)
+        wait_errno(m / "bots" / "acme" / "t", errno.ENOKEY, 2.5)
+    r = vol.admin("unlock", "--tenant", "acme", vol.mnt)
+    assert r.returncode == 0, r.stderr
+    for m in (vol.mnt, other.mnt):
+        wait_errno(m / "bots" / "acme" / "t", 0, 2.5)
+    time.sleep(1.5)                            # more than one poll of host 2
+    for m in (vol.mnt, other.mnt):
+        assert errno_of(lambda: os.close(os.open(m / "d", os.O_RDONLY))) == errno.ENOKEY, m
+    assert (other.mnt / "bots" / "acme" / "t").read_bytes() == b"acme"
+    r = vol.admin("unlock", vol.mnt)
+    assert r.returncode == 0, r.stderr
+    for m in (vol.mnt, other.mnt):
+        wait_errno(m / "d", 0, 2.5)
+    assert (other.mnt / "d").read_bytes() == b"default"
+    assert not [p for p in (vol.backing / ".ekmfs").iterdir() if p.name.startswith("locked")]
+    b.unmount()
+    a.unmount()
