@@ -3,7 +3,9 @@
 # integration tests that run threads against one another: concurrent
 # readers and writers of one file, writers of neighbouring and overlapping
 # blocks, the random-operations model with threads, concurrent namespace
-# operations and appends, and rotation while a writer and a reader run.
+# operations and appends, rotation while a writer and a reader run, and
+# shared mode on GlusterFS (lease recalls: fsx with a reader on the other
+# host, a file held open handed over, a volume-wide lock and unlock).
 #
 # Usage: tools/ci-tsan.sh [-b BUILD] [-o RESULTS]
 #   -b BUILD    build directory (default build-tsan; set up when missing:
@@ -64,6 +66,9 @@ TESTS=(
 	tests/integration/test_posix.py::test_concurrent_namespace_operations
 	tests/integration/test_posix.py::test_concurrent_appends_are_atomic
 	tests/integration/test_rotate.py::test_rotate_while_writer_and_reader_run
+	tests/integration/test_gluster.py::test_shared_fsx_while_the_other_host_reads
+	tests/integration/test_gluster.py::test_shared_file_held_open_is_handed_over
+	tests/integration/test_gluster.py::test_shared_unlock_of_one_tenant_while_all_are_locked
 )
 # halt_on_error=0: one report must not take the mount down under the test
 # (the verdict reads the logs; a daemon that reported also exits 66, which
