@@ -343,6 +343,15 @@ def reload(m, expect="configuration reloaded"):
         time.sleep(0.05)
 
 
+def add_acme(vol, other):
+    """Tenant acme (/bots/acme, a local key) in both hosts' configurations."""
+    (vol.backing / "bots" / "acme").mkdir(parents=True)
+    acme = ("[tenant.acme]\nprovider = local\nkey_file = %s\npaths = /bots/acme\n"
+            "enforce_from = 2020-01-01\n" % (vol.keydir / "acme.key"))
+    for v in (vol, other):
+        v.config.write_text(v.config.read_text() + acme)
+
+
 def test_shared_keyring_changes_reach_the_other_host(gvol):
     """Keyring changes made through one host reach the other (docs/SHARED.md):
     a KEK rotation and a destroyed version by ekmfs-rotate on host 1, and a
@@ -560,11 +569,7 @@ def test_shared_disable_and_cmk_change_reach_the_other_host(gvol):
     from conftest import ADMIN, ROTATE, run_cli
     from ondisk import header_tenant
     vol, other = gvol
-    (vol.backing / "bots" / "acme").mkdir(parents=True)
-    acme = ("[tenant.acme]\nprovider = local\nkey_file = %s\npaths = /bots/acme\n"
-            "enforce_from = 2020-01-01\n" % (vol.keydir / "acme.key"))
-    for v in (vol, other):
-        v.config.write_text(v.config.read_text() + acme)
+    add_acme(vol, other)
     a, b = mount_shared(vol), mount_shared(other)
     d1, d2 = vol.mnt / "bots" / "acme", other.mnt / "bots" / "acme"
     (d1 / "before").write_bytes(b"acme 1")
@@ -618,11 +623,7 @@ def test_shared_unlock_of_one_tenant_while_all_are_locked(gvol):
     (host 1 turns the mark of every tenant into marks of the still-locked
     ones); unlock through host 1 then opens everything on both."""
     vol, other = gvol
-    (vol.backing / "bots" / "acme").mkdir(parents=True)
-    acme = ("[tenant.acme]\nprovider = local\nkey_file = %s\npaths = /bots/acme\n"
-            "enforce_from = 2020-01-01\n" % (vol.keydir / "acme.key"))
-    for v in (vol, other):
-        v.config.write_text(v.config.read_text() + acme)
+    add_acme(vol, other)
     a, b = mount_shared(vol), mount_shared(other)
     (vol.mnt / "d").write_bytes(b"default")
     (vol.mnt / "bots" / "acme" / "t").write_bytes(b"acme")
