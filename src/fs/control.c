@@ -84,7 +84,7 @@ int efs_control_lock(struct efs_data *fs, const char *tenant, char *msg, size_t 
 	__atomic_fetch_add(&fs->lock_gen, 1, __ATOMIC_SEQ_CST);
 	/* A state is loaded only while a handle is open (or inside one
 	 * operation, which the lock generation catches). */
-	(void)efs_close_open_states(fs, false);
+	(void)efs_close_open_states(fs, false, NULL);
 	snprintf(msg, len, "locked %s: cached keys and open files' keys dropped",
 		 tenant ? tenant : "every tenant");
 	return 0;

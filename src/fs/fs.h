@@ -250,8 +250,9 @@ void efs_crypto_drop_if_unused(struct efs_data *fs, struct efs_inode *inode);
 /* Close the content state of open files as at a last release, and drop
  * the kernel's cached pages of them, so the next operation loads again:
  * every open file (ekmfs-admin lock), or with wanted_only the files whose
- * lease another host waits for (shared mode's recall). How many closed. */
-size_t efs_close_open_states(struct efs_data *fs, bool wanted_only);
+ * lease another host waits for (shared mode's recall). How many closed;
+ * *looked (may be NULL): how many open files were looked at. */
+size_t efs_close_open_states(struct efs_data *fs, bool wanted_only, size_t *looked);
 /* The environment content loads use (journal directory, settling). */
 void efs_content_env(struct efs_data *fs, const struct stat *st,
 		     struct ekmfs_content_env *env);
@@ -335,10 +336,12 @@ int efs_mtime_set(struct efs_inode *inode, int fd, int pathfd, const struct time
  * lease_fd: a lease on fd for a file whose inode is not known yet (-1 when
  * not shared, -errno), adopt: the in-use state takes it. held: without
  * ci_lock (a hint); wanted: another host waits for it (ci_lock held).
- * start/stop: the recaller, which every EFS_LEASE_POLL_MS lets go the
+ * start/stop: the recaller, which every EFS_LEASE_POLL_MS (or
+ * EFS_LEASE_POLL_US_PER_FILE per leased open file, when more) lets go the
  * leases others wait for (efs_close_open_states), and the invalidator,
  * which drops the kernel's pages of a recalled file (inval_later). */
 #define EFS_LEASE_POLL_MS 20
+#define EFS_LEASE_POLL_US_PER_FILE 500
 int efs_shared_lease_take(struct efs_data *fs, struct efs_istate *ist, int fd);
 void efs_shared_lease_drop(struct efs_istate *ist);
 int efs_shared_lease_fd(struct efs_data *fs, int fd);

@@ -818,11 +818,13 @@ static struct efs_inode **open_inodes(struct efs_data *fs, bool leased_only, siz
 	return list;
 }
 
-size_t efs_close_open_states(struct efs_data *fs, bool wanted_only)
+size_t efs_close_open_states(struct efs_data *fs, bool wanted_only, size_t *looked)
 {
 	size_t n, closed = 0;
 	struct efs_inode **list = open_inodes(fs, wanted_only, &n);
 
+	if (looked)
+		*looked = n;
 	for (size_t i = 0; i < n; i++) {
 		struct efs_inode *inode = list[i];
 		struct efs_istate *ist = inode->st;
