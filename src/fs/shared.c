@@ -149,7 +149,7 @@ static struct {
 	/* Inodes whose pages to drop again (the invalidator's queue). */
 	fuse_ino_t *inval;
 	size_t ninval, cap;
-	/* Leases recalled (for ekmfs-admin status and the tests). */
+	/* Leases recalled (ekmfs_lease_recalls_total). */
 	uint64_t recalls;
 } rc = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
@@ -171,7 +171,6 @@ static bool wait_tick(long ms)
 static void *recaller(void *arg)
 {
 	struct efs_data *fs = arg;
-
 	long ms = EFS_LEASE_POLL_MS;
 
 	/* One GETLK per leased open file per pass (a round trip to the

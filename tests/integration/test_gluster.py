@@ -7,7 +7,12 @@ the one line that names the holder, nothing mounted: the OFD lock on
 .ekmfs/mount.lock is held in GlusterFS's locks translator on the bricks,
 not in either client's kernel. A daemon killed with SIGKILL on client 1
 leaves a lock GlusterFS releases with its file, so client 2 mounts and
-recovers.
+recovers. Shared mode (docs/SHARED.md) on the same two clients:
+close-to-open, two writers on one file, fsx with a reader on the other
+host, a file held open handed over (lease recall), the volume-wide lock
+(also unlocking one tenant while all are locked), ekmfs-rotate while both
+write, keyring changes (KEK, retire, new tenant, disable, CMK change)
+reaching the other host, and a daemon killed mid-write.
 """
 import copy
 import errno
