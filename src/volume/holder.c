@@ -137,10 +137,12 @@ static struct flock whole_first_byte(short type)
 	return (struct flock){ .l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
 }
 
-/* 1: held by someone else, 0: free, -errno. */
-static int lock_held(int fd)
+/* Byte at of fd's file: 1 when locked by someone else (another open file
+ * description), 0 when free, -errno. */
+static int byte_held(int fd, off_t at)
 {
-	struct flock fl = whole_first_byte(F_WRLCK);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at,
+			    .l_len = 1 };
 
 	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
 		return -errno;
@@ -439,7 +441,7 @@ int ekmfs_volume_holder(int backing_fd, struct ekmfs_holder *h, bool *live, bool
 		return ret;
 	fd = lock_open(backing_fd, false);
 	if (fd >= 0) {
-		*live = lock_held(fd) == 1;
+		*live = byte_held(fd, 0) == 1;
 		close(fd);
 	}
 	if (!*live)
@@ -478,10 +480,5 @@ int ekmfs_file_lock_claim(int fd, off_t start, off_t len)
 
 int ekmfs_file_lease_wanted(int fd)
 {
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
-			    .l_start = EKMFS_FILE_LOCK_WANT, .l_len = 1 };
-
-	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
-		return -errno;
-	return fl.l_type != F_UNLCK;
+	return byte_held(fd, EKMFS_FILE_LOCK_WANT);
 }
