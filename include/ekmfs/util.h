@@ -59,6 +59,10 @@ long ekmfs_b64_decode(const char *in, uint8_t *out, size_t cap);
  * fails, and items is then unchanged and still valid. */
 void *ekmfs_grow(void *items, size_t *cap, size_t n, size_t size, size_t first);
 
+/* *until = now + ms on CLOCK_REALTIME: the deadline pthread_cond_timedwait
+ * takes (a condition variable's default clock). */
+void ekmfs_deadline_ms(struct timespec *until, long ms);
+
 /* RFC 3339 UTC ("2026-11-22T23:01:11Z") of t into out (>= 21 bytes). */
 void ekmfs_time_rfc3339(time_t t, char *out, size_t outlen);
 /* Parse a point in time: an RFC 3339 date-time YYYY-MM-DDTHH:MM[:SS[.frac]]

@@ -157,10 +157,7 @@ static bool wait_tick(long ms)
 {
 	struct timespec until;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += ms % 1000 * 1000000;
-	until.tv_sec += ms / 1000 + until.tv_nsec / 1000000000;
-	until.tv_nsec %= 1000000000;
+	ekmfs_deadline_ms(&until, ms);
 	pthread_mutex_lock(&rc.mu);
 	if (!rc.stop)
 		pthread_cond_timedwait(&rc.cv, &rc.mu, &until);

@@ -309,10 +309,7 @@ static void *poller(void *arg)
 	while (!sl.stop) {
 		struct timespec until;
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += (long)EFS_SHARED_POLL_MS % 1000 * 1000000;
-		until.tv_sec += EFS_SHARED_POLL_MS / 1000 + until.tv_nsec / 1000000000;
-		until.tv_nsec %= 1000000000;
+		ekmfs_deadline_ms(&until, EFS_SHARED_POLL_MS);
 		pthread_cond_timedwait(&sl.cv, &sl.mu, &until);
 		if (sl.stop)
 			break;

@@ -1,9 +1,11 @@
 /*
- * test_encoding.c - hex, base64 (RFC 4648 section 10 vectors) and RFC 3339.
+ * test_encoding.c - hex, base64 (RFC 4648 section 10 vectors), RFC 3339,
+ * and the deadlines of timed waits (ekmfs_deadline_ms).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "ekmfs/util.h"
@@ -138,11 +140,35 @@ static void test_time_parse(void)
 	parsed("2026-12-04 ", D, -EINVAL);
 }
 
+/* Nanoseconds from a to b. */
+static long long ns_between(const struct timespec *a, const struct timespec *b)
+{
+	return (b->tv_sec - a->tv_sec) * 1000000000LL + (b->tv_nsec - a->tv_nsec);
+}
+
+static void test_deadline(void)
+{
+	static const long ms[] = { 0, 1, 20, 999, 1000, 1500, 61001 };
+
+	for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		struct timespec before, until, after;
+
+		clock_gettime(CLOCK_REALTIME, &before);
+		ekmfs_deadline_ms(&until, ms[i]);
+		clock_gettime(CLOCK_REALTIME, &after);
+		/* Normalised, and ms after a moment between before and after. */
+		CHECK(until.tv_nsec >= 0 && until.tv_nsec < 1000000000L);
+		CHECK(ns_between(&before, &until) >= ms[i] * 1000000LL);
+		CHECK(ns_between(&after, &until) <= ms[i] * 1000000LL);
+	}
+}
+
 int main(void)
 {
 	RUN(test_hex);
 	RUN(test_base64_rfc4648);
 	RUN(test_rfc3339);
 	RUN(test_time_parse);
+	RUN(test_deadline);
 	return CHECK_DONE();
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ekmfs/util.h"
 #include "progress.h"
 #include "tool.h"
 
@@ -131,10 +132,7 @@ static void *progress_thread(void *arg)
 	while (!p->stop) {
 		struct timespec until;
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += (period_ms % 1000) * 1000000L;
-		until.tv_sec += period_ms / 1000 + until.tv_nsec / 1000000000L;
-		until.tv_nsec %= 1000000000L;
+		ekmfs_deadline_ms(&until, period_ms);
 		pthread_cond_timedwait(&p->cv, &p->mu, &until);
 		if (p->stop)
 			break;

@@ -24,6 +24,7 @@
 #include "ekmfs/holder.h"
 #include "ekmfs/io.h"
 #include "ekmfs/keyring.h"
+#include "ekmfs/util.h"
 #include "rotate.h"
 #include "tool.h"
 
@@ -65,8 +66,7 @@ static void *renewer(void *arg)
 	while (!lease.stop) {
 		struct timespec until;
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += RENEW_SECONDS;
+		ekmfs_deadline_ms(&until, RENEW_SECONDS * 1000L);
 		if (pthread_cond_timedwait(&lease.cv, &lease.mu, &until) == ETIMEDOUT &&
 		    !lease.stop) {
 			pthread_mutex_unlock(&lease.mu);
